@@ -1,0 +1,233 @@
+//! Wiring and lifetime of a running agent: [`run`] builds the sinks, their tasks and buffers,
+//! one tailer thread per source and the checkpoint writer, then drains them all on shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout_at};
+
+use crate::config::Config;
+use crate::metrics::{CheckpointMetrics, Metrics, MetricsSnapshot, add};
+use crate::pipeline::Router;
+use crate::pipeline::batcher::Batcher;
+use crate::pipeline::buffer::{self, BufferSender};
+use crate::pipeline::sink_task::SinkTask;
+use crate::sink::BuildError;
+use crate::source::SourceKind;
+use crate::source::checkpoint::{CheckpointError, CheckpointStore, LoadOutcome};
+use crate::source::tailer::{Control, Stopped, Tailer};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The checkpoint store could not be opened.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A sink could not be built.
+    #[error(transparent)]
+    Sink(#[from] BuildError),
+    /// A tailer thread could not be started.
+    #[error("starting source `{source_name}`: {error}")]
+    Spawn {
+        /// The source.
+        source_name: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// True when everything read was delivered and checkpointed within the shutdown timeout.
+    pub drained: bool,
+    /// The counters at the end.
+    pub metrics: MetricsSnapshot,
+}
+
+/// Runs the agent until `shutdown` completes, then drains: sources stop discovering and read
+/// their files to the current end, sinks deliver what they hold, checkpoints are written. All of
+/// it within `shutdown_timeout_ms`; past that, whatever is undelivered stays behind the
+/// checkpoint and is read again at the next start.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
+    let metrics = Arc::new(Metrics::new(
+        config.sources.keys().map(String::as_str),
+        config.sinks.keys().map(String::as_str),
+    ));
+    let (store, outcome) = CheckpointStore::open(&config.data_dir)?;
+    match &outcome {
+        LoadOutcome::FirstStart => {
+            tracing::info!(path = %store.path().display(), "no checkpoints yet: first start")
+        }
+        LoadOutcome::Loaded(n) => {
+            tracing::info!(path = %store.path().display(), files = n, "checkpoints loaded")
+        }
+        LoadOutcome::Corrupt { reason, moved_to } => tracing::error!(
+            path = %store.path().display(),
+            moved_to = %moved_to.as_ref().map_or("nowhere (move failed)".into(), |p| p.display().to_string()),
+            reason = %reason,
+            "checkpoint file unreadable; starting without checkpoints (files are read again from their start)"
+        ),
+    }
+    let store = Arc::new(store);
+    if config.api.is_some() {
+        tracing::warn!("api.address is set, but this build serves no HTTP API yet; ignoring it");
+    }
+
+    let mut senders: BTreeMap<&str, BufferSender> = BTreeMap::new();
+    let mut sink_ids: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut sink_tasks: Vec<JoinHandle<()>> = Vec::new();
+    for (id, (name, sink_config)) in config.sinks.iter().enumerate() {
+        let sink = sink_config.kind.build(name)?;
+        let sink_metrics = metrics.sink(name);
+        let (tx, rx) = buffer::channel(sink_config.common.buffer, Arc::clone(&sink_metrics));
+        let task = SinkTask {
+            id,
+            name: name.clone(),
+            sink,
+            buffer: rx,
+            batcher: Batcher::new(sink_config.common.batch),
+            batch_timeout: Duration::from_millis(sink_config.common.batch.timeout_ms),
+            retry: sink_config.common.retry,
+            store: Arc::clone(&store),
+            metrics: sink_metrics,
+            dead_letter_path: config
+                .data_dir
+                .join("dead_letter")
+                .join(format!("{name}.ndjson")),
+        };
+        sink_tasks.push(tokio::spawn(task.run()));
+        senders.insert(name, tx);
+        sink_ids.insert(name, id);
+    }
+
+    let runtime = tokio::runtime::Handle::current();
+    let mut controls: Vec<Arc<Control>> = Vec::new();
+    let mut tailers: Vec<JoinHandle<()>> = Vec::new();
+    for (name, source_config) in &config.sources {
+        let sink_names = config.sinks_of(name);
+        let router = Router::new(
+            sink_names
+                .iter()
+                .filter_map(|s| senders.get(s).cloned())
+                .collect(),
+        );
+        let ids = sink_names
+            .iter()
+            .filter_map(|s| sink_ids.get(s).copied())
+            .collect();
+        let SourceKind::File(file_config) = &source_config.kind;
+        let handle = runtime.clone();
+        let emit = move |chunk| handle.block_on(router.send(chunk)).map_err(|_| Stopped);
+        let (tailer, control) = Tailer::new(
+            name,
+            file_config.clone(),
+            ids,
+            Arc::clone(&store),
+            metrics.source(name),
+            emit,
+        );
+        controls.push(control);
+        let thread = std::thread::Builder::new()
+            .name(format!("tail-{name}"))
+            .spawn(move || tailer.run())
+            .map_err(|error| RunError::Spawn {
+                source_name: name.clone(),
+                error,
+            })?;
+        tailers.push(tokio::task::spawn_blocking(move || {
+            let _ = thread.join();
+        }));
+    }
+    // Only the routers hold senders from here on: when the tailers end, the sink tasks see
+    // their buffers close and finish.
+    let closers: Vec<BufferSender> = senders.values().cloned().collect();
+    drop(senders);
+
+    let checkpointer = {
+        let store = Arc::clone(&store);
+        let checkpoint_metrics = Arc::clone(&metrics.checkpoints);
+        let every = Duration::from_millis(config.checkpoint_interval_ms);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                persist(&store, &checkpoint_metrics).await;
+            }
+        })
+    };
+
+    shutdown.await;
+    let deadline = Instant::now() + Duration::from_millis(config.shutdown_timeout_ms);
+    tracing::info!(
+        timeout_ms = config.shutdown_timeout_ms,
+        "shutting down: reading files to their end and delivering"
+    );
+    for control in &controls {
+        control.drain();
+    }
+    let mut drained = timeout_at(deadline, join_all(tailers)).await.is_ok();
+    if !drained {
+        // Wake tailers blocked on full buffers: they stop with what they handed on so far.
+        for closer in &closers {
+            closer.close();
+        }
+    }
+    drop(closers);
+    if drained {
+        drained = timeout_at(deadline, join_all(sink_tasks.iter_mut()))
+            .await
+            .is_ok();
+    }
+    if !drained {
+        tracing::warn!(
+            "shutdown timeout reached; undelivered lines stay behind the checkpoints and are read again at the next start"
+        );
+        for task in &sink_tasks {
+            task.abort();
+        }
+    }
+    checkpointer.abort();
+    drained &= persist(&store, &metrics.checkpoints).await;
+    Ok(RunSummary {
+        drained,
+        metrics: metrics.snapshot(),
+    })
+}
+
+async fn join_all<T>(handles: impl IntoIterator<Item = T>)
+where
+    T: Future,
+{
+    for handle in handles {
+        handle.await;
+    }
+}
+
+/// Writes the checkpoints (on a blocking thread), counting and logging failures.
+/// Returns false when the write failed.
+async fn persist(store: &Arc<CheckpointStore>, metrics: &Arc<CheckpointMetrics>) -> bool {
+    let writer = Arc::clone(store);
+    match tokio::task::spawn_blocking(move || writer.persist()).await {
+        Ok(Ok(wrote)) => {
+            add(&metrics.writes, u64::from(wrote));
+            true
+        }
+        Ok(Err(e)) => {
+            add(&metrics.write_errors, 1);
+            tracing::error!(error = %e, "checkpoint write failed; will retry");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "checkpoint writer failed");
+            false
+        }
+    }
+}

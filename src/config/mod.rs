@@ -1,0 +1,511 @@
+//! The agent's configuration: YAML, `${VAR}` interpolated, every key checked.
+//!
+//! Loading goes text -> interpolation -> YAML document -> typed structs -> cross checks (inputs
+//! name sources, every source feeds a sink, ...). Unknown keys are rejected, and every error
+//! names the key at fault (`sinks.out.batch.max_events`) so it can be reported on one line.
+//! Sources and sinks are read through their `type` key into the tagged enums of [`crate::source`]
+//! and [`crate::sink`], which keeps the error path exact down to the variant's own keys.
+
+mod interpolate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_norway::{Mapping, Value};
+
+pub use interpolate::{InterpolationError, interpolate};
+
+use crate::sink::{SinkCommon, SinkConfig, SinkKind};
+use crate::source::{SourceConfig, SourceKind};
+
+/// Where the configuration is read from when neither `--config` nor `$LOG_AGENT_CONFIG` says.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/log-agent/agent.yaml";
+
+/// A configuration error, reported as one line naming the file, line or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `${...}` interpolation failed.
+    #[error("config {0}")]
+    Interpolation(#[from] InterpolationError),
+    /// The text is not YAML.
+    #[error("config: {0}")]
+    Syntax(String),
+    /// A key has a wrong value, is unknown, or is missing.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted path of the key (`sinks.out.batch`).
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An error about `key`.
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Where checkpoints (and dead-letter files) live.
+    pub data_dir: PathBuf,
+    /// Sources by name.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Sinks by name.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// The HTTP API (`/healthz`, `/readyz`, `/metrics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiConfig>,
+    /// How long SIGTERM may take to drain, deliver and checkpoint.
+    pub shutdown_timeout_ms: u64,
+    /// How often checkpoints are written while running.
+    pub checkpoint_interval_ms: u64,
+}
+
+/// The HTTP API's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub address: SocketAddr,
+}
+
+/// The top level as written, before sources and sinks are read by their `type`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    sources: BTreeMap<String, Value>,
+    sinks: BTreeMap<String, Value>,
+    #[serde(default)]
+    api: Option<ApiConfig>,
+    #[serde(default = "default_shutdown_timeout_ms")]
+    shutdown_timeout_ms: u64,
+    #[serde(default = "default_checkpoint_interval_ms")]
+    checkpoint_interval_ms: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/log-agent")
+}
+
+fn default_shutdown_timeout_ms() -> u64 {
+    20_000
+}
+
+fn default_checkpoint_interval_ms() -> u64 {
+    1_000
+}
+
+impl Config {
+    /// Reads, interpolates (from the process environment) and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        Config::from_yaml(&text, |name| std::env::var(name).ok(), &cwd)
+    }
+
+    /// Parses and checks a configuration text; relative paths are taken from `base_dir`.
+    pub fn from_yaml(
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+        base_dir: &Path,
+    ) -> Result<Config, ConfigError> {
+        let text = interpolate(text, lookup)?;
+        let raw: RawConfig = deserialize_at("", serde_norway::Deserializer::from_str(&text))?;
+        let sources = raw
+            .sources
+            .into_iter()
+            .map(|(name, value)| {
+                let key = format!("sources.{name}");
+                let config = read_source(&key, value, base_dir)?;
+                Ok((name, config))
+            })
+            .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+        let sinks = raw
+            .sinks
+            .into_iter()
+            .map(|(name, value)| {
+                let key = format!("sinks.{name}");
+                let config = read_sink(&key, value, base_dir)?;
+                Ok((name, config))
+            })
+            .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+        let config = Config {
+            data_dir: base_dir.join(raw.data_dir),
+            sources,
+            sinks,
+            api: raw.api,
+            shutdown_timeout_ms: raw.shutdown_timeout_ms,
+            checkpoint_interval_ms: raw.checkpoint_interval_ms,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The configuration as YAML, as `validate` prints it.
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    /// The cross-key checks that a single key's type cannot express.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.sources.is_empty() {
+            return Err(ConfigError::invalid(
+                "sources",
+                "at least one source is needed",
+            ));
+        }
+        if self.sinks.is_empty() {
+            return Err(ConfigError::invalid("sinks", "at least one sink is needed"));
+        }
+        if self.shutdown_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "shutdown_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.checkpoint_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "checkpoint_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        for name in self.sources.keys().chain(self.sinks.keys()) {
+            if !is_component_name(name) {
+                return Err(ConfigError::invalid(
+                    name.as_str(),
+                    "names use only letters, digits, `_` and `-`",
+                ));
+            }
+        }
+        let mut fed = BTreeSet::new();
+        for (name, sink) in &self.sinks {
+            for input in &sink.common.inputs {
+                if !self.sources.contains_key(input) {
+                    return Err(ConfigError::invalid(
+                        format!("sinks.{name}.inputs"),
+                        format!("unknown source `{input}`"),
+                    ));
+                }
+                fed.insert(input.as_str());
+            }
+        }
+        if let Some(unfed) = self.sources.keys().find(|s| !fed.contains(s.as_str())) {
+            return Err(ConfigError::invalid(
+                format!("sources.{unfed}"),
+                "is not an input of any sink",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Names of the sinks that take `source` as an input, in name order.
+    pub fn sinks_of(&self, source: &str) -> Vec<&str> {
+        self.sinks
+            .iter()
+            .filter(|(_, sink)| sink.common.inputs.iter().any(|i| i == source))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+fn is_component_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Deserializes `T`, turning a failure into an error naming the dotted key under `prefix`.
+pub(crate) fn deserialize_at<'de, T, D>(prefix: &str, deserializer: D) -> Result<T, ConfigError>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let mut inner = err.path().to_string();
+        // serde_path_to_error says `.` for the root and `?` when it lost track of the path.
+        if inner == "." || inner == "?" {
+            inner.clear();
+        }
+        let key = match (prefix.is_empty(), inner.is_empty()) {
+            (_, true) => prefix.to_owned(),
+            (true, false) => inner.clone(),
+            (false, false) => format!("{prefix}.{inner}"),
+        };
+        let mut message = err.into_inner().to_string();
+        // The YAML error may repeat the path the key already names.
+        if let Some(rest) = message.strip_prefix(&format!("{inner}: ")) {
+            message = rest.to_owned();
+        }
+        if key.is_empty() {
+            ConfigError::Syntax(message)
+        } else {
+            ConfigError::invalid(key, message)
+        }
+    })
+}
+
+/// Deserializes `T` from a YAML value found at `key`.
+pub(crate) fn from_value<T: DeserializeOwned>(key: &str, value: Value) -> Result<T, ConfigError> {
+    deserialize_at(key, value)
+}
+
+/// Splits a component's mapping into its `type` and the rest.
+fn take_type(key: &str, value: Value) -> Result<(String, Mapping), ConfigError> {
+    let Value::Mapping(mut map) = value else {
+        return Err(ConfigError::invalid(
+            key,
+            "expected a mapping with a `type` key",
+        ));
+    };
+    match map.remove("type") {
+        Some(Value::String(kind)) => Ok((kind, map)),
+        Some(_) => Err(ConfigError::invalid(
+            format!("{key}.type"),
+            "expected a string",
+        )),
+        None => Err(ConfigError::invalid(format!("{key}.type"), "missing")),
+    }
+}
+
+fn read_source(key: &str, value: Value, base_dir: &Path) -> Result<SourceConfig, ConfigError> {
+    let (kind, rest) = take_type(key, value)?;
+    let kind = SourceKind::from_parts(key, &kind, rest)?;
+    let config = SourceConfig { kind };
+    config.resolve(key, base_dir)
+}
+
+fn read_sink(key: &str, value: Value, base_dir: &Path) -> Result<SinkConfig, ConfigError> {
+    let (kind, mut rest) = take_type(key, value)?;
+    let mut common = Mapping::new();
+    for field in SinkCommon::FIELDS {
+        if let Some(v) = rest.remove(*field) {
+            common.insert(Value::String((*field).to_owned()), v);
+        }
+    }
+    let common: SinkCommon = from_value(key, Value::Mapping(common))?;
+    common.check(key)?;
+    let kind = SinkKind::from_parts(key, &kind, rest)?;
+    let config = SinkConfig { common, kind };
+    config.resolve(key, base_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "
+data_dir: /tmp/la
+sources:
+  app:
+    type: file
+    include: [\"/logs/*.log\"]
+sinks:
+  out:
+    type: file
+    inputs: [app]
+    path: /tmp/out.ndjson
+";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| (name == "DIR").then(|| "/from-env".to_owned());
+        Config::from_yaml(text, env, Path::new("/base"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/la"));
+        assert_eq!(config.shutdown_timeout_ms, 20_000);
+        let sink = &config.sinks["out"];
+        assert_eq!(sink.common.batch.max_events, 1000);
+        assert_eq!(sink.common.buffer.max_events, 10_000);
+        assert_eq!(config.sinks_of("app"), vec!["out"]);
+        let printed = config.to_yaml();
+        assert!(printed.contains("max_line_bytes: 1048576"), "{printed}");
+        // What validate prints parses back to the same configuration.
+        let again = parse(&printed).unwrap();
+        assert_eq!(again.to_yaml(), printed);
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_base_dir() {
+        let text = MINIMAL
+            .replace("/tmp/la", "state")
+            .replace("/logs/*.log", "logs/*.log")
+            .replace("/tmp/out.ndjson", "out/x.ndjson");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/base/state"));
+        let SourceKind::File(file) = &config.sources["app"].kind;
+        assert_eq!(file.include, vec!["/base/logs/*.log".to_owned()]);
+        let printed = config.to_yaml();
+        assert!(printed.contains("/base/out/x.ndjson"), "{printed}");
+    }
+
+    #[test]
+    fn interpolates_environment() {
+        let config = parse(&MINIMAL.replace("/tmp/la", "${DIR}/data")).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from-env/data"));
+        let config = parse(&MINIMAL.replace("/tmp/la", "${NOPE:-/dflt}")).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/dflt"));
+    }
+
+    /// (edit applied to MINIMAL, the key the error must name)
+    const BAD: &[(&str, &str, &str)] = &[
+        ("data_dir: /tmp/la", "data_dirr: /tmp/la", "data_dirr"),
+        (
+            "    path: /tmp/out.ndjson",
+            "    path: /tmp/out.ndjson\n    colour: red",
+            "sinks.out.colour",
+        ),
+        ("    inputs: [app]", "    inputs: [ap]", "sinks.out.inputs"),
+        ("    inputs: [app]", "    inputs: []", "sinks.out.inputs"),
+        (
+            "    type: file\n    inputs",
+            "    type: kafkaa\n    inputs",
+            "sinks.out.type",
+        ),
+        (
+            "    type: file\n    include",
+            "    type: socket\n    include",
+            "sources.app.type",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: []",
+            "sources.app.include",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/logs/[.log\"]",
+            "sources.app.include",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    format: xml",
+            "sources.app.format",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    max_line_bytes: 0",
+            "sources.app.max_line_bytes",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    read_from: middle",
+            "sources.app.read_from",
+        ),
+        (
+            "    path: /tmp/out.ndjson",
+            "    path: /tmp/o\n    batch: { max_events: lots }",
+            "sinks.out.batch.max_events",
+        ),
+        (
+            "    path: /tmp/out.ndjson",
+            "    path: /tmp/o\n    batch: { max_events: 0 }",
+            "sinks.out.batch.max_events",
+        ),
+        (
+            "    path: /tmp/out.ndjson",
+            "    path: /tmp/o\n    buffer: { when_full: explode }",
+            "sinks.out.buffer.when_full",
+        ),
+        (
+            "    path: /tmp/out.ndjson",
+            "    path: /tmp/o\n    encoding: xml",
+            "sinks.out.encoding",
+        ),
+        (
+            "    path: /tmp/out.ndjson",
+            "    encoding: json",
+            "sinks.out",
+        ),
+        ("  app:\n", "  bad name:\n", "bad name"),
+        (
+            "data_dir: /tmp/la",
+            "data_dir: /tmp/la\napi: { address: nowhere }",
+            "api.address",
+        ),
+        (
+            "data_dir: /tmp/la",
+            "data_dir: /tmp/la\nshutdown_timeout_ms: -1",
+            "shutdown_timeout_ms",
+        ),
+    ];
+
+    #[test]
+    fn errors_name_the_key() {
+        for (from, to, key) in BAD {
+            assert!(MINIMAL.contains(from), "bad case: {from}");
+            let text = MINIMAL.replacen(from, to, 1);
+            match parse(&text) {
+                Err(ConfigError::Invalid { key: got, message }) => {
+                    assert_eq!(&got, key, "{to}: {message}");
+                }
+                other => panic!("{to}: expected an error about {key}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_source_without_a_sink_is_an_error() {
+        let text = MINIMAL.replace(
+            "sinks:",
+            "  lonely:\n    type: file\n    include: [\"/x/*\"]\nsinks:",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config key `sources.lonely`: is not an input of any sink"
+        );
+    }
+
+    #[test]
+    fn syntax_and_interpolation_errors_are_one_line() {
+        let cases = [
+            (
+                "sources: {app: [1,",
+                "config key `sources.app`: did not find expected node content at line 2",
+            ),
+            (
+                "data_dir: b: c",
+                "config: mapping values are not allowed in this context at line 1",
+            ),
+            ("sources: [unclosed]", "config key `sources`: invalid type"),
+            (
+                "data_dir: ${UNSET}\n",
+                "config line 1: environment variable `UNSET` is not set",
+            ),
+            ("", "config: "),
+        ];
+        for (text, prefix) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with(prefix), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+}

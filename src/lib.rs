@@ -1,0 +1,29 @@
+//! log-agent: tails log files and ships every line, at least once, to pluggable sinks.
+//!
+//! # Layout
+//!
+//! - [`config`]: the YAML configuration, `${VAR}` interpolation and every check on it.
+//! - [`event`]: the [`event::Chunk`]s of [`event::Event`]s that flow from sources to sinks.
+//! - [`source`]: the file tailer: discovery, `notify` watcher, reading, line framing,
+//!   fingerprints and the checkpoint store that acks advance.
+//! - [`parse`]: pure parsers that turn lines into structured events (`raw`, `json`).
+//! - [`pipeline`]: routing, per-sink bounded buffers, batching, retries with backoff, acks.
+//! - [`sink`]: the [`sink::Sink`] trait, the tagged sink config enum that builds sinks, one file
+//!   per sink (`file`, `stdout`, `blackhole`) and the event encodings.
+//! - [`metrics`]: counters per source and per sink.
+//! - [`agent`]: [`run`], which wires all of the above and drains it on shutdown.
+//!
+//! The binary (`src/main.rs`) is only the command line around [`run`]; tests call [`run`]
+//! in-process with a shutdown future of their own.
+
+pub mod agent;
+pub mod config;
+pub mod event;
+pub mod metrics;
+pub mod parse;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+
+pub use agent::{RunError, RunSummary, run};
+pub use config::Config;

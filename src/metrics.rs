@@ -1,0 +1,190 @@
+//! Counters the agent keeps about itself.
+//!
+//! Plain atomics, bumped once per chunk or per batch (never per line), grouped per source and per
+//! sink. [`Metrics::snapshot`] copies them out, for tests, the shutdown summary and an exporter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// Counters of one source.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    /// Events read and framed.
+    pub events_in: AtomicU64,
+    /// Bytes read from files.
+    pub bytes_in: AtomicU64,
+    /// Lines cut at `max_line_bytes`.
+    pub truncated_lines: AtomicU64,
+    /// Lines that were not valid UTF-8.
+    pub invalid_utf8_lines: AtomicU64,
+    /// Lines that failed to parse with the source's format.
+    pub parse_errors: AtomicU64,
+    /// Files currently open.
+    pub open_files: AtomicU64,
+    /// Files read from offset 0 again because they were truncated or rewritten in place.
+    pub truncations: AtomicU64,
+    /// Errors opening, reading or stat-ing files.
+    pub read_errors: AtomicU64,
+}
+
+/// Counters of one sink.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    /// Events delivered.
+    pub events_out: AtomicU64,
+    /// Encoded bytes delivered.
+    pub bytes_out: AtomicU64,
+    /// Batches delivered.
+    pub batches: AtomicU64,
+    /// Failed delivery attempts.
+    pub errors: AtomicU64,
+    /// Delivery attempts that were retries.
+    pub retries: AtomicU64,
+    /// Events dropped by `when_full: drop_newest`.
+    pub dropped_buffer_full: AtomicU64,
+    /// Events that failed permanently and went to the dead-letter file.
+    pub dead_lettered: AtomicU64,
+    /// Events waiting in the sink's buffer or in its batch in flight.
+    pub buffered_events: AtomicU64,
+}
+
+/// Counters of the checkpoint store.
+#[derive(Debug, Default)]
+pub struct CheckpointMetrics {
+    /// Checkpoint files written.
+    pub writes: AtomicU64,
+    /// Checkpoint writes that failed.
+    pub write_errors: AtomicU64,
+}
+
+/// Every counter of one running agent.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sources: BTreeMap<String, Arc<SourceMetrics>>,
+    sinks: BTreeMap<String, Arc<SinkMetrics>>,
+    /// Checkpoint store counters.
+    pub checkpoints: Arc<CheckpointMetrics>,
+}
+
+impl Metrics {
+    /// Counters for the named sources and sinks.
+    pub fn new<'a>(
+        sources: impl IntoIterator<Item = &'a str>,
+        sinks: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        Metrics {
+            sources: sources
+                .into_iter()
+                .map(|n| (n.to_owned(), Arc::default()))
+                .collect(),
+            sinks: sinks
+                .into_iter()
+                .map(|n| (n.to_owned(), Arc::default()))
+                .collect(),
+            checkpoints: Arc::default(),
+        }
+    }
+
+    /// The counters of source `name` (fresh ones for a name not given to [`Metrics::new`]).
+    pub fn source(&self, name: &str) -> Arc<SourceMetrics> {
+        self.sources.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The counters of sink `name` (fresh ones for a name not given to [`Metrics::new`]).
+    pub fn sink(&self, name: &str) -> Arc<SinkMetrics> {
+        self.sinks.get(name).cloned().unwrap_or_default()
+    }
+
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            sources: self
+                .sources
+                .iter()
+                .map(|(name, m)| {
+                    let s = SourceSnapshot {
+                        events_in: get(&m.events_in),
+                        bytes_in: get(&m.bytes_in),
+                        truncated_lines: get(&m.truncated_lines),
+                        invalid_utf8_lines: get(&m.invalid_utf8_lines),
+                        parse_errors: get(&m.parse_errors),
+                        open_files: get(&m.open_files),
+                        truncations: get(&m.truncations),
+                        read_errors: get(&m.read_errors),
+                    };
+                    (name.clone(), s)
+                })
+                .collect(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|(name, m)| {
+                    let s = SinkSnapshot {
+                        events_out: get(&m.events_out),
+                        bytes_out: get(&m.bytes_out),
+                        batches: get(&m.batches),
+                        errors: get(&m.errors),
+                        retries: get(&m.retries),
+                        dropped_buffer_full: get(&m.dropped_buffer_full),
+                        dead_lettered: get(&m.dead_lettered),
+                        buffered_events: get(&m.buffered_events),
+                    };
+                    (name.clone(), s)
+                })
+                .collect(),
+            checkpoint_writes: get(&self.checkpoints.writes),
+            checkpoint_write_errors: get(&self.checkpoints.write_errors),
+        }
+    }
+}
+
+/// Values of a source's counters at one moment.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SourceSnapshot {
+    pub events_in: u64,
+    pub bytes_in: u64,
+    pub truncated_lines: u64,
+    pub invalid_utf8_lines: u64,
+    pub parse_errors: u64,
+    pub open_files: u64,
+    pub truncations: u64,
+    pub read_errors: u64,
+}
+
+/// Values of a sink's counters at one moment.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SinkSnapshot {
+    pub events_out: u64,
+    pub bytes_out: u64,
+    pub batches: u64,
+    pub errors: u64,
+    pub retries: u64,
+    pub dropped_buffer_full: u64,
+    pub dead_lettered: u64,
+    pub buffered_events: u64,
+}
+
+/// Values of every counter at one moment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Per source, by name.
+    pub sources: BTreeMap<String, SourceSnapshot>,
+    /// Per sink, by name.
+    pub sinks: BTreeMap<String, SinkSnapshot>,
+    /// Checkpoint files written.
+    pub checkpoint_writes: u64,
+    /// Checkpoint writes that failed.
+    pub checkpoint_write_errors: u64,
+}

@@ -1,0 +1,261 @@
+//! Batching: chunks in, batches of at most `max_events` events and `max_bytes` message bytes out.
+//!
+//! A batch refers to ranges of shared chunks (no event is copied); a chunk larger than what a
+//! batch has room for is spread over several batches. A batch that is not full is closed by
+//! `timeout_ms` counted from its first event, which the sink task enforces.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+use crate::event::{Chunk, Event};
+
+/// `batch:` settings of a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// A batch is sent once it has this many events.
+    pub max_events: usize,
+    /// ...or this many bytes of messages.
+    pub max_bytes: usize,
+    /// ...or once its first event has waited this long.
+    pub timeout_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: 1000,
+            max_bytes: 1024 * 1024,
+            timeout_ms: 200,
+        }
+    }
+}
+
+impl BatchConfig {
+    /// Checks the values; `key` is the sink's.
+    pub fn check(&self, key: &str) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("max_events", self.max_events),
+            ("max_bytes", self.max_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.batch.{field}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Events of one chunk that belong to a batch.
+#[derive(Debug, Clone)]
+pub struct BatchPart {
+    /// The chunk.
+    pub chunk: Arc<Chunk>,
+    /// Which of its events.
+    pub range: Range<usize>,
+}
+
+/// What a sink delivers at once: ranges of chunks, in the order they were read.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The parts, in order.
+    pub parts: Vec<BatchPart>,
+    /// Number of events.
+    pub events: usize,
+    /// Bytes of messages.
+    pub bytes: usize,
+}
+
+impl Batch {
+    /// Every event with the chunk it belongs to, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Chunk, &Event)> {
+        self.parts.iter().flat_map(|part| {
+            part.chunk.events[part.range.clone()]
+                .iter()
+                .map(move |event| (&*part.chunk, event))
+        })
+    }
+
+    /// True when the batch holds no part at all (not even an empty chunk to ack).
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}
+
+/// Cuts a stream of chunks into batches.
+#[derive(Debug)]
+pub struct Batcher {
+    config: BatchConfig,
+    current: Batch,
+    /// A chunk being spread over batches, and the index of its first event not yet batched.
+    pending: Option<(Arc<Chunk>, usize)>,
+}
+
+impl Batcher {
+    /// A batcher with the given limits.
+    pub fn new(config: BatchConfig) -> Self {
+        Batcher {
+            config,
+            current: Batch::default(),
+            pending: None,
+        }
+    }
+
+    /// True when a chunk is still being spread: call [`Batcher::next_full`] before pushing.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Takes in a chunk. Call [`Batcher::next_full`] until it returns `None` before the next
+    /// push.
+    pub fn push(&mut self, chunk: Arc<Chunk>) {
+        debug_assert!(self.pending.is_none());
+        self.pending = Some((chunk, 0));
+    }
+
+    /// Moves pending events into the current batch and returns it when it is full.
+    pub fn next_full(&mut self) -> Option<Batch> {
+        let (chunk, start) = self.pending.take()?;
+        let total = chunk.events.len();
+        let room_events = self.config.max_events - self.current.events;
+        let mut end = start;
+        let mut bytes = 0;
+        while end < total && end - start < room_events {
+            let len = chunk.events[end].message.len();
+            if self.current.bytes + bytes + len > self.config.max_bytes
+                && self.current.events + (end - start) > 0
+            {
+                break;
+            }
+            bytes += len;
+            end += 1;
+        }
+        if end > start || total == 0 {
+            self.current.parts.push(BatchPart {
+                chunk: Arc::clone(&chunk),
+                range: start..end,
+            });
+            self.current.events += end - start;
+            self.current.bytes += bytes;
+        }
+        let full = end < total
+            || self.current.events >= self.config.max_events
+            || self.current.bytes >= self.config.max_bytes;
+        if end < total {
+            self.pending = Some((chunk, end));
+        }
+        full.then(|| self.take())
+    }
+
+    /// Events in the current, not yet full, batch.
+    pub fn current_events(&self) -> usize {
+        self.current.events
+    }
+
+    /// True when nothing at all waits in the current batch.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    /// Takes the current batch, full or not.
+    pub fn take(&mut self) -> Batch {
+        std::mem::take(&mut self.current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventFlags, FileMeta};
+    use bytes::Bytes;
+
+    fn chunk(sizes: &[usize]) -> Arc<Chunk> {
+        let events = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Event {
+                message: Bytes::from(vec![b'x'; size]),
+                offset: i as u64 * 100,
+                flags: EventFlags::default(),
+                fields: None,
+                parse_error: None,
+            })
+            .collect();
+        Arc::new(Chunk {
+            file: Arc::new(FileMeta::new(1, "s", "/p")),
+            read_time: "t".into(),
+            events,
+            end_offset: sizes.len() as u64 * 100,
+        })
+    }
+
+    /// Feeds the chunks, then takes the last batch; returns each batch's event count.
+    fn batch_sizes(config: BatchConfig, chunks: &[&[usize]]) -> Vec<usize> {
+        let mut batcher = Batcher::new(config);
+        let mut sizes = Vec::new();
+        for sizes_of_chunk in chunks {
+            batcher.push(chunk(sizes_of_chunk));
+            while let Some(batch) = batcher.next_full() {
+                sizes.push(batch.events);
+            }
+            assert!(!batcher.has_pending());
+        }
+        if !batcher.is_empty() {
+            sizes.push(batcher.take().events);
+        }
+        sizes
+    }
+
+    #[test]
+    fn batches_table() {
+        let config = |max_events, max_bytes| BatchConfig {
+            max_events,
+            max_bytes,
+            timeout_ms: 10,
+        };
+        // (config, chunks as message sizes, expected events per batch)
+        type Case = (BatchConfig, &'static [&'static [usize]], &'static [usize]);
+        let cases: &[Case] = &[
+            (config(3, 1000), &[&[1, 1, 1, 1, 1, 1, 1]], &[3, 3, 1]),
+            (config(3, 1000), &[&[1], &[1], &[1], &[1]], &[3, 1]),
+            (config(10, 5), &[&[2, 2, 2, 2]], &[2, 2]),
+            // One event larger than max_bytes still goes, alone.
+            (config(10, 5), &[&[9, 1]], &[1, 1]),
+            (config(10, 5), &[&[1, 9]], &[1, 1]),
+            (config(10, 1000), &[&[1, 1], &[], &[1]], &[3]),
+            (config(1, 1000), &[&[1, 1, 1]], &[1, 1, 1]),
+        ];
+        for (config, chunks, want) in cases {
+            assert_eq!(&batch_sizes(*config, chunks), want, "{config:?} {chunks:?}");
+        }
+    }
+
+    #[test]
+    fn events_keep_their_order_and_empty_chunks_are_carried_for_acks() {
+        let mut batcher = Batcher::new(BatchConfig {
+            max_events: 2,
+            max_bytes: 1000,
+            timeout_ms: 10,
+        });
+        let mut offsets = Vec::new();
+        let mut parts = 0;
+        for sizes in [&[1usize, 1, 1][..], &[][..], &[1][..]] {
+            batcher.push(chunk(sizes));
+            while let Some(batch) = batcher.next_full() {
+                offsets.extend(batch.iter().map(|(_, e)| e.offset));
+                parts += batch.parts.len();
+            }
+        }
+        let last = batcher.take();
+        offsets.extend(last.iter().map(|(_, e)| e.offset));
+        parts += last.parts.len();
+        assert_eq!(offsets, vec![0, 100, 200, 0]);
+        assert_eq!(parts, 4, "the empty chunk is a part of its own");
+    }
+}

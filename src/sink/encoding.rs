@@ -1,0 +1,295 @@
+//! Encoding batches into bytes: NDJSON events (`json`) or bare messages (`text`).
+//!
+//! The JSON encoder writes straight into one output buffer per batch, with the strings every
+//! event of a file shares (`file`, `source`, the id's stem) escaped once per file in
+//! [`FileMeta`], so the per-event work is escaping the message and formatting two integers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Chunk, Event, FileMeta};
+use crate::pipeline::batcher::Batch;
+
+/// How a sink writes events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// One JSON object per line (NDJSON).
+    #[default]
+    Json,
+    /// The message only, one per line.
+    Text,
+}
+
+/// Keys the agent sets on every event; a parsed object's own keys of these names give way.
+const AGENT_KEYS: [&str; 4] = ["file", "offset", "source", "id"];
+
+/// Appends every event of `batch`, each followed by a newline.
+pub fn encode_batch(encoding: Encoding, batch: &Batch, out: &mut Vec<u8>) {
+    for part in &batch.parts {
+        for event in &part.chunk.events[part.range.clone()] {
+            match encoding {
+                Encoding::Json => encode_json(&part.chunk, event, out),
+                Encoding::Text => {
+                    out.extend_from_slice(&event.message);
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+}
+
+/// Appends one event as a JSON object and a newline.
+pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
+    out.push(b'{');
+    let mut has_timestamp = false;
+    match &event.fields {
+        Some(fields) => {
+            let mut first = true;
+            for (key, value) in fields.iter() {
+                if AGENT_KEYS.contains(&key.as_str()) {
+                    continue;
+                }
+                has_timestamp |= key == "timestamp";
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_json_str(out, key.as_bytes());
+                out.push(b':');
+                // Writing a Value into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+            if !first {
+                out.push(b',');
+            }
+        }
+        None => {
+            out.extend_from_slice(b"\"message\":");
+            write_message(out, event);
+            out.push(b',');
+        }
+    }
+    if !has_timestamp {
+        out.extend_from_slice(b"\"timestamp\":\"");
+        out.extend_from_slice(chunk.read_time.as_bytes());
+        out.extend_from_slice(b"\",");
+    }
+    let meta: &FileMeta = &chunk.file;
+    out.extend_from_slice(meta.json_fields.as_bytes());
+    let mut digits = itoa::Buffer::new();
+    let offset = digits.format(event.offset).as_bytes();
+    out.extend_from_slice(offset);
+    out.extend_from_slice(meta.json_id_stem.as_bytes());
+    out.extend_from_slice(offset);
+    out.push(b'"');
+    if event.flags.truncated {
+        out.extend_from_slice(b",\"truncated\":true");
+    }
+    if event.flags.invalid_utf8 {
+        out.extend_from_slice(b",\"invalid_utf8\":true");
+    }
+    if let Some(error) = &event.parse_error {
+        out.extend_from_slice(b",\"parse_error\":");
+        write_json_str(out, error.as_bytes());
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_message(out: &mut Vec<u8>, event: &Event) {
+    if event.flags.invalid_utf8 {
+        write_json_str(out, String::from_utf8_lossy(&event.message).as_bytes());
+    } else {
+        write_json_str(out, &event.message);
+    }
+}
+
+/// What each byte needs inside a JSON string: 0 nothing, `u` a `\u00XX` escape, else the letter
+/// after a backslash.
+static ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Appends `text` (valid UTF-8) as a quoted, escaped JSON string.
+pub fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &byte) in text.iter().enumerate() {
+        let escape = ESCAPES[byte as usize];
+        if escape == 0 {
+            continue;
+        }
+        out.extend_from_slice(&text[start..i]);
+        if escape == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(byte >> 4) as usize]);
+            out.push(HEX[(byte & 0xf) as usize]);
+        } else {
+            out.push(b'\\');
+            out.push(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&text[start..]);
+    out.push(b'"');
+}
+
+/// A JSON string literal of `text`.
+pub fn json_string(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    write_json_str(&mut out, text.as_bytes());
+    // Escaping valid UTF-8 yields valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventFlags;
+    use crate::pipeline::batcher::BatchPart;
+    use bytes::Bytes;
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+
+    fn chunk(events: Vec<Event>) -> Arc<Chunk> {
+        Arc::new(Chunk {
+            file: Arc::new(FileMeta::new(0xab, "app", "/logs/a \"b\".log")),
+            read_time: "2026-11-25T04:00:00.000000Z".into(),
+            events,
+            end_offset: 1000,
+        })
+    }
+
+    fn event(message: &[u8], offset: u64) -> Event {
+        Event {
+            message: Bytes::copy_from_slice(message),
+            offset,
+            flags: EventFlags::default(),
+            fields: None,
+            parse_error: None,
+        }
+    }
+
+    fn encode_one(event: Event) -> Value {
+        let chunk = chunk(vec![event]);
+        let mut out = Vec::new();
+        encode_json(&chunk, &chunk.events[0], &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn raw_event_has_the_contract_keys() {
+        let got = encode_one(event(b"GET /x \"q\"\t\\ \x01", 42));
+        assert_eq!(
+            got,
+            json!({
+                "message": "GET /x \"q\"\t\\ \u{1}",
+                "timestamp": "2026-11-25T04:00:00.000000Z",
+                "file": "/logs/a \"b\".log",
+                "source": "app",
+                "offset": 42,
+                "id": "00000000000000ab-42",
+            })
+        );
+    }
+
+    #[test]
+    fn flags_and_parse_errors_are_keys() {
+        let mut e = event(b"caf\xff", 0);
+        e.flags = EventFlags {
+            truncated: true,
+            invalid_utf8: true,
+        };
+        e.parse_error = Some("invalid JSON: eof".into());
+        let got = encode_one(e);
+        assert_eq!(got["message"], json!("caf\u{fffd}"));
+        assert_eq!(got["truncated"], json!(true));
+        assert_eq!(got["invalid_utf8"], json!(true));
+        assert_eq!(got["parse_error"], json!("invalid JSON: eof"));
+    }
+
+    #[test]
+    fn parsed_fields_sit_at_the_top_level() {
+        let cases = [
+            // (object, expected subset, expected timestamp)
+            (
+                json!({"level": "warn", "status": 404}),
+                json!({"level": "warn", "status": 404}),
+                "2026-11-25T04:00:00.000000Z",
+            ),
+            (
+                json!({"timestamp": "2020-01-01T00:00:00Z"}),
+                json!({}),
+                "2020-01-01T00:00:00Z",
+            ),
+            // The agent's keys win over the object's own.
+            (
+                json!({"file": "spoofed", "id": 1, "msg": "m"}),
+                json!({"file": "/logs/a \"b\".log", "msg": "m"}),
+                "2026-11-25T04:00:00.000000Z",
+            ),
+            (
+                json!({}),
+                json!({"offset": 7}),
+                "2026-11-25T04:00:00.000000Z",
+            ),
+        ];
+        for (object, subset, timestamp) in cases {
+            let mut e = event(b"ignored", 7);
+            let Value::Object(map) = object.clone() else {
+                unreachable!()
+            };
+            e.fields = Some(Box::new(map));
+            let got = encode_one(e);
+            for (key, value) in subset.as_object().unwrap() {
+                assert_eq!(&got[key], value, "{object}: {key}");
+            }
+            assert_eq!(got["timestamp"], json!(timestamp), "{object}");
+            assert!(got.get("message").is_none(), "{object}");
+            assert_eq!(got["id"], json!("00000000000000ab-7"));
+        }
+    }
+
+    #[test]
+    fn text_encoding_is_the_message_per_line() {
+        let chunk = chunk(vec![event(b"one", 0), event(b"two", 4)]);
+        let batch = Batch {
+            parts: vec![BatchPart {
+                chunk: Arc::clone(&chunk),
+                range: 0..2,
+            }],
+            events: 2,
+            bytes: 6,
+        };
+        let mut out = Vec::new();
+        encode_batch(Encoding::Text, &batch, &mut out);
+        assert_eq!(out, b"one\ntwo\n");
+        out.clear();
+        encode_batch(Encoding::Json, &batch, &mut out);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2);
+    }
+
+    #[test]
+    fn every_control_byte_is_escaped() {
+        for byte in 0u8..0x20 {
+            let s = json_string(std::str::from_utf8(&[byte]).unwrap());
+            let back: String = serde_json::from_str(&s).unwrap();
+            assert_eq!(back.as_bytes(), [byte]);
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `type: file`: append events to a file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::encoding::{Encoding, encode_batch};
+use super::{BoxFuture, Sink, SinkError};
+use crate::pipeline::batcher::Batch;
+
+/// Settings of a `type: file` sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file to append to; created if missing (its directory is not).
+    pub path: PathBuf,
+    /// How events are written.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// fsync after every batch, so that acked lines survive a power loss too (slower).
+    #[serde(default)]
+    pub fsync: bool,
+}
+
+/// Appends batches to a file; a failed write is rolled back so a retry does not duplicate it.
+pub struct FileSink {
+    name: String,
+    config: FileSinkConfig,
+    /// The open file and the reusable encode buffer; both travel to the blocking thread.
+    state: Option<(Option<File>, Vec<u8>)>,
+}
+
+impl FileSink {
+    /// A sink that opens `config.path` at its first delivery.
+    pub fn new(name: &str, config: FileSinkConfig) -> Self {
+        FileSink {
+            name: name.to_owned(),
+            config,
+            state: Some((None, Vec::new())),
+        }
+    }
+}
+
+fn open_append(path: &PathBuf) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Appends `bytes` whole or not at all (as far as the filesystem lets us undo a partial write).
+fn append(file: &File, bytes: &[u8], fsync: bool) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    let mut writer = file;
+    let result =
+        writer
+            .write_all(bytes)
+            .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
+    if result.is_err() {
+        let _ = file.set_len(before);
+    }
+    result
+}
+
+impl Sink for FileSink {
+    fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<u64, SinkError>> {
+        Box::pin(async move {
+            let (file, mut buf) = self.state.take().unwrap_or_default();
+            buf.clear();
+            encode_batch(self.config.encoding, batch, &mut buf);
+            let path = self.config.path.clone();
+            let fsync = self.config.fsync;
+            let joined = tokio::task::spawn_blocking(move || {
+                let result = match file {
+                    Some(file) => Ok(file),
+                    None => open_append(&path),
+                }
+                .and_then(|file| append(&file, &buf, fsync).map(|()| file));
+                (result, buf)
+            })
+            .await;
+            let (result, buf) = match joined {
+                Ok(pair) => pair,
+                Err(e) => {
+                    self.state = Some((None, Vec::new()));
+                    return Err(SinkError::Retriable(format!(
+                        "file sink `{}`: {e}",
+                        self.name
+                    )));
+                }
+            };
+            let written = buf.len() as u64;
+            match result {
+                Ok(file) => {
+                    self.state = Some((Some(file), buf));
+                    Ok(written)
+                }
+                Err(e) => {
+                    // Reopen next time: the file may have been removed or its disk remounted.
+                    self.state = Some((None, buf));
+                    Err(SinkError::Retriable(format!(
+                        "file sink `{}`: {}: {e}",
+                        self.name,
+                        self.config.path.display()
+                    )))
+                }
+            }
+        })
+    }
+}

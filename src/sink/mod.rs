@@ -1,0 +1,161 @@
+//! Sinks: where events go. One trait, [`Sink`], one file per sink, and one tagged enum,
+//! [`SinkKind`], whose [`SinkKind::build`] is the registry of sink types.
+//!
+//! A sink only delivers batches and says whether a failure is worth retrying; buffering,
+//! batching, retries, dead-lettering and acks are the pipeline's (see [`crate::pipeline`]).
+
+mod blackhole;
+pub mod encoding;
+mod file;
+mod stdout;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use serde_norway::{Mapping, Value};
+
+pub use blackhole::BlackholeSinkConfig;
+pub use file::FileSinkConfig;
+pub use stdout::StdoutSinkConfig;
+
+use crate::config::{ConfigError, from_value};
+use crate::pipeline::batcher::{Batch, BatchConfig};
+use crate::pipeline::buffer::BufferConfig;
+use crate::pipeline::retry::RetryConfig;
+
+/// A boxed future, as [`Sink`] methods return (the trait is used as `dyn Sink`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Worth trying again (connection refused, disk full, timeout...).
+    #[error("{0}")]
+    Retriable(String),
+    /// Will fail again whatever happens (rejected by the destination, encoding impossible...).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A destination for batches of events.
+pub trait Sink: Send {
+    /// Delivers every event of `batch`, returning the bytes written. `Ok` means the destination
+    /// has them: the events are then acked and their files' checkpoints may pass them.
+    fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<u64, SinkError>>;
+
+    /// Flushes what the sink holds, at shutdown.
+    fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Failure to build a sink from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("sink `{sink}`: {message}")]
+pub struct BuildError {
+    /// The sink's name.
+    pub sink: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Settings every sink has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkCommon {
+    /// Names of the sources whose events this sink receives.
+    pub inputs: Vec<String>,
+    /// How events are grouped into deliveries.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// How many events may wait for this sink, and what happens when that many do.
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    /// How failed deliveries are retried.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+impl SinkCommon {
+    /// The keys of a sink's mapping that belong here rather than to its type.
+    pub const FIELDS: &'static [&'static str] = &["inputs", "batch", "buffer", "retry"];
+
+    /// Checks the values; `key` is the sink's.
+    pub fn check(&self, key: &str) -> Result<(), ConfigError> {
+        if self.inputs.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.inputs"),
+                "at least one source is needed",
+            ));
+        }
+        self.batch.check(key)?;
+        self.buffer.check(key)?;
+        self.retry.check(key)
+    }
+}
+
+/// One sink of the configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkConfig {
+    /// Settings every sink has.
+    #[serde(flatten)]
+    pub common: SinkCommon,
+    /// The sink's type and its own settings.
+    #[serde(flatten)]
+    pub kind: SinkKind,
+}
+
+impl SinkConfig {
+    /// Makes relative paths absolute from `base_dir`.
+    pub fn resolve(mut self, _key: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        if let SinkKind::File(file) = &mut self.kind {
+            file.path = base_dir.join(&file.path);
+        }
+        Ok(self)
+    }
+}
+
+/// The sink types, tagged by `type:`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkKind {
+    /// Append to a file.
+    File(FileSinkConfig),
+    /// Write to the agent's standard output.
+    Stdout(StdoutSinkConfig),
+    /// Accept and discard (for tests and benchmarks).
+    Blackhole(BlackholeSinkConfig),
+}
+
+impl SinkKind {
+    /// The type names, as `type:` spells them.
+    pub const TYPES: &'static [&'static str] = &["file", "stdout", "blackhole"];
+
+    /// Reads the settings of a sink of type `kind` found at `key`.
+    pub fn from_parts(key: &str, kind: &str, rest: Mapping) -> Result<Self, ConfigError> {
+        let rest = Value::Mapping(rest);
+        match kind {
+            "file" => Ok(SinkKind::File(from_value(key, rest)?)),
+            "stdout" => Ok(SinkKind::Stdout(from_value(key, rest)?)),
+            "blackhole" => Ok(SinkKind::Blackhole(from_value(key, rest)?)),
+            other => Err(ConfigError::invalid(
+                format!("{key}.type"),
+                format!(
+                    "unknown sink type `{other}`, expected one of {}",
+                    Self::TYPES.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Builds the sink named `name`.
+    pub fn build(&self, name: &str) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(match self {
+            SinkKind::File(config) => Box::new(file::FileSink::new(name, config.clone())),
+            SinkKind::Stdout(config) => Box::new(stdout::StdoutSink::new(*config)),
+            SinkKind::Blackhole(_) => Box::new(blackhole::BlackholeSink),
+        })
+    }
+}

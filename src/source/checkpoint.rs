@@ -1,0 +1,482 @@
+//! Checkpoints: how far each file is delivered, tracked from acks and kept on disk.
+//!
+//! The tailer registers every file it reads ([`CheckpointStore::track`]) and says how far it has
+//! handed lines on ([`CheckpointStore::emitted`]); each sink acks, per file, the offset its
+//! deliveries reached ([`CheckpointStore::ack`]). A file's checkpoint is the least offset among
+//! the sinks its source routes to, so it never passes a line some sink has not delivered.
+//!
+//! On disk the store is one JSON file in `data_dir`, written to a temporary file, fsynced and
+//! renamed over the old one, so a crash leaves either the old or the new version. A file that
+//! cannot be read or parsed is moved aside and reported; the agent then starts without
+//! checkpoints (reading files from their start: duplicates, never loss) instead of crash-looping.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::fingerprint::Fingerprint;
+use crate::event::FileKey;
+
+const FILE_NAME: &str = "checkpoints.json";
+const FORMAT_VERSION: u32 = 1;
+/// Records of files not seen since a restart are kept this long, then forgotten.
+const DORMANT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+
+/// Index of a sink in the running pipeline.
+pub type SinkId = usize;
+
+/// Errors of the checkpoint store.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// `data_dir` could not be created.
+    #[error("data_dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Writing the checkpoint file failed.
+    #[error("writing checkpoints to {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// The persisted state of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Name of the source that reads the file.
+    pub source: String,
+    /// Path the file was last seen at.
+    pub path: String,
+    /// Device of the file.
+    pub dev: u64,
+    /// Inode of the file.
+    pub ino: u64,
+    /// Fingerprint of the file's head.
+    pub fingerprint: Fingerprint,
+    /// Key of the file's current generation, the stem of its events' ids.
+    pub key: FileKey,
+    /// Offset up to which every routed sink has delivered.
+    pub offset: u64,
+    /// Unix seconds of the last time the record was written while its file was tracked.
+    pub updated_unix: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointFile {
+    version: u32,
+    files: Vec<FileRecord>,
+}
+
+/// What opening the store found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadOutcome {
+    /// No checkpoint file: the agent's very first start with this `data_dir`.
+    FirstStart,
+    /// Checkpoints of this many files were loaded.
+    Loaded(usize),
+    /// The file was unreadable or corrupt; it was moved aside (where said) and ignored.
+    Corrupt {
+        /// What was wrong.
+        reason: String,
+        /// Where the bad file now is, if moving it worked.
+        moved_to: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug)]
+struct Tracked {
+    record: FileRecord,
+    /// Offset delivered by each routed sink.
+    delivered: Vec<(SinkId, u64)>,
+    /// Offset up to which chunks were handed to the pipeline.
+    emitted: u64,
+}
+
+impl Tracked {
+    fn checkpoint(&self) -> u64 {
+        self.delivered
+            .iter()
+            .map(|(_, offset)| *offset)
+            .min()
+            .unwrap_or(self.emitted)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tracked: HashMap<FileKey, Tracked>,
+    /// Loaded records not yet claimed by a file found on disk.
+    dormant: Vec<FileRecord>,
+    dirty: bool,
+}
+
+/// Checkpoints of every file of every source, shared by tailers, sinks and the writer.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    path: PathBuf,
+    first_start: bool,
+    state: Mutex<State>,
+}
+
+impl CheckpointStore {
+    /// Opens (creating `data_dir` if needed) and loads the store.
+    pub fn open(data_dir: &Path) -> Result<(Self, LoadOutcome), CheckpointError> {
+        fs::create_dir_all(data_dir).map_err(|source| CheckpointError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(FILE_NAME);
+        let (dormant, outcome) = match load(&path) {
+            Ok(Some(files)) => {
+                let n = files.len();
+                (files, LoadOutcome::Loaded(n))
+            }
+            Ok(None) => (Vec::new(), LoadOutcome::FirstStart),
+            Err(reason) => {
+                let aside = path.with_extension("json.corrupt");
+                let moved_to = fs::rename(&path, &aside).ok().map(|()| aside);
+                (Vec::new(), LoadOutcome::Corrupt { reason, moved_to })
+            }
+        };
+        let store = CheckpointStore {
+            path,
+            first_start: outcome == LoadOutcome::FirstStart,
+            state: Mutex::new(State {
+                dormant,
+                ..State::default()
+            }),
+        };
+        Ok((store, outcome))
+    }
+
+    /// Path of the checkpoint file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when there was no checkpoint file at start (`read_from: end` applies then only).
+    pub fn is_first_start(&self) -> bool {
+        self.first_start
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves consistent data (every update is a
+        // single assignment), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the loaded record of the file (`dev`, `ino`) of `source` if its fingerprint matches
+    /// the file's current `head` and the file still reaches its offset.
+    pub fn claim(
+        &self,
+        source: &str,
+        dev: u64,
+        ino: u64,
+        head: &[u8],
+        size: u64,
+    ) -> Option<FileRecord> {
+        let mut state = self.lock();
+        let index = state.dormant.iter().position(|r| {
+            r.source == source
+                && r.dev == dev
+                && r.ino == ino
+                && r.fingerprint.matches(head)
+                && size >= r.offset
+        })?;
+        state.dirty = true;
+        Some(state.dormant.swap_remove(index))
+    }
+
+    /// Starts tracking a file whose checkpoint is `record.offset`, delivered to `sinks`.
+    pub fn track(&self, record: FileRecord, sinks: &[SinkId]) {
+        let offset = record.offset;
+        let tracked = Tracked {
+            delivered: sinks.iter().map(|&sink| (sink, offset)).collect(),
+            emitted: offset,
+            record,
+        };
+        let mut state = self.lock();
+        state.tracked.insert(tracked.record.key, tracked);
+        state.dirty = true;
+    }
+
+    /// Records that chunks of `key` up to `end_offset` were handed to the pipeline.
+    pub fn emitted(&self, key: FileKey, end_offset: u64) {
+        if let Some(t) = self.lock().tracked.get_mut(&key) {
+            t.emitted = t.emitted.max(end_offset);
+        }
+    }
+
+    /// Records that `sink` delivered every line of `key` before `offset`.
+    pub fn ack(&self, sink: SinkId, key: FileKey, offset: u64) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(t) = state.tracked.get_mut(&key) else {
+            return;
+        };
+        if let Some((_, delivered)) = t.delivered.iter_mut().find(|(s, _)| *s == sink)
+            && offset > *delivered
+        {
+            *delivered = offset;
+            state.dirty = true;
+        }
+    }
+
+    /// Updates where a tracked file lives and what its head is.
+    pub fn update_identity(&self, key: FileKey, path: &str, fingerprint: Fingerprint) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        if let Some(t) = state.tracked.get_mut(&key) {
+            if t.record.path != path {
+                t.record.path = path.to_owned();
+                state.dirty = true;
+            }
+            if t.record.fingerprint != fingerprint {
+                t.record.fingerprint = fingerprint;
+                state.dirty = true;
+            }
+        }
+    }
+
+    /// The checkpoint of a tracked file.
+    pub fn checkpoint(&self, key: FileKey) -> Option<u64> {
+        self.lock().tracked.get(&key).map(Tracked::checkpoint)
+    }
+
+    /// True when every line handed on for `key` is delivered by every sink (or `key` is
+    /// unknown).
+    pub fn is_fully_acked(&self, key: FileKey) -> bool {
+        self.lock()
+            .tracked
+            .get(&key)
+            .is_none_or(|t| t.checkpoint() >= t.emitted)
+    }
+
+    /// Stops tracking a file (deleted, or truncated into a new generation); its record goes.
+    pub fn forget(&self, key: FileKey) {
+        let mut state = self.lock();
+        if state.tracked.remove(&key).is_some() {
+            state.dirty = true;
+        }
+    }
+
+    /// Every record as it would be written now.
+    pub fn records(&self) -> Vec<FileRecord> {
+        let now = unix_now();
+        let state = self.lock();
+        let mut records: Vec<FileRecord> = state
+            .tracked
+            .values()
+            .map(|t| FileRecord {
+                offset: t.checkpoint(),
+                updated_unix: now,
+                ..t.record.clone()
+            })
+            .chain(
+                state
+                    .dormant
+                    .iter()
+                    .filter(|r| now.saturating_sub(r.updated_unix) < DORMANT_EXPIRY_SECS)
+                    .cloned(),
+            )
+            .collect();
+        records.sort_by(|a, b| (&a.source, &a.path, a.key).cmp(&(&b.source, &b.path, b.key)));
+        records
+    }
+
+    /// Writes the checkpoint file if anything changed since the last write. Blocking I/O.
+    pub fn persist(&self) -> Result<bool, CheckpointError> {
+        {
+            let mut state = self.lock();
+            if !state.dirty {
+                return Ok(false);
+            }
+            state.dirty = false;
+        }
+        let records = self.records();
+        let result = write_atomically(&self.path, &records);
+        if result.is_err() {
+            self.lock().dirty = true;
+        }
+        result
+            .map(|()| true)
+            .map_err(|source| CheckpointError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// Reads the checkpoint file: `Ok(None)` when there is none, `Err` with a reason when it is
+/// unreadable or not a checkpoint file of this version.
+fn load(path: &Path) -> Result<Option<Vec<FileRecord>>, String> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let file: CheckpointFile = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if file.version != FORMAT_VERSION {
+        return Err(format!("unsupported version {}", file.version));
+    }
+    Ok(Some(file.files))
+}
+
+fn write_atomically(path: &Path, records: &[FileRecord]) -> io::Result<()> {
+    let body = serde_json::to_vec_pretty(&CheckpointFile {
+        version: FORMAT_VERSION,
+        files: records.to_vec(),
+    })
+    .map_err(io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(&body)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        // The rename is durable only once the directory entry is.
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: FileKey, offset: u64) -> FileRecord {
+        FileRecord {
+            source: "app".into(),
+            path: format!("/logs/{key}.log"),
+            dev: 1,
+            ino: key,
+            fingerprint: Fingerprint::of(b"head"),
+            key,
+            offset,
+            updated_unix: unix_now(),
+        }
+    }
+
+    #[test]
+    fn checkpoint_is_the_least_delivered_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, outcome) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(outcome, LoadOutcome::FirstStart);
+        store.track(record(7, 100), &[0, 1]);
+        store.emitted(7, 500);
+        // (sink, acked offset, checkpoint after, fully acked after)
+        let steps = [
+            (0, 300, 100, false),
+            (1, 200, 200, false),
+            (1, 150, 200, false), // an older ack never moves it back
+            (1, 500, 300, false),
+            (9, 900, 300, false), // a sink the source does not route to counts for nothing
+            (0, 500, 500, true),
+        ];
+        for (sink, offset, want, acked) in steps {
+            store.ack(sink, 7, offset);
+            assert_eq!(store.checkpoint(7), Some(want), "after ack {sink}@{offset}");
+            assert_eq!(store.is_fully_acked(7), acked, "after ack {sink}@{offset}");
+        }
+    }
+
+    #[test]
+    fn persists_and_reloads_and_claims_by_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+            store.track(record(1, 0), &[0]);
+            store.track(record(2, 0), &[0]);
+            store.emitted(1, 40);
+            store.ack(0, 1, 40);
+            assert!(store.persist().unwrap());
+            assert!(
+                !store.persist().unwrap(),
+                "nothing changed, nothing written"
+            );
+        }
+        let (store, outcome) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(outcome, LoadOutcome::Loaded(2));
+        assert!(!store.is_first_start());
+        // Wrong source, wrong inode, changed head, or shrunk below the offset: not the same file.
+        assert!(store.claim("other", 1, 1, b"head and more", 100).is_none());
+        assert!(store.claim("app", 1, 3, b"head and more", 100).is_none());
+        assert!(store.claim("app", 1, 1, b"HEAD and more", 100).is_none());
+        assert!(store.claim("app", 1, 1, b"head and more", 39).is_none());
+        let claimed = store.claim("app", 1, 1, b"head and more", 100).unwrap();
+        assert_eq!(claimed.offset, 40);
+        assert!(
+            store.claim("app", 1, 1, b"head and more", 100).is_none(),
+            "claimed once"
+        );
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[&[u8]] = &[
+            b"{\"version\":1,\"files\":[{\"sour",
+            b"\x00\x01garbage",
+            b"{\"version\":99,\"files\":[]}",
+        ];
+        for bad in cases {
+            fs::write(dir.path().join(FILE_NAME), bad).unwrap();
+            let (store, outcome) = CheckpointStore::open(dir.path()).unwrap();
+            match outcome {
+                LoadOutcome::Corrupt { moved_to, .. } => assert!(moved_to.unwrap().exists()),
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                !store.is_first_start(),
+                "a corrupt store is not a first start"
+            );
+            assert!(store.records().is_empty());
+        }
+    }
+
+    #[test]
+    fn forgotten_files_leave_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+        store.track(record(1, 0), &[0]);
+        store.forget(1);
+        store.persist().unwrap();
+        let (store, outcome) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(outcome, LoadOutcome::Loaded(0));
+        assert!(store.records().is_empty());
+    }
+
+    #[test]
+    fn write_failure_is_an_error_and_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+        store.track(record(1, 0), &[0]);
+        // A directory where the temporary file goes makes the write fail.
+        fs::create_dir(dir.path().join("checkpoints.json.tmp")).unwrap();
+        assert!(store.persist().is_err());
+        fs::remove_dir(dir.path().join("checkpoints.json.tmp")).unwrap();
+        assert!(store.persist().unwrap(), "still dirty after a failure");
+    }
+}

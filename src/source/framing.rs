@@ -1,0 +1,346 @@
+//! Line framing: bytes read from a file in, complete lines out, with bounded memory.
+//!
+//! The framer owns the bytes of a file that are read but not yet framed: at most one partial
+//! line, never more than `max_line_bytes` of it. A line longer than that is cut to
+//! `max_line_bytes` and flagged, and the rest of it is skipped up to its newline without being
+//! kept. Lines end at `\n`; a `\r` right before it is dropped too. Complete lines are sliced out
+//! of one shared buffer (`Bytes`), so framing allocates per read, never per line.
+//!
+//! Offsets: every event carries the file offset of its first byte, and [`Framer::commit_offset`]
+//! is the offset a checkpoint may advance to once every framed line is delivered. It stops at the
+//! start of an unterminated line (so a restart reads it again whole) and at the start of an
+//! over-long line until its end is found.
+
+use std::io::{self, Read};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::event::{Event, EventFlags};
+
+/// Counts of what framing flagged, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Lines cut at `max_line_bytes`.
+    pub truncated: u64,
+    /// Lines that were not valid UTF-8.
+    pub invalid_utf8: u64,
+}
+
+/// Incremental line framer for one file.
+#[derive(Debug)]
+pub struct Framer {
+    /// Read but unframed bytes: the start of a partial line, at file offset `buf_offset`.
+    buf: BytesMut,
+    buf_offset: u64,
+    /// Start of an over-long line whose truncated head was emitted and whose tail is being
+    /// skipped; the checkpoint may not pass it until the tail's newline is found.
+    skipping_from: Option<u64>,
+    max_line_bytes: usize,
+}
+
+impl Framer {
+    /// A framer whose next byte is at file offset `start_offset`.
+    pub fn new(start_offset: u64, max_line_bytes: usize) -> Self {
+        Framer {
+            buf: BytesMut::new(),
+            buf_offset: start_offset,
+            skipping_from: None,
+            max_line_bytes: max_line_bytes.max(1),
+        }
+    }
+
+    /// File offset of the next byte to read.
+    pub fn read_offset(&self) -> u64 {
+        self.buf_offset + self.buf.len() as u64
+    }
+
+    /// Offset a checkpoint may advance to once every line framed so far is delivered.
+    pub fn commit_offset(&self) -> u64 {
+        self.skipping_from.unwrap_or(self.buf_offset)
+    }
+
+    /// Bytes held for a partial line.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Reads once from `reader`, at most `max` bytes, and returns how many were read.
+    pub fn read_from(&mut self, reader: &mut impl Read, max: usize) -> io::Result<usize> {
+        let held = self.buf.len();
+        self.buf.resize(held + max, 0);
+        let result = loop {
+            match reader.read(&mut self.buf[held..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let got = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(held + got);
+        result
+    }
+
+    /// Appends bytes as if read from the file (tests and decoders use this).
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Frames every complete line held, appending events to `out`.
+    pub fn frame(&mut self, out: &mut Vec<Event>) -> FrameStats {
+        let mut stats = FrameStats::default();
+        if self.skipping_from.is_some() {
+            match memchr::memchr(b'\n', &self.buf) {
+                Some(newline) => {
+                    self.consume(newline + 1);
+                    self.skipping_from = None;
+                }
+                None => {
+                    self.consume(self.buf.len());
+                    return stats;
+                }
+            }
+        }
+        if let Some(last_newline) = memchr::memrchr(b'\n', &self.buf) {
+            let base = self.buf_offset;
+            let complete = self.buf.split_to(last_newline + 1).freeze();
+            self.buf_offset += complete.len() as u64;
+            let mut start = 0;
+            for newline in memchr::memchr_iter(b'\n', &complete) {
+                let end = strip_cr(&complete, start, newline);
+                out.push(self.line_event(
+                    complete.slice(start..end),
+                    base + start as u64,
+                    false,
+                    &mut stats,
+                ));
+                start = newline + 1;
+            }
+        }
+        if self.partial_is_over_long() {
+            let head = self.buf.split_to(self.max_line_bytes).freeze();
+            let start = self.buf_offset;
+            out.push(self.line_event(head, start, true, &mut stats));
+            self.skipping_from = Some(start);
+            self.buf_offset += self.max_line_bytes as u64;
+            self.consume(self.buf.len());
+        }
+        stats
+    }
+
+    /// Frames what is left when the file is let go (rotated away or deleted): an unterminated
+    /// last line becomes an event, and the commit offset moves to the end of what was read.
+    pub fn finish(&mut self, out: &mut Vec<Event>) -> FrameStats {
+        let mut stats = self.frame(out);
+        if self.skipping_from.take().is_none() && !self.buf.is_empty() {
+            let start = self.buf_offset;
+            let rest = self.buf.split().freeze();
+            self.buf_offset += rest.len() as u64;
+            out.push(self.line_event(rest, start, false, &mut stats));
+        }
+        stats
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.buf_offset += n as u64;
+    }
+
+    /// A partial line that can no longer fit `max_line_bytes` once its newline arrives (a final
+    /// `\r` does not count, since it is stripped with the newline).
+    fn partial_is_over_long(&self) -> bool {
+        let len = self.buf.len();
+        len > self.max_line_bytes
+            && !(len == self.max_line_bytes + 1 && self.buf.last() == Some(&b'\r'))
+    }
+
+    /// Builds the event of one line; `cut` says the caller already cut it to the limit.
+    fn line_event(
+        &self,
+        mut message: Bytes,
+        offset: u64,
+        cut: bool,
+        stats: &mut FrameStats,
+    ) -> Event {
+        let mut flags = EventFlags {
+            truncated: cut,
+            invalid_utf8: false,
+        };
+        if message.len() > self.max_line_bytes {
+            message.truncate(self.max_line_bytes);
+            flags.truncated = true;
+        }
+        if std::str::from_utf8(&message).is_err() {
+            flags.invalid_utf8 = true;
+            stats.invalid_utf8 += 1;
+        }
+        stats.truncated += u64::from(flags.truncated);
+        Event {
+            message,
+            offset,
+            flags,
+            fields: None,
+            parse_error: None,
+        }
+    }
+}
+
+/// End of the line `bytes[start..newline]` without a trailing `\r`.
+fn strip_cr(bytes: &[u8], start: usize, newline: usize) -> usize {
+    if newline > start && bytes[newline - 1] == b'\r' {
+        newline - 1
+    } else {
+        newline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (pieces fed one after another, max_line_bytes, expected (offset, message, truncated),
+    /// expected commit offset after the last piece)
+    type Case = (
+        &'static [&'static [u8]],
+        usize,
+        &'static [(u64, &'static [u8], bool)],
+        u64,
+    );
+
+    const CASES: &[Case] = &[
+        (
+            &[b"a\nbb\n"],
+            100,
+            &[(0, b"a", false), (2, b"bb", false)],
+            5,
+        ),
+        (
+            &[b"a\r\nb\r\n"],
+            100,
+            &[(0, b"a", false), (3, b"b", false)],
+            6,
+        ),
+        (&[b"\n\n"], 100, &[(0, b"", false), (1, b"", false)], 2),
+        (&[b"\r\n"], 100, &[(0, b"", false)], 2),
+        // An unterminated line waits for its newline.
+        (&[b"one\ntw"], 100, &[(0, b"one", false)], 4),
+        (
+            &[b"one\ntw", b"o\n"],
+            100,
+            &[(0, b"one", false), (4, b"two", false)],
+            8,
+        ),
+        (&[b"x", b"y", b"z\n"], 100, &[(0, b"xyz", false)], 4),
+        // Lines longer than the limit are cut and flagged, whether complete in one read...
+        (
+            &[b"abcdef\nxy\n"],
+            3,
+            &[(0, b"abc", true), (7, b"xy", false)],
+            10,
+        ),
+        // ...or spread over reads; the commit stays at the long line until its end is found.
+        (&[b"abcdef"], 3, &[(0, b"abc", true)], 0),
+        (&[b"abcdef", b"gh"], 3, &[(0, b"abc", true)], 0),
+        (
+            &[b"abcdef", b"gh\nok\n"],
+            3,
+            &[(0, b"abc", true), (9, b"ok", false)],
+            12,
+        ),
+        // Exactly at the limit is not truncated, with or without \r.
+        (&[b"abc\n"], 3, &[(0, b"abc", false)], 4),
+        (&[b"abc\r", b"\n"], 3, &[(0, b"abc", false)], 5),
+        (&[b"abc", b"\n"], 3, &[(0, b"abc", false)], 4),
+    ];
+
+    fn run(pieces: &[&[u8]], max: usize) -> (Vec<Event>, Framer) {
+        let mut framer = Framer::new(0, max);
+        let mut out = Vec::new();
+        for piece in pieces {
+            framer.push(piece);
+            framer.frame(&mut out);
+        }
+        (out, framer)
+    }
+
+    #[test]
+    fn frames_table() {
+        for (i, (pieces, max, want, commit)) in CASES.iter().enumerate() {
+            let (events, framer) = run(pieces, *max);
+            let got: Vec<(u64, &[u8], bool)> = events
+                .iter()
+                .map(|e| (e.offset, &e.message[..], e.flags.truncated))
+                .collect();
+            assert_eq!(&got, want, "case {i}");
+            assert_eq!(framer.commit_offset(), *commit, "case {i} commit");
+        }
+    }
+
+    #[test]
+    fn finish_emits_the_unterminated_line() {
+        let (mut events, mut framer) = run(&[b"a\npartial"], 100);
+        framer.finish(&mut events);
+        assert_eq!(events.len(), 2);
+        assert_eq!(&events[1].message[..], b"partial");
+        assert_eq!(events[1].offset, 2);
+        assert_eq!(framer.commit_offset(), 9);
+        assert_eq!(framer.read_offset(), 9);
+    }
+
+    #[test]
+    fn finish_during_a_skip_moves_past_the_skipped_bytes() {
+        let (mut events, mut framer) = run(&[b"abcdefgh"], 3);
+        framer.finish(&mut events);
+        assert_eq!(events.len(), 1);
+        assert_eq!(framer.commit_offset(), 8);
+    }
+
+    #[test]
+    fn invalid_utf8_is_flagged_and_counted() {
+        let mut framer = Framer::new(0, 100);
+        framer.push(b"ok\n\xff\xfe\n");
+        let mut out = Vec::new();
+        let stats = framer.frame(&mut out);
+        assert!(!out[0].flags.invalid_utf8);
+        assert!(out[1].flags.invalid_utf8);
+        assert_eq!(stats.invalid_utf8, 1);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_line_limit() {
+        let mut framer = Framer::new(0, 1024);
+        let mut out = Vec::new();
+        let block = vec![b'x'; 64 * 1024];
+        for _ in 0..100 {
+            framer.push(&block);
+            framer.frame(&mut out);
+            assert!(framer.pending_bytes() <= 1024);
+        }
+        assert_eq!(out.len(), 1);
+        assert!(out[0].flags.truncated);
+        framer.push(b"\nnext\n");
+        framer.frame(&mut out);
+        assert_eq!(&out[1].message[..], b"next");
+        assert_eq!(out[1].offset, 100 * 64 * 1024 + 1);
+    }
+
+    #[test]
+    fn starts_at_a_given_offset() {
+        let mut framer = Framer::new(1000, 100);
+        framer.push(b"x\n");
+        let mut out = Vec::new();
+        framer.frame(&mut out);
+        assert_eq!(out[0].offset, 1000);
+        assert_eq!(framer.commit_offset(), 1002);
+    }
+
+    #[test]
+    fn reads_from_a_reader() {
+        let mut framer = Framer::new(0, 100);
+        let mut input: &[u8] = b"a\nb\n";
+        assert_eq!(framer.read_from(&mut input, 3).ok(), Some(3));
+        assert_eq!(framer.read_from(&mut input, 3).ok(), Some(1));
+        assert_eq!(framer.read_from(&mut input, 3).ok(), Some(0));
+        let mut out = Vec::new();
+        framer.frame(&mut out);
+        assert_eq!(out.len(), 2);
+    }
+}

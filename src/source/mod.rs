@@ -1,0 +1,175 @@
+//! Sources: where events come from. Today, files on disk.
+//!
+//! The file source discovers files by glob ([`discovery`]), is woken by `notify` events
+//! ([`watcher`]) with a periodic rescan as the backstop, reads and frames lines ([`framing`]),
+//! identifies files by device, inode and a fingerprint of their head ([`fingerprint`]), and
+//! registers what it reads with the [`checkpoint`] store. It knows nothing of sinks: the
+//! [`tailer`] hands each chunk of lines to a callback.
+
+pub mod checkpoint;
+pub mod discovery;
+pub mod fingerprint;
+pub mod framing;
+pub mod tailer;
+pub mod watcher;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_norway::{Mapping, Value};
+
+use crate::config::{ConfigError, from_value};
+use crate::parse::Format;
+
+/// One source of the configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceConfig {
+    /// What kind of source, with its settings.
+    #[serde(flatten)]
+    pub kind: SourceKind,
+}
+
+/// The source types, tagged by `type:`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Tail files matched by globs.
+    File(FileSourceConfig),
+}
+
+impl SourceKind {
+    /// Reads the settings of a source of type `kind` found at `key`.
+    pub fn from_parts(key: &str, kind: &str, rest: Mapping) -> Result<Self, ConfigError> {
+        match kind {
+            "file" => Ok(SourceKind::File(from_value(key, Value::Mapping(rest))?)),
+            other => Err(ConfigError::invalid(
+                format!("{key}.type"),
+                format!("unknown source type `{other}`, expected `file`"),
+            )),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Checks the settings and makes relative paths absolute from `base_dir`.
+    pub fn resolve(self, key: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let SourceKind::File(file) = self.kind;
+        Ok(SourceConfig {
+            kind: SourceKind::File(file.resolve(key, base_dir)?),
+        })
+    }
+}
+
+/// Where to start reading files found at the agent's very first start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// From their first byte.
+    #[default]
+    Beginning,
+    /// From their current end: only lines written from now on.
+    End,
+}
+
+/// Settings of a `type: file` source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// Globs of files to read.
+    pub include: Vec<String>,
+    /// Globs of files not to read, even if included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Where to start in files present at the very first start (no checkpoints yet). Files
+    /// found later are always read from their start.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// How lines are parsed.
+    #[serde(default)]
+    pub format: Format,
+    /// Longer lines are cut to this many bytes and flagged `truncated`.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// How often globs are expanded again and open files checked, whatever `notify` says.
+    #[serde(default = "default_scan_interval_ms")]
+    pub scan_interval_ms: u64,
+    /// How long a file that was renamed away or deleted is still read after its last growth.
+    #[serde(default = "default_rotate_wait_ms")]
+    pub rotate_wait_ms: u64,
+    /// How many leading bytes identify a file.
+    #[serde(default = "default_fingerprint_bytes")]
+    pub fingerprint_bytes: usize,
+    /// At most this many files are open at once; the others wait their turn.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+}
+
+fn default_max_line_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_scan_interval_ms() -> u64 {
+    1_000
+}
+
+fn default_rotate_wait_ms() -> u64 {
+    5_000
+}
+
+fn default_fingerprint_bytes() -> usize {
+    1024
+}
+
+fn default_max_open_files() -> usize {
+    1024
+}
+
+/// The largest accepted `fingerprint_bytes`.
+const MAX_FINGERPRINT_BYTES: usize = 64 * 1024;
+
+impl FileSourceConfig {
+    fn resolve(mut self, key: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        if self.include.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.include"),
+                "at least one glob is needed",
+            ));
+        }
+        for (field, patterns) in [
+            ("include", &mut self.include),
+            ("exclude", &mut self.exclude),
+        ] {
+            for pattern in patterns.iter_mut() {
+                *pattern = base_dir.join(&*pattern).to_string_lossy().into_owned();
+                glob::Pattern::new(pattern).map_err(|e| {
+                    ConfigError::invalid(format!("{key}.{field}"), format!("`{pattern}`: {e}"))
+                })?;
+            }
+        }
+        let limits = [
+            ("max_line_bytes", self.max_line_bytes, 1, usize::MAX),
+            (
+                "fingerprint_bytes",
+                self.fingerprint_bytes,
+                1,
+                MAX_FINGERPRINT_BYTES,
+            ),
+            ("max_open_files", self.max_open_files, 1, usize::MAX),
+            (
+                "scan_interval_ms",
+                self.scan_interval_ms as usize,
+                10,
+                usize::MAX,
+            ),
+        ];
+        for (field, value, min, max) in limits {
+            if value < min || value > max {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{field}"),
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,660 @@
+//! The file tailer of one source: discover, open, read, frame, hand on, let go.
+//!
+//! It runs on a thread of its own with plain blocking I/O (large reads, no per-line syscall)
+//! and hands every chunk of framed lines to an `emit` callback, which blocks while the pipeline
+//! is full; that is how backpressure stops reading. Files are read in turns of at most
+//! [`TURN_BYTES`] each, round-robin, so a fast-growing file cannot starve the others.
+//!
+//! Identity and its corner cases:
+//! - A file is its (device, inode), checked against a fingerprint of its head: a head that no
+//!   longer matches, or a size below the read offset, means the file was truncated or rewritten
+//!   in place (copytruncate, `> file`), and it is read again from offset 0 as a new generation.
+//! - A tracked file no longer found at any included path (renamed away, deleted) is still read
+//!   through its open descriptor until it has not grown for `rotate_wait_ms`; then its
+//!   unterminated last line, if any, is emitted and the file is let go once its lines are acked.
+//! - At most `max_open_files` are open; when more files have data, the longest-idle open ones are
+//!   closed for a turn and reopened later by path, checked by inode and fingerprint.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::FileSourceConfig;
+use super::ReadFrom;
+use super::checkpoint::{CheckpointStore, FileRecord, SinkId};
+use super::discovery::Globs;
+use super::fingerprint::{Fingerprint, read_head};
+use super::framing::{FrameStats, Framer};
+use super::watcher::Watcher;
+use crate::event::{Chunk, FileKey, FileMeta};
+use crate::metrics::{SourceMetrics, add};
+
+/// Bytes asked of the kernel per read.
+pub const READ_SIZE: usize = 256 * 1024;
+/// Bytes read from one file before the next file gets its turn.
+pub const TURN_BYTES: usize = 1024 * 1024;
+/// How far back from the end `read_from: end` looks for the start of the current line.
+const TAIL_ALIGN_BYTES: u64 = 64 * 1024;
+/// Longest sleep while a file let go is waiting for `rotate_wait_ms`.
+const GONE_POLL: Duration = Duration::from_millis(100);
+
+/// The pipeline no longer takes chunks: the tailer stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline is closed")]
+pub struct Stopped;
+
+/// How the agent steers a running tailer.
+#[derive(Debug)]
+pub struct Control {
+    draining: AtomicBool,
+    wake: SyncSender<()>,
+}
+
+impl Control {
+    /// Asks the tailer to stop discovering, read every file to its current end, and return.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        let _ = self.wake.try_send(());
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// One file being read.
+#[derive(Debug)]
+struct TrackedFile {
+    meta: Arc<FileMeta>,
+    dev: u64,
+    ino: u64,
+    fingerprint: Fingerprint,
+    /// Open descriptor; `None` while closed to respect `max_open_files`, or once let go.
+    file: Option<File>,
+    framer: Framer,
+    /// End offset of the last chunk handed on.
+    emitted: u64,
+    /// When the file was first found at no included path (renamed away or deleted).
+    gone_since: Option<Instant>,
+    /// When a read last found nothing new.
+    eof_since: Option<Instant>,
+    opened_at: Instant,
+    /// Read to its end and let go; waiting for its last acks.
+    finished: bool,
+}
+
+/// What the tailer needs besides its files.
+struct Context<E> {
+    name: Arc<str>,
+    config: FileSourceConfig,
+    sinks: Vec<SinkId>,
+    store: Arc<CheckpointStore>,
+    metrics: Arc<SourceMetrics>,
+    emit: E,
+    /// Events per chunk last time, to size the next chunk's vector.
+    chunk_hint: usize,
+}
+
+/// Tails the files of one source.
+pub struct Tailer<E> {
+    ctx: Context<E>,
+    files: Vec<TrackedFile>,
+    globs: Globs,
+    watcher: Watcher,
+    rescan: Arc<AtomicBool>,
+    wake: Receiver<()>,
+    control: Arc<Control>,
+    /// Index of the file that reads first in the next pass.
+    next_first: usize,
+    reported_errors: HashSet<String>,
+}
+
+impl<E> Tailer<E>
+where
+    E: FnMut(Chunk) -> Result<(), Stopped>,
+{
+    /// A tailer for source `name`, whose lines go to `sinks` through `emit`.
+    pub fn new(
+        name: &str,
+        config: FileSourceConfig,
+        sinks: Vec<SinkId>,
+        store: Arc<CheckpointStore>,
+        metrics: Arc<SourceMetrics>,
+        emit: E,
+    ) -> (Self, Arc<Control>) {
+        let (wake_tx, wake) = sync_channel(1);
+        let rescan = Arc::new(AtomicBool::new(false));
+        let globs = Globs::new(&config.include, &config.exclude);
+        let watcher = Watcher::new(globs.watch_roots(), wake_tx.clone(), Arc::clone(&rescan));
+        let control = Arc::new(Control {
+            draining: AtomicBool::new(false),
+            wake: wake_tx,
+        });
+        let tailer = Tailer {
+            ctx: Context {
+                name: name.into(),
+                config,
+                sinks,
+                store,
+                metrics,
+                emit,
+                chunk_hint: 64,
+            },
+            files: Vec::new(),
+            globs,
+            watcher,
+            rescan,
+            wake,
+            control: Arc::clone(&control),
+            next_first: 0,
+            reported_errors: HashSet::new(),
+        };
+        (tailer, control)
+    }
+
+    /// Runs until drained (or the pipeline closes).
+    pub fn run(mut self) {
+        let scan_every = Duration::from_millis(self.ctx.config.scan_interval_ms);
+        let mut last_scan: Option<Instant> = None;
+        loop {
+            let draining = self.control.is_draining();
+            let scan_due = last_scan.is_none_or(|at| at.elapsed() >= scan_every)
+                || self.rescan.swap(false, Ordering::AcqRel);
+            if scan_due && !draining {
+                self.scan(last_scan.is_none());
+                last_scan = Some(Instant::now());
+            }
+            let progressed = match self.read_pass() {
+                Ok(progressed) => progressed,
+                Err(Stopped) => break,
+            };
+            if draining {
+                if progressed {
+                    continue;
+                }
+                break;
+            }
+            if self.let_go_of_gone_files().is_err() {
+                break;
+            }
+            if !progressed {
+                let since_scan = last_scan.map_or(Duration::ZERO, |at| at.elapsed());
+                let mut timeout = scan_every.saturating_sub(since_scan);
+                if self.files.iter().any(|f| f.gone_since.is_some()) {
+                    timeout = timeout.min(GONE_POLL);
+                }
+                let _ = self.wake.recv_timeout(timeout);
+            }
+        }
+        tracing::debug!(source = %self.ctx.name, "tailer stopped");
+    }
+
+    /// Expands the globs, starts tracking new files, notices files gone, truncated or
+    /// rewritten, and shares the open-file slots.
+    fn scan(&mut self, first: bool) {
+        self.watcher.refresh();
+        let (paths, errors) = self.globs.expand();
+        for error in errors {
+            self.report_once(error);
+        }
+        let mut by_inode: HashMap<(u64, u64), usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.finished)
+            .map(|(i, f)| ((f.dev, f.ino), i))
+            .collect();
+        // Per file: the first path seen this scan, and whether its current path was seen.
+        let mut seen: Vec<Option<PathBuf>> = vec![None; self.files.len()];
+        let mut at_current_path = vec![false; self.files.len()];
+        for path in paths {
+            let Ok(md) = fs::metadata(&path) else {
+                continue;
+            };
+            if !md.is_file() {
+                continue;
+            }
+            if let Some(&i) = by_inode.get(&(md.dev(), md.ino())) {
+                at_current_path[i] |= *self.files[i].meta.path == *path.to_string_lossy();
+                seen[i].get_or_insert(path);
+                continue;
+            }
+            let open_now = self.open_count() < self.ctx.config.max_open_files;
+            match self.ctx.start_tracking(&path, &md, first, open_now) {
+                Ok(file) => {
+                    by_inode.insert((file.dev, file.ino), self.files.len());
+                    self.files.push(file);
+                    seen.push(Some(path));
+                    at_current_path.push(true);
+                }
+                Err(e) => {
+                    add(&self.ctx.metrics.read_errors, 1);
+                    self.report_once(format!("{}: {e}", path.display()));
+                }
+            }
+        }
+        let now = Instant::now();
+        for (i, file) in self.files.iter_mut().enumerate() {
+            if file.finished {
+                continue;
+            }
+            match &seen[i] {
+                Some(path) if !at_current_path[i] => self.ctx.renamed(file, path),
+                Some(_) => {}
+                None => {
+                    if file.gone_since.is_none() {
+                        tracing::debug!(source = %self.ctx.name, file = %file.meta.path, "file renamed away or deleted; reading it to its end");
+                        file.gone_since = Some(now);
+                    }
+                }
+            }
+            if seen[i].is_some() {
+                file.gone_since = None;
+            }
+            if file.file.is_some() {
+                self.ctx.check_identity(file);
+            }
+        }
+        self.share_open_slots();
+        let open = self.open_count() as u64;
+        self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
+    }
+
+    fn open_count(&self) -> usize {
+        self.files.iter().filter(|f| f.file.is_some()).count()
+    }
+
+    fn report_once(&mut self, error: String) {
+        // Unreadable directories would otherwise be reported at every scan.
+        if self.reported_errors.len() < 1024 && self.reported_errors.insert(error.clone()) {
+            tracing::warn!(source = %self.ctx.name, error = %error, "cannot read");
+        }
+    }
+
+    /// Opens waiting files with data while slots are free, closing open files that have had
+    /// their turn when more files wait than slots are free.
+    fn share_open_slots(&mut self) {
+        let cap = self.ctx.config.max_open_files;
+        let waiting: Vec<usize> = (0..self.files.len())
+            .filter(|&i| {
+                let f = &self.files[i];
+                f.file.is_none()
+                    && !f.finished
+                    && f.gone_since.is_none()
+                    && fs::metadata(&*f.meta.path)
+                        .is_ok_and(|md| md.len() != f.framer.read_offset())
+            })
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let mut free = cap.saturating_sub(self.open_count());
+        if waiting.len() > free {
+            let min_turn = Duration::from_millis(self.ctx.config.scan_interval_ms);
+            let mut candidates: Vec<usize> = (0..self.files.len())
+                .filter(|&i| {
+                    let f = &self.files[i];
+                    f.file.is_some()
+                        && f.gone_since.is_none()
+                        && !f.finished
+                        && f.opened_at.elapsed() >= min_turn
+                })
+                .collect();
+            // Idle files first, then those open the longest.
+            candidates
+                .sort_by_key(|&i| (self.files[i].eof_since.is_none(), self.files[i].opened_at));
+            for i in candidates.into_iter().take(waiting.len() - free) {
+                self.files[i].file = None;
+                free += 1;
+            }
+        }
+        for i in waiting.into_iter().take(free) {
+            self.ctx.reopen(&mut self.files[i]);
+        }
+    }
+
+    /// Gives every open file one turn; true if anything was read.
+    fn read_pass(&mut self) -> Result<bool, Stopped> {
+        let n = self.files.len();
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut progressed = false;
+        for step in 0..n {
+            let i = (self.next_first + step) % n;
+            progressed |= self.ctx.read_turn(&mut self.files[i])?;
+        }
+        self.next_first = (self.next_first + 1) % n;
+        Ok(progressed)
+    }
+
+    /// Finishes files that are gone and idle for `rotate_wait_ms`, and forgets finished files
+    /// once their lines are all acked.
+    fn let_go_of_gone_files(&mut self) -> Result<(), Stopped> {
+        let rotate_wait = Duration::from_millis(self.ctx.config.rotate_wait_ms);
+        for file in &mut self.files {
+            let idle_enough =
+                file.file.is_none() || file.eof_since.is_some_and(|at| at.elapsed() >= rotate_wait);
+            if file.gone_since.is_some() && !file.finished && idle_enough {
+                self.ctx.finish(file)?;
+            }
+        }
+        let store = &self.ctx.store;
+        self.files.retain(|f| {
+            let done = f.finished && store.is_fully_acked(f.meta.key);
+            if done {
+                store.forget(f.meta.key);
+            }
+            !done
+        });
+        Ok(())
+    }
+}
+
+impl<E> Context<E>
+where
+    E: FnMut(Chunk) -> Result<(), Stopped>,
+{
+    fn start_tracking(
+        &self,
+        path: &Path,
+        md: &fs::Metadata,
+        first: bool,
+        keep_open: bool,
+    ) -> std::io::Result<TrackedFile> {
+        let mut file = File::open(path)?;
+        let head = read_head(&file, self.config.fingerprint_bytes)?;
+        let size = file.metadata()?.len();
+        let (dev, ino) = (md.dev(), md.ino());
+        let path_text = path.to_string_lossy();
+        let (key, offset) = match self.store.claim(&self.name, dev, ino, &head, size) {
+            Some(record) => {
+                tracing::debug!(source = %self.name, file = %path_text, offset = record.offset, "resuming at checkpoint");
+                (record.key, record.offset)
+            }
+            None => {
+                let offset = if first
+                    && self.store.is_first_start()
+                    && self.config.read_from == ReadFrom::End
+                {
+                    start_of_last_line(&file, size)?
+                } else {
+                    0
+                };
+                tracing::debug!(source = %self.name, file = %path_text, offset, "new file");
+                (new_key(dev, ino), offset)
+            }
+        };
+        file.seek(SeekFrom::Start(offset))?;
+        let fingerprint = Fingerprint::of(&head);
+        self.store.track(
+            FileRecord {
+                source: self.name.to_string(),
+                path: path_text.to_string(),
+                dev,
+                ino,
+                fingerprint,
+                key,
+                offset,
+                updated_unix: 0,
+            },
+            &self.sinks,
+        );
+        Ok(TrackedFile {
+            meta: Arc::new(FileMeta::new(key, &self.name, &path_text)),
+            dev,
+            ino,
+            fingerprint,
+            file: keep_open.then_some(file),
+            framer: Framer::new(offset, self.config.max_line_bytes),
+            emitted: offset,
+            gone_since: None,
+            eof_since: None,
+            opened_at: Instant::now(),
+            finished: false,
+        })
+    }
+
+    fn renamed(&self, file: &mut TrackedFile, path: &Path) {
+        let path = path.to_string_lossy();
+        tracing::debug!(source = %self.name, from = %file.meta.path, to = %path, "file renamed");
+        file.meta = Arc::new(FileMeta::new(file.meta.key, &self.name, &path));
+        self.store
+            .update_identity(file.meta.key, &path, file.fingerprint);
+    }
+
+    /// Notices deletion, truncation and in-place rewrites of an open file, and lets its
+    /// fingerprint grow with it.
+    fn check_identity(&mut self, tracked: &mut TrackedFile) {
+        let Some(file) = &tracked.file else { return };
+        let (md, head) = match file
+            .metadata()
+            .and_then(|md| Ok((md, read_head(file, self.config.fingerprint_bytes)?)))
+        {
+            Ok(pair) => pair,
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot check file");
+                return;
+            }
+        };
+        if md.nlink() == 0 && tracked.gone_since.is_none() {
+            tracing::debug!(source = %self.name, file = %tracked.meta.path, "file deleted; reading it to its end");
+            tracked.gone_since = Some(Instant::now());
+        }
+        if md.len() < tracked.framer.read_offset() || !tracked.fingerprint.matches(&head) {
+            self.restart_from_zero(tracked, &head);
+        } else if head.len() > tracked.fingerprint.len as usize {
+            tracked.fingerprint = Fingerprint::of(&head);
+            self.store
+                .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
+        }
+    }
+
+    /// The file was truncated or rewritten: its lines from offset 0 are a new generation.
+    fn restart_from_zero(&mut self, tracked: &mut TrackedFile, head: &[u8]) {
+        tracing::info!(source = %self.name, file = %tracked.meta.path, "file truncated or rewritten; reading it again from the start");
+        add(&self.metrics.truncations, 1);
+        self.store.forget(tracked.meta.key);
+        let key = new_key(tracked.dev, tracked.ino);
+        tracked.meta = Arc::new(FileMeta::new(key, &self.name, &tracked.meta.path));
+        tracked.fingerprint = Fingerprint::of(head);
+        tracked.framer = Framer::new(0, self.config.max_line_bytes);
+        tracked.emitted = 0;
+        tracked.eof_since = None;
+        if let Some(file) = &mut tracked.file
+            && let Err(e) = file.seek(SeekFrom::Start(0))
+        {
+            tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot rewind file");
+            tracked.file = None;
+        }
+        self.store.track(
+            FileRecord {
+                source: self.name.to_string(),
+                path: tracked.meta.path.to_string(),
+                dev: tracked.dev,
+                ino: tracked.ino,
+                fingerprint: tracked.fingerprint,
+                key,
+                offset: 0,
+                updated_unix: 0,
+            },
+            &self.sinks,
+        );
+    }
+
+    /// Reopens a file closed for the open-file cap, checking it is still the same file.
+    fn reopen(&mut self, tracked: &mut TrackedFile) {
+        let opened = File::open(&*tracked.meta.path).and_then(|file| {
+            let md = file.metadata()?;
+            let head = read_head(&file, self.config.fingerprint_bytes)?;
+            Ok((file, md, head))
+        });
+        let (mut file, md, head) = match opened {
+            Ok(triple) => triple,
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot reopen file");
+                return;
+            }
+        };
+        if (md.dev(), md.ino()) != (tracked.dev, tracked.ino) {
+            // Rotated while closed: its new name is not included, so it cannot be read on.
+            tracing::warn!(source = %self.name, file = %tracked.meta.path, "file rotated away while closed for max_open_files; lines written to it after its last read are not shipped");
+            tracked.gone_since = Some(Instant::now());
+            return;
+        }
+        tracked.opened_at = Instant::now();
+        if md.len() < tracked.framer.read_offset() || !tracked.fingerprint.matches(&head) {
+            tracked.file = Some(file);
+            self.restart_from_zero(tracked, &head);
+            return;
+        }
+        match file.seek(SeekFrom::Start(tracked.framer.read_offset())) {
+            Ok(_) => tracked.file = Some(file),
+            Err(e) => {
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot seek file")
+            }
+        }
+    }
+
+    /// Reads one turn of a file; true if anything was read.
+    fn read_turn(&mut self, tracked: &mut TrackedFile) -> Result<bool, Stopped> {
+        if tracked.finished {
+            return Ok(false);
+        }
+        let mut total = 0;
+        while total < TURN_BYTES {
+            let Some(file) = tracked.file.as_mut() else {
+                break;
+            };
+            let got = match tracked.framer.read_from(file, READ_SIZE) {
+                Ok(got) => got,
+                Err(e) => {
+                    add(&self.metrics.read_errors, 1);
+                    tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "read failed");
+                    break;
+                }
+            };
+            if got == 0 {
+                let truncated = file
+                    .metadata()
+                    .is_ok_and(|md| md.len() < tracked.framer.read_offset());
+                if truncated {
+                    let head = read_head(file, self.config.fingerprint_bytes).unwrap_or_default();
+                    self.restart_from_zero(tracked, &head);
+                    continue;
+                }
+                tracked.eof_since.get_or_insert_with(Instant::now);
+                break;
+            }
+            tracked.eof_since = None;
+            total += got;
+            add(&self.metrics.bytes_in, got as u64);
+            self.emit_framed(tracked, false)?;
+        }
+        Ok(total > 0)
+    }
+
+    /// Emits what is left of a file that is let go, and closes it.
+    fn finish(&mut self, tracked: &mut TrackedFile) -> Result<(), Stopped> {
+        if tracked.file.is_some() {
+            self.emit_framed(tracked, true)?;
+        }
+        tracing::debug!(source = %self.name, file = %tracked.meta.path, "file let go");
+        tracked.file = None;
+        tracked.finished = true;
+        Ok(())
+    }
+
+    /// Frames what was read and hands it on as one chunk.
+    fn emit_framed(&mut self, tracked: &mut TrackedFile, at_end: bool) -> Result<(), Stopped> {
+        let mut events = Vec::with_capacity(self.chunk_hint);
+        let stats: FrameStats = if at_end {
+            tracked.framer.finish(&mut events)
+        } else {
+            tracked.framer.frame(&mut events)
+        };
+        let end_offset = tracked.framer.commit_offset();
+        if events.is_empty() && end_offset == tracked.emitted {
+            return Ok(());
+        }
+        self.chunk_hint = events.len().clamp(16, 1 << 16);
+        let parse_errors = self.config.format.parse_all(&mut events);
+        let m = &self.metrics;
+        add(&m.events_in, events.len() as u64);
+        add(&m.truncated_lines, stats.truncated);
+        add(&m.invalid_utf8_lines, stats.invalid_utf8);
+        add(&m.parse_errors, parse_errors);
+        self.store.emitted(tracked.meta.key, end_offset);
+        tracked.emitted = end_offset;
+        (self.emit)(Chunk {
+            file: Arc::clone(&tracked.meta),
+            read_time: now_rfc3339().into(),
+            events,
+            end_offset,
+        })
+    }
+}
+
+/// The offset after the last newline within the last [`TAIL_ALIGN_BYTES`] of the file, so that
+/// `read_from: end` starts at a line's start; the size itself if there is none.
+fn start_of_last_line(file: &File, size: u64) -> std::io::Result<u64> {
+    let start = size.saturating_sub(TAIL_ALIGN_BYTES);
+    let mut tail = vec![0; (size - start) as usize];
+    file.read_exact_at(&mut tail, start)?;
+    Ok(match memchr::memrchr(b'\n', &tail) {
+        Some(newline) => start + newline as u64 + 1,
+        None => size,
+    })
+}
+
+/// A key no other file generation has: ids stay unique across truncations and inode reuse.
+fn new_key(dev: u64, ino: u64) -> FileKey {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut seed = [0u8; 40];
+    seed[..8].copy_from_slice(&dev.to_le_bytes());
+    seed[8..16].copy_from_slice(&ino.to_le_bytes());
+    seed[16..32].copy_from_slice(&nanos.to_le_bytes());
+    seed[32..].copy_from_slice(&count.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&seed)
+}
+
+/// The current time in RFC 3339 with microseconds, UTC.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn start_of_last_line_table() {
+        let cases: &[(&[u8], u64)] =
+            &[(b"", 0), (b"a\nb\n", 4), (b"a\nbc", 2), (b"no newline", 10)];
+        for (content, want) in cases {
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(content).unwrap();
+            let got = start_of_last_line(&file, content.len() as u64).unwrap();
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(content));
+        }
+    }
+
+    #[test]
+    fn keys_differ_for_the_same_inode() {
+        assert_ne!(new_key(1, 2), new_key(1, 2));
+    }
+}
