@@ -51,10 +51,9 @@ fn open_append(path: &PathBuf) -> io::Result<File> {
 fn append(file: &File, bytes: &[u8], fsync: bool) -> io::Result<()> {
     let before = file.metadata()?.len();
     let mut writer = file;
-    let result =
-        writer
-            .write_all(bytes)
-            .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
+    let result = writer
+        .write_all(bytes)
+        .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
     if result.is_err() {
         let _ = file.set_len(before);
     }

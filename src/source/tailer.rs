@@ -529,6 +529,9 @@ where
         if tracked.finished {
             return Ok(false);
         }
+        if !self.ready_to_read(tracked) {
+            return Ok(false);
+        }
         let mut total = 0;
         while total < TURN_BYTES {
             let Some(file) = tracked.file.as_mut() else {
@@ -560,6 +563,37 @@ where
             self.emit_framed(tracked, false)?;
         }
         Ok(total > 0)
+    }
+
+    /// True when the open file has grown past the read offset and is still the file that was
+    /// read: checked before each turn, so that a file rewritten in place (truncated, then written
+    /// past the old offset) is read again from its start, not continued at the old offset.
+    fn ready_to_read(&mut self, tracked: &mut TrackedFile) -> bool {
+        let Some(file) = &tracked.file else {
+            return false;
+        };
+        let size = match file.metadata() {
+            Ok(md) => md.len(),
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot stat file");
+                return false;
+            }
+        };
+        let offset = tracked.framer.read_offset();
+        if size == offset {
+            tracked.eof_since.get_or_insert_with(Instant::now);
+            return false;
+        }
+        let rewritten = size < offset
+            || (tracked.fingerprint.len > 0
+                && read_head(file, tracked.fingerprint.len as usize)
+                    .is_ok_and(|head| !tracked.fingerprint.matches(&head)));
+        if rewritten {
+            let head = read_head(file, self.config.fingerprint_bytes).unwrap_or_default();
+            self.restart_from_zero(tracked, &head);
+        }
+        tracked.file.is_some()
     }
 
     /// Emits what is left of a file that is let go, and closes it.

@@ -1,0 +1,264 @@
+//! Helpers shared by the integration tests: configs over temporary directories, the agent run
+//! in-process, numbered lines and the checks on what a sink received.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use log_agent::{Config, RunSummary};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Settings that make tests quick: fast scans, short waits, small batches.
+pub const FAST: &str = "
+    scan_interval_ms: 50
+    rotate_wait_ms: 300";
+
+/// A config with one file source `app` over `include` and one NDJSON file sink `out` writing to
+/// `out`; `source_extra` and `sink_extra` are indented YAML lines added to each.
+pub fn config_yaml(
+    data_dir: &Path,
+    include: &[&str],
+    out: &Path,
+    source_extra: &str,
+    sink_extra: &str,
+) -> String {
+    let include: Vec<String> = include.iter().map(|p| format!("{p:?}")).collect();
+    format!(
+        "data_dir: {data}
+checkpoint_interval_ms: 100
+shutdown_timeout_ms: 10000
+sources:
+  app:
+    type: file
+    include: [{include}]{FAST}
+{source_extra}
+sinks:
+  out:
+    type: file
+    inputs: [app]
+    path: {out}
+    batch: {{ max_events: 500, timeout_ms: 20 }}
+{sink_extra}
+",
+        data = data_dir.display(),
+        include = include.join(", "),
+        out = out.display(),
+    )
+}
+
+/// Parses a config text (no environment variables).
+pub fn config(yaml: &str) -> Config {
+    Config::from_yaml(yaml, |_| None, Path::new("/")).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// A temporary world: a directory of logs, a data_dir and an output file.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("logs")).unwrap();
+        World { dir }
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.logs().join(name)
+    }
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out.ndjson")
+    }
+    /// The standard config over `logs/<glob>` with extra source and sink lines.
+    pub fn config(&self, glob: &str, source_extra: &str, sink_extra: &str) -> Config {
+        let include = self.log(glob);
+        config(&config_yaml(
+            &self.data(),
+            &[include.to_str().unwrap()],
+            &self.out(),
+            source_extra,
+            sink_extra,
+        ))
+    }
+    /// Events delivered so far.
+    pub fn events(&self) -> Vec<Value> {
+        read_ndjson(&self.out())
+    }
+}
+
+/// An agent running in-process.
+pub struct Agent {
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<RunSummary, log_agent::RunError>>,
+}
+
+impl Agent {
+    pub fn start(config: Config) -> Agent {
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(log_agent::run(config, async {
+            let _ = rx.await;
+        }));
+        Agent {
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    /// Asks for a shutdown and waits for the summary.
+    pub async fn stop(mut self) -> RunSummary {
+        let _ = self.shutdown.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("agent did not stop within 30 s")
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// Every complete JSON line of an NDJSON file (none if it does not exist).
+pub fn read_ndjson(path: &Path) -> Vec<Value> {
+    let Ok(bytes) = fs::read(path) else {
+        return Vec::new();
+    };
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            serde_json::from_slice(line).unwrap_or_else(|e| {
+                panic!("bad NDJSON line {e}: {}", String::from_utf8_lossy(line))
+            })
+        })
+        .collect()
+}
+
+/// Polls `condition` every 20 ms for up to `limit`; true once it holds.
+pub async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `n` events were delivered; panics with what arrived if they do not in time.
+pub async fn wait_for_events(world: &World, n: usize) -> Vec<Value> {
+    let ok = wait_for(Duration::from_secs(30), || world.events().len() >= n).await;
+    let events = world.events();
+    assert!(ok, "expected {n} events, got {}", events.len());
+    events
+}
+
+/// The numbered line `seq` of stream `tag`, padded to about `width` bytes.
+pub fn numbered(tag: &str, seq: u64, width: usize) -> String {
+    let mut line = format!("{tag} {seq:09} ");
+    while line.len() < width {
+        line.push('.');
+    }
+    line.push('\n');
+    line
+}
+
+/// Appends numbered lines `range` of `tag` to `path`.
+pub fn append_numbered(path: &Path, tag: &str, range: std::ops::Range<u64>, width: usize) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut text = String::new();
+    for seq in range {
+        text.push_str(&numbered(tag, seq, width));
+    }
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// Appends raw bytes to a file.
+pub fn append(path: &Path, bytes: &[u8]) {
+    let mut file: File = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+/// How often each sequence number of each tag was delivered, from numbered messages.
+pub fn counts(events: &[Value]) -> BTreeMap<String, BTreeMap<u64, usize>> {
+    let mut counts: BTreeMap<String, BTreeMap<u64, usize>> = BTreeMap::new();
+    for event in events {
+        let message = event["message"].as_str().unwrap_or_default();
+        let mut words = message.split(' ');
+        let (Some(tag), Some(seq)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(seq) = seq.parse::<u64>() else {
+            continue;
+        };
+        *counts
+            .entry(tag.to_owned())
+            .or_default()
+            .entry(seq)
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// Asserts that stream `tag` arrived with every number of `0..n` exactly once.
+pub fn assert_exactly_once(events: &[Value], tag: &str, n: u64) {
+    let counts = counts(events);
+    let seen = counts.get(tag).cloned().unwrap_or_default();
+    let missing: Vec<u64> = (0..n).filter(|s| !seen.contains_key(s)).collect();
+    let repeated: Vec<(u64, usize)> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(s, c)| (*s, *c))
+        .collect();
+    let extra: Vec<u64> = seen.keys().filter(|s| **s >= n).copied().collect();
+    assert!(
+        missing.is_empty() && repeated.is_empty() && extra.is_empty(),
+        "{tag}: {} missing (first {:?}), {} repeated (first {:?}), {} unexpected",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        repeated.len(),
+        &repeated[..repeated.len().min(10)],
+        extra.len()
+    );
+}
+
+/// Asserts that stream `tag` arrived with every number of `0..n` at least once, in order of
+/// first delivery.
+pub fn assert_at_least_once_in_order(events: &[Value], tag: &str, n: u64) {
+    let mut next = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for event in events {
+        let message = event["message"].as_str().unwrap_or_default();
+        let mut words = message.split(' ');
+        if words.next() != Some(tag) {
+            continue;
+        }
+        let seq: u64 = words.next().unwrap().parse().unwrap();
+        if seen.insert(seq) {
+            assert_eq!(
+                seq, next,
+                "{tag}: first delivery of {seq} came when {next} was expected"
+            );
+            next += 1;
+        }
+    }
+    assert_eq!(next, n, "{tag}: only 0..{next} of 0..{n} delivered");
+}
