@@ -68,6 +68,64 @@ async fn rename_rotation_during_continuous_writes_loses_and_repeats_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_during_continuous_writes_loses_and_repeats_nothing() {
+    let world = World::new();
+    // The copies match the glob too: what was not read from the original before its
+    // truncation is read from its copy, from the same offset on.
+    let agent = Agent::start(world.config("app.log*", "", ""));
+    let path = world.log("app.log");
+    let copy = world.log("app.log.1");
+    let writer = std::thread::spawn(move || {
+        let total = 30_000;
+        for seq in (0..total).step_by(100) {
+            append_numbered(&path, "t", seq..seq + 100, 80);
+            if seq % 5_000 == 4_900 {
+                // Like logrotate's `copytruncate`, with writes paused between copy and
+                // truncation (what is written in between is lost by copytruncate itself).
+                let _ = fs::remove_file(&copy);
+                fs::copy(&path, &copy).unwrap();
+                fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&path)
+                    .unwrap();
+            }
+            // Rotations come a few scans apart, as they do in life (hours apart, there).
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        total
+    });
+    let total = tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    wait_for_events(&world, total as usize).await;
+    // Give a wrongly re-read copy the time to show up before checking for duplicates.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let summary = agent.stop().await;
+    assert_exactly_once(&world.events(), "t", total);
+    assert!(summary.metrics.sources["app"].truncations >= 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_a_file_that_is_not_truncated_is_read_from_its_start() {
+    let world = World::new();
+    append_numbered(&world.log("a.log"), "a", 0..100, 40);
+    let agent = Agent::start(world.config("*.log", "", ""));
+    wait_for_events(&world, 100).await;
+    // Looks like the first step of copytruncate, but no truncation follows: after
+    // rotate_wait the copy is a file of its own (at least once: its lines arrive again).
+    fs::copy(world.log("a.log"), world.log("b.log")).unwrap();
+    wait_for_events(&world, 200).await;
+    agent.stop().await;
+    let counts = counts(&world.events());
+    assert!(
+        (0..100).all(|seq| counts["a"][&seq] == 2),
+        "{:?}",
+        counts["a"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_renamed_away_is_read_to_its_end_including_its_unterminated_last_line() {
     let world = World::new();
     let agent = Agent::start(world.config("app.log", "", ""));

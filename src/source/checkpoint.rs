@@ -252,6 +252,18 @@ impl CheckpointStore {
         }
     }
 
+    /// Moves a tracked file's record to another file holding the same content (its copy).
+    pub fn relocate(&self, key: FileKey, path: &str, dev: u64, ino: u64) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        if let Some(t) = state.tracked.get_mut(&key) {
+            t.record.path = path.to_owned();
+            t.record.dev = dev;
+            t.record.ino = ino;
+            state.dirty = true;
+        }
+    }
+
     /// The checkpoint of a tracked file.
     pub fn checkpoint(&self, key: FileKey) -> Option<u64> {
         self.lock().tracked.get(&key).map(Tracked::checkpoint)

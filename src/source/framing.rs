@@ -36,7 +36,13 @@ pub struct Framer {
     /// skipped; the checkpoint may not pass it until the tail's newline is found.
     skipping_from: Option<u64>,
     max_line_bytes: usize,
+    /// The last bytes read (at most [`TAIL_BYTES`]), ending at `read_offset()`: what a copy of
+    /// the file must hold at the same place to be taken for one.
+    tail: Vec<u8>,
 }
+
+/// How many of the last bytes read a framer remembers.
+pub const TAIL_BYTES: usize = 256;
 
 impl Framer {
     /// A framer whose next byte is at file offset `start_offset`.
@@ -46,7 +52,19 @@ impl Framer {
             buf_offset: start_offset,
             skipping_from: None,
             max_line_bytes: max_line_bytes.max(1),
+            tail: Vec::new(),
         }
+    }
+
+    /// The last bytes read, ending at [`Framer::read_offset`].
+    pub fn tail(&self) -> &[u8] {
+        &self.tail
+    }
+
+    /// Sets the bytes that end at the start offset, for a framer that resumes mid-file.
+    pub fn set_tail(&mut self, tail: &[u8]) {
+        self.tail.clear();
+        remember_into(&mut self.tail, tail);
     }
 
     /// File offset of the next byte to read.
@@ -76,12 +94,15 @@ impl Framer {
         };
         let got = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(held + got);
+        let (buf, tail) = (&self.buf, &mut self.tail);
+        remember_into(tail, &buf[held..]);
         result
     }
 
     /// Appends bytes as if read from the file (tests and decoders use this).
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+        remember_into(&mut self.tail, data);
     }
 
     /// Frames every complete line held, appending events to `out`.
@@ -180,6 +201,18 @@ impl Framer {
             fields: None,
             parse_error: None,
         }
+    }
+}
+
+/// Keeps the last [`TAIL_BYTES`] of `tail` followed by `read`.
+fn remember_into(tail: &mut Vec<u8>, read: &[u8]) {
+    if read.len() >= TAIL_BYTES {
+        tail.clear();
+        tail.extend_from_slice(&read[read.len() - TAIL_BYTES..]);
+    } else {
+        let keep = (TAIL_BYTES - read.len()).min(tail.len());
+        tail.drain(..tail.len() - keep);
+        tail.extend_from_slice(read);
     }
 }
 
@@ -320,6 +353,22 @@ mod tests {
         framer.frame(&mut out);
         assert_eq!(&out[1].message[..], b"next");
         assert_eq!(out[1].offset, 100 * 64 * 1024 + 1);
+    }
+
+    #[test]
+    fn remembers_the_last_bytes_read() {
+        let mut framer = Framer::new(0, 100);
+        framer.push(b"abc");
+        framer.push(b"de");
+        assert_eq!(framer.tail(), b"abcde");
+        let long = vec![b'z'; TAIL_BYTES + 10];
+        framer.push(&long);
+        framer.push(b"!");
+        assert_eq!(framer.tail().len(), TAIL_BYTES);
+        assert_eq!(framer.tail().last(), Some(&b'!'));
+        assert_eq!(framer.tail()[0], b'z');
+        framer.set_tail(b"xy");
+        assert_eq!(framer.tail(), b"xy");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::ReadFrom;
 use super::checkpoint::{CheckpointStore, FileRecord, SinkId};
 use super::discovery::Globs;
 use super::fingerprint::{Fingerprint, read_head};
-use super::framing::{FrameStats, Framer};
+use super::framing::{FrameStats, Framer, TAIL_BYTES};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
 use crate::metrics::{SourceMetrics, add};
@@ -75,6 +75,8 @@ struct TrackedFile {
     dev: u64,
     ino: u64,
     fingerprint: Fingerprint,
+    /// The bytes the fingerprint was taken of, to recognise a copy still being written.
+    head: Vec<u8>,
     /// Open descriptor; `None` while closed to respect `max_open_files`, or once let go.
     file: Option<File>,
     framer: Framer,
@@ -87,6 +89,12 @@ struct TrackedFile {
     opened_at: Instant,
     /// Read to its end and let go; waiting for its last acks.
     finished: bool,
+    /// Looks like a copy of a tracked file (since then): not read until it is known whether it
+    /// continues a retired generation (see [`Lineage`]).
+    held_since: Option<Instant>,
+    /// A generation whose file was truncated or rewritten under it: kept for `rotate_wait_ms`
+    /// in case a copy of it appears (copytruncate), from which it is then read to its end.
+    retired: bool,
 }
 
 /// What the tailer needs besides its files.
@@ -99,6 +107,20 @@ struct Context<E> {
     emit: E,
     /// Events per chunk last time, to size the next chunk's vector.
     chunk_hint: usize,
+    /// Generations retired by truncation since the files were last gathered.
+    retired: Vec<TrackedFile>,
+}
+
+/// How a file found by a scan relates to the files already tracked.
+enum Lineage {
+    /// Not related: a new file.
+    New,
+    /// The copy of a retired generation (copytruncate), given as its index in `files`: read it
+    /// on from that generation's offset.
+    Continues(usize),
+    /// It holds what a tracked file held at the same offsets: either a copy about to be followed
+    /// by a truncation of the original, or a copy still being written.
+    PossibleCopy,
 }
 
 /// Tails the files of one source.
@@ -145,6 +167,7 @@ where
                 metrics,
                 emit,
                 chunk_hint: 64,
+                retired: Vec::new(),
             },
             files: Vec::new(),
             globs,
@@ -207,7 +230,7 @@ where
             .files
             .iter()
             .enumerate()
-            .filter(|(_, f)| !f.finished)
+            .filter(|(_, f)| !f.finished && !f.retired)
             .map(|(i, f)| ((f.dev, f.ino), i))
             .collect();
         // Per file: the first path seen this scan, and whether its current path was seen.
@@ -220,15 +243,42 @@ where
             if !md.is_file() {
                 continue;
             }
-            if let Some(&i) = by_inode.get(&(md.dev(), md.ino())) {
+            let id = (md.dev(), md.ino());
+            if let Some(&i) = by_inode.get(&id) {
                 at_current_path[i] |= *self.files[i].meta.path == *path.to_string_lossy();
                 seen[i].get_or_insert(path);
                 continue;
             }
-            let open_now = self.open_count() < self.ctx.config.max_open_files;
-            match self.ctx.start_tracking(&path, &md, first, open_now) {
-                Ok(file) => {
-                    by_inode.insert((file.dev, file.ino), self.files.len());
+            match self.ctx.start_tracking(&path, &md, first) {
+                Ok(mut file) => {
+                    let lineage = match &file.file {
+                        Some(handle) => self.lineage(handle, None),
+                        None => Ok(Lineage::New),
+                    };
+                    match lineage {
+                        Ok(Lineage::New) => {}
+                        Ok(Lineage::PossibleCopy) => file.held_since = Some(Instant::now()),
+                        Ok(Lineage::Continues(i)) => {
+                            self.ctx.store.forget(file.meta.key);
+                            if let Some(handle) = file.file.take() {
+                                self.ctx.adopt_copy(
+                                    &mut self.files[i],
+                                    handle,
+                                    &file.meta.path,
+                                    id,
+                                );
+                            }
+                            by_inode.insert(id, i);
+                            seen[i] = Some(path);
+                            at_current_path[i] = true;
+                            continue;
+                        }
+                        Err(e) => {
+                            add(&self.ctx.metrics.read_errors, 1);
+                            self.report_once(format!("{}: {e}", path.display()));
+                        }
+                    }
+                    by_inode.insert(id, self.files.len());
                     self.files.push(file);
                     seen.push(Some(path));
                     at_current_path.push(true);
@@ -261,9 +311,59 @@ where
                 self.ctx.check_identity(file);
             }
         }
+        self.files.append(&mut self.ctx.retired);
         self.share_open_slots();
         let open = self.open_count() as u64;
         self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
+    }
+
+    /// Tells whether the file at `path`, not tracked by inode, holds the content of a tracked
+    /// file: same fingerprint, and the same last bytes before that file's read offset; or, while
+    /// it is shorter than that file's fingerprint, the same first bytes (a copy being written).
+    /// `skip` is the file's own index when it is tracked already (held).
+    fn lineage(&self, file: &File, skip: Option<usize>) -> std::io::Result<Lineage> {
+        let size = file.metadata()?.len();
+        let head = read_head(file, self.ctx.config.fingerprint_bytes)?;
+        let mut possible_copy = false;
+        for (i, tracked) in self.files.iter().enumerate() {
+            if Some(i) == skip
+                || tracked.finished
+                || tracked.held_since.is_some()
+                || tracked.fingerprint.len == 0
+            {
+                continue;
+            }
+            if head.len() < tracked.head.len() {
+                possible_copy |= tracked.head.starts_with(&head);
+                continue;
+            }
+            if !tracked.fingerprint.matches(&head) {
+                continue;
+            }
+            let offset = tracked.framer.read_offset();
+            let tail = tracked.framer.tail();
+            if size < offset {
+                possible_copy = true;
+                continue;
+            }
+            if tail.is_empty() {
+                continue;
+            }
+            let mut there = vec![0; tail.len()];
+            file.read_exact_at(&mut there, offset - tail.len() as u64)?;
+            if there != tail {
+                continue;
+            }
+            if tracked.retired {
+                return Ok(Lineage::Continues(i));
+            }
+            possible_copy = true;
+        }
+        Ok(if possible_copy {
+            Lineage::PossibleCopy
+        } else {
+            Lineage::New
+        })
     }
 
     fn open_count(&self) -> usize {
@@ -291,31 +391,82 @@ where
                         .is_ok_and(|md| md.len() != f.framer.read_offset())
             })
             .collect();
-        if waiting.is_empty() {
-            return;
-        }
-        let mut free = cap.saturating_sub(self.open_count());
-        if waiting.len() > free {
+        let open = self.open_count();
+        // New files are opened as they are found; past the cap, the excess closes right away.
+        let excess = open.saturating_sub(cap);
+        let mut free = cap.saturating_sub(open);
+        let wanted = excess + waiting.len().saturating_sub(free);
+        if wanted > 0 {
             let min_turn = Duration::from_millis(self.ctx.config.scan_interval_ms);
+            // Files that can be reopened by path: live, not held, not finished.
             let mut candidates: Vec<usize> = (0..self.files.len())
                 .filter(|&i| {
                     let f = &self.files[i];
                     f.file.is_some()
                         && f.gone_since.is_none()
                         && !f.finished
-                        && f.opened_at.elapsed() >= min_turn
+                        && f.held_since.is_none()
                 })
                 .collect();
             // Idle files first, then those open the longest.
             candidates
                 .sort_by_key(|&i| (self.files[i].eof_since.is_none(), self.files[i].opened_at));
-            for i in candidates.into_iter().take(waiting.len() - free) {
+            let mut closed = 0;
+            for i in candidates {
+                if closed >= wanted {
+                    break;
+                }
+                // Beyond the excess, only files that had a turn make room for waiting ones.
+                if closed >= excess && self.files[i].opened_at.elapsed() < min_turn {
+                    continue;
+                }
                 self.files[i].file = None;
-                free += 1;
+                closed += 1;
+                if closed > excess {
+                    free += 1;
+                }
             }
         }
         for i in waiting.into_iter().take(free) {
             self.ctx.reopen(&mut self.files[i]);
+        }
+    }
+
+    /// Decides about files held as possible copies: the copy of a retired generation continues
+    /// it; a file that no longer looks like a copy, is gone, or was held for `rotate_wait_ms`
+    /// is released and read from its start.
+    fn review_held_files(&mut self) {
+        let rotate_wait = Duration::from_millis(self.ctx.config.rotate_wait_ms);
+        for held in 0..self.files.len() {
+            let file = &self.files[held];
+            let Some(since) = file.held_since else {
+                continue;
+            };
+            let lineage = match &file.file {
+                Some(handle) if file.gone_since.is_none() && since.elapsed() < rotate_wait => {
+                    self.lineage(handle, Some(held)).unwrap_or(Lineage::New)
+                }
+                _ => Lineage::New,
+            };
+            match lineage {
+                Lineage::PossibleCopy => {}
+                Lineage::New => self.files[held].held_since = None,
+                Lineage::Continues(original) => {
+                    let copy = &mut self.files[held];
+                    copy.held_since = None;
+                    copy.finished = true;
+                    self.ctx.store.forget(copy.meta.key);
+                    let (handle, path, id) = (
+                        copy.file.take(),
+                        Arc::clone(&copy.meta.path),
+                        (copy.dev, copy.ino),
+                    );
+                    if let Some(handle) = handle {
+                        self.ctx
+                            .adopt_copy(&mut self.files[original], handle, &path, id);
+                    }
+                }
+            }
         }
     }
 
@@ -325,11 +476,13 @@ where
         if n == 0 {
             return Ok(false);
         }
+        self.review_held_files();
         let mut progressed = false;
         for step in 0..n {
             let i = (self.next_first + step) % n;
             progressed |= self.ctx.read_turn(&mut self.files[i])?;
         }
+        self.files.append(&mut self.ctx.retired);
         self.next_first = (self.next_first + 1) % n;
         Ok(progressed)
     }
@@ -339,9 +492,13 @@ where
     fn let_go_of_gone_files(&mut self) -> Result<(), Stopped> {
         let rotate_wait = Duration::from_millis(self.ctx.config.rotate_wait_ms);
         for file in &mut self.files {
+            // Gone for that long, and (if it can still be read) not grown for that long either;
+            // one that cannot be read (retired, closed for the open-file cap) waits as long for
+            // a copy of it to show up.
+            let waited = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() >= rotate_wait);
             let idle_enough =
-                file.file.is_none() || file.eof_since.is_some_and(|at| at.elapsed() >= rotate_wait);
-            if file.gone_since.is_some() && !file.finished && idle_enough {
+                waited(file.gone_since) && (file.file.is_none() || waited(file.eof_since));
+            if !file.finished && idle_enough {
                 self.ctx.finish(file)?;
             }
         }
@@ -366,7 +523,6 @@ where
         path: &Path,
         md: &fs::Metadata,
         first: bool,
-        keep_open: bool,
     ) -> std::io::Result<TrackedFile> {
         let mut file = File::open(path)?;
         let head = read_head(&file, self.config.fingerprint_bytes)?;
@@ -392,6 +548,13 @@ where
             }
         };
         file.seek(SeekFrom::Start(offset))?;
+        let mut framer = Framer::new(offset, self.config.max_line_bytes);
+        if offset > 0 {
+            let from = offset.saturating_sub(TAIL_BYTES as u64);
+            let mut tail = vec![0; (offset - from) as usize];
+            file.read_exact_at(&mut tail, from)?;
+            framer.set_tail(&tail);
+        }
         let fingerprint = Fingerprint::of(&head);
         self.store.track(
             FileRecord {
@@ -411,13 +574,16 @@ where
             dev,
             ino,
             fingerprint,
-            file: keep_open.then_some(file),
-            framer: Framer::new(offset, self.config.max_line_bytes),
+            head,
+            file: Some(file),
+            framer,
             emitted: offset,
             gone_since: None,
             eof_since: None,
             opened_at: Instant::now(),
             finished: false,
+            retired: false,
+            held_since: None,
         })
     }
 
@@ -452,6 +618,7 @@ where
             self.restart_from_zero(tracked, &head);
         } else if head.len() > tracked.fingerprint.len as usize {
             tracked.fingerprint = Fingerprint::of(&head);
+            tracked.head = head;
             self.store
                 .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
         }
@@ -461,13 +628,34 @@ where
     fn restart_from_zero(&mut self, tracked: &mut TrackedFile, head: &[u8]) {
         tracing::info!(source = %self.name, file = %tracked.meta.path, "file truncated or rewritten; reading it again from the start");
         add(&self.metrics.truncations, 1);
-        self.store.forget(tracked.meta.key);
         let key = new_key(tracked.dev, tracked.ino);
-        tracked.meta = Arc::new(FileMeta::new(key, &self.name, &tracked.meta.path));
-        tracked.fingerprint = Fingerprint::of(head);
-        tracked.framer = Framer::new(0, self.config.max_line_bytes);
-        tracked.emitted = 0;
+        let new_meta = Arc::new(FileMeta::new(key, &self.name, &tracked.meta.path));
+        let old = TrackedFile {
+            meta: std::mem::replace(&mut tracked.meta, new_meta),
+            dev: tracked.dev,
+            ino: tracked.ino,
+            fingerprint: std::mem::replace(&mut tracked.fingerprint, Fingerprint::of(head)),
+            head: std::mem::replace(&mut tracked.head, head.to_vec()),
+            file: None,
+            framer: std::mem::replace(
+                &mut tracked.framer,
+                Framer::new(0, self.config.max_line_bytes),
+            ),
+            emitted: std::mem::replace(&mut tracked.emitted, 0),
+            gone_since: Some(Instant::now()),
+            eof_since: None,
+            opened_at: tracked.opened_at,
+            finished: false,
+            retired: true,
+            held_since: None,
+        };
         tracked.eof_since = None;
+        if old.framer.read_offset() > 0 {
+            // Its copy, if one shows up, holds what was not read yet.
+            self.retired.push(old);
+        } else {
+            self.store.forget(old.meta.key);
+        }
         if let Some(file) = &mut tracked.file
             && let Err(e) = file.seek(SeekFrom::Start(0))
         {
@@ -487,6 +675,35 @@ where
             },
             &self.sinks,
         );
+    }
+
+    /// Continues a retired generation in its copy, from where the original was left.
+    fn adopt_copy(
+        &mut self,
+        tracked: &mut TrackedFile,
+        mut copy: File,
+        path_text: &str,
+        (dev, ino): (u64, u64),
+    ) {
+        tracing::info!(
+            source = %self.name, original = %tracked.meta.path, copy = %path_text,
+            offset = tracked.framer.read_offset(),
+            "the truncated file was copied first (copytruncate): reading the rest of it from the copy"
+        );
+        if let Err(e) = copy.seek(SeekFrom::Start(tracked.framer.read_offset())) {
+            tracing::warn!(source = %self.name, file = %path_text, error = %e, "cannot seek file");
+            return;
+        }
+        tracked.dev = dev;
+        tracked.ino = ino;
+        tracked.file = Some(copy);
+        tracked.retired = false;
+        tracked.gone_since = None;
+        tracked.eof_since = None;
+        tracked.opened_at = Instant::now();
+        tracked.meta = Arc::new(FileMeta::new(tracked.meta.key, &self.name, path_text));
+        self.store
+            .relocate(tracked.meta.key, path_text, tracked.dev, tracked.ino);
     }
 
     /// Reopens a file closed for the open-file cap, checking it is still the same file.
@@ -526,7 +743,7 @@ where
 
     /// Reads one turn of a file; true if anything was read.
     fn read_turn(&mut self, tracked: &mut TrackedFile) -> Result<bool, Stopped> {
-        if tracked.finished {
+        if tracked.finished || tracked.held_since.is_some() {
             return Ok(false);
         }
         if !self.ready_to_read(tracked) {
@@ -598,9 +815,7 @@ where
 
     /// Emits what is left of a file that is let go, and closes it.
     fn finish(&mut self, tracked: &mut TrackedFile) -> Result<(), Stopped> {
-        if tracked.file.is_some() {
-            self.emit_framed(tracked, true)?;
-        }
+        self.emit_framed(tracked, true)?;
         tracing::debug!(source = %self.name, file = %tracked.meta.path, "file let go");
         tracked.file = None;
         tracked.finished = true;

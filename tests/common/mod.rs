@@ -104,6 +104,13 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(config: Config) -> Agent {
+        // LOG_AGENT_LOG=debug shows the agent's own logs while debugging a test.
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LOG_AGENT_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(log_agent::run(config, async {
             let _ = rx.await;
