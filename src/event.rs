@@ -1,9 +1,10 @@
 //! The units that flow from the tailer through the pipeline to the sinks.
 //!
-//! A [`Chunk`] is what one read of one file produced: the lines framed from it, the metadata they
-//! share (file, source, read time) and the checkpoint offset that becomes safe once every line of
-//! the chunk is delivered. Lines borrow from the read buffer (`Bytes`), so there is no allocation
-//! per line on the raw path, and a chunk is shared (`Arc`) by every sink it is routed to.
+//! A [`Chunk`] is what one read of one file produced: the bytes read (`data`), the lines framed
+//! from them, the metadata they share (file, source, read time) and the checkpoint offset that
+//! becomes safe once every line of the chunk is delivered. An event locates its message in the
+//! chunk's `data` by position, so there is no allocation and no reference count per line, and a
+//! chunk is shared (`Arc`) by every sink it is routed to.
 
 use std::sync::Arc;
 
@@ -17,11 +18,13 @@ pub type FileKey = u64;
 pub type Fields = serde_json::Map<String, serde_json::Value>;
 
 /// One log line, or one line's worth of event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Event {
-    /// The line without its newline (and without a `\r` before it), possibly cut at
-    /// `max_line_bytes`; raw bytes, not yet checked to be UTF-8 unless `flags` says so.
-    pub message: Bytes,
+    /// Where the message is in its chunk's `data` ([`Chunk::message`]): the line without its
+    /// newline (and without a `\r` before it), possibly cut at `max_line_bytes`.
+    pub start: u32,
+    /// Length of the message.
+    pub len: u32,
     /// Byte offset of the line's first byte in its file.
     pub offset: u64,
     /// What happened to the line on the way in.
@@ -30,6 +33,19 @@ pub struct Event {
     pub fields: Option<Box<Fields>>,
     /// Why the line failed to parse, when it did.
     pub parse_error: Option<Box<str>>,
+}
+
+impl Event {
+    /// An event whose message is `data[start..start + len]` of its chunk, starting at file
+    /// offset `offset`.
+    pub fn new(start: u32, len: u32, offset: u64) -> Self {
+        Event {
+            start,
+            len,
+            offset,
+            ..Event::default()
+        }
+    }
 }
 
 /// Flags set by framing; each is shipped as a boolean key when true and counted in metrics.
@@ -82,6 +98,8 @@ pub struct Chunk {
     pub file: Arc<FileMeta>,
     /// RFC 3339 read time, the `timestamp` of events whose line carries none.
     pub read_time: Arc<str>,
+    /// The bytes the events' messages are in.
+    pub data: Bytes,
     /// The framed (and parsed) lines, in file order.
     pub events: Vec<Event>,
     /// Offset up to which the file is consumed once every event of this chunk is delivered:
@@ -91,9 +109,12 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// Bytes of message payload in events `range`, the measure batch and buffer limits use.
-    pub fn message_bytes(&self, range: std::ops::Range<usize>) -> usize {
-        self.events[range].iter().map(|e| e.message.len()).sum()
+    /// The message of `event`, one of this chunk's events.
+    pub fn message(&self, event: &Event) -> &[u8] {
+        let start = event.start as usize;
+        self.data
+            .get(start..start + event.len as usize)
+            .unwrap_or_default()
     }
 
     /// The checkpoint offset that delivering events `..upto` allows: the start of the first
@@ -106,33 +127,57 @@ impl Chunk {
     }
 }
 
+/// Builders for tests of the modules that take chunks.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A chunk of `file` whose events have the given messages and offsets, read at a fixed time.
+    pub fn chunk(file: FileMeta, lines: &[(&[u8], u64)], end_offset: u64) -> Chunk {
+        let mut data = Vec::new();
+        let mut events = Vec::new();
+        for (message, offset) in lines {
+            events.push(Event::new(data.len() as u32, message.len() as u32, *offset));
+            data.extend_from_slice(message);
+            data.push(b'\n');
+        }
+        Chunk {
+            file: Arc::new(file),
+            read_time: "2026-11-25T04:00:00.000000Z".into(),
+            data: Bytes::from(data),
+            events,
+            end_offset,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn event(offset: u64, message: &'static str) -> Event {
-        Event {
-            message: Bytes::from_static(message.as_bytes()),
-            offset,
-            flags: EventFlags::default(),
-            fields: None,
-            parse_error: None,
-        }
-    }
-
     #[test]
-    fn ack_offset_is_start_of_first_undelivered_event() {
+    fn ack_offset_is_start_of_first_undelivered_event_and_messages_are_slices() {
         let chunk = Chunk {
             file: Arc::new(FileMeta::new(1, "s", "/p")),
             read_time: "t".into(),
-            events: vec![event(10, "a"), event(12, "bb"), event(15, "c")],
+            data: Bytes::from_static(b"a\nbb\nc\n"),
+            events: vec![
+                Event::new(0, 1, 10),
+                Event::new(2, 2, 12),
+                Event::new(5, 1, 15),
+            ],
             end_offset: 17,
         };
         let cases = [(0, 10), (1, 12), (2, 15), (3, 17)];
         for (upto, want) in cases {
             assert_eq!(chunk.ack_offset(upto), want, "upto {upto}");
         }
-        assert_eq!(chunk.message_bytes(0..3), 4);
-        assert_eq!(chunk.message_bytes(1..2), 2);
+        let messages: Vec<&[u8]> = chunk.events.iter().map(|e| chunk.message(e)).collect();
+        assert_eq!(messages, [&b"a"[..], b"bb", b"c"]);
+        assert_eq!(
+            chunk.message(&Event::new(7, 10, 0)),
+            b"",
+            "out of range is empty, not a panic"
+        );
     }
 }

@@ -4,10 +4,10 @@ use serde_json::Value;
 
 use crate::event::Event;
 
-/// Parses the event's message as a JSON object into its fields; on failure sets `parse_error`
-/// and returns false.
-pub fn parse(event: &mut Event) -> bool {
-    let error = match serde_json::from_slice::<Value>(&event.message) {
+/// Parses the event's `message` as a JSON object into its fields; on failure sets
+/// `parse_error` and returns false.
+pub fn parse(event: &mut Event, message: &[u8]) -> bool {
+    let error = match serde_json::from_slice::<Value>(message) {
         Ok(Value::Object(fields)) => {
             event.fields = Some(Box::new(fields));
             return true;
@@ -33,18 +33,6 @@ fn kind(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventFlags;
-    use bytes::Bytes;
-
-    fn event(line: &'static [u8]) -> Event {
-        Event {
-            message: Bytes::from_static(line),
-            offset: 0,
-            flags: EventFlags::default(),
-            fields: None,
-            parse_error: None,
-        }
-    }
 
     #[test]
     fn parses_table() {
@@ -62,8 +50,13 @@ mod tests {
             (b"{\"bad\":\"\xff\"}", false, "invalid JSON"),
         ];
         for (line, ok, fragment) in cases {
-            let mut e = event(line);
-            assert_eq!(parse(&mut e), *ok, "{}", String::from_utf8_lossy(line));
+            let mut e = Event::default();
+            assert_eq!(
+                parse(&mut e, line),
+                *ok,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
             if *ok {
                 let fields = e.fields.unwrap();
                 assert!(fragment.is_empty() || fields.contains_key(*fragment));
@@ -78,8 +71,8 @@ mod tests {
 
     #[test]
     fn numbers_stay_typed() {
-        let mut e = event(br#"{"status":404,"ratio":0.5}"#);
-        assert!(parse(&mut e));
+        let mut e = Event::default();
+        assert!(parse(&mut e, br#"{"status":404,"ratio":0.5}"#));
         let fields = e.fields.unwrap();
         assert_eq!(fields["status"], serde_json::json!(404));
         assert_eq!(fields["ratio"], serde_json::json!(0.5));

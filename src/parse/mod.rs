@@ -21,11 +21,19 @@ pub enum Format {
 }
 
 impl Format {
-    /// Parses every event of a chunk in place; returns how many failed to parse.
-    pub fn parse_all(self, events: &mut [Event]) -> u64 {
+    /// Parses every event of a chunk in place (their messages are in `data`); returns how many
+    /// failed to parse.
+    pub fn parse_all(self, data: &[u8], events: &mut [Event]) -> u64 {
+        let message = |e: &Event| {
+            let start = e.start as usize;
+            data.get(start..start + e.len as usize).unwrap_or_default()
+        };
         match self {
             Format::Raw => 0,
-            Format::Json => events.iter_mut().map(|e| u64::from(!json::parse(e))).sum(),
+            Format::Json => events
+                .iter_mut()
+                .map(|e| u64::from(!json::parse(e, message(e))))
+                .sum(),
         }
     }
 }

@@ -127,7 +127,7 @@ impl Batcher {
         let mut end = start;
         let mut bytes = 0;
         while end < total && end - start < room_events {
-            let len = chunk.events[end].message.len();
+            let len = chunk.events[end].len as usize;
             if self.current.bytes + bytes + len > self.config.max_bytes
                 && self.current.events + (end - start) > 0
             {
@@ -172,27 +172,17 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventFlags, FileMeta};
-    use bytes::Bytes;
+    use crate::event::{FileMeta, testing};
 
     fn chunk(sizes: &[usize]) -> Arc<Chunk> {
-        let events = sizes
+        let messages: Vec<Vec<u8>> = sizes.iter().map(|&size| vec![b'x'; size]).collect();
+        let lines: Vec<(&[u8], u64)> = messages
             .iter()
             .enumerate()
-            .map(|(i, &size)| Event {
-                message: Bytes::from(vec![b'x'; size]),
-                offset: i as u64 * 100,
-                flags: EventFlags::default(),
-                fields: None,
-                parse_error: None,
-            })
+            .map(|(i, m)| (&m[..], i as u64 * 100))
             .collect();
-        Arc::new(Chunk {
-            file: Arc::new(FileMeta::new(1, "s", "/p")),
-            read_time: "t".into(),
-            events,
-            end_offset: sizes.len() as u64 * 100,
-        })
+        let file = FileMeta::new(1, "s", "/p");
+        Arc::new(testing::chunk(file, &lines, sizes.len() as u64 * 100))
     }
 
     /// Feeds the chunks, then takes the last batch; returns each batch's event count.

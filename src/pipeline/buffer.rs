@@ -132,6 +132,7 @@ impl BufferSender {
                     let _ = self.tx.try_send(Arc::new(Chunk {
                         file: Arc::clone(&chunk.file),
                         read_time: Arc::clone(&chunk.read_time),
+                        data: bytes::Bytes::new(),
                         events: Vec::new(),
                         end_offset: chunk.end_offset,
                     }));

@@ -30,7 +30,7 @@ pub fn encode_batch(encoding: Encoding, batch: &Batch, out: &mut Vec<u8>) {
             match encoding {
                 Encoding::Json => encode_json(&part.chunk, event, out),
                 Encoding::Text => {
-                    out.extend_from_slice(&event.message);
+                    out.extend_from_slice(part.chunk.message(event));
                     out.push(b'\n');
                 }
             }
@@ -65,7 +65,7 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
         }
         None => {
             out.extend_from_slice(b"\"message\":");
-            write_message(out, event);
+            write_message(out, chunk.message(event), event);
             out.push(b',');
         }
     }
@@ -95,11 +95,11 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
-fn write_message(out: &mut Vec<u8>, event: &Event) {
+fn write_message(out: &mut Vec<u8>, message: &[u8], event: &Event) {
     if event.flags.invalid_utf8 {
-        write_json_str(out, String::from_utf8_lossy(&event.message).as_bytes());
+        write_json_str(out, String::from_utf8_lossy(message).as_bytes());
     } else {
-        write_json_str(out, &event.message);
+        write_json_str(out, message);
     }
 }
 
@@ -128,11 +128,24 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
     out.reserve(text.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &byte) in text.iter().enumerate() {
+    let mut i = 0;
+    while i < text.len() {
+        // Skip 8 bytes at a time while none of them needs escaping (the common case).
+        if let Some(word) = text.get(i..i + 8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            if !word_needs_escape(u64::from_le_bytes(bytes)) {
+                i += 8;
+                continue;
+            }
+        }
+        let byte = text[i];
         let escape = ESCAPES[byte as usize];
+        i += 1;
         if escape == 0 {
             continue;
         }
+        let i = i - 1;
         out.extend_from_slice(&text[start..i]);
         if escape == b'u' {
             out.extend_from_slice(b"\\u00");
@@ -148,6 +161,19 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'"');
 }
 
+/// True when any of the 8 bytes of `word` is a control byte, `"` or `\\` (SWAR: each test
+/// sets the high bit of a byte that matches; bytes >= 0x80 never match).
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote & HIGHS;
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash & HIGHS;
+    below_space | quote | backslash != 0
+}
+
 /// A JSON string literal of `text`.
 pub fn json_string(text: &str) -> String {
     let mut out = Vec::with_capacity(text.len() + 2);
@@ -159,33 +185,19 @@ pub fn json_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventFlags;
+    use crate::event::{EventFlags, testing};
     use crate::pipeline::batcher::BatchPart;
-    use bytes::Bytes;
     use serde_json::{Value, json};
     use std::sync::Arc;
 
-    fn chunk(events: Vec<Event>) -> Arc<Chunk> {
-        Arc::new(Chunk {
-            file: Arc::new(FileMeta::new(0xab, "app", "/logs/a \"b\".log")),
-            read_time: "2026-11-25T04:00:00.000000Z".into(),
-            events,
-            end_offset: 1000,
-        })
+    fn chunk(lines: &[(&[u8], u64)]) -> Chunk {
+        testing::chunk(FileMeta::new(0xab, "app", "/logs/a \"b\".log"), lines, 1000)
     }
 
-    fn event(message: &[u8], offset: u64) -> Event {
-        Event {
-            message: Bytes::copy_from_slice(message),
-            offset,
-            flags: EventFlags::default(),
-            fields: None,
-            parse_error: None,
-        }
-    }
-
-    fn encode_one(event: Event) -> Value {
-        let chunk = chunk(vec![event]);
+    /// Encodes the one event of a chunk with `message` at `offset`, after `adjust` sets it up.
+    fn encode_one(message: &[u8], offset: u64, adjust: impl FnOnce(&mut Event)) -> Value {
+        let mut chunk = chunk(&[(message, offset)]);
+        adjust(&mut chunk.events[0]);
         let mut out = Vec::new();
         encode_json(&chunk, &chunk.events[0], &mut out);
         assert_eq!(out.last(), Some(&b'\n'));
@@ -194,7 +206,7 @@ mod tests {
 
     #[test]
     fn raw_event_has_the_contract_keys() {
-        let got = encode_one(event(b"GET /x \"q\"\t\\ \x01", 42));
+        let got = encode_one(b"GET /x \"q\"\t\\ \x01", 42, |_| {});
         assert_eq!(
             got,
             json!({
@@ -210,13 +222,13 @@ mod tests {
 
     #[test]
     fn flags_and_parse_errors_are_keys() {
-        let mut e = event(b"caf\xff", 0);
-        e.flags = EventFlags {
-            truncated: true,
-            invalid_utf8: true,
-        };
-        e.parse_error = Some("invalid JSON: eof".into());
-        let got = encode_one(e);
+        let got = encode_one(b"caf\xff", 0, |e| {
+            e.flags = EventFlags {
+                truncated: true,
+                invalid_utf8: true,
+            };
+            e.parse_error = Some("invalid JSON: eof".into());
+        });
         assert_eq!(got["message"], json!("caf\u{fffd}"));
         assert_eq!(got["truncated"], json!(true));
         assert_eq!(got["invalid_utf8"], json!(true));
@@ -250,12 +262,10 @@ mod tests {
             ),
         ];
         for (object, subset, timestamp) in cases {
-            let mut e = event(b"ignored", 7);
             let Value::Object(map) = object.clone() else {
                 unreachable!()
             };
-            e.fields = Some(Box::new(map));
-            let got = encode_one(e);
+            let got = encode_one(b"ignored", 7, |e| e.fields = Some(Box::new(map)));
             for (key, value) in subset.as_object().unwrap() {
                 assert_eq!(&got[key], value, "{object}: {key}");
             }
@@ -267,7 +277,7 @@ mod tests {
 
     #[test]
     fn text_encoding_is_the_message_per_line() {
-        let chunk = chunk(vec![event(b"one", 0), event(b"two", 4)]);
+        let chunk = Arc::new(chunk(&[(b"one", 0), (b"two", 4)]));
         let batch = Batch {
             parts: vec![BatchPart {
                 chunk: Arc::clone(&chunk),
@@ -282,6 +292,51 @@ mod tests {
         out.clear();
         encode_batch(Encoding::Json, &batch, &mut out);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2);
+    }
+
+    #[test]
+    fn word_check_agrees_with_the_table() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..100_000 {
+            let word = rng.u64(..);
+            // Bias towards the interesting bytes.
+            let mut bytes = word.to_le_bytes();
+            for b in &mut bytes {
+                match rng.u8(0..6) {
+                    0 => *b = b'"',
+                    1 => *b = b'\\',
+                    2 => *b = rng.u8(0..0x20),
+                    3 => *b = rng.u8(0x20..0x80),
+                    _ => {}
+                }
+            }
+            let want = bytes.iter().any(|&b| ESCAPES[b as usize] != 0);
+            assert_eq!(
+                word_needs_escape(u64::from_le_bytes(bytes)),
+                want,
+                "{bytes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_like_serde_json() {
+        let cases = [
+            "",
+            "plain ascii text longer than eight",
+            "tab\there",
+            "q\"uote at 9th b",
+            "\\",
+            "é ü 日本 \u{1f600}",
+            "\u{7f}\u{1}x",
+        ];
+        for case in cases {
+            assert_eq!(
+                json_string(case),
+                serde_json::to_string(case).unwrap(),
+                "{case:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! The framer owns the bytes of a file that are read but not yet framed: at most one partial
 //! line, never more than `max_line_bytes` of it. A line longer than that is cut to
 //! `max_line_bytes` and flagged, and the rest of it is skipped up to its newline without being
-//! kept. Lines end at `\n`; a `\r` right before it is dropped too. Complete lines are sliced out
-//! of one shared buffer (`Bytes`), so framing allocates per read, never per line.
+//! kept. Lines end at `\n`; a `\r` right before it is dropped too. Events locate their lines in
+//! the bytes of the read they came from ([`Framed::data`]), so framing allocates per read, never
+//! per line.
 //!
 //! Offsets: every event carries the file offset of its first byte, and [`Framer::commit_offset`]
 //! is the offset a checkpoint may advance to once every framed line is delivered. It stops at the
@@ -13,7 +14,7 @@
 
 use std::io::{self, Read};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::event::{Event, EventFlags};
 
@@ -105,79 +106,80 @@ impl Framer {
         remember_into(&mut self.tail, data);
     }
 
-    /// Frames every complete line held, appending events to `out`.
-    pub fn frame(&mut self, out: &mut Vec<Event>) -> FrameStats {
-        let mut stats = FrameStats::default();
-        if self.skipping_from.is_some() {
-            match memchr::memchr(b'\n', &self.buf) {
-                Some(newline) => {
-                    self.consume(newline + 1);
-                    self.skipping_from = None;
-                }
-                None => {
-                    self.consume(self.buf.len());
-                    return stats;
-                }
-            }
-        }
-        if let Some(last_newline) = memchr::memrchr(b'\n', &self.buf) {
-            let base = self.buf_offset;
-            let complete = self.buf.split_to(last_newline + 1).freeze();
-            self.buf_offset += complete.len() as u64;
-            let mut start = 0;
-            for newline in memchr::memchr_iter(b'\n', &complete) {
-                let end = strip_cr(&complete, start, newline);
-                out.push(self.line_event(
-                    complete.slice(start..end),
-                    base + start as u64,
-                    false,
-                    &mut stats,
-                ));
-                start = newline + 1;
-            }
-        }
-        if self.partial_is_over_long() {
-            let head = self.buf.split_to(self.max_line_bytes).freeze();
-            let start = self.buf_offset;
-            out.push(self.line_event(head, start, true, &mut stats));
-            self.skipping_from = Some(start);
-            self.buf_offset += self.max_line_bytes as u64;
-            self.consume(self.buf.len());
-        }
-        stats
+    /// Frames every complete line held, appending events to `out`; their messages are in the
+    /// returned data.
+    pub fn frame(&mut self, out: &mut Vec<Event>) -> Framed {
+        self.frame_lines(out, false)
     }
 
     /// Frames what is left when the file is let go (rotated away or deleted): an unterminated
-    /// last line becomes an event, and the commit offset moves to the end of what was read.
-    pub fn finish(&mut self, out: &mut Vec<Event>) -> FrameStats {
-        let mut stats = self.frame(out);
-        if self.skipping_from.take().is_none() && !self.buf.is_empty() {
-            let start = self.buf_offset;
-            let rest = self.buf.split().freeze();
-            self.buf_offset += rest.len() as u64;
-            out.push(self.line_event(rest, start, false, &mut stats));
+    /// last line becomes an event too, and the commit offset moves to the end of what was read.
+    pub fn finish(&mut self, out: &mut Vec<Event>) -> Framed {
+        self.frame_lines(out, true)
+    }
+
+    fn frame_lines(&mut self, out: &mut Vec<Event>, at_end: bool) -> Framed {
+        let mut stats = FrameStats::default();
+        // Where framing starts in `buf`: after the skipped tail of an over-long line, if any.
+        let mut from = 0;
+        if self.skipping_from.is_some() {
+            match memchr::memchr(b'\n', &self.buf) {
+                Some(newline) => {
+                    from = newline + 1;
+                    self.skipping_from = None;
+                }
+                None => from = self.buf.len(),
+            }
         }
-        stats
+        let base = self.buf_offset;
+        let complete_end = memchr::memrchr(b'\n', &self.buf[from..]).map_or(from, |i| from + i + 1);
+        let mut start = from;
+        for newline in memchr::memchr_iter(b'\n', &self.buf[from..complete_end]) {
+            let newline = from + newline;
+            let end = strip_cr(&self.buf, start, newline);
+            out.push(self.line_event(start, end, base, false, &mut stats));
+            start = newline + 1;
+        }
+        let mut take = complete_end;
+        let partial = self.buf.len() - complete_end;
+        if partial > 0 && (at_end || self.partial_is_over_long(partial)) {
+            // At the end, the unterminated line is a line; before it, an over-long one is cut
+            // and its tail skipped until its newline shows up.
+            let end = complete_end + partial.min(self.max_line_bytes);
+            out.push(self.line_event(
+                complete_end,
+                end,
+                base,
+                partial > self.max_line_bytes,
+                &mut stats,
+            ));
+            if !at_end {
+                self.skipping_from = Some(base + complete_end as u64);
+            }
+            take = self.buf.len();
+        }
+        if at_end {
+            self.skipping_from = None;
+            take = self.buf.len();
+        }
+        let data = self.buf.split_to(take).freeze();
+        self.buf_offset += take as u64;
+        Framed { data, stats }
     }
 
-    fn consume(&mut self, n: usize) {
-        self.buf.advance(n);
-        self.buf_offset += n as u64;
-    }
-
-    /// A partial line that can no longer fit `max_line_bytes` once its newline arrives (a final
-    /// `\r` does not count, since it is stripped with the newline).
-    fn partial_is_over_long(&self) -> bool {
-        let len = self.buf.len();
+    /// A partial line of `len` bytes that can no longer fit `max_line_bytes` once its newline
+    /// arrives (a final `\r` does not count, since it is stripped with the newline).
+    fn partial_is_over_long(&self, len: usize) -> bool {
         len > self.max_line_bytes
             && !(len == self.max_line_bytes + 1 && self.buf.last() == Some(&b'\r'))
     }
 
-    /// Builds the event of one line; `cut` says the caller already cut it to the limit.
+    /// The event of the line `buf[start..end]`; `cut` says it was cut to the limit already.
     fn line_event(
         &self,
-        mut message: Bytes,
-        offset: u64,
+        start: usize,
+        mut end: usize,
+        base: u64,
         cut: bool,
         stats: &mut FrameStats,
     ) -> Event {
@@ -185,23 +187,28 @@ impl Framer {
             truncated: cut,
             invalid_utf8: false,
         };
-        if message.len() > self.max_line_bytes {
-            message.truncate(self.max_line_bytes);
+        if end - start > self.max_line_bytes {
+            end = start + self.max_line_bytes;
             flags.truncated = true;
         }
-        if std::str::from_utf8(&message).is_err() {
+        if std::str::from_utf8(&self.buf[start..end]).is_err() {
             flags.invalid_utf8 = true;
             stats.invalid_utf8 += 1;
         }
         stats.truncated += u64::from(flags.truncated);
-        Event {
-            message,
-            offset,
-            flags,
-            fields: None,
-            parse_error: None,
-        }
+        let mut event = Event::new(start as u32, (end - start) as u32, base + start as u64);
+        event.flags = flags;
+        event
     }
+}
+
+/// What one call of [`Framer::frame`] produced besides the events.
+#[derive(Debug)]
+pub struct Framed {
+    /// The bytes the new events' messages are in.
+    pub data: Bytes,
+    /// What framing flagged.
+    pub stats: FrameStats,
 }
 
 /// Keeps the last [`TAIL_BYTES`] of `tail` followed by `read`.
@@ -284,12 +291,38 @@ mod tests {
         (&[b"abc", b"\n"], 3, &[(0, b"abc", false)], 4),
     ];
 
-    fn run(pieces: &[&[u8]], max: usize) -> (Vec<Event>, Framer) {
+    /// A framed line: offset, message, truncated, invalid UTF-8.
+    type Line = (u64, Vec<u8>, bool, bool);
+
+    fn lines(framed: &Framed, events: &[Event]) -> Vec<Line> {
+        events
+            .iter()
+            .map(|e| {
+                let start = e.start as usize;
+                let message = framed.data[start..start + e.len as usize].to_vec();
+                (e.offset, message, e.flags.truncated, e.flags.invalid_utf8)
+            })
+            .collect()
+    }
+
+    fn frame(framer: &mut Framer) -> Vec<Line> {
+        let mut events = Vec::new();
+        let framed = framer.frame(&mut events);
+        lines(&framed, &events)
+    }
+
+    fn finish(framer: &mut Framer) -> Vec<Line> {
+        let mut events = Vec::new();
+        let framed = framer.finish(&mut events);
+        lines(&framed, &events)
+    }
+
+    fn run(pieces: &[&[u8]], max: usize) -> (Vec<Line>, Framer) {
         let mut framer = Framer::new(0, max);
         let mut out = Vec::new();
         for piece in pieces {
             framer.push(piece);
-            framer.frame(&mut out);
+            out.extend(frame(&mut framer));
         }
         (out, framer)
     }
@@ -300,7 +333,7 @@ mod tests {
             let (events, framer) = run(pieces, *max);
             let got: Vec<(u64, &[u8], bool)> = events
                 .iter()
-                .map(|e| (e.offset, &e.message[..], e.flags.truncated))
+                .map(|(offset, message, truncated, _)| (*offset, &message[..], *truncated))
                 .collect();
             assert_eq!(&got, want, "case {i}");
             assert_eq!(framer.commit_offset(), *commit, "case {i} commit");
@@ -310,10 +343,10 @@ mod tests {
     #[test]
     fn finish_emits_the_unterminated_line() {
         let (mut events, mut framer) = run(&[b"a\npartial"], 100);
-        framer.finish(&mut events);
+        events.extend(finish(&mut framer));
         assert_eq!(events.len(), 2);
-        assert_eq!(&events[1].message[..], b"partial");
-        assert_eq!(events[1].offset, 2);
+        assert_eq!(events[1].1, b"partial");
+        assert_eq!(events[1].0, 2);
         assert_eq!(framer.commit_offset(), 9);
         assert_eq!(framer.read_offset(), 9);
     }
@@ -321,7 +354,7 @@ mod tests {
     #[test]
     fn finish_during_a_skip_moves_past_the_skipped_bytes() {
         let (mut events, mut framer) = run(&[b"abcdefgh"], 3);
-        framer.finish(&mut events);
+        events.extend(finish(&mut framer));
         assert_eq!(events.len(), 1);
         assert_eq!(framer.commit_offset(), 8);
     }
@@ -331,10 +364,10 @@ mod tests {
         let mut framer = Framer::new(0, 100);
         framer.push(b"ok\n\xff\xfe\n");
         let mut out = Vec::new();
-        let stats = framer.frame(&mut out);
+        let framed = framer.frame(&mut out);
         assert!(!out[0].flags.invalid_utf8);
         assert!(out[1].flags.invalid_utf8);
-        assert_eq!(stats.invalid_utf8, 1);
+        assert_eq!(framed.stats.invalid_utf8, 1);
     }
 
     #[test]
@@ -344,15 +377,16 @@ mod tests {
         let block = vec![b'x'; 64 * 1024];
         for _ in 0..100 {
             framer.push(&block);
-            framer.frame(&mut out);
+            out.extend(frame(&mut framer));
             assert!(framer.pending_bytes() <= 1024);
         }
         assert_eq!(out.len(), 1);
-        assert!(out[0].flags.truncated);
+        assert!(out[0].2, "truncated");
+        assert_eq!(out[0].1.len(), 1024);
         framer.push(b"\nnext\n");
-        framer.frame(&mut out);
-        assert_eq!(&out[1].message[..], b"next");
-        assert_eq!(out[1].offset, 100 * 64 * 1024 + 1);
+        out.extend(frame(&mut framer));
+        assert_eq!(out[1].1, b"next");
+        assert_eq!(out[1].0, 100 * 64 * 1024 + 1);
     }
 
     #[test]

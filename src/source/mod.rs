@@ -124,6 +124,9 @@ fn default_max_open_files() -> usize {
     1024
 }
 
+/// The largest accepted `max_line_bytes` (positions in a read buffer are 32-bit).
+const MAX_LINE_BYTES: usize = 1 << 30;
+
 /// The largest accepted `fingerprint_bytes`.
 const MAX_FINGERPRINT_BYTES: usize = 64 * 1024;
 
@@ -147,7 +150,7 @@ impl FileSourceConfig {
             }
         }
         let limits = [
-            ("max_line_bytes", self.max_line_bytes, 1, usize::MAX),
+            ("max_line_bytes", self.max_line_bytes, 1, MAX_LINE_BYTES),
             (
                 "fingerprint_bytes",
                 self.fingerprint_bytes,

@@ -30,7 +30,7 @@ use super::ReadFrom;
 use super::checkpoint::{CheckpointStore, FileRecord, SinkId};
 use super::discovery::Globs;
 use super::fingerprint::{Fingerprint, read_head};
-use super::framing::{FrameStats, Framer, TAIL_BYTES};
+use super::framing::{Framed, Framer, TAIL_BYTES};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
 use crate::metrics::{SourceMetrics, add};
@@ -825,7 +825,7 @@ where
     /// Frames what was read and hands it on as one chunk.
     fn emit_framed(&mut self, tracked: &mut TrackedFile, at_end: bool) -> Result<(), Stopped> {
         let mut events = Vec::with_capacity(self.chunk_hint);
-        let stats: FrameStats = if at_end {
+        let Framed { data, stats } = if at_end {
             tracked.framer.finish(&mut events)
         } else {
             tracked.framer.frame(&mut events)
@@ -835,7 +835,7 @@ where
             return Ok(());
         }
         self.chunk_hint = events.len().clamp(16, 1 << 16);
-        let parse_errors = self.config.format.parse_all(&mut events);
+        let parse_errors = self.config.format.parse_all(&data, &mut events);
         let m = &self.metrics;
         add(&m.events_in, events.len() as u64);
         add(&m.truncated_lines, stats.truncated);
@@ -846,6 +846,7 @@ where
         (self.emit)(Chunk {
             file: Arc::clone(&tracked.meta),
             read_time: now_rfc3339().into(),
+            data,
             events,
             end_offset,
         })
