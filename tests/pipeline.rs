@@ -1,0 +1,245 @@
+//! Buffers, retries, dead letters, several sinks and checkpoints, in-process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// The checkpoint offset of the file whose path ends with `name`, if any.
+fn checkpoint_of(data_dir: &Path, name: &str) -> Option<u64> {
+    let text = fs::read_to_string(data_dir.join("checkpoints.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["files"]
+        .as_array()?
+        .iter()
+        .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(name)))
+        .and_then(|f| f["offset"].as_u64())
+}
+
+/// A config with source `app` over `logs/*.log` and the given sinks (YAML under `sinks:`).
+fn config_with_sinks(world: &World, sinks: &str, extra_top: &str) -> log_agent::Config {
+    config(&format!(
+        "data_dir: {data}
+checkpoint_interval_ms: 50
+{extra_top}
+sources:
+  app:
+    type: file
+    include: [{include:?}]{FAST}
+sinks:
+{sinks}",
+        data = world.data().display(),
+        include = world.log("*.log").to_str().unwrap(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_newest_drops_and_counts_while_the_sink_is_down_and_the_checkpoint_moves_on() {
+    let world = World::new();
+    let out_dir = world.dir.path().join("later");
+    let out = out_dir.join("out.ndjson");
+    let sinks = format!(
+        "  out:
+    type: file
+    inputs: [app]
+    path: {out}
+    batch: {{ max_events: 50, timeout_ms: 10 }}
+    buffer: {{ max_events: 100, when_full: drop_newest }}
+    retry: {{ initial_backoff_ms: 10, max_backoff_ms: 20 }}
+",
+        out = out.display()
+    );
+    let agent = Agent::start(config_with_sinks(&world, &sinks, ""));
+    for burst in 0..20 {
+        append_numbered(
+            &world.log("app.log"),
+            "d",
+            burst * 500..(burst + 1) * 500,
+            40,
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fs::create_dir(&out_dir).unwrap();
+    let size = fs::metadata(world.log("app.log")).unwrap().len();
+    let data = world.data();
+    assert!(
+        wait_for(Duration::from_secs(20), || checkpoint_of(&data, "app.log")
+            == Some(size))
+        .await,
+        "the checkpoint did not reach the end of the file past the dropped events"
+    );
+    let summary = agent.stop().await;
+    let sink = &summary.metrics.sinks["out"];
+    let delivered = read_ndjson(&out).len() as u64;
+    assert!(sink.dropped_buffer_full > 0, "{sink:?}");
+    assert!(delivered > 0);
+    assert_eq!(delivered + sink.dropped_buffer_full, 10_000, "{sink:?}");
+    assert_eq!(sink.events_out, delivered);
+    assert_eq!(sink.buffered_events, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_waits_for_the_slowest_sink_and_a_restart_redelivers_to_it() {
+    let world = World::new();
+    let good = world.dir.path().join("good.ndjson");
+    let later_dir = world.dir.path().join("later");
+    let late = later_dir.join("late.ndjson");
+    let sinks = format!(
+        "  good:
+    type: file
+    inputs: [app]
+    path: {good}
+    batch: {{ timeout_ms: 10 }}
+  late:
+    type: file
+    inputs: [app]
+    path: {late}
+    batch: {{ timeout_ms: 10 }}
+    retry: {{ initial_backoff_ms: 10, max_backoff_ms: 50 }}
+",
+        good = good.display(),
+        late = late.display()
+    );
+    append_numbered(&world.log("app.log"), "m", 0..500, 40);
+    let agent = Agent::start(config_with_sinks(
+        &world,
+        &sinks,
+        "shutdown_timeout_ms: 500",
+    ));
+    assert!(wait_for(Duration::from_secs(20), || read_ndjson(&good).len() >= 500).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        checkpoint_of(&world.data(), "app.log"),
+        Some(0),
+        "one sink delivered nothing yet"
+    );
+    let summary = agent.stop().await;
+    assert!(!summary.drained, "the late sink could not drain");
+    assert_eq!(checkpoint_of(&world.data(), "app.log"), Some(0));
+
+    fs::create_dir(&later_dir).unwrap();
+    let agent = Agent::start(config_with_sinks(&world, &sinks, ""));
+    assert!(wait_for(Duration::from_secs(20), || read_ndjson(&late).len() >= 500).await);
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    assert_exactly_once(&read_ndjson(&late), "m", 500);
+    // At least once: the good sink got the lines again after the restart.
+    assert_eq!(read_ndjson(&good).len(), 1000);
+    let size = fs::metadata(world.log("app.log")).unwrap().len();
+    assert_eq!(checkpoint_of(&world.data(), "app.log"), Some(size));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_that_fail_for_good_go_to_the_dead_letter_file() {
+    let world = World::new();
+    let out = world.dir.path().join("missing-dir").join("out.ndjson");
+    let sinks = format!(
+        "  out:
+    type: file
+    inputs: [app]
+    path: {out}
+    batch: {{ timeout_ms: 10 }}
+    retry: {{ initial_backoff_ms: 5, max_backoff_ms: 10, max_attempts: 3 }}
+",
+        out = out.display()
+    );
+    append_numbered(&world.log("app.log"), "x", 0..300, 40);
+    let agent = Agent::start(config_with_sinks(&world, &sinks, ""));
+    let dead = world.data().join("dead_letter").join("out.ndjson");
+    assert!(wait_for(Duration::from_secs(20), || read_ndjson(&dead).len() >= 300).await);
+    let size = fs::metadata(world.log("app.log")).unwrap().len();
+    let data = world.data();
+    assert!(
+        wait_for(Duration::from_secs(10), || checkpoint_of(&data, "app.log")
+            == Some(size))
+        .await
+    );
+    let summary = agent.stop().await;
+    let sink = &summary.metrics.sinks["out"];
+    assert_eq!(sink.dead_lettered, 300);
+    assert_eq!(sink.events_out, 0);
+    assert!(sink.errors >= 3);
+    assert_exactly_once(&read_ndjson(&dead), "x", 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_checkpoint_file_is_set_aside_and_files_are_read_from_their_start() {
+    let world = World::new();
+    fs::create_dir_all(world.data()).unwrap();
+    fs::write(
+        world.data().join("checkpoints.json"),
+        b"{\"version\":1,\"files\":[{\"so",
+    )
+    .unwrap();
+    append_numbered(&world.log("app.log"), "k", 0..50, 40);
+    let agent = Agent::start(world.config("*.log", "    read_from: end", ""));
+    wait_for_events(&world, 50).await;
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    assert_exactly_once(&world.events(), "k", 50);
+    assert!(world.data().join("checkpoints.json.corrupt").exists());
+    let size = fs::metadata(world.log("app.log")).unwrap().len();
+    assert_eq!(checkpoint_of(&world.data(), "app.log"), Some(size));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_feed_their_own_and_a_shared_sink() {
+    let world = World::new();
+    fs::create_dir(world.dir.path().join("other")).unwrap();
+    let other_glob = world.dir.path().join("other").join("*.log");
+    let all = world.dir.path().join("all.ndjson");
+    let only_app = world.dir.path().join("app.ndjson");
+    let text = format!(
+        "data_dir: {data}
+sources:
+  app:
+    type: file
+    include: [{app:?}]{FAST}
+  other:
+    type: file
+    include: [{other:?}]{FAST}
+sinks:
+  all:
+    type: file
+    inputs: [app, other]
+    path: {all}
+    batch: {{ timeout_ms: 10 }}
+  app_only:
+    type: file
+    inputs: [app]
+    path: {only_app}
+    batch: {{ timeout_ms: 10 }}
+",
+        data = world.data().display(),
+        app = world.log("*.log").to_str().unwrap(),
+        other = other_glob.to_str().unwrap(),
+        all = all.display(),
+        only_app = only_app.display(),
+    );
+    append_numbered(&world.log("a.log"), "a", 0..100, 40);
+    append_numbered(
+        &world.dir.path().join("other").join("o.log"),
+        "o",
+        0..100,
+        40,
+    );
+    let agent = Agent::start(config(&text));
+    assert!(
+        wait_for(Duration::from_secs(20), || read_ndjson(&all).len() >= 200
+            && read_ndjson(&only_app).len() >= 100)
+        .await
+    );
+    agent.stop().await;
+    let all = read_ndjson(&all);
+    assert_exactly_once(&all, "a", 100);
+    assert_exactly_once(&all, "o", 100);
+    let only_app = read_ndjson(&only_app);
+    assert_exactly_once(&only_app, "a", 100);
+    assert!(only_app.iter().all(|e| e["source"] == "app"));
+    assert!(all.iter().any(|e| e["source"] == "other"));
+}
