@@ -43,8 +43,27 @@ impl FileSink {
     }
 }
 
+/// Opens `path` for appending. A file that does not end with a newline (a write cut short by a
+/// crash) gets one first, so the torn fragment stays a line of its own instead of gluing itself
+/// to the next event.
 fn open_append(path: &PathBuf) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::FileExt;
+    // Only a regular file can be read back; a FIFO or device is appended to as it is.
+    let regular = std::fs::metadata(path).is_ok_and(|md| md.is_file());
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(regular)
+        .append(true)
+        .open(path)?;
+    let len = if regular { file.metadata()?.len() } else { 0 };
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, len - 1)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    Ok(file)
 }
 
 /// Appends `bytes` whole or not at all (as far as the filesystem lets us undo a partial write).
@@ -104,5 +123,27 @@ impl Sink for FileSink {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_closed_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"", b"x\n"),
+            (b"a\n", b"a\nx\n"),
+            (b"a\n{\"torn", b"a\n{\"torn\nx\n"),
+        ];
+        for (i, (before, after)) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("{i}.ndjson"));
+            std::fs::write(&path, before).unwrap();
+            let mut file = open_append(&path).unwrap();
+            file.write_all(b"x\n").unwrap();
+            assert_eq!(&std::fs::read(&path).unwrap(), after, "case {i}");
+        }
     }
 }
