@@ -130,40 +130,46 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while i < text.len() {
-        // Skip 8 bytes at a time while none of them needs escaping (the common case).
+        // Jump 8 bytes at a time to the next byte that needs escaping (the lowest flagged byte
+        // of a word is exact; flags above it may be spurious and are looked at again).
         if let Some(word) = text.get(i..i + 8) {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(word);
-            if !word_needs_escape(u64::from_le_bytes(bytes)) {
+            let mask = escape_mask(u64::from_le_bytes(bytes));
+            if mask == 0 {
                 i += 8;
                 continue;
             }
+            i += (mask.trailing_zeros() / 8) as usize;
         }
         let byte = text[i];
         let escape = ESCAPES[byte as usize];
+        if escape != 0 {
+            out.extend_from_slice(&text[start..i]);
+            if escape == b'u' {
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(byte >> 4) as usize],
+                    HEX[(byte & 0xf) as usize],
+                ]);
+            } else {
+                out.extend_from_slice(&[b'\\', escape]);
+            }
+            start = i + 1;
+        }
         i += 1;
-        if escape == 0 {
-            continue;
-        }
-        let i = i - 1;
-        out.extend_from_slice(&text[start..i]);
-        if escape == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(byte >> 4) as usize]);
-            out.push(HEX[(byte & 0xf) as usize]);
-        } else {
-            out.push(b'\\');
-            out.push(escape);
-        }
-        start = i + 1;
     }
     out.extend_from_slice(&text[start..]);
     out.push(b'"');
 }
 
-/// True when any of the 8 bytes of `word` is a control byte, `"` or `\\` (SWAR: each test
-/// sets the high bit of a byte that matches; bytes >= 0x80 never match).
-fn word_needs_escape(word: u64) -> bool {
+/// Flags (high bit) the bytes of `word` (little endian) that are control bytes, `"` or `\\`.
+/// SWAR: the lowest flagged byte is always a real match and no match goes unflagged; a flag
+/// above a match may be spurious (borrow propagation). Bytes >= 0x80 never match.
+fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
@@ -171,7 +177,7 @@ fn word_needs_escape(word: u64) -> bool {
     let quote = quote.wrapping_sub(ONES) & !quote & HIGHS;
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let backslash = backslash.wrapping_sub(ONES) & !backslash & HIGHS;
-    below_space | quote | backslash != 0
+    below_space | quote | backslash
 }
 
 /// A JSON string literal of `text`.
@@ -295,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn word_check_agrees_with_the_table() {
+    fn lowest_flag_is_the_first_byte_to_escape() {
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..100_000 {
             let word = rng.u64(..);
@@ -310,12 +316,10 @@ mod tests {
                     _ => {}
                 }
             }
-            let want = bytes.iter().any(|&b| ESCAPES[b as usize] != 0);
-            assert_eq!(
-                word_needs_escape(u64::from_le_bytes(bytes)),
-                want,
-                "{bytes:?}"
-            );
+            let mask = escape_mask(u64::from_le_bytes(bytes));
+            let first = bytes.iter().position(|&b| ESCAPES[b as usize] != 0);
+            let flagged_first = (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize);
+            assert_eq!(flagged_first, first, "{bytes:?}");
         }
     }
 
@@ -335,6 +339,19 @@ mod tests {
                 json_string(case),
                 serde_json::to_string(case).unwrap(),
                 "{case:?}"
+            );
+        }
+        let mut rng = fastrand::Rng::with_seed(11);
+        let alphabet = ['a', ' ', '"', '\\', '\n', '\u{1}', 'é', '日', '\u{7f}'];
+        for _ in 0..20_000 {
+            let len = rng.usize(0..40);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            assert_eq!(
+                json_string(&text),
+                serde_json::to_string(&text).unwrap(),
+                "{text:?}"
             );
         }
     }
