@@ -243,3 +243,46 @@ sinks:
     assert!(only_app.iter().all(|e| e["source"] == "app"));
     assert!(all.iter().any(|e| e["source"] == "other"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_drop_newest_sink_never_holds_back_a_healthy_one() {
+    let world = World::new();
+    let good = world.dir.path().join("good.ndjson");
+    let down = world.dir.path().join("missing").join("down.ndjson");
+    let sinks = format!(
+        "  good:
+    type: file
+    inputs: [app]
+    path: {good}
+    batch: {{ timeout_ms: 5 }}
+  down:
+    type: file
+    inputs: [app]
+    path: {down}
+    buffer: {{ max_events: 20, when_full: drop_newest }}
+    retry: {{ initial_backoff_ms: 50, max_backoff_ms: 100 }}
+",
+        good = good.display(),
+        down = down.display()
+    );
+    let agent = Agent::start(config_with_sinks(
+        &world,
+        &sinks,
+        "shutdown_timeout_ms: 500",
+    ));
+    // Small chunks: the down sink's channel (16 slots) fills before its 20 event permits do.
+    for seq in 0..6000 {
+        append_numbered(&world.log("app.log"), "h", seq..seq + 1, 30);
+        if seq % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || read_ndjson(&good).len() >= 6000).await,
+        "the healthy sink got only {} lines",
+        read_ndjson(&good).len()
+    );
+    let summary = agent.stop().await;
+    assert_exactly_once(&read_ndjson(&good), "h", 6000);
+    assert!(summary.metrics.sinks["down"].dropped_buffer_full > 0);
+}

@@ -481,3 +481,25 @@ async fn text_encoding_writes_the_lines_as_they_were() {
     agent.stop().await;
     assert_eq!(fs::read(world.out()).unwrap(), text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_young_file_rewritten_in_place_is_read_again_from_its_start() {
+    let world = World::new();
+    let path = world.log("a.log");
+    // Tracked while empty, so its fingerprint starts empty and grows with what is read.
+    fs::write(&path, b"").unwrap();
+    let agent = Agent::start(world.config("*.log", "", ""));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    append_numbered(&path, "a", 0..10, 40);
+    wait_for_events(&world, 10).await;
+    let mut text = String::new();
+    for seq in 0..20 {
+        text.push_str(&numbered("b", seq, 40));
+    }
+    fs::write(&path, text).unwrap();
+    wait_for_events(&world, 30).await;
+    agent.stop().await;
+    let events = world.events();
+    assert_exactly_once(&events, "a", 10);
+    assert_exactly_once(&events, "b", 20);
+}

@@ -1,21 +1,23 @@
 //! The bounded buffer in front of each sink.
 //!
-//! Capacity is counted in events: a semaphore holds `max_events` permits, a chunk takes one per
-//! event when it enters (a chunk larger than the whole buffer takes all of them) and the sink
-//! task gives them back once the events are delivered. So the bound covers everything between
-//! the tailer and the sink's destination, including the batch in flight. When the buffer is full,
-//! `block` makes the tailer wait (the file on disk is the buffer), and `drop_newest` drops the
-//! chunk for this sink and counts its events.
+//! Capacity is counted twice, in events and in bytes: a chunk takes one event permit per event
+//! and one byte permit per KiB of the read data it holds when it enters (a chunk larger than the
+//! whole buffer takes all of them), and the sink task gives them back once the chunk's last event
+//! is delivered. So the bound covers everything between the tailer and the sink's destination,
+//! including the batch in flight. When the buffer is full, `block` makes the tailer wait (the file
+//! on disk is the buffer), and `drop_newest` drops the chunk for this sink and counts its events.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::batcher::Batch;
 use crate::config::ConfigError;
-use crate::event::Chunk;
+use crate::event::{Chunk, FileKey};
 use crate::metrics::{SinkMetrics, add};
 
 /// What to do with new events when a sink's buffer is full.
@@ -35,7 +37,9 @@ pub enum WhenFull {
 pub struct BufferConfig {
     /// Events held at most between the sources and the sink's destination.
     pub max_events: usize,
-    /// What happens when that many are held.
+    /// Bytes of read data held at most for those events.
+    pub max_bytes: usize,
+    /// What happens when either is reached.
     pub when_full: WhenFull,
 }
 
@@ -43,21 +47,35 @@ impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
             max_events: 10_000,
+            max_bytes: 8 * 1024 * 1024,
             when_full: WhenFull::Block,
         }
     }
 }
 
+/// Byte permits are KiB.
+const BYTES_PER_PERMIT: usize = 1024;
+
 impl BufferConfig {
     /// Checks the values; `key` is the sink's.
     pub fn check(&self, key: &str) -> Result<(), ConfigError> {
-        if self.max_events == 0 || self.max_events > Semaphore::MAX_PERMITS {
-            return Err(ConfigError::invalid(
-                format!("{key}.buffer.max_events"),
-                format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
-            ));
+        let limits = [
+            ("max_events", self.max_events, 1, Semaphore::MAX_PERMITS),
+            ("max_bytes", self.max_bytes, BYTES_PER_PERMIT, 1 << 40),
+        ];
+        for (field, value, min, max) in limits {
+            if value < min || value > max {
+                return Err(ConfigError::invalid(
+                    format!("{key}.buffer.{field}"),
+                    format!("must be between {min} and {max}"),
+                ));
+            }
         }
         Ok(())
+    }
+
+    fn max_kib(&self) -> usize {
+        self.max_bytes / BYTES_PER_PERMIT
     }
 }
 
@@ -66,94 +84,176 @@ impl BufferConfig {
 #[error("sink buffer closed")]
 pub struct Closed;
 
+/// Offset markers of dropped chunks that found the channel full, by file: the receiver takes
+/// them once it has emptied the channel, so they still follow what was sent before them.
+type Overflow = Arc<Mutex<HashMap<FileKey, Arc<Chunk>>>>;
+
 /// The sending side, held by the router of every source that feeds the sink.
 #[derive(Debug, Clone)]
 pub struct BufferSender {
     tx: mpsc::Sender<Arc<Chunk>>,
-    permits: Arc<Semaphore>,
+    events: Arc<Semaphore>,
+    kib: Arc<Semaphore>,
     config: BufferConfig,
     metrics: Arc<SinkMetrics>,
+    overflow: Overflow,
 }
 
 /// The receiving side, held by the sink task.
 #[derive(Debug)]
 pub struct BufferReceiver {
     rx: mpsc::Receiver<Arc<Chunk>>,
-    permits: Arc<Semaphore>,
-    max_events: usize,
+    events: Arc<Semaphore>,
+    kib: Arc<Semaphore>,
+    config: BufferConfig,
     metrics: Arc<SinkMetrics>,
+    overflow: Overflow,
 }
 
-/// A buffer of `config.max_events` events.
+/// A buffer of `config.max_events` events and `config.max_bytes` bytes.
 pub fn channel(config: BufferConfig, metrics: Arc<SinkMetrics>) -> (BufferSender, BufferReceiver) {
-    // Chunks without events (acks of skipped bytes) take a slot but no permit; the channel's own
-    // bound keeps those bounded too.
+    // Chunks without events (acks of skipped or dropped bytes) take a slot but no event permit;
+    // the channel's own bound keeps those bounded too.
     let (tx, rx) = mpsc::channel(config.max_events.clamp(16, 4096));
-    let permits = Arc::new(Semaphore::new(config.max_events));
+    let events = Arc::new(Semaphore::new(config.max_events));
+    let kib = Arc::new(Semaphore::new(config.max_kib()));
+    let overflow = Overflow::default();
     let sender = BufferSender {
         tx,
-        permits: Arc::clone(&permits),
+        events: Arc::clone(&events),
+        kib: Arc::clone(&kib),
         config,
         metrics: Arc::clone(&metrics),
+        overflow: Arc::clone(&overflow),
     };
     let receiver = BufferReceiver {
         rx,
-        permits,
-        max_events: config.max_events,
+        events,
+        kib,
+        config,
         metrics,
+        overflow,
     };
     (sender, receiver)
 }
 
-/// Permits a chunk of `events` events takes in a buffer of `max_events`.
-fn permits_for(events: usize, max_events: usize) -> u32 {
-    u32::try_from(events.min(max_events)).unwrap_or(u32::MAX)
+/// The (event, KiB) permits a chunk takes in a buffer of `config`.
+fn permits_for(chunk: &Chunk, config: &BufferConfig) -> (u32, u32) {
+    let events = chunk.events.len().min(config.max_events);
+    let kib = chunk
+        .data
+        .len()
+        .div_ceil(BYTES_PER_PERMIT)
+        .min(config.max_kib());
+    (
+        u32::try_from(events).unwrap_or(u32::MAX),
+        u32::try_from(kib).unwrap_or(u32::MAX),
+    )
 }
 
 impl BufferSender {
     /// Hands a chunk to the sink, waiting for room (`block`) or dropping it (`drop_newest`).
     pub async fn send(&self, chunk: Arc<Chunk>) -> Result<(), Closed> {
-        let n = permits_for(chunk.events.len(), self.config.max_events);
+        let (events, kib) = permits_for(&chunk, &self.config);
         match self.config.when_full {
-            WhenFull::Block => self
-                .permits
-                .acquire_many(n)
-                .await
-                .map_err(|_| Closed)?
-                .forget(),
-            WhenFull::DropNewest => match self.permits.try_acquire_many(n) {
-                Ok(permit) => permit.forget(),
-                Err(tokio::sync::TryAcquireError::Closed) => return Err(Closed),
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    add(&self.metrics.dropped_buffer_full, chunk.events.len() as u64);
-                    // The dropped events still move the checkpoint once what came before them
-                    // is delivered: send an empty chunk that carries only the offset. If even
-                    // that finds no room, a later chunk of the file carries it instead.
-                    let _ = self.tx.try_send(Arc::new(Chunk {
-                        file: Arc::clone(&chunk.file),
-                        read_time: Arc::clone(&chunk.read_time),
-                        data: bytes::Bytes::new(),
-                        events: Vec::new(),
-                        end_offset: chunk.end_offset,
-                    }));
+            WhenFull::Block => {
+                let e = self.events.acquire_many(events).await.map_err(|_| Closed)?;
+                let k = self.kib.acquire_many(kib).await.map_err(|_| Closed)?;
+                e.forget();
+                k.forget();
+                add(&self.metrics.buffered_events, chunk.events.len() as u64);
+                self.tx.send(chunk).await.map_err(|_| Closed)
+            }
+            WhenFull::DropNewest => self.try_send(chunk, events, kib),
+        }
+    }
+
+    fn try_send(&self, chunk: Arc<Chunk>, events: u32, kib: u32) -> Result<(), Closed> {
+        use tokio::sync::TryAcquireError;
+        let acquired = match (
+            self.events.try_acquire_many(events),
+            self.kib.try_acquire_many(kib),
+        ) {
+            (Ok(e), Ok(k)) => Some((e, k)),
+            (Err(TryAcquireError::Closed), _) | (_, Err(TryAcquireError::Closed)) => {
+                return Err(Closed);
+            }
+            _ => None,
+        };
+        if let Some((e, k)) = acquired {
+            let n = chunk.events.len() as u64;
+            match self.tx.try_send(chunk) {
+                Ok(()) => {
+                    e.forget();
+                    k.forget();
+                    add(&self.metrics.buffered_events, n);
                     return Ok(());
                 }
-            },
+                Err(TrySendError::Closed(_)) => return Err(Closed),
+                // Room in the permits but not in the channel: dropped all the same (the
+                // permits go back as `e` and `k` drop).
+                Err(TrySendError::Full(chunk)) => return self.drop_chunk(&chunk),
+            }
         }
-        add(&self.metrics.buffered_events, chunk.events.len() as u64);
-        self.tx.send(chunk).await.map_err(|_| Closed)
+        self.drop_chunk(&chunk)
+    }
+
+    /// Counts a dropped chunk's events and sends on the offset it covered, so the checkpoint
+    /// passes the dropped lines once what came before them is delivered.
+    fn drop_chunk(&self, chunk: &Chunk) -> Result<(), Closed> {
+        add(&self.metrics.dropped_buffer_full, chunk.events.len() as u64);
+        let marker = Arc::new(Chunk {
+            file: Arc::clone(&chunk.file),
+            read_time: Arc::clone(&chunk.read_time),
+            data: bytes::Bytes::new(),
+            events: Vec::new(),
+            end_offset: chunk.end_offset,
+        });
+        match self.tx.try_send(marker) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Closed(_)) => Err(Closed),
+            Err(TrySendError::Full(marker)) => {
+                let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+                let slot = overflow
+                    .entry(marker.file.key)
+                    .or_insert_with(|| Arc::clone(&marker));
+                if slot.end_offset < marker.end_offset {
+                    *slot = marker;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Wakes every sender waiting for room with [`Closed`]: the agent is giving up.
     pub fn close(&self) {
-        self.permits.close();
+        self.events.close();
+        self.kib.close();
     }
 }
 
 impl BufferReceiver {
     /// The next chunk, or `None` once every sender is gone and the buffer is empty.
     pub async fn recv(&mut self) -> Option<Arc<Chunk>> {
-        self.rx.recv().await
+        match self.rx.try_recv() {
+            Ok(chunk) => return Some(chunk),
+            Err(TryRecvError::Empty) => {
+                if let Some(marker) = self.take_overflow() {
+                    return Some(marker);
+                }
+            }
+            Err(TryRecvError::Disconnected) => return self.take_overflow(),
+        }
+        match self.rx.recv().await {
+            Some(chunk) => Some(chunk),
+            None => self.take_overflow(),
+        }
+    }
+
+    fn take_overflow(&self) -> Option<Arc<Chunk>> {
+        let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+        let key = *overflow.keys().next()?;
+        overflow.remove(&key)
     }
 
     /// Gives back the room of the events of `batch`, delivered or given up on. A chunk's
@@ -163,11 +263,93 @@ impl BufferReceiver {
             self.metrics
                 .buffered_events
                 .fetch_sub(part.range.len() as u64, Ordering::Relaxed);
-            let events = part.chunk.events.len();
-            if part.range.end == events {
-                self.permits
-                    .add_permits(permits_for(events, self.max_events) as usize);
+            if part.range.end == part.chunk.events.len() {
+                let (events, kib) = permits_for(&part.chunk, &self.config);
+                self.events.add_permits(events as usize);
+                self.kib.add_permits(kib as usize);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, FileMeta};
+
+    fn chunk(events: usize, bytes: usize, end_offset: u64) -> Arc<Chunk> {
+        Arc::new(Chunk {
+            file: Arc::new(FileMeta::new(1, "s", "/p")),
+            read_time: "t".into(),
+            data: bytes::Bytes::from(vec![b'x'; bytes]),
+            events: (0..events).map(|i| Event::new(0, 1, i as u64)).collect(),
+            end_offset,
+        })
+    }
+
+    fn drop_newest(
+        max_events: usize,
+        max_bytes: usize,
+    ) -> (BufferSender, BufferReceiver, Arc<SinkMetrics>) {
+        let metrics = Arc::new(SinkMetrics::default());
+        let config = BufferConfig {
+            max_events,
+            max_bytes,
+            when_full: WhenFull::DropNewest,
+        };
+        let (tx, rx) = channel(config, Arc::clone(&metrics));
+        (tx, rx, metrics)
+    }
+
+    #[tokio::test]
+    async fn drop_newest_counts_events_and_bytes_and_keeps_the_offsets_flowing() {
+        // (events, bytes) per chunk sent, and whether it is kept, in a buffer of 10 events, 4 KiB
+        let (tx, mut rx, metrics) = drop_newest(10, 4096);
+        let steps = [
+            (4, 1000, true),
+            (4, 2000, true),
+            (4, 10, false),
+            (1, 2000, false),
+            (1, 100, true),
+        ];
+        for (i, (events, bytes, _)) in steps.iter().enumerate() {
+            tx.send(chunk(*events, *bytes, i as u64 * 10 + 10))
+                .await
+                .unwrap();
+        }
+        let mut received = Vec::new();
+        while let Ok(c) =
+            tokio::time::timeout(std::time::Duration::from_millis(50), rx.recv()).await
+        {
+            let Some(c) = c else { break };
+            received.push((c.events.len(), c.end_offset));
+        }
+        let want: Vec<(usize, u64)> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, (events, _, kept))| (if *kept { *events } else { 0 }, i as u64 * 10 + 10))
+            .collect();
+        assert_eq!(
+            received, want,
+            "dropped chunks leave an empty marker with their offset"
+        );
+        assert_eq!(metrics.dropped_buffer_full.load(Ordering::Relaxed), 5);
+    }
+
+    #[tokio::test]
+    async fn markers_that_find_the_channel_full_wait_on_the_side_and_still_arrive() {
+        // A channel of 16 slots, full of one-event chunks; the 17th chunk finds no event permit.
+        let (tx, mut rx, _) = drop_newest(16, 1 << 20);
+        for i in 0..16 {
+            tx.send(chunk(1, 10, i)).await.unwrap();
+        }
+        tx.send(chunk(1, 10, 99)).await.unwrap();
+        drop(tx);
+        let mut offsets = Vec::new();
+        while let Some(c) = rx.recv().await {
+            offsets.push(c.end_offset);
+        }
+        assert_eq!(offsets.len(), 17);
+        assert_eq!(offsets.last(), Some(&99));
     }
 }

@@ -128,6 +128,8 @@ pub struct CheckpointStore {
     path: PathBuf,
     first_start: bool,
     state: Mutex<State>,
+    /// Held for a whole write: two writers would share the temporary file.
+    write_lock: Mutex<()>,
 }
 
 impl CheckpointStore {
@@ -157,6 +159,7 @@ impl CheckpointStore {
                 dormant,
                 ..State::default()
             }),
+            write_lock: Mutex::new(()),
         };
         Ok((store, outcome))
     }
@@ -312,6 +315,10 @@ impl CheckpointStore {
 
     /// Writes the checkpoint file if anything changed since the last write. Blocking I/O.
     pub fn persist(&self) -> Result<bool, CheckpointError> {
+        let _writing = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         {
             let mut state = self.lock();
             if !state.dirty {
@@ -478,6 +485,29 @@ mod tests {
         let (store, outcome) = CheckpointStore::open(dir.path()).unwrap();
         assert_eq!(outcome, LoadOutcome::Loaded(0));
         assert!(store.records().is_empty());
+    }
+
+    #[test]
+    fn concurrent_writers_do_not_trip_over_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+        let store = std::sync::Arc::new(store);
+        store.track(record(1, 0), &[0]);
+        let writers: Vec<_> = (0..4)
+            .map(|n| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        store.emitted(1, n * 1000 + i);
+                        store.ack(0, 1, n * 1000 + i);
+                        store.persist().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::io::{self, Read};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::event::{Event, EventFlags};
 
@@ -41,6 +41,9 @@ pub struct Framer {
     /// the file must hold at the same place to be taken for one.
     tail: Vec<u8>,
 }
+
+/// Framed bytes shorter than this are copied out of the read buffer (see `frame_lines`).
+const COPY_BELOW: usize = 128 * 1024;
 
 /// How many of the last bytes read a framer remembers.
 pub const TAIL_BYTES: usize = 256;
@@ -162,7 +165,15 @@ impl Framer {
             self.skipping_from = None;
             take = self.buf.len();
         }
-        let data = self.buf.split_to(take).freeze();
+        // A small chunk gets a copy of its bytes rather than a share of the whole read buffer,
+        // which it would otherwise keep alive for as long as it waits for its sinks.
+        let data = if take < COPY_BELOW {
+            let data = Bytes::copy_from_slice(&self.buf[..take]);
+            self.buf.advance(take);
+            data
+        } else {
+            self.buf.split_to(take).freeze()
+        };
         self.buf_offset += take as u64;
         Framed { data, stats }
     }

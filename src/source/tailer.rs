@@ -249,8 +249,16 @@ where
                 seen[i].get_or_insert(path);
                 continue;
             }
-            match self.ctx.start_tracking(&path, &md, first) {
+            match self.ctx.start_tracking(&path, first) {
+                Ok(file)
+                    if (file.dev, file.ino) != id
+                        && by_inode.contains_key(&(file.dev, file.ino)) =>
+                {
+                    // Replaced by a file already tracked between listing and opening.
+                    self.ctx.store.forget(file.meta.key);
+                }
                 Ok(mut file) => {
+                    let id = (file.dev, file.ino);
                     let lineage = match &file.file {
                         Some(handle) => self.lineage(handle, None),
                         None => Ok(Lineage::New),
@@ -518,15 +526,13 @@ impl<E> Context<E>
 where
     E: FnMut(Chunk) -> Result<(), Stopped>,
 {
-    fn start_tracking(
-        &self,
-        path: &Path,
-        md: &fs::Metadata,
-        first: bool,
-    ) -> std::io::Result<TrackedFile> {
+    /// Opens the file at `path` and starts tracking it. Its identity is taken from the open
+    /// descriptor: the path may have been replaced since it was listed.
+    fn start_tracking(&self, path: &Path, first: bool) -> std::io::Result<TrackedFile> {
         let mut file = File::open(path)?;
         let head = read_head(&file, self.config.fingerprint_bytes)?;
-        let size = file.metadata()?.len();
+        let md = file.metadata()?;
+        let size = md.len();
         let (dev, ino) = (md.dev(), md.ino());
         let path_text = path.to_string_lossy();
         let (key, offset) = match self.store.claim(&self.name, dev, ino, &head, size) {
@@ -746,11 +752,10 @@ where
         if tracked.finished || tracked.held_since.is_some() {
             return Ok(false);
         }
-        if !self.ready_to_read(tracked) {
-            return Ok(false);
-        }
         let mut total = 0;
-        while total < TURN_BYTES {
+        // Identity is checked before every read, not once per turn: an emit may have waited
+        // on backpressure for long, and the file may have been rewritten meanwhile.
+        while total < TURN_BYTES && self.ready_to_read(tracked) {
             let Some(file) = tracked.file.as_mut() else {
                 break;
             };
@@ -763,23 +768,45 @@ where
                 }
             };
             if got == 0 {
-                let truncated = file
-                    .metadata()
-                    .is_ok_and(|md| md.len() < tracked.framer.read_offset());
-                if truncated {
-                    let head = read_head(file, self.config.fingerprint_bytes).unwrap_or_default();
-                    self.restart_from_zero(tracked, &head);
-                    continue;
-                }
                 tracked.eof_since.get_or_insert_with(Instant::now);
                 break;
             }
             tracked.eof_since = None;
             total += got;
             add(&self.metrics.bytes_in, got as u64);
+            self.cover_what_was_read(tracked);
             self.emit_framed(tracked, false)?;
         }
         Ok(total > 0)
+    }
+
+    /// Grows the fingerprint of a file shorter than `fingerprint_bytes` over what was just read,
+    /// so that a rewrite of a young file shows as a changed head, not as more lines.
+    fn cover_what_was_read(&mut self, tracked: &mut TrackedFile) {
+        let want = tracked
+            .framer
+            .read_offset()
+            .min(self.config.fingerprint_bytes as u64) as usize;
+        if tracked.fingerprint.len as usize >= want {
+            return;
+        }
+        let Some(file) = &tracked.file else { return };
+        match read_head(file, want) {
+            Ok(head) if tracked.fingerprint.matches(&head) => {
+                tracked.fingerprint = Fingerprint::of(&head);
+                tracked.head = head;
+                self.store.update_identity(
+                    tracked.meta.key,
+                    &tracked.meta.path,
+                    tracked.fingerprint,
+                );
+            }
+            Ok(_) => {
+                let head = read_head(file, self.config.fingerprint_bytes).unwrap_or_default();
+                self.restart_from_zero(tracked, &head);
+            }
+            Err(_) => {}
+        }
     }
 
     /// True when the open file has grown past the read offset and is still the file that was
