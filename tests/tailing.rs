@@ -503,3 +503,25 @@ async fn a_young_file_rewritten_in_place_is_read_again_from_its_start() {
     assert_exactly_once(&events, "a", 10);
     assert_exactly_once(&events, "b", 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_reads_every_file_to_its_end_even_those_waiting_for_an_open_slot() {
+    let world = World::new();
+    for i in 0..40 {
+        append_numbered(
+            &world.log(&format!("f{i:02}.log")),
+            &format!("f{i:02}"),
+            0..2000,
+            60,
+        );
+    }
+    let agent = Agent::start(world.config("*.log", "    max_open_files: 4", ""));
+    // Stop as soon as the files are found, long before a tailer taking turns could be done.
+    assert!(wait_for(Duration::from_secs(20), || !world.events().is_empty()).await);
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    let events = world.events();
+    for i in 0..40 {
+        assert_exactly_once(&events, &format!("f{i:02}"), 2000);
+    }
+}

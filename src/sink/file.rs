@@ -66,6 +66,16 @@ fn open_append(path: &PathBuf) -> io::Result<File> {
     Ok(file)
 }
 
+/// True when `path` still names the open `file`: an output removed or rotated away by someone
+/// else is reopened rather than written into the void.
+fn still_at(file: &File, path: &PathBuf) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
 /// Appends `bytes` whole or not at all (as far as the filesystem lets us undo a partial write).
 fn append(file: &File, bytes: &[u8], fsync: bool) -> io::Result<()> {
     let before = file.metadata()?.len();
@@ -89,8 +99,8 @@ impl Sink for FileSink {
             let fsync = self.config.fsync;
             let joined = tokio::task::spawn_blocking(move || {
                 let result = match file {
-                    Some(file) => Ok(file),
-                    None => open_append(&path),
+                    Some(file) if still_at(&file, &path) => Ok(file),
+                    _ => open_append(&path),
                 }
                 .and_then(|file| append(&file, &buf, fsync).map(|()| file));
                 (result, buf)
@@ -129,6 +139,18 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_or_replaced_output_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let file = open_append(&path).unwrap();
+        assert!(still_at(&file, &path));
+        std::fs::rename(&path, dir.path().join("out.1")).unwrap();
+        assert!(!still_at(&file, &path));
+        std::fs::write(&path, b"").unwrap();
+        assert!(!still_at(&file, &path));
+    }
 
     #[test]
     fn a_torn_last_line_is_closed_before_appending() {

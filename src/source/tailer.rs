@@ -193,6 +193,11 @@ where
                 self.scan(last_scan.is_none());
                 last_scan = Some(Instant::now());
             }
+            if draining {
+                // No scans while draining, but files closed for the open-file cap still take
+                // their turns, so that they too are read to their end.
+                self.share_open_slots(true);
+            }
             let progressed = match self.read_pass() {
                 Ok(progressed) => progressed,
                 Err(Stopped) => break,
@@ -320,7 +325,7 @@ where
             }
         }
         self.files.append(&mut self.ctx.retired);
-        self.share_open_slots();
+        self.share_open_slots(false);
         let open = self.open_count() as u64;
         self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
     }
@@ -387,7 +392,8 @@ where
 
     /// Opens waiting files with data while slots are free, closing open files that have had
     /// their turn when more files wait than slots are free.
-    fn share_open_slots(&mut self) {
+    /// While `draining`, an open file makes room as soon as it has been read.
+    fn share_open_slots(&mut self, draining: bool) {
         let cap = self.ctx.config.max_open_files;
         let waiting: Vec<usize> = (0..self.files.len())
             .filter(|&i| {
@@ -405,7 +411,11 @@ where
         let mut free = cap.saturating_sub(open);
         let wanted = excess + waiting.len().saturating_sub(free);
         if wanted > 0 {
-            let min_turn = Duration::from_millis(self.ctx.config.scan_interval_ms);
+            let min_turn = if draining {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(self.ctx.config.scan_interval_ms)
+            };
             // Files that can be reopened by path: live, not held, not finished.
             let mut candidates: Vec<usize> = (0..self.files.len())
                 .filter(|&i| {
