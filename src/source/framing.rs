@@ -86,6 +86,14 @@ impl Framer {
         self.buf.len()
     }
 
+    /// Gives back the read buffer's memory, keeping only a held partial line: for a file at its
+    /// end, so that many idle files do not each keep a read buffer.
+    pub fn release_buffer(&mut self) {
+        if self.buf.capacity() > self.buf.len() {
+            self.buf = BytesMut::from(&self.buf[..]);
+        }
+    }
+
     /// Reads once from `reader`, at most `max` bytes, and returns how many were read.
     pub fn read_from(&mut self, reader: &mut impl Read, max: usize) -> io::Result<usize> {
         let held = self.buf.len();
@@ -414,6 +422,19 @@ mod tests {
         assert_eq!(framer.tail()[0], b'z');
         framer.set_tail(b"xy");
         assert_eq!(framer.tail(), b"xy");
+    }
+
+    #[test]
+    fn releasing_the_buffer_keeps_a_partial_line() {
+        let mut framer = Framer::new(0, 100);
+        let mut input: &[u8] = b"a\npart";
+        framer.read_from(&mut input, 64 * 1024).unwrap();
+        assert_eq!(frame(&mut framer).len(), 1);
+        framer.release_buffer();
+        framer.push(b"ial\n");
+        let lines = frame(&mut framer);
+        assert_eq!(lines[0].1, b"partial");
+        assert_eq!(lines[0].0, 2);
     }
 
     #[test]

@@ -787,6 +787,9 @@ where
             self.cover_what_was_read(tracked);
             self.emit_framed(tracked, false)?;
         }
+        // Between turns a file keeps only its partial line, not a read buffer: memory does not
+        // grow with the number of files being read.
+        tracked.framer.release_buffer();
         Ok(total > 0)
     }
 
