@@ -256,6 +256,7 @@ fn run_agent(
             fs::hard_link(file, &link).unwrap();
         }
     }
+    settle(files);
     let config = work.join("agent.yaml");
     fs::write(
         &config,
@@ -306,8 +307,21 @@ fn run_agent(
     sample
 }
 
+/// Puts the machine in the same state before every measured run: the dirty pages earlier runs
+/// left are flushed (a previous output is gigabytes), the page cache is dropped where allowed
+/// (otherwise a full cache makes each run's output pay for reclaiming it, in system time), and
+/// the input is read once so that it is cached for every contender alike.
+fn settle(files: &[PathBuf]) {
+    let _ = Command::new("sync").status();
+    let _ = fs::write("/proc/sys/vm/drop_caches", b"1");
+    for file in files {
+        let _ = Command::new("cat").arg(file).stdout(Stdio::null()).status();
+    }
+}
+
 /// Times `wc -l` over the files.
 fn run_wc(files: &[PathBuf]) -> Sample {
+    settle(files);
     let start = Instant::now();
     let out = Command::new("wc").arg("-l").args(files).output().unwrap();
     assert!(out.status.success());
@@ -337,6 +351,7 @@ fn run_rsyslog(work: &Path, files: &[PathBuf], total: u64) -> Option<Sample> {
         fs::hard_link(file, logs.join(format!("f{i:03}.log"))).unwrap();
     }
     let out = work.join("out.log");
+    settle(files);
     let config = work.join("rsyslog.conf");
     fs::write(
         &config,
@@ -604,13 +619,15 @@ fn plot(path: &Path, scenarios: &[Scenario], curve: &[(f64, f64)]) {
         .unwrap();
     chart
         .draw_series(scenarios.iter().enumerate().map(|(i, s)| {
-            Rectangle::new(
+            let mut bar = Rectangle::new(
                 [
                     (0.0, SegmentValue::Exact(i)),
                     (s.mib_s(), SegmentValue::Exact(i + 1)),
                 ],
                 BLUE.mix(0.6).filled(),
-            )
+            );
+            bar.set_margin(8, 8, 0, 0);
+            bar
         }))
         .unwrap();
     let t_max = curve.last().map_or(1.0, |(t, _)| *t).max(1.0);
