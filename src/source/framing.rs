@@ -89,9 +89,9 @@ impl Framer {
     /// Gives back the read buffer's memory, keeping only a held partial line: for a file at its
     /// end, so that many idle files do not each keep a read buffer.
     pub fn release_buffer(&mut self) {
-        if self.buf.capacity() > self.buf.len() {
-            self.buf = BytesMut::from(&self.buf[..]);
-        }
+        // Always a copy: even when its capacity looks exact, the partial line may be a view into
+        // a read buffer shared with emitted chunks, and would keep all of it alive.
+        self.buf = BytesMut::from(&self.buf[..]);
     }
 
     /// Reads once from `reader`, at most `max` bytes, and returns how many were read.
