@@ -177,14 +177,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// A `VmRSS:`-like field of a process, in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    status_line(&format!("/proc/{pid}/status"), field)
 }
 
 /// Sum of the checkpoint offsets in a data_dir.
@@ -489,6 +484,7 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem_gib:.0} GiB")
 }
 
+/// The number after `field` in a `/proc` file of `field value unit` lines.
 fn status_line(path: &str, field: &str) -> u64 {
     fs::read_to_string(path)
         .unwrap_or_default()
