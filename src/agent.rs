@@ -84,7 +84,7 @@ pub async fn run(
     let mut sink_ids: BTreeMap<&str, usize> = BTreeMap::new();
     let mut sink_tasks: Vec<JoinHandle<()>> = Vec::new();
     for (id, (name, sink_config)) in config.sinks.iter().enumerate() {
-        let sink = sink_config.kind.build(name)?;
+        let sink = sink_config.kind.build(name, &sink_config.common)?;
         let sink_metrics = metrics.sink(name);
         let (tx, rx) = buffer::channel(sink_config.common.buffer, Arc::clone(&sink_metrics));
         let task = SinkTask {

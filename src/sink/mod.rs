@@ -7,6 +7,7 @@
 mod blackhole;
 pub mod encoding;
 mod file;
+mod kafka;
 mod stdout;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use serde_norway::{Mapping, Value};
 
 pub use blackhole::BlackholeSinkConfig;
 pub use file::FileSinkConfig;
+pub use kafka::{Compression, KafkaSinkConfig};
 pub use stdout::StdoutSinkConfig;
 
 use crate::config::{ConfigError, from_value};
@@ -127,11 +129,13 @@ pub enum SinkKind {
     Stdout(StdoutSinkConfig),
     /// Accept and discard (for tests and benchmarks).
     Blackhole(BlackholeSinkConfig),
+    /// Produce to Kafka.
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkKind {
     /// The type names, as `type:` spells them.
-    pub const TYPES: &'static [&'static str] = &["file", "stdout", "blackhole"];
+    pub const TYPES: &'static [&'static str] = &["file", "stdout", "blackhole", "kafka"];
 
     /// Reads the settings of a sink of type `kind` found at `key`.
     pub fn from_parts(key: &str, kind: &str, rest: Mapping) -> Result<Self, ConfigError> {
@@ -140,6 +144,11 @@ impl SinkKind {
             "file" => Ok(SinkKind::File(from_value(key, rest)?)),
             "stdout" => Ok(SinkKind::Stdout(from_value(key, rest)?)),
             "blackhole" => Ok(SinkKind::Blackhole(from_value(key, rest)?)),
+            "kafka" => {
+                let config: KafkaSinkConfig = from_value(key, rest)?;
+                config.check(key)?;
+                Ok(SinkKind::Kafka(config))
+            }
             other => Err(ConfigError::invalid(
                 format!("{key}.type"),
                 format!(
@@ -150,9 +159,10 @@ impl SinkKind {
         }
     }
 
-    /// Builds the sink named `name`.
-    pub fn build(&self, name: &str) -> Result<Box<dyn Sink>, BuildError> {
+    /// Builds the sink named `name`, with the settings every sink has.
+    pub fn build(&self, name: &str, common: &SinkCommon) -> Result<Box<dyn Sink>, BuildError> {
         Ok(match self {
+            SinkKind::Kafka(config) => Box::new(kafka::KafkaSink::new(name, config, common)?),
             SinkKind::File(config) => Box::new(file::FileSink::new(name, config.clone())),
             SinkKind::Stdout(config) => Box::new(stdout::StdoutSink::new(*config)),
             SinkKind::Blackhole(_) => Box::new(blackhole::BlackholeSink),

@@ -1,0 +1,470 @@
+//! `type: kafka`: produce events to Kafka with librdkafka (the `rdkafka` crate).
+//!
+//! A batch counts as delivered only once every one of its messages has its delivery report;
+//! only then is it acked towards the checkpoints. A full librdkafka queue is backpressure (wait,
+//! then enqueue again), not an error. Errors that will not go away by retrying (a message over
+//! the size limit, an unknown or invalid topic, an authorization failure) are permanent, so the
+//! pipeline dead-letters the batch instead of retrying it forever.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::encoding::{Encoding, encode_json};
+use super::{BoxFuture, BuildError, Sink, SinkCommon, SinkError};
+use crate::config::ConfigError;
+use crate::event::{Chunk, Event};
+use crate::pipeline::batcher::Batch;
+
+/// Compression codecs librdkafka is built with here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy.
+    Snappy,
+    /// lz4.
+    Lz4,
+    /// zstd (the default).
+    #[default]
+    Zstd,
+}
+
+impl Compression {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Settings of a `type: kafka` sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap brokers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Topic, a template: `{{ source }}`, `{{ file }}` or any top-level field of a parsed event.
+    pub topic: String,
+    /// Event field whose value is the message key; the event `id` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Compression codec.
+    #[serde(default)]
+    pub compression: Compression,
+    /// `acks`: `all` (default), `1` or `0`.
+    #[serde(default = "default_acks")]
+    pub acks: String,
+    /// Idempotent producer (no duplicates from librdkafka's own retries).
+    #[serde(default = "default_true")]
+    pub idempotence: bool,
+    /// Message headers: header name -> event field.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How events are written in the message value.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// File holding the SASL password (`sasl.password`), read at start; never printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_password_file: Option<PathBuf>,
+    /// Any other librdkafka producer property (security.protocol, sasl.*, ssl.*...). Values of
+    /// keys that look secret are redacted when the configuration is printed.
+    #[serde(default, serialize_with = "redacted")]
+    pub librdkafka_options: BTreeMap<String, String>,
+}
+
+fn default_acks() -> String {
+    "all".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_secret(key: &str) -> bool {
+    ["password", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+fn redacted<S: Serializer>(
+    options: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let shown: BTreeMap<&str, &str> = options
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                if is_secret(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                },
+            )
+        })
+        .collect();
+    shown.serialize(serializer)
+}
+
+impl KafkaSinkConfig {
+    /// Checks the values; `key` is the sink's.
+    pub fn check(&self, key: &str) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.brokers"),
+                "at least one broker is needed",
+            ));
+        }
+        Template::parse(&self.topic)
+            .map_err(|e| ConfigError::invalid(format!("{key}.topic"), e))?;
+        if !["all", "-1", "0", "1"].contains(&self.acks.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{key}.acks"),
+                "expected all, 1 or 0",
+            ));
+        }
+        if self.idempotence && self.acks != "all" && self.acks != "-1" {
+            return Err(ConfigError::invalid(
+                format!("{key}.acks"),
+                "the idempotent producer needs acks: all",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A topic template: literal text and `{{ field }}` references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Field(String),
+}
+
+#[derive(Debug, Clone)]
+struct Template(Vec<Part>);
+
+impl Template {
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("`{{{{` without `}}}}` in `{text}`"))?;
+            let field = after[..close].trim();
+            if field.is_empty() {
+                return Err(format!("empty `{{{{ }}}}` in `{text}`"));
+            }
+            parts.push(Part::Field(field.to_owned()));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        if parts.is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Template(parts))
+    }
+
+    fn render(&self, chunk: &Chunk, event: &Event, out: &mut String) {
+        out.clear();
+        for part in &self.0 {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Field(name) => push_field(chunk, event, name, out),
+            }
+        }
+    }
+}
+
+/// Appends the text of an event field: the agent's own (`source`, `file`, `offset`, `id`) or a
+/// parsed one (strings as they are, other values as JSON).
+fn push_field(chunk: &Chunk, event: &Event, name: &str, out: &mut String) {
+    use std::fmt::Write;
+    match name {
+        "source" => out.push_str(&chunk.file.source),
+        "file" => out.push_str(&chunk.file.path),
+        "offset" => {
+            let _ = write!(out, "{}", event.offset);
+        }
+        "id" => {
+            let _ = write!(out, "{:016x}-{}", chunk.file.key, event.offset);
+        }
+        "message" if event.fields.is_none() => {
+            out.push_str(&String::from_utf8_lossy(chunk.message(event)))
+        }
+        _ => match event.fields.as_ref().and_then(|f| f.get(name)) {
+            Some(serde_json::Value::String(s)) => out.push_str(s),
+            Some(other) => {
+                let _ = write!(out, "{other}");
+            }
+            None => {}
+        },
+    }
+}
+
+/// Produces batches to Kafka.
+pub struct KafkaSink {
+    name: String,
+    producer: FutureProducer,
+    topic: Template,
+    key: String,
+    headers: Vec<(String, String)>,
+    encoding: Encoding,
+}
+
+impl KafkaSink {
+    /// Builds the producer (it connects lazily, so an unreachable broker is not an error here).
+    pub fn new(
+        name: &str,
+        config: &KafkaSinkConfig,
+        common: &SinkCommon,
+    ) -> Result<Self, BuildError> {
+        let error = |message: String| BuildError {
+            sink: name.to_owned(),
+            message,
+        };
+        let topic = Template::parse(&config.topic).map_err(error)?;
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("compression.type", config.compression.as_librdkafka())
+            .set("acks", &config.acks)
+            .set("enable.idempotence", config.idempotence.to_string())
+            .set("linger.ms", common.batch.timeout_ms.min(1000).to_string())
+            .set(
+                "batch.num.messages",
+                common.batch.max_events.clamp(1, 1_000_000).to_string(),
+            )
+            .set(
+                "batch.size",
+                common.batch.max_bytes.clamp(1, 2_147_483_647).to_string(),
+            );
+        for (key, value) in &config.librdkafka_options {
+            client.set(key, value);
+        }
+        if let Some(path) = &config.sasl_password_file {
+            let password = std::fs::read_to_string(path)
+                .map_err(|e| error(format!("sasl_password_file {}: {e}", path.display())))?;
+            client.set("sasl.password", password.trim_end_matches(['\n', '\r']));
+        }
+        let producer: FutureProducer = client.create().map_err(|e| error(e.to_string()))?;
+        Ok(KafkaSink {
+            name: name.to_owned(),
+            producer,
+            topic,
+            key: config.key.clone().unwrap_or_else(|| "id".into()),
+            headers: config
+                .headers
+                .iter()
+                .map(|(h, f)| (h.clone(), f.clone()))
+                .collect(),
+            encoding: config.encoding,
+        })
+    }
+}
+
+/// Errors that the same message would meet again.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        MessageSizeTooLarge
+            | InvalidMessageSize
+            | UnknownTopic
+            | UnknownTopicOrPartition
+            | InvalidTopic
+            | TopicAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | SaslAuthenticationFailed
+            | Authentication
+            | InvalidRecord
+            | Fatal
+    )
+}
+
+fn classify(sink: &str, error: &KafkaError) -> SinkError {
+    let message = format!("kafka sink `{sink}`: {error}");
+    match error.rdkafka_error_code() {
+        Some(code) if is_permanent(code) => SinkError::Permanent(message),
+        _ => SinkError::Retriable(message),
+    }
+}
+
+/// How long to wait before enqueueing again when librdkafka's queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+
+impl Sink for KafkaSink {
+    fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<u64, SinkError>> {
+        Box::pin(async move {
+            let mut reports = Vec::with_capacity(batch.events);
+            let mut payload = Vec::new();
+            let mut topic = String::new();
+            let mut key = String::new();
+            let mut value = String::new();
+            let mut bytes = 0u64;
+            for (chunk, event) in batch.iter() {
+                payload.clear();
+                match self.encoding {
+                    Encoding::Json => {
+                        encode_json(chunk, event, &mut payload);
+                        payload.pop(); // the NDJSON newline
+                    }
+                    Encoding::Text => payload.extend_from_slice(chunk.message(event)),
+                }
+                bytes += payload.len() as u64;
+                self.topic.render(chunk, event, &mut topic);
+                key.clear();
+                push_field(chunk, event, &self.key, &mut key);
+                let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
+                for (name, field) in &self.headers {
+                    value.clear();
+                    push_field(chunk, event, field, &mut value);
+                    headers = headers.insert(Header {
+                        key: name,
+                        value: Some(value.as_bytes()),
+                    });
+                }
+                let mut record = FutureRecord::to(&topic)
+                    .payload(&payload[..])
+                    .key(key.as_bytes())
+                    .headers(headers);
+                loop {
+                    match self.producer.send_result(record) {
+                        Ok(report) => {
+                            reports.push(report);
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                        }
+                        Err((error, _)) => return Err(classify(&self.name, &error)),
+                    }
+                }
+            }
+            let mut first_error = None;
+            for report in reports {
+                match report.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((error, _))) => {
+                        let error = classify(&self.name, &error);
+                        // A permanent error outranks a retriable one: retrying would not help.
+                        if first_error.is_none() || matches!(error, SinkError::Permanent(_)) {
+                            first_error = Some(error);
+                        }
+                    }
+                    Err(_) => {
+                        first_error.get_or_insert(SinkError::Retriable(format!(
+                            "kafka sink `{}`: producer gone before the delivery report",
+                            self.name
+                        )));
+                    }
+                }
+            }
+            match first_error {
+                Some(error) => Err(error),
+                None => Ok(bytes),
+            }
+        })
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        let producer = self.producer.clone();
+        let name = self.name.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10)))
+                .await
+                .map_err(|e| SinkError::Retriable(e.to_string()))?
+                .map_err(|e| SinkError::Retriable(format!("kafka sink `{name}`: flush: {e}")))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{FileMeta, testing};
+
+    #[test]
+    fn topic_templates_table() {
+        let file = FileMeta::new(0xab, "web", "/logs/a.log");
+        let mut chunk = testing::chunk(file, &[(b"line", 7)], 100);
+        let mut fields = crate::event::Fields::new();
+        fields.insert("team".into(), serde_json::json!("payments"));
+        fields.insert("shard".into(), serde_json::json!(3));
+        chunk.events[0].fields = Some(Box::new(fields));
+        let cases = [
+            ("logs", "logs"),
+            ("logs-{{ source }}", "logs-web"),
+            ("{{source}}.{{ team }}", "web.payments"),
+            ("s{{ shard }}-{{ missing }}", "s3-"),
+            ("{{ id }}", "00000000000000ab-7"),
+        ];
+        let mut out = String::new();
+        for (template, want) in cases {
+            Template::parse(template)
+                .unwrap()
+                .render(&chunk, &chunk.events[0], &mut out);
+            assert_eq!(out, want, "{template}");
+        }
+        for bad in ["", "logs-{{ source", "{{ }}"] {
+            assert!(Template::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn errors_that_retrying_cannot_fix_are_permanent() {
+        let cases = [
+            (RDKafkaErrorCode::MessageSizeTooLarge, true),
+            (RDKafkaErrorCode::UnknownTopicOrPartition, true),
+            (RDKafkaErrorCode::TopicAuthorizationFailed, true),
+            (RDKafkaErrorCode::MessageTimedOut, false),
+            (RDKafkaErrorCode::NotEnoughReplicas, false),
+            (RDKafkaErrorCode::BrokerTransportFailure, false),
+        ];
+        for (code, permanent) in cases {
+            let error = classify("k", &KafkaError::MessageProduction(code));
+            assert_eq!(
+                matches!(error, SinkError::Permanent(_)),
+                permanent,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_printed() {
+        let yaml = "brokers: b:9092\ntopic: t\nlibrdkafka_options: { sasl.password: hunter2, sasl.username: me }\n";
+        let config: KafkaSinkConfig = serde_norway::from_str(yaml).unwrap();
+        config.check("sinks.k").unwrap();
+        let printed = serde_norway::to_string(&config).unwrap();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("<redacted>") && printed.contains("me"),
+            "{printed}"
+        );
+        let bad: KafkaSinkConfig =
+            serde_norway::from_str("brokers: b\ntopic: t\nacks: \"1\"\n").unwrap();
+        assert!(bad.check("sinks.k").is_err(), "idempotence needs acks all");
+    }
+}

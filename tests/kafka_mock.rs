@@ -1,0 +1,215 @@
+//! The Kafka sink against librdkafka's own mock cluster (in-process, no broker to install):
+//! delivery with keys and headers, request errors, a broker going down, an oversized message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+/// A message read back: key, value as JSON, headers.
+struct Received {
+    key: String,
+    value: serde_json::Value,
+    headers: BTreeMap<String, String>,
+}
+
+/// Reads `topic` from the start until `n` messages arrived or 30 s passed.
+fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<Received> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-{}", fastrand::u64(..)))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < n && start.elapsed() < Duration::from_secs(30) {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Received {
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            value: serde_json::from_slice(message.payload().unwrap_or_default()).unwrap(),
+            headers,
+        });
+    }
+    out
+}
+
+fn kafka_config(world: &World, bootstrap: &str, extra: &str) -> log_agent::Config {
+    config(&format!(
+        "data_dir: {data}
+checkpoint_interval_ms: 50
+shutdown_timeout_ms: 3000
+sources:
+  app:
+    type: file
+    include: [{include:?}]{FAST}
+sinks:
+  kafka:
+    type: kafka
+    inputs: [app]
+    brokers: {bootstrap}
+    topic: \"logs-{{{{ source }}}}\"
+    headers: {{ origin: file }}
+    batch: {{ max_events: 200, timeout_ms: 10 }}
+    retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200 }}
+{extra}",
+        data = world.data().display(),
+        include = world.log("*.log").to_str().unwrap(),
+    ))
+}
+
+fn checkpoint(world: &World) -> u64 {
+    let text = fs::read_to_string(world.data().join("checkpoints.json")).unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    value["files"].as_array().map_or(0, |files| {
+        files.iter().filter_map(|f| f["offset"].as_u64()).sum()
+    })
+}
+
+fn messages(received: &[Received]) -> Vec<serde_json::Value> {
+    received.iter().map(|r| r.value.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_arrive_once_in_order_with_ids_as_keys_and_headers() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs-app", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let world = World::new();
+    append_numbered(&world.log("a.log"), "k", 0..2000, 60);
+    let agent = Agent::start(kafka_config(&world, &bootstrap, ""));
+    let received = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || consume(&bootstrap, "logs-app", 2000)
+    })
+    .await
+    .unwrap();
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    let values = messages(&received);
+    assert_exactly_once(&values, "k", 2000);
+    assert_at_least_once_in_order(&values, "k", 2000);
+    for r in &received {
+        assert_eq!(r.key, r.value["id"].as_str().unwrap());
+        assert_eq!(r.headers["origin"], world.log("a.log").to_str().unwrap());
+    }
+    assert_eq!(summary.metrics.sinks["kafka"].events_out, 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_request_errors_are_retried_by_the_producer() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs-app", 1, 1).unwrap();
+    let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 4];
+    cluster.request_errors(RDKafkaApiKey::Produce, &errors);
+    let bootstrap = cluster.bootstrap_servers();
+    let world = World::new();
+    append_numbered(&world.log("a.log"), "r", 0..500, 60);
+    let agent = Agent::start(kafka_config(&world, &bootstrap, ""));
+    let received = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || consume(&bootstrap, "logs-app", 500)
+    })
+    .await
+    .unwrap();
+    agent.stop().await;
+    // The idempotent producer retried without duplicating.
+    assert_exactly_once(&messages(&received), "r", 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_down_holds_the_checkpoint_and_everything_arrives_once_it_is_back() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs-app", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.broker_down(1).unwrap();
+    let world = World::new();
+    append_numbered(&world.log("a.log"), "d", 0..300, 60);
+    let agent = Agent::start(kafka_config(
+        &world,
+        &bootstrap,
+        "    librdkafka_options: { message.timeout.ms: \"1000\" }",
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        checkpoint(&world),
+        0,
+        "nothing is acked while the broker is down"
+    );
+    cluster.broker_up(1).unwrap();
+    let received = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || consume(&bootstrap, "logs-app", 300)
+    })
+    .await
+    .unwrap();
+    let size = fs::metadata(world.log("a.log")).unwrap().len();
+    assert!(wait_for(Duration::from_secs(20), || checkpoint(&world) == size).await);
+    let summary = agent.stop().await;
+    assert_at_least_once_in_order(&messages(&received), "d", 300);
+    assert!(summary.metrics.sinks["kafka"].errors >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_size_limit_is_dead_lettered_and_the_rest_flows() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs-app", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let world = World::new();
+    let agent = Agent::start(kafka_config(
+        &world,
+        &bootstrap,
+        "    librdkafka_options: { message.max.bytes: \"2000\" }",
+    ));
+    append_numbered(&world.log("a.log"), "s", 0..10, 60);
+    assert!(wait_for(Duration::from_secs(20), || checkpoint(&world) > 0).await);
+    append(
+        &world.log("a.log"),
+        format!("big {}\n", "x".repeat(5000)).as_bytes(),
+    );
+    let dead = world.data().join("dead_letter").join("kafka.ndjson");
+    assert!(wait_for(Duration::from_secs(20), || read_ndjson(&dead).len() == 1).await);
+    append_numbered(&world.log("a.log"), "s", 10..20, 60);
+    let received = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || consume(&bootstrap, "logs-app", 20)
+    })
+    .await
+    .unwrap();
+    let summary = agent.stop().await;
+    assert_exactly_once(&messages(&received), "s", 20);
+    assert!(
+        read_ndjson(&dead)[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("big x")
+    );
+    assert_eq!(summary.metrics.sinks["kafka"].dead_lettered, 1);
+}
