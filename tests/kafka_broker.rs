@@ -13,9 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 
 /// A Tansu broker on a loopback port, killed when dropped.
 struct Broker {
@@ -106,34 +103,12 @@ impl Drop for Broker {
     }
 }
 
-/// Sum of the checkpoint offsets in `data_dir`.
-fn checkpoint(data_dir: &Path) -> u64 {
-    let text = fs::read_to_string(data_dir.join("checkpoints.json")).unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    value["files"].as_array().map_or(0, |files| {
-        files.iter().filter_map(|f| f["offset"].as_u64()).sum()
-    })
-}
-
-/// Reads `topic` from the start until `n` messages arrived or 60 s passed; the values as JSON.
-fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<serde_json::Value> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("test-{}", fastrand::u64(..)))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let start = Instant::now();
-    let mut out = Vec::new();
-    while out.len() < n && start.elapsed() < Duration::from_secs(60) {
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        out.push(serde_json::from_slice(message.payload().unwrap_or_default()).unwrap());
-    }
-    out
+/// The values of `n` messages of `topic`, read from its start.
+fn consume_values(bootstrap: &str, topic: &str, n: usize) -> Vec<serde_json::Value> {
+    consume(bootstrap, topic, n)
+        .into_iter()
+        .map(|r| r.value)
+        .collect()
 }
 
 /// The agent's config over `logs/<include>` into topic `logs`; `idempotence` as given.
@@ -189,7 +164,7 @@ async fn rotated_lines_reach_the_broker_once_and_in_order() {
         .await
         .unwrap();
     let bootstrap = broker.bootstrap();
-    let received = tokio::task::spawn_blocking(move || consume(&bootstrap, "logs", 10_000))
+    let received = tokio::task::spawn_blocking(move || consume_values(&bootstrap, "logs", 10_000))
         .await
         .unwrap();
     let summary = agent.stop().await;
@@ -218,7 +193,7 @@ async fn the_broker_stopped_mid_stream_loses_nothing() {
     let bootstrap = broker.bootstrap();
     let first = tokio::task::spawn_blocking({
         let bootstrap = bootstrap.clone();
-        move || consume(&bootstrap, "logs", 2_000)
+        move || consume_values(&bootstrap, "logs", 2_000)
     })
     .await
     .unwrap();
@@ -233,14 +208,14 @@ async fn the_broker_stopped_mid_stream_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let broker = Broker::start(world.dir.path(), port, "sqlite://tansu.db");
     append_numbered(&world.log("app.log"), "s", 4_000..5_000, 80);
-    let received = tokio::task::spawn_blocking(move || consume(&bootstrap, "logs", 5_000))
+    let received = tokio::task::spawn_blocking(move || consume_values(&bootstrap, "logs", 5_000))
         .await
         .unwrap();
     // Batches whose delivery reports were lost in the outage are sent again (at least once);
     // once everything is acked the checkpoint reaches the end of the file.
     let size = fs::metadata(world.log("app.log")).unwrap().len();
     let data = world.data();
-    let acked = wait_for(Duration::from_secs(60), || checkpoint(&data) == size).await;
+    let acked = wait_for(Duration::from_secs(60), || checkpointed(&data) == size).await;
     let summary = agent.stop().await;
     assert!(acked, "the checkpoint did not reach the end of the file");
     assert!(summary.drained);

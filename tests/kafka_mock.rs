@@ -4,62 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-
-/// A message read back: key, value as JSON, headers.
-struct Received {
-    key: String,
-    value: serde_json::Value,
-    headers: BTreeMap<String, String>,
-}
-
-/// Reads `topic` from the start until `n` messages arrived or 30 s passed.
-fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<Received> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("test-{}", fastrand::u64(..)))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let start = Instant::now();
-    let mut out = Vec::new();
-    while out.len() < n && start.elapsed() < Duration::from_secs(30) {
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = message.unwrap();
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Received {
-            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            value: serde_json::from_slice(message.payload().unwrap_or_default()).unwrap(),
-            headers,
-        });
-    }
-    out
-}
 
 fn kafka_config(world: &World, bootstrap: &str, extra: &str) -> log_agent::Config {
     config(&format!(
@@ -83,14 +33,6 @@ sinks:
         data = world.data().display(),
         include = world.log("*.log").to_str().unwrap(),
     ))
-}
-
-fn checkpoint(world: &World) -> u64 {
-    let text = fs::read_to_string(world.data().join("checkpoints.json")).unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    value["files"].as_array().map_or(0, |files| {
-        files.iter().filter_map(|f| f["offset"].as_u64()).sum()
-    })
 }
 
 fn messages(received: &[Received]) -> Vec<serde_json::Value> {
@@ -159,7 +101,7 @@ async fn a_broker_down_holds_the_checkpoint_and_everything_arrives_once_it_is_ba
     ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        checkpoint(&world),
+        checkpointed(&world.data()),
         0,
         "nothing is acked while the broker is down"
     );
@@ -171,7 +113,11 @@ async fn a_broker_down_holds_the_checkpoint_and_everything_arrives_once_it_is_ba
     .await
     .unwrap();
     let size = fs::metadata(world.log("a.log")).unwrap().len();
-    assert!(wait_for(Duration::from_secs(20), || checkpoint(&world) == size).await);
+    assert!(
+        wait_for(Duration::from_secs(20), || checkpointed(&world.data())
+            == size)
+        .await
+    );
     let summary = agent.stop().await;
     assert_at_least_once_in_order(&messages(&received), "d", 300);
     assert!(summary.metrics.sinks["kafka"].errors >= 1);
@@ -189,7 +135,7 @@ async fn a_message_over_the_size_limit_is_dead_lettered_and_the_rest_flows() {
         "    librdkafka_options: { message.max.bytes: \"2000\" }",
     ));
     append_numbered(&world.log("a.log"), "s", 0..10, 60);
-    assert!(wait_for(Duration::from_secs(20), || checkpoint(&world) > 0).await);
+    assert!(wait_for(Duration::from_secs(20), || checkpointed(&world.data()) > 0).await);
     append(
         &world.log("a.log"),
         format!("big {}\n", "x".repeat(5000)).as_bytes(),

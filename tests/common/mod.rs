@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use log_agent::{Config, RunSummary};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -268,4 +271,59 @@ pub fn assert_at_least_once_in_order(events: &[Value], tag: &str, n: u64) {
         }
     }
     assert_eq!(next, n, "{tag}: only 0..{next} of 0..{n} delivered");
+}
+
+/// Sum of the checkpoint offsets in `data_dir` (0 when there is no checkpoint file yet).
+pub fn checkpointed(data_dir: &Path) -> u64 {
+    let text = fs::read_to_string(data_dir.join("checkpoints.json")).unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or_default();
+    value["files"].as_array().map_or(0, |files| {
+        files.iter().filter_map(|f| f["offset"].as_u64()).sum()
+    })
+}
+
+/// A message read back: key, value as JSON, headers.
+pub struct Received {
+    pub key: String,
+    pub value: Value,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads Kafka `topic` from its start until `n` messages arrived or 60 s passed.
+pub fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<Received> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-{}", fastrand::u64(..)))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < n && start.elapsed() < Duration::from_secs(60) {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Received {
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            value: serde_json::from_slice(message.payload().unwrap_or_default()).unwrap(),
+            headers,
+        });
+    }
+    out
 }
