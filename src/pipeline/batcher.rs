@@ -153,11 +153,6 @@ impl Batcher {
         full.then(|| self.take())
     }
 
-    /// Events in the current, not yet full, batch.
-    pub fn current_events(&self) -> usize {
-        self.current.events
-    }
-
     /// True when nothing at all waits in the current batch.
     pub fn is_empty(&self) -> bool {
         self.current.is_empty()

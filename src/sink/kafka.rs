@@ -335,19 +335,22 @@ impl Sink for KafkaSink {
                 self.topic.render(chunk, event, &mut topic);
                 key.clear();
                 push_field(chunk, event, &self.key, &mut key);
-                let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
-                for (name, field) in &self.headers {
-                    value.clear();
-                    push_field(chunk, event, field, &mut value);
-                    headers = headers.insert(Header {
-                        key: name,
-                        value: Some(value.as_bytes()),
-                    });
-                }
                 let mut record = FutureRecord::to(&topic)
                     .payload(&payload[..])
-                    .key(key.as_bytes())
-                    .headers(headers);
+                    .key(key.as_bytes());
+                // No header list at all (not an empty one) when none is configured.
+                if !self.headers.is_empty() {
+                    let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
+                    for (name, field) in &self.headers {
+                        value.clear();
+                        push_field(chunk, event, field, &mut value);
+                        headers = headers.insert(Header {
+                            key: name,
+                            value: Some(value.as_bytes()),
+                        });
+                    }
+                    record = record.headers(headers);
+                }
                 loop {
                     match self.producer.send_result(record) {
                         Ok(report) => {
