@@ -1,5 +1,6 @@
 //! The Kafka sink against librdkafka's own mock cluster (in-process, no broker to install):
-//! delivery with keys and headers, request errors, a broker going down, an oversized message.
+//! delivery with keys and headers, request errors, a broker going down (also at shutdown), an
+//! oversized message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -158,4 +159,33 @@ async fn a_message_over_the_size_limit_is_dead_lettered_and_the_rest_flows() {
             .starts_with("big x")
     );
     assert_eq!(summary.metrics.sinks["kafka"].dead_lettered, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_the_broker_down_ends_at_the_deadline_and_the_next_start_delivers() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs-app", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.broker_down(1).unwrap();
+    let world = World::new();
+    append_numbered(&world.log("a.log"), "s", 0..300, 60);
+    // librdkafka would keep the messages for 5 minutes: the shutdown deadline (3 s) must win.
+    let extra = "    librdkafka_options: { message.timeout.ms: \"300000\" }";
+    let agent = Agent::start(kafka_config(&world, &bootstrap, extra));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let summary = agent.stop().await;
+    assert!(!summary.drained, "nothing could be delivered");
+    assert_eq!(checkpointed(&world.data()), 0);
+
+    cluster.broker_up(1).unwrap();
+    let agent = Agent::start(kafka_config(&world, &bootstrap, extra));
+    let received = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || consume(&bootstrap, "logs-app", 300)
+    })
+    .await
+    .unwrap();
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    assert_at_least_once_in_order(&messages(&received), "s", 300);
 }

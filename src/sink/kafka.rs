@@ -5,16 +5,26 @@
 //! then enqueue again), not an error. Errors that will not go away by retrying (a message over
 //! the size limit, an unknown or invalid topic, an authorization failure) are permanent, so the
 //! pipeline dead-letters the batch instead of retrying it forever.
+//!
+//! librdkafka reports a failed authentication only as a client-level error, and keeps the
+//! messages queued until `message.timeout.ms`. The sink's client context logs that error and
+//! tells the waiting delivery, which purges its messages and fails for good, so a wrong
+//! password dead-letters instead of stalling every file behind a silent retry loop.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::util::TokioRuntime;
+use rdkafka::{ClientConfig, producer::DeliveryFuture};
 use serde::{Deserialize, Serialize, Serializer};
+use tokio::sync::watch;
 
 use super::encoding::{Encoding, encode_json};
 use super::{BoxFuture, BuildError, Sink, SinkCommon, SinkError};
@@ -222,10 +232,77 @@ fn push_field(chunk: &Chunk, event: &Event, name: &str, out: &mut String) {
     }
 }
 
+/// The last authentication failure librdkafka reported, and how many there were: deliveries
+/// waiting for their reports watch it.
+#[derive(Debug, Clone, Default)]
+struct AuthFailures {
+    count: u64,
+    reason: String,
+    /// Cleared by a successful delivery: the credentials work (again).
+    active: bool,
+}
+
+/// The producer's client context: librdkafka's logs and errors go to `tracing` under the sink's
+/// name, and authentication failures are signalled to deliveries.
+struct SinkContext {
+    sink: String,
+    auth: Arc<watch::Sender<AuthFailures>>,
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let sink = &self.sink;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(sink = %sink, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(sink = %sink, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(sink = %sink, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(sink = %sink, facility, "librdkafka: {message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let sink = &self.sink;
+        if is_auth_failure(error.rdkafka_error_code()) {
+            tracing::error!(sink = %sink, error = %error, "kafka sink `{sink}`: authentication failed: {reason}");
+            self.auth.send_modify(|auth| {
+                auth.count += 1;
+                auth.reason = reason.to_owned();
+                auth.active = true;
+            });
+        } else {
+            tracing::warn!(sink = %sink, error = %error, "kafka sink `{sink}`: {reason}");
+        }
+    }
+}
+
+fn is_auth_failure(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
+}
+
+/// How long a delivery waits for its reports while the credentials are known to fail before it
+/// gives up for good: librdkafka tries to authenticate again within its reconnect backoff
+/// (`reconnect.backoff.max.ms`, 10 s by default), and a success there clears the failure.
+const AUTH_FAILURE_GRACE: Duration = Duration::from_secs(10);
+
 /// Produces batches to Kafka.
 pub struct KafkaSink {
     name: String,
-    producer: FutureProducer,
+    producer: FutureProducer<SinkContext, TokioRuntime>,
+    auth: Arc<watch::Sender<AuthFailures>>,
     topic: Template,
     key: String,
     headers: Vec<(String, String)>,
@@ -267,10 +344,18 @@ impl KafkaSink {
                 .map_err(|e| error(format!("sasl_password_file {}: {e}", path.display())))?;
             client.set("sasl.password", password.trim_end_matches(['\n', '\r']));
         }
-        let producer: FutureProducer = client.create().map_err(|e| error(e.to_string()))?;
+        let auth = Arc::new(watch::Sender::new(AuthFailures::default()));
+        let context = SinkContext {
+            sink: name.to_owned(),
+            auth: Arc::clone(&auth),
+        };
+        let producer = client
+            .create_with_context(context)
+            .map_err(|e| error(e.to_string()))?;
         Ok(KafkaSink {
             name: name.to_owned(),
             producer,
+            auth,
             topic,
             key: config.key.clone().unwrap_or_else(|| "id".into()),
             headers: config
@@ -280,6 +365,65 @@ impl KafkaSink {
                 .collect(),
             encoding: config.encoding,
         })
+    }
+
+    /// Waits for every report; the first permanent error outranks retriable ones (retrying would
+    /// not help). A successful report clears a past authentication failure.
+    async fn collect(&self, reports: Vec<DeliveryFuture>) -> Option<SinkError> {
+        let mut first_error = None;
+        let mut delivered_any = false;
+        for report in reports {
+            match report.await {
+                Ok(Ok(_)) => delivered_any = true,
+                Ok(Err((error, _))) => {
+                    let error = classify(&self.name, &error);
+                    if first_error.is_none() || matches!(error, SinkError::Permanent(_)) {
+                        first_error = Some(error);
+                    }
+                }
+                Err(_) => {
+                    first_error.get_or_insert(SinkError::Retriable(format!(
+                        "kafka sink `{}`: producer gone before the delivery report",
+                        self.name
+                    )));
+                }
+            }
+        }
+        if delivered_any {
+            self.auth
+                .send_if_modified(|auth| std::mem::take(&mut auth.active));
+        }
+        first_error
+    }
+
+    /// Resolves with the reason once authentication is known to fail for this delivery: a
+    /// failure reported after it started, or one still active after [`AUTH_FAILURE_GRACE`].
+    async fn authentication_failed(&self) -> String {
+        let mut auth = self.auth.subscribe();
+        let seen = auth.borrow_and_update().count;
+        let new_failure = async {
+            let reason = auth
+                .wait_for(|a| a.count > seen)
+                .await
+                .map(|a| a.reason.clone());
+            match reason {
+                Ok(reason) => reason,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let still_failing = async {
+            tokio::time::sleep(AUTH_FAILURE_GRACE).await;
+            let now = self.auth.borrow().clone();
+            if now.active {
+                now.reason
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            reason = new_failure => reason,
+            reason = still_failing => reason,
+        }
     }
 }
 
@@ -365,43 +509,48 @@ impl Sink for KafkaSink {
                     }
                 }
             }
-            let mut first_error = None;
-            for report in reports {
-                match report.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => {
-                        let error = classify(&self.name, &error);
-                        // A permanent error outranks a retriable one: retrying would not help.
-                        if first_error.is_none() || matches!(error, SinkError::Permanent(_)) {
-                            first_error = Some(error);
-                        }
-                    }
-                    Err(_) => {
-                        first_error.get_or_insert(SinkError::Retriable(format!(
-                            "kafka sink `{}`: producer gone before the delivery report",
-                            self.name
-                        )));
-                    }
+            tokio::select! {
+                error = self.collect(reports) => match error {
+                    Some(error) => Err(error),
+                    None => Ok(bytes),
+                },
+                reason = self.authentication_failed() => {
+                    // The messages would wait in librdkafka's queue until `message.timeout.ms`;
+                    // take them out so that a retry or the dead-letter file has them alone.
+                    self.producer.purge(PurgeConfig::default().queue().inflight());
+                    Err(SinkError::Permanent(format!(
+                        "kafka sink `{}`: authentication failed: {reason}",
+                        self.name
+                    )))
                 }
-            }
-            match first_error {
-                Some(error) => Err(error),
-                None => Ok(bytes),
             }
         })
     }
 
     fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        let producer = self.producer.clone();
-        let name = self.name.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10)))
-                .await
-                .map_err(|e| SinkError::Retriable(e.to_string()))?
-                .map_err(|e| SinkError::Retriable(format!("kafka sink `{name}`: flush: {e}")))
+            // Short flushes in a loop rather than one long one: the agent aborts this task at
+            // its shutdown deadline, which can only happen between two awaits.
+            while self.producer.in_flight_count() > 0 {
+                let producer = self.producer.clone();
+                tokio::task::spawn_blocking(move || producer.flush(FLUSH_STEP))
+                    .await
+                    .map_err(|e| SinkError::Retriable(e.to_string()))?
+                    .or_else(|e| match e {
+                        KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut) => Ok(()),
+                        e => Err(SinkError::Retriable(format!(
+                            "kafka sink `{}`: flush: {e}",
+                            self.name
+                        ))),
+                    })?;
+            }
+            Ok(())
         })
     }
 }
+
+/// One step of the flush at shutdown.
+const FLUSH_STEP: Duration = Duration::from_millis(100);
 
 #[cfg(test)]
 mod tests {

@@ -289,23 +289,42 @@ pub struct Received {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Reads Kafka `topic` from its start until `n` messages arrived or 60 s passed.
+/// Reads Kafka `topic` from its start until `n` messages arrived, then on until none came for a
+/// second (so that duplicates show), or until 60 s passed. `options` are extra consumer
+/// properties (SASL settings...).
 pub fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<Received> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    consume_with(bootstrap, topic, n, &[])
+}
+
+/// [`consume`] with extra consumer properties.
+pub fn consume_with(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    options: &[(&str, &str)],
+) -> Vec<Received> {
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("test-{}", fastrand::u64(..)))
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+        .set("enable.auto.commit", "false");
+    for (key, value) in options {
+        client.set(*key, *value);
+    }
+    let consumer: BaseConsumer = client.create().unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let start = Instant::now();
+    let mut last_message = Instant::now();
     let mut out = Vec::new();
-    while out.len() < n && start.elapsed() < Duration::from_secs(60) {
+    while start.elapsed() < Duration::from_secs(60)
+        && (out.len() < n || last_message.elapsed() < Duration::from_secs(1))
+    {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
         let message = message.unwrap();
+        last_message = Instant::now();
         let headers = message
             .headers()
             .map(|h| {
