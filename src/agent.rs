@@ -1,7 +1,6 @@
 //! Wiring and lifetime of a running agent: [`run`] builds the sinks, their tasks and buffers,
 //! one tailer thread per source and the checkpoint writer, then drains them all on shutdown.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +10,8 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::config::Config;
 use crate::metrics::{CheckpointMetrics, Metrics, MetricsSnapshot, add};
-use crate::pipeline::Router;
-use crate::pipeline::batcher::Batcher;
-use crate::pipeline::buffer::{self, BufferSender};
-use crate::pipeline::sink_task::SinkTask;
+use crate::pipeline::SinkSet;
+use crate::pipeline::buffer::BufferSender;
 use crate::sink::BuildError;
 use crate::source::SourceKind;
 use crate::source::checkpoint::{CheckpointError, CheckpointStore, LoadOutcome};
@@ -80,48 +77,14 @@ pub async fn run(
         tracing::warn!("api.address is set, but this build serves no HTTP API yet; ignoring it");
     }
 
-    let mut senders: BTreeMap<&str, BufferSender> = BTreeMap::new();
-    let mut sink_ids: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut sink_tasks: Vec<JoinHandle<()>> = Vec::new();
-    for (id, (name, sink_config)) in config.sinks.iter().enumerate() {
-        let sink = sink_config.kind.build(name, &sink_config.common)?;
-        let sink_metrics = metrics.sink(name);
-        let (tx, rx) = buffer::channel(sink_config.common.buffer, Arc::clone(&sink_metrics));
-        let task = SinkTask {
-            id,
-            name: name.clone(),
-            sink,
-            buffer: rx,
-            batcher: Batcher::new(sink_config.common.batch),
-            batch_timeout: Duration::from_millis(sink_config.common.batch.timeout_ms),
-            retry: sink_config.common.retry,
-            store: Arc::clone(&store),
-            metrics: sink_metrics,
-            dead_letter_path: config
-                .data_dir
-                .join("dead_letter")
-                .join(format!("{name}.ndjson")),
-        };
-        sink_tasks.push(tokio::spawn(task.run()));
-        senders.insert(name, tx);
-        sink_ids.insert(name, id);
-    }
+    let mut sinks = SinkSet::spawn(&config.sinks, &config.data_dir, &store, &metrics)?;
+    let mut sink_tasks = std::mem::take(&mut sinks.tasks);
 
     let runtime = tokio::runtime::Handle::current();
     let mut controls: Vec<Arc<Control>> = Vec::new();
     let mut tailers: Vec<JoinHandle<()>> = Vec::new();
     for (name, source_config) in &config.sources {
-        let sink_names = config.sinks_of(name);
-        let router = Router::new(
-            sink_names
-                .iter()
-                .filter_map(|s| senders.get(s).cloned())
-                .collect(),
-        );
-        let ids = sink_names
-            .iter()
-            .filter_map(|s| sink_ids.get(s).copied())
-            .collect();
+        let (router, ids) = sinks.route_to(&config.sinks_of(name));
         let SourceKind::File(file_config) = &source_config.kind;
         let handle = runtime.clone();
         let emit = move |chunk| handle.block_on(router.send(chunk)).map_err(|_| Stopped);
@@ -147,8 +110,8 @@ pub async fn run(
     }
     // Only the routers hold senders from here on: when the tailers end, the sink tasks see
     // their buffers close and finish.
-    let closers: Vec<BufferSender> = senders.values().cloned().collect();
-    drop(senders);
+    let closers: Vec<BufferSender> = sinks.senders.values().cloned().collect();
+    drop(sinks);
 
     let checkpointer = {
         let store = Arc::clone(&store);

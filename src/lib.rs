@@ -12,6 +12,8 @@
 //!   per sink (`file`, `stdout`, `blackhole`, `kafka`) and the event encodings.
 //! - [`metrics`]: counters per source and per sink.
 //! - [`agent`]: [`run`], which wires all of the above and drains it on shutdown.
+//! - [`replay`]: `log-agent replay`: given files (plain or gzip) read once, in rotation order,
+//!   through the same pipeline, with a summary at the end.
 //!
 //! The binary (`src/main.rs`) is only the command line around [`run`]; tests call [`run`]
 //! in-process with a shutdown future of their own.
@@ -22,6 +24,7 @@ pub mod event;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
+pub mod replay;
 pub mod sink;
 pub mod source;
 

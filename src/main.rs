@@ -1,11 +1,15 @@
-//! The `log-agent` command line: `run`, `validate`.
+//! The `log-agent` command line: `run`, `validate`, `replay`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::num::NonZeroU64;
+
 use anyhow::Context as _;
+use chrono::{DateTime, FixedOffset};
 use clap::{Parser, Subcommand, ValueEnum};
 use log_agent::config::{Config, DEFAULT_CONFIG_PATH};
+use log_agent::replay::{ProgressMode, ReplayOptions};
 
 /// Tails log files and ships every line to Kafka, HTTP, files or stdout.
 #[derive(Parser)]
@@ -38,6 +42,51 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Read files (plain or gzip) to their end once, ship them, wait for every ack and print a
+    /// summary; exit 0 when everything was delivered, 1 otherwise, 2 for bad usage.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Configuration whose sources give each file its format and sinks [default:
+    /// $LOG_AGENT_CONFIG; without it, --to is needed].
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Where to ship instead of the configuration's sinks: stdout, blackhole, file:PATH,
+    /// kafka://HOST:PORT[,HOST:PORT]/TOPIC.
+    #[arg(long)]
+    to: Option<String>,
+    /// Format of the lines, replacing the sources' (raw, json).
+    #[arg(long)]
+    format: Option<String>,
+    /// Only events at or after this time (RFC 3339, or a date YYYY-MM-DD in UTC).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<DateTime<FixedOffset>>,
+    /// Only events before this time (RFC 3339, or a date YYYY-MM-DD in UTC).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<FixedOffset>>,
+    /// At most this many lines a second.
+    #[arg(long, value_name = "LINES_PER_S")]
+    rate_limit: Option<NonZeroU64>,
+    /// Where dead letters go [default: the configuration's data_dir, else the current directory].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Files, directories and globs to read; rotation families are read oldest first.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<String>,
+}
+
+/// An RFC 3339 time, or a date (midnight UTC).
+fn parse_time(text: &str) -> Result<DateTime<FixedOffset>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time);
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc().fixed_offset())
+        .ok_or_else(|| format!("`{text}`: expected RFC 3339 (2026-11-25T10:00:00Z) or YYYY-MM-DD"))
 }
 
 /// Exit code for bad usage or a bad configuration.
@@ -52,6 +101,19 @@ fn main() -> ExitCode {
                 print!("{}", config.to_yaml());
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("log-agent: {e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Replay(args) => match replay_options(args) {
+            Ok(options) => match replay(options) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("log-agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprintln!("log-agent: {e}");
                 ExitCode::from(EXIT_BAD_CONFIG)
@@ -83,12 +145,91 @@ fn load(path: Option<PathBuf>) -> Result<Config, log_agent::config::ConfigError>
     Config::load(&path)
 }
 
-fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The replay's options from its arguments; the error is a bad-usage line.
+fn replay_options(args: ReplayArgs) -> Result<ReplayOptions, String> {
+    let config_path = args
+        .config
+        .or_else(|| std::env::var_os("LOG_AGENT_CONFIG").map(PathBuf::from));
+    let config = match config_path {
+        Some(path) => Some(Config::load(&path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let to = args
+        .to
+        .as_deref()
+        .map(|target| log_agent::sink::parse_target(target).map_err(|e| format!("--to {e}")))
+        .transpose()?;
+    let format = args
+        .format
+        .as_deref()
+        .map(|name| {
+            serde_norway::from_str(name).map_err(|_| {
+                format!("--format `{name}`: unknown format, expected one of raw, json")
+            })
+        })
+        .transpose()?;
+    use std::io::IsTerminal;
+    Ok(ReplayOptions {
+        paths: args.paths,
+        config,
+        to,
+        format,
+        since: args.since,
+        until: args.until,
+        rate_limit: args.rate_limit,
+        data_dir: args.data_dir,
+        progress: if std::io::stderr().is_terminal() {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Lines
+        },
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("log-agent")
         .build()
-        .context("starting the async runtime")?;
+        .context("starting the async runtime")
+}
+
+fn replay(options: ReplayOptions) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
+        let stop = shutdown_signal()?;
+        let stop = async move {
+            stop.await;
+            // A second signal does not wait for the deliveries.
+            if let Ok(again) = shutdown_signal() {
+                tokio::spawn(async move {
+                    again.await;
+                    eprintln!("log-agent: stopped before every line sent was delivered");
+                    std::process::exit(1);
+                });
+            }
+        };
+        Ok::<_, anyhow::Error>(log_agent::replay::replay(options, stop).await)
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(summary) => {
+            print!("{summary}");
+            Ok(if summary.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            eprintln!("log-agent: {e}");
+            Ok(ExitCode::from(EXIT_BAD_CONFIG))
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
     let summary = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         log_agent::run(config, shutdown)

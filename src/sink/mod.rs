@@ -9,6 +9,7 @@ pub mod encoding;
 mod file;
 mod kafka;
 mod stdout;
+mod target;
 
 use std::future::Future;
 use std::path::Path;
@@ -21,6 +22,7 @@ pub use blackhole::BlackholeSinkConfig;
 pub use file::FileSinkConfig;
 pub use kafka::{Compression, KafkaSinkConfig};
 pub use stdout::StdoutSinkConfig;
+pub use target::parse_target;
 
 use crate::config::{ConfigError, from_value};
 use crate::pipeline::batcher::{Batch, BatchConfig};

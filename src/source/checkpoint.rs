@@ -126,6 +126,8 @@ struct State {
 #[derive(Debug)]
 pub struct CheckpointStore {
     path: PathBuf,
+    /// False for a store that only tracks acks in memory (`replay`): nothing is written.
+    persistent: bool,
     first_start: bool,
     state: Mutex<State>,
     /// Held for a whole write: two writers would share the temporary file.
@@ -154,6 +156,7 @@ impl CheckpointStore {
         };
         let store = CheckpointStore {
             path,
+            persistent: true,
             first_start: outcome == LoadOutcome::FirstStart,
             state: Mutex::new(State {
                 dormant,
@@ -162,6 +165,18 @@ impl CheckpointStore {
             write_lock: Mutex::new(()),
         };
         Ok((store, outcome))
+    }
+
+    /// A store that tracks acks in memory only and never writes (for `replay`, which keeps no
+    /// checkpoints but waits for every ack).
+    pub fn ephemeral() -> Self {
+        CheckpointStore {
+            path: PathBuf::new(),
+            persistent: false,
+            first_start: true,
+            state: Mutex::new(State::default()),
+            write_lock: Mutex::new(()),
+        }
     }
 
     /// Path of the checkpoint file.
@@ -315,6 +330,9 @@ impl CheckpointStore {
 
     /// Writes the checkpoint file if anything changed since the last write. Blocking I/O.
     pub fn persist(&self) -> Result<bool, CheckpointError> {
+        if !self.persistent {
+            return Ok(false);
+        }
         let _writing = self
             .write_lock
             .lock()

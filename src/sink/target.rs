@@ -1,0 +1,95 @@
+//! `--to` shortcuts: a sink named in one word or URL on the command line (`stdout`,
+//! `blackhole`, `file:PATH`, `kafka://HOST:PORT[,HOST:PORT]/TOPIC`), with each type's defaults.
+
+use std::path::PathBuf;
+
+use super::{BlackholeSinkConfig, FileSinkConfig, KafkaSinkConfig, SinkKind, StdoutSinkConfig};
+
+/// The sink a `--to` value names.
+pub fn parse_target(target: &str) -> Result<SinkKind, String> {
+    let from_yaml = |yaml: String| -> Result<SinkKind, String> {
+        let mapping: serde_norway::Mapping =
+            serde_norway::from_str(&yaml).map_err(|e| format!("`{target}`: {e}"))?;
+        let kind = mapping
+            .get("type")
+            .and_then(serde_norway::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut rest = mapping;
+        rest.remove("type");
+        SinkKind::from_parts("--to", &kind, rest).map_err(|e| e.to_string())
+    };
+    if target == "stdout" {
+        return Ok(SinkKind::Stdout(StdoutSinkConfig::default()));
+    }
+    if target == "blackhole" {
+        return Ok(SinkKind::Blackhole(BlackholeSinkConfig::default()));
+    }
+    if let Some(path) = target.strip_prefix("file:") {
+        if path.is_empty() {
+            return Err("`file:` needs a path, as in file:/tmp/out.ndjson".into());
+        }
+        let config: FileSinkConfig = serde_norway::from_value(serde_norway::Value::Mapping(
+            [("path".into(), path.into())].into_iter().collect(),
+        ))
+        .map_err(|e| format!("`{target}`: {e}"))?;
+        let path = std::env::current_dir()
+            .map(|cwd| cwd.join(&config.path))
+            .unwrap_or_else(|_| PathBuf::from(&config.path));
+        return Ok(SinkKind::File(FileSinkConfig { path, ..config }));
+    }
+    if let Some(rest) = target.strip_prefix("kafka://") {
+        let (brokers, topic) = rest
+            .split_once('/')
+            .filter(|(b, t)| !b.is_empty() && !t.is_empty())
+            .ok_or_else(|| format!("`{target}`: expected kafka://HOST:PORT[,HOST:PORT]/TOPIC"))?;
+        let yaml = serde_json::json!({ "type": "kafka", "brokers": brokers, "topic": topic });
+        let kind = from_yaml(yaml.to_string())?;
+        if let SinkKind::Kafka(KafkaSinkConfig { .. }) = &kind {
+            return Ok(kind);
+        }
+    }
+    Err(format!(
+        "`{target}`: expected stdout, blackhole, file:PATH or kafka://HOST:PORT/TOPIC"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_table() {
+        let ok: &[(&str, &str)] = &[
+            ("stdout", "stdout"),
+            ("blackhole", "blackhole"),
+            ("file:/tmp/out.ndjson", "/tmp/out.ndjson"),
+            ("kafka://b1:9092,b2:9092/logs", "b1:9092,b2:9092 logs"),
+        ];
+        for (target, want) in ok {
+            let got = match parse_target(target).unwrap() {
+                SinkKind::Stdout(_) => "stdout".to_owned(),
+                SinkKind::Blackhole(_) => "blackhole".to_owned(),
+                SinkKind::File(f) => f.path.display().to_string(),
+                SinkKind::Kafka(k) => format!("{} {}", k.brokers, k.topic),
+            };
+            assert_eq!(got, *want, "{target}");
+        }
+        for bad in [
+            "",
+            "file:",
+            "kafka://",
+            "kafka://b:9092",
+            "kafka://b:9092/",
+            "kafka:///logs",
+            "ftp://x",
+            "stdout2",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad:?} should be refused");
+        }
+        match parse_target("file:rel.ndjson").unwrap() {
+            SinkKind::File(f) => assert!(f.path.is_absolute(), "{}", f.path.display()),
+            _ => panic!("not a file sink"),
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! `log-agent replay`: rotation families of plain and gzip files read oldest first, every line
+//! once; damaged gzip; empty files; a directory of 1,000 files; time ranges; configurations;
+//! and the binary's summary and exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use log_agent::replay::{ProgressMode, ReplayOptions, ReplaySummary, replay};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_log-agent");
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Numbered lines `range` of `tag`, as a file would hold them.
+fn lines(tag: &str, range: std::ops::Range<u64>) -> Vec<u8> {
+    range
+        .flat_map(|seq| numbered(tag, seq, 60).into_bytes())
+        .collect()
+}
+
+fn to_file(paths: &[&Path], out: &Path) -> ReplayOptions {
+    ReplayOptions {
+        paths: paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        config: None,
+        to: Some(log_agent::sink::parse_target(&format!("file:{}", out.display())).unwrap()),
+        format: None,
+        since: None,
+        until: None,
+        rate_limit: None,
+        data_dir: None,
+        progress: ProgressMode::Off,
+    }
+}
+
+async fn replay_all(options: ReplayOptions) -> ReplaySummary {
+    replay(options, std::future::pending()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_family_of_plain_and_gzip_files_is_read_oldest_first() {
+    let world = World::new();
+    let logs = world.logs();
+    // app.log.3.gz is two gzip members (as `cat a.gz b.gz` makes).
+    let oldest = [gzip(&lines("r", 0..500)), gzip(&lines("r", 500..1_000))].concat();
+    fs::write(logs.join("app.log.3.gz"), oldest).unwrap();
+    fs::write(logs.join("app.log.2.gz"), gzip(&lines("r", 1_000..2_000))).unwrap();
+    fs::write(logs.join("app.log.1"), lines("r", 2_000..3_000)).unwrap();
+    // The current file ends with an unterminated line: shipped too, since replay reads to the end.
+    let mut current = lines("r", 3_000..3_999);
+    current.extend_from_slice(numbered("r", 3_999, 60).trim_end().as_bytes());
+    fs::write(logs.join("app.log"), current).unwrap();
+
+    let summary = replay_all(to_file(&[&logs], &world.out())).await;
+    assert!(summary.succeeded(), "{summary}");
+    assert_eq!(summary.files, 4);
+    assert_eq!(summary.lines, 4_000);
+    assert_eq!(summary.delivered, 4_000);
+    let events = world.events();
+    assert_exactly_once(&events, "r", 4_000);
+    assert_at_least_once_in_order(&events, "r", 4_000);
+    let first_of_gzip = events
+        .iter()
+        .find(|e| e["file"].as_str().unwrap().ends_with("app.log.2.gz"))
+        .unwrap();
+    assert_eq!(
+        first_of_gzip["offset"], 0,
+        "offsets are uncompressed positions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_gzip_ships_the_lines_before_the_damage_and_reports_it() {
+    let world = World::new();
+    let whole = gzip(&lines("d", 0..20_000));
+    let damaged = world.log("damaged.log.1.gz");
+    fs::write(&damaged, &whole[..whole.len() / 2]).unwrap();
+    let garbage = world.log("garbage.gz");
+    fs::write(&garbage, b"\x1f\x8b\x08\x00garbage that is not deflate").unwrap();
+    let fine = world.log("fine.log");
+    fs::write(&fine, lines("f", 0..100)).unwrap();
+
+    let summary = replay_all(to_file(&[&damaged, &garbage, &fine], &world.out())).await;
+    assert!(!summary.succeeded(), "damage is a failure: {summary}");
+    assert_eq!(summary.damaged.len(), 2, "{summary}");
+    assert!(
+        summary.damaged[0].contains("damaged.log.1.gz") && summary.damaged[0].contains("byte"),
+        "the file and the offset are named: {summary}"
+    );
+    let events = world.events();
+    let shipped = events
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().starts_with("d "))
+        .count() as u64;
+    assert!(shipped > 1_000, "only {shipped} lines before the damage");
+    assert_exactly_once(
+        &events
+            .iter()
+            .filter(|e| e["message"].as_str().unwrap().starts_with("d "))
+            .cloned()
+            .collect::<Vec<_>>(),
+        "d",
+        shipped,
+    );
+    assert_exactly_once(
+        &events
+            .iter()
+            .filter(|e| e["message"].as_str().unwrap().starts_with("f "))
+            .cloned()
+            .collect::<Vec<_>>(),
+        "f",
+        100,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_files_plain_or_gzip_give_nothing_and_succeed() {
+    let world = World::new();
+    let empty = world.log("empty.log");
+    fs::write(&empty, b"").unwrap();
+    let empty_gzip = world.log("empty.log.1.gz");
+    fs::write(&empty_gzip, gzip(b"")).unwrap();
+    let summary = replay_all(to_file(&[&empty, &empty_gzip], &world.out())).await;
+    assert!(summary.succeeded(), "{summary}");
+    assert_eq!((summary.files, summary.lines), (2, 0));
+    assert!(world.events().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_of_a_thousand_files_is_read_whole() {
+    let world = World::new();
+    let dir = world.logs().join("many");
+    fs::create_dir_all(&dir).unwrap();
+    for i in 0..1_000 {
+        let tag = format!("m{i}");
+        let content = lines(&tag, 0..20);
+        if i % 3 == 0 {
+            fs::write(dir.join(format!("{tag}.log.1.gz")), gzip(&content)).unwrap();
+        } else {
+            fs::write(dir.join(format!("{tag}.log")), content).unwrap();
+        }
+    }
+    let summary = replay_all(to_file(&[&dir], &world.out())).await;
+    assert!(summary.succeeded(), "{summary}");
+    assert_eq!((summary.files, summary.lines), (1_000, 20_000));
+    let events = world.events();
+    for i in (0..1_000).step_by(97) {
+        let tag = format!("m{i}");
+        let mine: Vec<Value> = events
+            .iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{tag} "))
+            })
+            .cloned()
+            .collect();
+        assert_exactly_once(&mine, &tag, 20);
+        assert_at_least_once_in_order(&mine, &tag, 20);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_and_until_keep_the_events_in_range_and_count_the_rest() {
+    let world = World::new();
+    let path = world.log("app.jsonl");
+    let mut text = String::new();
+    for minute in 0..10 {
+        text.push_str(&format!(
+            "{{\"time\":\"2026-11-25T10:{minute:02}:00Z\",\"n\":{minute}}}\n"
+        ));
+    }
+    text.push_str("{\"n\":\"no time\"}\n");
+    fs::write(&path, text).unwrap();
+    let mut options = to_file(&[&path], &world.out());
+    options.format = Some(log_agent::parse::Format::Json);
+    options.since = Some("2026-11-25T10:03:00Z".parse().unwrap());
+    options.until = Some("2026-11-25T10:07:00+00:00".parse().unwrap());
+    let summary = replay_all(options).await;
+    assert!(summary.succeeded(), "{summary}");
+    assert_eq!(summary.outside_time_range, 6);
+    assert_eq!(summary.undated, 1);
+    let kept: Vec<Value> = world.events().iter().map(|e| e["n"].clone()).collect();
+    assert_eq!(
+        kept,
+        [3, 4, 5, 6]
+            .map(Value::from)
+            .into_iter()
+            .chain([Value::from("no time")])
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_config_each_file_takes_the_settings_of_the_source_that_includes_it() {
+    let world = World::new();
+    let json_path = world.log("app.jsonl");
+    fs::write(&json_path, "{\"level\":\"info\",\"n\":1}\n").unwrap();
+    let raw_path = world.log("access.log");
+    fs::write(&raw_path, "GET / 200\n").unwrap();
+    let yaml = format!(
+        "data_dir: {data}
+sources:
+  app: {{ type: file, include: [{json:?}], format: json }}
+  web: {{ type: file, include: [{raw:?}] }}
+sinks:
+  out: {{ type: file, inputs: [app, web], path: {out:?} }}
+",
+        data = world.data().display(),
+        json = world.logs().join("*.jsonl").to_str().unwrap(),
+        raw = world.logs().join("*.log").to_str().unwrap(),
+        out = world.out().to_str().unwrap(),
+    );
+    let mut options = to_file(&[&json_path, &raw_path], &world.out());
+    options.to = None;
+    options.config = Some(config(&yaml));
+    let summary = replay_all(options).await;
+    assert!(summary.succeeded(), "{summary}");
+    let events = world.events();
+    let app = events.iter().find(|e| e["source"] == "app").unwrap();
+    assert_eq!(app["level"], "info", "parsed as json: {app}");
+    let web = events.iter().find(|e| e["source"] == "web").unwrap();
+    assert_eq!(web["message"], "GET / 200");
+
+    let stray = world.dir.path().join("stray.txt");
+    fs::write(&stray, "x\n").unwrap();
+    let mut options = to_file(&[&stray], &world.out());
+    options.to = None;
+    options.config = Some(config(&yaml));
+    let error = replay(options, std::future::pending()).await.unwrap_err();
+    assert!(error.to_string().contains("stray.txt"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_replay_still_delivers_everything() {
+    let world = World::new();
+    let path = world.log("app.log");
+    fs::write(&path, lines("p", 0..300)).unwrap();
+    let mut options = to_file(&[&path], &world.out());
+    options.rate_limit = std::num::NonZeroU64::new(5_000);
+    let summary = replay_all(options).await;
+    assert!(summary.succeeded(), "{summary}");
+    assert_exactly_once(&world.events(), "p", 300);
+}
+
+fn run_binary(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LOG_AGENT_CONFIG")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_binary_prints_a_summary_and_exits_0_1_or_2() {
+    let world = World::new();
+    let dir = world.logs();
+    fs::write(dir.join("app.log.1.gz"), gzip(&lines("b", 0..50))).unwrap();
+    fs::write(dir.join("app.log"), lines("b", 50..100)).unwrap();
+    let out: PathBuf = world.out();
+    let to = format!("file:{}", out.display());
+
+    let (code, stdout, stderr) = run_binary(&["replay", "--to", &to, "."], &dir);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("2 files, 100 lines") && stdout.contains("undelivered: 0"),
+        "{stdout}"
+    );
+    assert_exactly_once(&read_ndjson(&out), "b", 100);
+
+    let whole = gzip(&lines("c", 0..5_000));
+    fs::write(dir.join("cut.gz"), &whole[..whole.len() / 2]).unwrap();
+    let (code, stdout, _) = run_binary(&["replay", "--to", "blackhole", "cut.gz"], &dir);
+    assert_eq!(code, Some(1), "damage exits 1: {stdout}");
+    assert!(
+        stdout.contains("damaged:") && stdout.contains("cut.gz"),
+        "{stdout}"
+    );
+
+    let usage: &[&[&str]] = &[
+        &["replay", "--to", "stdout", "missing.log"],
+        &["replay", "app.log"],
+        &["replay", "--to", "ftp://x", "app.log"],
+        &[
+            "replay",
+            "--to",
+            "stdout",
+            "--since",
+            "yesterday",
+            "app.log",
+        ],
+        &["replay", "--to", "stdout", "--format", "xml", "app.log"],
+        &["replay", "--to", "stdout"],
+    ];
+    for args in usage {
+        let (code, stdout, stderr) = run_binary(args, &dir);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(!stderr.is_empty(), "{args:?}: an error line is printed");
+    }
+}
