@@ -103,29 +103,21 @@ async fn a_damaged_gzip_ships_the_lines_before_the_damage_and_reports_it() {
         "the file and the offset are named: {summary}"
     );
     let events = world.events();
-    let shipped = events
-        .iter()
-        .filter(|e| e["message"].as_str().unwrap().starts_with("d "))
-        .count() as u64;
+    let damaged_lines = of_tag(&events, "d");
+    let shipped = damaged_lines.len() as u64;
     assert!(shipped > 1_000, "only {shipped} lines before the damage");
-    assert_exactly_once(
-        &events
-            .iter()
-            .filter(|e| e["message"].as_str().unwrap().starts_with("d "))
-            .cloned()
-            .collect::<Vec<_>>(),
-        "d",
-        shipped,
-    );
-    assert_exactly_once(
-        &events
-            .iter()
-            .filter(|e| e["message"].as_str().unwrap().starts_with("f "))
-            .cloned()
-            .collect::<Vec<_>>(),
-        "f",
-        100,
-    );
+    assert_exactly_once(&damaged_lines, "d", shipped);
+    assert_exactly_once(&of_tag(&events, "f"), "f", 100);
+}
+
+/// The events of numbered stream `tag`.
+fn of_tag(events: &[Value], tag: &str) -> Vec<Value> {
+    let prefix = format!("{tag} ");
+    events
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().starts_with(&prefix))
+        .cloned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,16 +153,7 @@ async fn a_directory_of_a_thousand_files_is_read_whole() {
     let events = world.events();
     for i in (0..1_000).step_by(97) {
         let tag = format!("m{i}");
-        let mine: Vec<Value> = events
-            .iter()
-            .filter(|e| {
-                e["message"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(&format!("{tag} "))
-            })
-            .cloned()
-            .collect();
+        let mine = of_tag(&events, &tag);
         assert_exactly_once(&mine, &tag, 20);
         assert_at_least_once_in_order(&mine, &tag, 20);
     }
