@@ -340,7 +340,7 @@ fn checkpoint_records(data: &Path, log: &Path) -> Vec<Value> {
         .map(|files| {
             files
                 .iter()
-                .filter(|f| f["path"].as_str() == Some(log))
+                .filter(|f| f["path"].as_str() == Some(log) && f["finished"] != true)
                 .cloned()
                 .collect()
         })

@@ -110,16 +110,6 @@ async fn a_damaged_gzip_ships_the_lines_before_the_damage_and_reports_it() {
     assert_exactly_once(&of_tag(&events, "f"), "f", 100);
 }
 
-/// The events of numbered stream `tag`.
-fn of_tag(events: &[Value], tag: &str) -> Vec<Value> {
-    let prefix = format!("{tag} ");
-    events
-        .iter()
-        .filter(|e| e["message"].as_str().unwrap().starts_with(&prefix))
-        .cloned()
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_files_plain_or_gzip_give_nothing_and_succeed() {
     let world = World::new();

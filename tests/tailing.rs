@@ -210,15 +210,28 @@ async fn a_file_deleted_while_being_read_is_read_to_its_end() {
     assert!(wait_for(Duration::from_secs(20), || !world.events().is_empty()).await);
     fs::remove_file(&path).unwrap();
     wait_for_events(&world, 200_000).await;
-    // Once read and acked, the deleted file leaves the checkpoints.
+    // Once read and acked, the deleted file is no longer tracked: its record is kept only as
+    // finished, at its end, for a compressed copy of it to continue.
     let data = world.data();
-    let forgotten = wait_for(Duration::from_secs(10), || {
-        fs::read_to_string(data.join("checkpoints.json")).is_ok_and(|t| !t.contains("big.log"))
+    let size = 200_000 * numbered("d", 0, 100).len() as u64;
+    let retired = wait_for(Duration::from_secs(10), || {
+        let text = fs::read_to_string(data.join("checkpoints.json")).unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        value["files"].as_array().is_some_and(|files| {
+            files.iter().any(|f| {
+                f["path"].as_str().unwrap().ends_with("big.log")
+                    && f["finished"] == true
+                    && f["offset"] == size
+            })
+        })
     })
     .await;
     agent.stop().await;
     assert_exactly_once(&world.events(), "d", 200_000);
-    assert!(forgotten, "the deleted file's checkpoint was not dropped");
+    assert!(
+        retired,
+        "the deleted file's record was not retired at its end"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,4 +537,156 @@ async fn shutdown_reads_every_file_to_its_end_even_those_waiting_for_an_open_slo
     for i in 0..40 {
         assert_exactly_once(&events, &format!("f{i:02}"), 2000);
     }
+}
+
+/// Sets the modification time of `path` a minute back: a compressed file that old is finished.
+fn backdate(path: &std::path::Path) {
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+}
+
+/// Compresses `path` into `<path>.gz` and removes it, as logrotate's `compress` does; the
+/// compressed file's time is set in the past so that it counts as finished at once.
+fn gzip_in_place(path: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&fs::read(path).unwrap()).unwrap();
+    let compressed = std::path::PathBuf::from(format!("{}.gz", path.display()));
+    let partial = compressed.with_extension("gz.tmp");
+    fs::write(&partial, encoder.finish().unwrap()).unwrap();
+    backdate(&partial);
+    fs::rename(&partial, &compressed).unwrap();
+    fs::remove_file(path).unwrap();
+    compressed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_rotated_and_compressed_while_the_agent_was_down_is_resumed_inside_the_gzip() {
+    let world = World::new();
+    let path = world.log("app.log");
+    append_numbered(&path, "g", 0..1_000, 60);
+    let config = || world.config("app.log*", "", "");
+    let agent = Agent::start(config());
+    wait_for_events(&world, 1_000).await;
+    assert!(agent.stop().await.drained);
+    // While the agent is down: more lines, then rotation and compression, then a new file.
+    append_numbered(&path, "g", 1_000..1_500, 60);
+    let rotated = world.log("app.log.1");
+    fs::rename(&path, &rotated).unwrap();
+    gzip_in_place(&rotated);
+    append_numbered(&path, "g", 1_500..1_800, 60);
+    let agent = Agent::start(config());
+    wait_for_events(&world, 1_800).await;
+    // Nothing more comes: the compressed file is not read again from its start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    let events = world.events();
+    assert_exactly_once(&events, "g", 1_800);
+    let from_gzip: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["file"].as_str().unwrap().ends_with("app.log.1.gz"))
+        .collect();
+    assert_eq!(
+        from_gzip.len(),
+        500,
+        "only the lines written after the stop"
+    );
+    let offsets: Vec<u64> = from_gzip
+        .iter()
+        .map(|e| e["offset"].as_u64().unwrap())
+        .collect();
+    assert!(offsets.is_sorted(), "in order within the file");
+    let line = numbered("g", 0, 60).len() as u64;
+    assert_eq!(from_gzip[0]["offset"], 1_000 * line, "uncompressed offsets");
+    let stem = |e: &serde_json::Value| {
+        e["id"]
+            .as_str()
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        stem(from_gzip[0]),
+        stem(&events[0]),
+        "the ids of the file it continues"
+    );
+
+    // And at a further restart, the compressed file is known by its checkpoint.
+    let agent = Agent::start(config());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.stop().await;
+    assert_eq!(world.events().len(), 1_800);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_with_compression_while_running_loses_and_repeats_nothing() {
+    let world = World::new();
+    let agent = Agent::start(world.config("app.log*", "", ""));
+    let path = world.log("app.log");
+    let writer = std::thread::spawn(move || {
+        let rotated = path.with_file_name("app.log.1");
+        for seq in (0..12_000).step_by(100) {
+            append_numbered(&path, "z", seq..seq + 100, 80);
+            if seq % 4_000 == 3_900 {
+                let _ = fs::remove_file(rotated.with_file_name(format!("app.log.{seq}.gz")));
+                fs::rename(&path, &rotated).unwrap();
+                // The agent may or may not have read the rotated file to its end by now.
+                std::thread::sleep(Duration::from_millis(50));
+                let compressed = gzip_in_place(&rotated);
+                fs::rename(
+                    &compressed,
+                    rotated.with_file_name(format!("app.log.{seq}.gz")),
+                )
+                .unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    wait_for_events(&world, 12_000).await;
+    // Time for every compressed file to be found and settled: none may add a line.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    let events = world.events();
+    assert_exactly_once(&events, "z", 12_000);
+    assert_at_least_once_in_order(&events, "z", 12_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_included_gzip_file_is_read_and_a_damaged_one_is_counted() {
+    let world = World::new();
+    let archive = world.log("old.log");
+    append_numbered(&archive, "o", 0..2_000, 60);
+    gzip_in_place(&archive);
+    let damaged = world.log("bad.log");
+    append_numbered(&damaged, "d", 0..20_000, 60);
+    let compressed = gzip_in_place(&damaged);
+    let bytes = fs::read(&compressed).unwrap();
+    fs::write(&compressed, &bytes[..bytes.len() / 2]).unwrap();
+    backdate(&compressed);
+    append_numbered(&world.log("live.log"), "l", 0..100, 60);
+    let agent = Agent::start(world.config("*", "", ""));
+    wait_for_events(&world, 2_100).await;
+    let data = world.data();
+    wait_for(Duration::from_secs(10), || checkpointed(&data) > 0).await;
+    let summary = agent.stop().await;
+    let events = world.events();
+    assert_exactly_once(&events, "o", 2_000);
+    assert_exactly_once(&events, "l", 100);
+    let before_damage = of_tag(&events, "d");
+    let shipped = before_damage.len() as u64;
+    assert!(shipped > 1_000, "{shipped} lines before the damage");
+    assert_exactly_once(&before_damage, "d", shipped);
+    assert!(summary.metrics.sources["app"].read_errors >= 1);
 }

@@ -486,6 +486,7 @@ impl Reader {
                 key,
                 offset: 0,
                 updated_unix: 0,
+                finished: false,
             },
             &route.sinks,
         );

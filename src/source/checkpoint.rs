@@ -70,6 +70,11 @@ pub struct FileRecord {
     pub offset: u64,
     /// Unix seconds of the last time the record was written while its file was tracked.
     pub updated_unix: u64,
+    /// The file was read to its end and let go (rotated away, deleted). Its record is kept
+    /// only so that a compressed copy of it (`app.log.1.gz`) is recognised by its head and
+    /// continued where the file ended; a file at its device and inode never takes it back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,6 +126,9 @@ struct State {
     dormant: Vec<FileRecord>,
     dirty: bool,
 }
+
+/// How many records of files let go are kept for their compressed copies.
+pub const MAX_RETIRED: usize = 1024;
 
 /// Checkpoints of every file of every source, shared by tailers, sinks and the writer.
 #[derive(Debug)]
@@ -210,6 +218,7 @@ impl CheckpointStore {
         let mut state = self.lock();
         let index = state.dormant.iter().position(|r| {
             r.source == source
+                && !r.finished
                 && r.dev == dev
                 && r.ino == ino
                 && r.fingerprint.matches(head)
@@ -217,6 +226,58 @@ impl CheckpointStore {
         })?;
         state.dirty = true;
         Some(state.dormant.swap_remove(index))
+    }
+
+    /// Takes the loaded or retired record whose fingerprint matches the uncompressed `head` of a
+    /// gzip file of `source`, wherever that record's file was: the file being read when the agent
+    /// stopped, or one let go since, that was compressed meanwhile. The longest fingerprint wins.
+    pub fn claim_compressed(&self, source: &str, head: &[u8]) -> Option<FileRecord> {
+        let mut state = self.lock();
+        let index = state
+            .dormant
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.source == source && r.fingerprint.len > 0 && r.fingerprint.matches(head)
+            })
+            .max_by_key(|(_, r)| r.fingerprint.len)
+            .map(|(i, _)| i)?;
+        state.dirty = true;
+        Some(state.dormant.swap_remove(index))
+    }
+
+    /// Stops tracking a file read to its end and let go, keeping its record as finished (see
+    /// [`FileRecord::finished`]) when it has a fingerprint to be recognised by. At most
+    /// [`MAX_RETIRED`] are kept, the oldest dropped first.
+    pub fn retire(&self, key: FileKey) {
+        let now = unix_now();
+        let mut state = self.lock();
+        let Some(tracked) = state.tracked.remove(&key) else {
+            return;
+        };
+        state.dirty = true;
+        if tracked.record.fingerprint.len == 0 {
+            return;
+        }
+        let retired = state.dormant.iter().filter(|r| r.finished).count();
+        if retired >= MAX_RETIRED
+            && let Some(oldest) = state
+                .dormant
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.finished)
+                .min_by_key(|(_, r)| r.updated_unix)
+                .map(|(i, _)| i)
+        {
+            state.dormant.swap_remove(oldest);
+        }
+        let offset = tracked.checkpoint();
+        state.dormant.push(FileRecord {
+            offset,
+            updated_unix: now,
+            finished: true,
+            ..tracked.record
+        });
     }
 
     /// Starts tracking a file whose checkpoint is `record.offset`, delivered to `sinks`.
@@ -413,6 +474,7 @@ mod tests {
             key,
             offset,
             updated_unix: unix_now(),
+            finished: false,
         }
     }
 
@@ -491,6 +553,50 @@ mod tests {
             );
             assert!(store.records().is_empty());
         }
+    }
+
+    #[test]
+    fn retired_files_are_claimed_only_by_their_compressed_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+            store.track(record(1, 0), &[0]);
+            store.emitted(1, 70);
+            store.ack(0, 1, 70);
+            store.retire(1);
+            let mut unnamed = record(2, 0);
+            unnamed.fingerprint = Fingerprint::of(b"");
+            store.track(unnamed, &[0]);
+            store.retire(2);
+            store.persist().unwrap();
+        }
+        let (store, outcome) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(
+            outcome,
+            LoadOutcome::Loaded(1),
+            "an empty head cannot be recognised"
+        );
+        assert!(
+            store.claim("app", 1, 1, b"head and more", 100).is_none(),
+            "a file at the same inode does not take a finished record back"
+        );
+        assert!(store.claim_compressed("other", b"head and more").is_none());
+        assert!(store.claim_compressed("app", b"HEAD and more").is_none());
+        let claimed = store.claim_compressed("app", b"head and more").unwrap();
+        assert_eq!((claimed.key, claimed.offset), (1, 70));
+        assert!(store.claim_compressed("app", b"head and more").is_none());
+    }
+
+    #[test]
+    fn retired_records_are_capped() {
+        let store = CheckpointStore::ephemeral();
+        for key in 0..MAX_RETIRED as u64 + 10 {
+            store.track(record(key, 0), &[0]);
+            store.retire(key);
+        }
+        let state = store.lock();
+        assert_eq!(state.dormant.len(), MAX_RETIRED);
+        assert!(state.tracked.is_empty());
     }
 
     #[test]

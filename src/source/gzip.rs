@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use flate2::bufread::MultiGzDecoder;
 
 /// The first two bytes of every gzip member.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// True when `head` starts like a gzip file.
 pub fn is_gzip(head: &[u8]) -> bool {
@@ -37,6 +37,7 @@ impl<R: Read> Read for Counted<R> {
 }
 
 /// A file's content, decompressed if it is gzip.
+#[derive(Debug)]
 pub enum Decoded {
     /// Read as it is.
     Plain(Counted<File>),

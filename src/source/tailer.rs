@@ -14,6 +14,12 @@
 //!   unterminated last line, if any, is emitted and the file is let go once its lines are acked.
 //! - At most `max_open_files` are open; when more files have data, the longest-idle open ones are
 //!   closed for a turn and reopened later by path, checked by inode and fingerprint.
+//! - A gzip file (by its magic bytes) is read through a decompressor once it has not changed for
+//!   `rotate_wait_ms`, to its end, once: it never grows. Its offsets and fingerprint are those of
+//!   its uncompressed content, so the compressed rotation of a file that was being read
+//!   (`app.log` -> `app.log.1.gz`) is recognised by its head and continued where that file was
+//!   left, with the same event ids: at a restart, from the file's checkpoint; while running, once
+//!   the file itself is let go (until then the compressed copy is held).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -31,6 +37,7 @@ use super::checkpoint::{CheckpointStore, FileRecord, SinkId};
 use super::discovery::Globs;
 use super::fingerprint::{Fingerprint, read_head};
 use super::framing::{Framed, Framer, TAIL_BYTES};
+use super::gzip::{Decoded, GZIP_MAGIC, gzip_head, is_gzip};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
 use crate::metrics::{SourceMetrics, add};
@@ -95,6 +102,13 @@ struct TrackedFile {
     /// A generation whose file was truncated or rewritten under it: kept for `rotate_wait_ms`
     /// in case a copy of it appears (copytruncate), from which it is then read to its end.
     retired: bool,
+    /// A gzip file: read through `decoder`, checked by nothing but its path (it never changes).
+    compressed: bool,
+    /// The decompressing reader of a gzip file, at `framer.read_offset()`; made at its first
+    /// read.
+    decoder: Option<Decoded>,
+    /// A gzip file read to its end (or to damage): closed, kept only to be known by its inode.
+    compressed_done: bool,
 }
 
 /// What the tailer needs besides its files.
@@ -255,16 +269,24 @@ where
                 continue;
             }
             match self.ctx.start_tracking(&path, first) {
-                Ok(file)
+                Ok(None) => {}
+                Ok(Some(file))
                     if (file.dev, file.ino) != id
                         && by_inode.contains_key(&(file.dev, file.ino)) =>
                 {
                     // Replaced by a file already tracked between listing and opening.
                     self.ctx.store.forget(file.meta.key);
                 }
-                Ok(mut file) => {
+                Ok(Some(mut file)) => {
                     let id = (file.dev, file.ino);
                     let lineage = match &file.file {
+                        Some(_) if file.compressed => {
+                            Ok(if self.compressed_original(&file, None).is_some() {
+                                Lineage::PossibleCopy
+                            } else {
+                                Lineage::New
+                            })
+                        }
                         Some(handle) => self.lineage(handle, None),
                         None => Ok(Lineage::New),
                     };
@@ -343,6 +365,7 @@ where
                 || tracked.finished
                 || tracked.held_since.is_some()
                 || tracked.fingerprint.len == 0
+                || tracked.compressed
             {
                 continue;
             }
@@ -379,6 +402,18 @@ where
         })
     }
 
+    /// The tracked plain file that the gzip file `compressed` is the compressed copy of: same
+    /// uncompressed head (`skip`: the gzip file's own index when it is tracked).
+    fn compressed_original(&self, compressed: &TrackedFile, skip: Option<usize>) -> Option<usize> {
+        self.files.iter().enumerate().position(|(i, f)| {
+            Some(i) != skip
+                && !f.compressed
+                && f.held_since.is_none()
+                && f.fingerprint.len > 0
+                && f.fingerprint.matches(&compressed.head)
+        })
+    }
+
     fn open_count(&self) -> usize {
         self.files.iter().filter(|f| f.file.is_some()).count()
     }
@@ -400,6 +435,7 @@ where
                 let f = &self.files[i];
                 f.file.is_none()
                     && !f.finished
+                    && !f.compressed
                     && f.gone_since.is_none()
                     && fs::metadata(&*f.meta.path)
                         .is_ok_and(|md| md.len() != f.framer.read_offset())
@@ -423,6 +459,7 @@ where
                     f.file.is_some()
                         && f.gone_since.is_none()
                         && !f.finished
+                        && !f.compressed
                         && f.held_since.is_none()
                 })
                 .collect();
@@ -460,6 +497,13 @@ where
             let Some(since) = file.held_since else {
                 continue;
             };
+            if file.compressed {
+                // Held while the file it is a copy of is still read; then it continues it.
+                if self.compressed_original(file, Some(held)).is_none() {
+                    self.ctx.resume_compressed(&mut self.files[held]);
+                }
+                continue;
+            }
             let lineage = match &file.file {
                 Some(handle) if file.gone_since.is_none() && since.elapsed() < rotate_wait => {
                     self.lineage(handle, Some(held)).unwrap_or(Lineage::New)
@@ -524,7 +568,8 @@ where
         self.files.retain(|f| {
             let done = f.finished && store.is_fully_acked(f.meta.key);
             if done {
-                store.forget(f.meta.key);
+                // Kept as finished: a compressed copy of it may show up and continue it.
+                store.retire(f.meta.key);
             }
             !done
         });
@@ -537,15 +582,39 @@ where
     E: FnMut(Chunk) -> Result<(), Stopped>,
 {
     /// Opens the file at `path` and starts tracking it. Its identity is taken from the open
-    /// descriptor: the path may have been replaced since it was listed.
-    fn start_tracking(&self, path: &Path, first: bool) -> std::io::Result<TrackedFile> {
+    /// descriptor: the path may have been replaced since it was listed. `None` for a gzip file
+    /// still being written (changed within `rotate_wait_ms`): it is taken at a later scan.
+    fn start_tracking(&self, path: &Path, first: bool) -> std::io::Result<Option<TrackedFile>> {
         let mut file = File::open(path)?;
-        let head = read_head(&file, self.config.fingerprint_bytes)?;
         let md = file.metadata()?;
+        let compressed = is_gzip(&read_head(&file, GZIP_MAGIC.len())?);
+        let rotate_wait = Duration::from_millis(self.config.rotate_wait_ms);
+        if compressed
+            && md
+                .modified()
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age < rotate_wait)
+        {
+            return Ok(None);
+        }
+        let head = if compressed {
+            // Damage at the start shows at the first read, where it is reported.
+            gzip_head(&file, self.config.fingerprint_bytes).unwrap_or_default()
+        } else {
+            read_head(&file, self.config.fingerprint_bytes)?
+        };
         let size = md.len();
         let (dev, ino) = (md.dev(), md.ino());
         let path_text = path.to_string_lossy();
-        let (key, offset) = match self.store.claim(&self.name, dev, ino, &head, size) {
+        let claimed = if compressed {
+            self.store
+                .claim(&self.name, dev, ino, &head, u64::MAX)
+                .or_else(|| self.store.claim_compressed(&self.name, &head))
+        } else {
+            self.store.claim(&self.name, dev, ino, &head, size)
+        };
+        let (key, offset) = match claimed {
             Some(record) => {
                 tracing::debug!(source = %self.name, file = %path_text, offset = record.offset, "resuming at checkpoint");
                 (record.key, record.offset)
@@ -555,21 +624,28 @@ where
                     && self.store.is_first_start()
                     && self.config.read_from == ReadFrom::End
                 {
-                    start_of_last_line(&file, size)?
+                    if compressed {
+                        let magic = &GZIP_MAGIC[..];
+                        Decoded::new(file.try_clone()?, magic, Arc::default()).skip(u64::MAX)?
+                    } else {
+                        start_of_last_line(&file, size)?
+                    }
                 } else {
                     0
                 };
-                tracing::debug!(source = %self.name, file = %path_text, offset, "new file");
+                tracing::debug!(source = %self.name, file = %path_text, offset, compressed, "new file");
                 (new_key(dev, ino), offset)
             }
         };
-        file.seek(SeekFrom::Start(offset))?;
         let mut framer = Framer::new(offset, self.config.max_line_bytes);
-        if offset > 0 {
-            let from = offset.saturating_sub(TAIL_BYTES as u64);
-            let mut tail = vec![0; (offset - from) as usize];
-            file.read_exact_at(&mut tail, from)?;
-            framer.set_tail(&tail);
+        if !compressed {
+            file.seek(SeekFrom::Start(offset))?;
+            if offset > 0 {
+                let from = offset.saturating_sub(TAIL_BYTES as u64);
+                let mut tail = vec![0; (offset - from) as usize];
+                file.read_exact_at(&mut tail, from)?;
+                framer.set_tail(&tail);
+            }
         }
         let fingerprint = Fingerprint::of(&head);
         self.store.track(
@@ -582,10 +658,11 @@ where
                 key,
                 offset,
                 updated_unix: 0,
+                finished: false,
             },
             &self.sinks,
         );
-        Ok(TrackedFile {
+        Ok(Some(TrackedFile {
             meta: Arc::new(FileMeta::new(key, &self.name, &path_text)),
             dev,
             ino,
@@ -600,7 +677,113 @@ where
             finished: false,
             retired: false,
             held_since: None,
-        })
+            compressed,
+            decoder: None,
+            compressed_done: false,
+        }))
+    }
+
+    /// Continues a held gzip file where the file it is the compressed copy of was let go (that
+    /// file's record), with that file's key, or from its start if there is no such record.
+    fn resume_compressed(&self, tracked: &mut TrackedFile) {
+        tracked.held_since = None;
+        let Some(record) = self.store.claim_compressed(&self.name, &tracked.head) else {
+            tracing::debug!(source = %self.name, file = %tracked.meta.path, "compressed file with no known original: reading it whole");
+            return;
+        };
+        tracing::info!(
+            source = %self.name, file = %tracked.meta.path, original = %record.path,
+            offset = record.offset, "compressed copy of a file let go: continuing where it ended"
+        );
+        self.store.forget(tracked.meta.key);
+        tracked.meta = Arc::new(FileMeta::new(record.key, &self.name, &tracked.meta.path));
+        tracked.framer = Framer::new(record.offset, self.config.max_line_bytes);
+        tracked.emitted = record.offset;
+        self.store.track(
+            FileRecord {
+                path: tracked.meta.path.to_string(),
+                dev: tracked.dev,
+                ino: tracked.ino,
+                fingerprint: tracked.fingerprint,
+                finished: false,
+                ..record
+            },
+            &self.sinks,
+        );
+    }
+
+    /// Reads one turn of a gzip file; true if anything was read. Its end (or damage) is final:
+    /// the unterminated last line is emitted and the file closed.
+    fn read_compressed_turn(&mut self, tracked: &mut TrackedFile) -> Result<bool, Stopped> {
+        if tracked.compressed_done || tracked.finished || tracked.held_since.is_some() {
+            return Ok(false);
+        }
+        let Some(file) = &tracked.file else {
+            return Ok(false);
+        };
+        if tracked.decoder.is_none() {
+            let offset = tracked.framer.read_offset();
+            let opened = file.try_clone().and_then(|mut handle| {
+                handle.seek(SeekFrom::Start(0))?;
+                let mut decoder = Decoded::new(handle, &GZIP_MAGIC, Arc::default());
+                let skipped = decoder.skip(offset)?;
+                Ok((decoder, skipped))
+            });
+            match opened {
+                Ok((decoder, skipped)) if skipped == offset => tracked.decoder = Some(decoder),
+                Ok((_, skipped)) => {
+                    tracing::warn!(source = %self.name, file = %tracked.meta.path, checkpoint = offset, length = skipped, "compressed file shorter than its checkpoint; nothing left to read");
+                    return self.end_compressed(tracked, false);
+                }
+                Err(e) => {
+                    add(&self.metrics.read_errors, 1);
+                    tracing::error!(source = %self.name, file = %tracked.meta.path, error = %e, "compressed file damaged before its checkpoint");
+                    return self.end_compressed(tracked, false);
+                }
+            }
+        }
+        let mut total = 0;
+        while total < TURN_BYTES {
+            let Some(decoder) = tracked.decoder.as_mut() else {
+                break;
+            };
+            match tracked.framer.read_from(decoder, READ_SIZE) {
+                Ok(0) => {
+                    self.end_compressed(tracked, true)?;
+                    break;
+                }
+                Ok(got) => {
+                    total += got;
+                    add(&self.metrics.bytes_in, got as u64);
+                    self.emit_framed(tracked, false)?;
+                }
+                Err(e) => {
+                    add(&self.metrics.read_errors, 1);
+                    tracing::error!(
+                        source = %self.name, file = %tracked.meta.path, error = %e,
+                        at = tracked.framer.read_offset(),
+                        "compressed file damaged: the lines before the damage are shipped, the line it cut is not"
+                    );
+                    self.end_compressed(tracked, false)?;
+                    break;
+                }
+            }
+        }
+        tracked.framer.release_buffer();
+        Ok(total > 0)
+    }
+
+    /// Closes a gzip file read to its end (`whole`: its unterminated last line is emitted too)
+    /// or to damage.
+    fn end_compressed(&mut self, tracked: &mut TrackedFile, whole: bool) -> Result<bool, Stopped> {
+        tracked.compressed_done = true;
+        tracked.decoder = None;
+        tracked.file = None;
+        tracked.eof_since = Some(Instant::now());
+        if whole {
+            self.emit_framed(tracked, true)?;
+        }
+        Ok(false)
     }
 
     fn renamed(&self, file: &mut TrackedFile, path: &Path) {
@@ -614,6 +797,9 @@ where
     /// Notices deletion, truncation and in-place rewrites of an open file, and lets its
     /// fingerprint grow with it.
     fn check_identity(&mut self, tracked: &mut TrackedFile) {
+        if tracked.compressed {
+            return;
+        }
         let Some(file) = &tracked.file else { return };
         let (md, head) = match file
             .metadata()
@@ -664,6 +850,9 @@ where
             finished: false,
             retired: true,
             held_since: None,
+            compressed: false,
+            decoder: None,
+            compressed_done: false,
         };
         tracked.eof_since = None;
         if old.framer.read_offset() > 0 {
@@ -688,6 +877,7 @@ where
                 key,
                 offset: 0,
                 updated_unix: 0,
+                finished: false,
             },
             &self.sinks,
         );
@@ -759,6 +949,9 @@ where
 
     /// Reads one turn of a file; true if anything was read.
     fn read_turn(&mut self, tracked: &mut TrackedFile) -> Result<bool, Stopped> {
+        if tracked.compressed {
+            return self.read_compressed_turn(tracked);
+        }
         if tracked.finished || tracked.held_since.is_some() {
             return Ok(false);
         }
