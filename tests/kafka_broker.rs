@@ -118,28 +118,16 @@ fn kafka_config(
     bootstrap: &str,
     idempotence: bool,
 ) -> log_agent::Config {
-    config(&format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 50
-shutdown_timeout_ms: 5000
-sources:
-  app:
-    type: file
-    include: [{include:?}]{FAST}
-sinks:
-  kafka:
-    type: kafka
-    inputs: [app]
-    brokers: {bootstrap}
+    let keys = format!(
+        "    brokers: {bootstrap}
     topic: logs
     batch: {{ max_events: 500, timeout_ms: 10 }}
     retry: {{ initial_backoff_ms: 100, max_backoff_ms: 500 }}
     idempotence: {idempotence}
     librdkafka_options: {{ message.timeout.ms: \"5000\" }}
-",
-        data = world.data().display(),
-        include = world.log(include).to_str().unwrap(),
-    ))
+"
+    );
+    one_sink_config(world, include, "kafka", "kafka", &keys)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
