@@ -167,7 +167,12 @@ pub fn read_ndjson(path: &Path) -> Vec<Value> {
     let Ok(bytes) = fs::read(path) else {
         return Vec::new();
     };
-    bytes
+    // A line without its newline is still being written by the sink: not complete yet.
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |last| last + 1);
+    bytes[..complete]
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| {

@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 use super::config::{BulkAction, ElasticsearchConfig};
-use super::{Endpoint, NDJSON};
+use super::{Endpoint, MAX_BULK_RESPONSE_BYTES, NDJSON};
 use crate::event::{Chunk, Event};
 use crate::pipeline::batcher::{Batch, BatchPart};
 use crate::sink::encoding::{encode_json, write_json_str};
@@ -204,7 +204,7 @@ impl Progress {
                 sizes.push((body.len() - before) as u64);
             }
         }
-        let reply = match endpoint.send(body, NDJSON).await {
+        let reply = match endpoint.send(body, NDJSON, MAX_BULK_RESPONSE_BYTES).await {
             Ok(reply) => reply,
             Err(error) => {
                 self.current = Some(progress);

@@ -38,8 +38,10 @@ use crate::pipeline::batcher::Batch;
 
 /// How much of an error response's body is kept (and shown in the log line).
 const ERROR_BODY_PREVIEW: usize = 512;
-/// How much of a successful response's body is read: bulk responses list every item.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// How much of a successful bulk response is read: it lists every item.
+const MAX_BULK_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// How much of another successful response is read: nothing in it is needed.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 const NDJSON: &str = "application/x-ndjson";
 const JSON: &str = "application/json";
@@ -80,7 +82,13 @@ struct Reply {
 
 impl Endpoint {
     /// Sends `body`; a response that is not a success is an error, classified for retrying.
-    async fn send(&self, body: Vec<u8>, content_type: &'static str) -> Result<Reply, SinkError> {
+    /// At most `limit` bytes of a successful response's body are read.
+    async fn send(
+        &self,
+        body: Vec<u8>,
+        content_type: &'static str,
+        limit: usize,
+    ) -> Result<Reply, SinkError> {
         let body = match self.compression {
             HttpCompression::None => body,
             HttpCompression::Gzip => gzip(body).await.map_err(|e| {
@@ -100,7 +108,7 @@ impl Endpoint {
             .send()
             .await
             .map_err(|e| self.transport_error(&e))?;
-        self.check_response(response, MAX_RESPONSE_BYTES).await
+        self.check_response(response, limit).await
     }
 
     /// Sends the healthcheck request, when there is one.
@@ -417,13 +425,13 @@ impl Sink for HttpSink {
                     let mut body = Vec::with_capacity(batch.bytes + batch.events * 160);
                     encode_batch(Encoding::Json, batch, &mut body);
                     let bytes = body.len() as u64;
-                    endpoint.send(body, NDJSON).await?;
+                    endpoint.send(body, NDJSON, MAX_RESPONSE_BYTES).await?;
                     Ok(bytes)
                 }
                 Format::Loki(push) => {
                     let body = push.encode(batch, &mut self.clock);
                     let bytes = body.len() as u64;
-                    endpoint.send(body, JSON).await?;
+                    endpoint.send(body, JSON, MAX_RESPONSE_BYTES).await?;
                     Ok(bytes)
                 }
                 Format::Elasticsearch(bulk) => {
