@@ -9,7 +9,7 @@
 //! - [`parse`]: pure parsers that turn lines into structured events (`raw`, `json`).
 //! - [`pipeline`]: routing, per-sink bounded buffers, batching, retries with backoff, acks.
 //! - [`sink`]: the [`sink::Sink`] trait, the tagged sink config enum that builds sinks, one file
-//!   per sink (`file`, `stdout`, `blackhole`, `kafka`) and the event encodings.
+//!   per sink (`file`, `stdout`, `blackhole`, `kafka`, `http`), the event encodings and templates.
 //! - [`metrics`]: counters per source and per sink.
 //! - [`agent`]: [`run`], which wires all of the above and drains it on shutdown.
 //! - [`replay`]: `log-agent replay`: given files (plain or gzip) read once, in rotation order,

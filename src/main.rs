@@ -54,7 +54,7 @@ struct ReplayArgs {
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Where to ship instead of the configuration's sinks: stdout, blackhole, file:PATH,
-    /// kafka://HOST:PORT[,HOST:PORT]/TOPIC.
+    /// kafka://HOST:PORT[,HOST:PORT]/TOPIC, http://… or https://… (NDJSON POST).
     #[arg(long)]
     to: Option<String>,
     /// Format of the lines, replacing the sources' (raw, json).

@@ -41,7 +41,7 @@ pub fn interpolate(
                 Some((name, default)) => (name, Some(default)),
                 None => (body, None),
             };
-            if !is_variable_name(name) {
+            if !is_identifier(name) {
                 return Err(error(format!(
                     "`${{{body}}}` is not a valid variable reference"
                 )));
@@ -63,7 +63,9 @@ pub fn interpolate(
     Ok(out)
 }
 
-fn is_variable_name(name: &str) -> bool {
+/// Letters, digits and `_`, not starting with a digit: the names of environment variables (and
+/// of Loki labels).
+pub(crate) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
+pub(crate) use interpolate::is_identifier;
 pub use interpolate::{InterpolationError, interpolate};
 
 use crate::sink::{SinkCommon, SinkConfig, SinkKind};

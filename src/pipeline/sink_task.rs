@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use tokio::time::{Instant, sleep, sleep_until};
 
 use super::batcher::{Batch, Batcher};
@@ -11,7 +13,7 @@ use super::buffer::BufferReceiver;
 use super::retry::{Backoff, RetryConfig};
 use crate::metrics::{SinkMetrics, add};
 use crate::sink::encoding::encode_json;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{BoxFuture, Rejected, Sink, SinkError};
 use crate::source::checkpoint::{CheckpointStore, SinkId};
 
 /// Everything one sink task needs.
@@ -38,102 +40,226 @@ pub struct SinkTask {
     pub dead_letter_path: PathBuf,
 }
 
+/// A batch on its way, with the sink instance delivering it; both come back when it is done.
+type Delivery = BoxFuture<'static, (Box<dyn Sink>, Batch)>;
+
 impl SinkTask {
     /// Runs until every source is done sending, then delivers what is left and returns.
-    pub async fn run(mut self) {
+    ///
+    /// Up to one batch per sink instance (the sink and its [`Sink::replicas`]) is in flight at
+    /// once. Finished deliveries are acked in the order their batches were made, so a file's
+    /// checkpoint never passes a batch that is still on its way.
+    pub async fn run(self) {
+        let SinkTask {
+            id,
+            name,
+            mut sink,
+            mut buffer,
+            mut batcher,
+            batch_timeout,
+            retry,
+            store,
+            metrics,
+            dead_letter_path,
+        } = self;
+        match sink.healthcheck().await {
+            Ok(()) => tracing::info!(sink = %name, "healthcheck passed"),
+            Err(e) => {
+                tracing::warn!(sink = %name, error = %e, "healthcheck failed; delivering anyway")
+            }
+        }
+        let mut idle = sink.replicas();
+        idle.push(sink);
+        let mut lanes = Lanes {
+            id,
+            idle,
+            in_flight: FuturesOrdered::new(),
+            deliverer: Arc::new(Deliverer {
+                name,
+                retry,
+                metrics,
+                dead_letter_path,
+            }),
+            store,
+        };
         let mut flush_at: Option<Instant> = None;
         loop {
-            let received = match flush_at {
-                Some(at) => tokio::select! {
-                    chunk = self.buffer.recv() => chunk,
-                    () = sleep_until(at) => {
-                        let batch = self.batcher.take();
-                        self.deliver(batch).await;
-                        flush_at = None;
-                        continue;
-                    }
-                },
-                None => self.buffer.recv().await,
+            let received = tokio::select! {
+                Some((sink, batch)) = lanes.in_flight.next(), if !lanes.in_flight.is_empty() => {
+                    lanes.finish(sink, &batch, &buffer);
+                    continue;
+                }
+                () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                    let batch = batcher.take();
+                    lanes.dispatch(batch, &buffer).await;
+                    flush_at = None;
+                    continue;
+                }
+                chunk = buffer.recv() => chunk,
             };
             let Some(chunk) = received else { break };
-            self.batcher.push(chunk);
+            batcher.push(chunk);
             let mut delivered_full = false;
-            while let Some(batch) = self.batcher.next_full() {
-                self.deliver(batch).await;
+            while let Some(batch) = batcher.next_full() {
+                lanes.dispatch(batch, &buffer).await;
                 delivered_full = true;
             }
-            if self.batcher.is_empty() {
+            if batcher.is_empty() {
                 flush_at = None;
             } else if flush_at.is_none() || delivered_full {
-                flush_at = Some(Instant::now() + self.batch_timeout);
+                flush_at = Some(Instant::now() + batch_timeout);
             }
         }
-        if !self.batcher.is_empty() {
-            let batch = self.batcher.take();
-            self.deliver(batch).await;
+        if !batcher.is_empty() {
+            let batch = batcher.take();
+            lanes.dispatch(batch, &buffer).await;
         }
-        if let Err(e) = self.sink.close().await {
-            tracing::error!(sink = %self.name, error = %e, "closing sink failed");
+        while let Some((sink, batch)) = lanes.in_flight.next().await {
+            lanes.finish(sink, &batch, &buffer);
+        }
+        for sink in &mut lanes.idle {
+            if let Err(e) = sink.close().await {
+                tracing::error!(sink = %lanes.deliverer.name, error = %e, "closing sink failed");
+            }
         }
     }
+}
 
-    /// Delivers a batch, retrying as configured, dead-lettering it when it cannot be; then acks
-    /// it and frees its room in the buffer.
-    async fn deliver(&mut self, batch: Batch) {
-        if batch.events > 0 {
-            let mut backoff = Backoff::new(self.retry);
-            loop {
-                let error = match self.sink.deliver(&batch).await {
-                    Ok(bytes) => {
-                        add(&self.metrics.events_out, batch.events as u64);
-                        add(&self.metrics.bytes_out, bytes);
-                        add(&self.metrics.batches, 1);
-                        if backoff.attempts() > 0 {
-                            tracing::info!(sink = %self.name, attempts = backoff.attempts() + 1, "delivered after retrying");
-                        }
-                        break;
-                    }
-                    Err(error) => error,
-                };
-                add(&self.metrics.errors, 1);
-                let wait = match &error {
-                    SinkError::Retriable(_) => backoff.next_wait(),
-                    SinkError::Permanent(_) => None,
-                };
-                match wait {
-                    Some(wait) => {
-                        tracing::warn!(
-                            sink = %self.name, error = %error, attempt = backoff.attempts(),
-                            retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry"
-                        );
-                        sleep(wait).await;
-                        add(&self.metrics.retries, 1);
-                    }
-                    None => {
-                        self.dead_letter(&batch, &error).await;
-                        break;
-                    }
+/// The sink instances of one sink task: idle ones, and the deliveries in flight in the order
+/// their batches were made.
+struct Lanes {
+    id: SinkId,
+    idle: Vec<Box<dyn Sink>>,
+    in_flight: FuturesOrdered<Delivery>,
+    deliverer: Arc<Deliverer>,
+    store: Arc<CheckpointStore>,
+}
+
+impl Lanes {
+    /// Starts delivering `batch` on an idle instance, first waiting for the oldest delivery to
+    /// finish when none is idle.
+    async fn dispatch(&mut self, batch: Batch, buffer: &BufferReceiver) {
+        let sink = loop {
+            if let Some(sink) = self.idle.pop() {
+                break sink;
+            }
+            match self.in_flight.next().await {
+                Some((sink, done)) => self.finish(sink, &done, buffer),
+                // Every instance is idle or in flight, so this is unreachable; keep the batch
+                // unacked rather than panic.
+                None => {
+                    tracing::error!(sink = %self.deliverer.name, "no sink instance left; batch not delivered");
+                    return;
                 }
             }
-        }
+        };
+        let deliverer = Arc::clone(&self.deliverer);
+        self.in_flight.push_back(Box::pin(async move {
+            let mut sink = sink;
+            deliverer.deliver(sink.as_mut(), &batch).await;
+            (sink, batch)
+        }));
+    }
+
+    /// Acks a delivered (or dead-lettered) batch, frees its room in the buffer and makes its
+    /// sink instance idle again.
+    fn finish(&mut self, sink: Box<dyn Sink>, batch: &Batch, buffer: &BufferReceiver) {
         for part in &batch.parts {
             let offset = part.chunk.ack_offset(part.range.end);
             self.store.ack(self.id, part.chunk.file.key, offset);
         }
-        self.buffer.release(&batch);
+        buffer.release(batch);
+        self.idle.push(sink);
+    }
+}
+
+/// How a sink task delivers one batch: retries, dead letters, metrics.
+struct Deliverer {
+    name: String,
+    retry: RetryConfig,
+    metrics: Arc<SinkMetrics>,
+    dead_letter_path: PathBuf,
+}
+
+impl Deliverer {
+    /// Delivers a batch, retrying as configured, dead-lettering what cannot be delivered; when
+    /// it returns, every event of the batch is delivered or dead-lettered.
+    async fn deliver(&self, sink: &mut dyn Sink, batch: &Batch) {
+        if batch.events == 0 {
+            return;
+        }
+        let mut backoff = Backoff::new(self.retry);
+        loop {
+            let error = match sink.deliver(batch).await {
+                Ok(bytes) => {
+                    self.count_delivered(batch.events, bytes, backoff.attempts());
+                    return;
+                }
+                Err(SinkError::Partial { bytes, rejected }) => {
+                    self.count_delivered(batch.events - rejected.len(), bytes, backoff.attempts());
+                    self.dead_letter_rejected(batch, &rejected).await;
+                    return;
+                }
+                Err(error) => error,
+            };
+            add(&self.metrics.errors, 1);
+            match retry_wait(&error, &mut backoff, &self.retry) {
+                Some(wait) => {
+                    tracing::warn!(
+                        sink = %self.name, error = %error, attempt = backoff.attempts(),
+                        retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry"
+                    );
+                    sleep(wait).await;
+                    add(&self.metrics.retries, 1);
+                }
+                None => {
+                    tracing::error!(
+                        sink = %self.name, error = %error, events = batch.events,
+                        path = %self.dead_letter_path.display(), "delivery failed for good; dead-lettering the batch"
+                    );
+                    let mut encoded = Vec::with_capacity(batch.bytes + batch.events * 128);
+                    for (chunk, event) in batch.iter() {
+                        encode_json(chunk, event, &mut encoded);
+                    }
+                    self.dead_letter(encoded, batch.events).await;
+                    return;
+                }
+            }
+        }
     }
 
-    /// Appends the batch's events to the dead-letter file, retrying until that works: an event
-    /// is acked only once it is either delivered or kept there.
-    async fn dead_letter(&mut self, batch: &Batch, error: &SinkError) {
-        tracing::error!(
-            sink = %self.name, error = %error, events = batch.events,
-            path = %self.dead_letter_path.display(), "delivery failed for good; dead-lettering the batch"
-        );
-        let mut encoded = Vec::with_capacity(batch.bytes + batch.events * 128);
-        for (chunk, event) in batch.iter() {
-            encode_json(chunk, event, &mut encoded);
+    fn count_delivered(&self, events: usize, bytes: u64, failed_attempts: u32) {
+        add(&self.metrics.events_out, events as u64);
+        add(&self.metrics.bytes_out, bytes);
+        add(&self.metrics.batches, 1);
+        if failed_attempts > 0 {
+            tracing::info!(sink = %self.name, attempts = failed_attempts + 1, "delivered after retrying");
         }
+    }
+
+    /// Dead-letters the events of `batch` that the destination refused, logging the first
+    /// reasons.
+    async fn dead_letter_rejected(&self, batch: &Batch, rejected: &[Rejected]) {
+        if rejected.is_empty() {
+            return;
+        }
+        add(&self.metrics.errors, 1);
+        let reasons: Vec<&str> = rejected
+            .iter()
+            .take(LOGGED_REASONS)
+            .map(|r| r.reason.as_str())
+            .collect();
+        tracing::error!(
+            sink = %self.name, events = rejected.len(), reasons = ?reasons,
+            path = %self.dead_letter_path.display(), "events rejected for good; dead-lettering them"
+        );
+        let (encoded, count) = encode_rejected(batch, rejected);
+        self.dead_letter(encoded, count).await;
+    }
+
+    /// Appends encoded events to the dead-letter file, retrying until that works: an event is
+    /// acked only once it is either delivered or kept there.
+    async fn dead_letter(&self, encoded: Vec<u8>, events: usize) {
         let encoded = Arc::new(encoded);
         let mut backoff = Backoff::new(RetryConfig::default());
         loop {
@@ -145,7 +271,7 @@ impl SinkTask {
                 .and_then(|r| r);
             match result {
                 Ok(()) => {
-                    add(&self.metrics.dead_lettered, batch.events as u64);
+                    add(&self.metrics.dead_lettered, events as u64);
                     return;
                 }
                 Err(e) => {
@@ -161,6 +287,41 @@ impl SinkTask {
     }
 }
 
+/// The events of `batch` at the positions `rejected` names (ascending), as NDJSON, and how
+/// many they are.
+fn encode_rejected(batch: &Batch, rejected: &[Rejected]) -> (Vec<u8>, usize) {
+    let mut wanted = rejected.iter().map(|r| r.index).peekable();
+    let mut encoded = Vec::new();
+    let mut count = 0;
+    for (index, (chunk, event)) in batch.iter().enumerate() {
+        // Skip positions repeated or out of order: each event goes in once.
+        while wanted.peek().is_some_and(|&w| w < index) {
+            wanted.next();
+        }
+        if wanted.peek() == Some(&index) {
+            encode_json(chunk, event, &mut encoded);
+            count += 1;
+        }
+    }
+    (encoded, count)
+}
+
+/// How many rejection reasons one log line shows.
+const LOGGED_REASONS: usize = 3;
+
+/// How long to wait before retrying after `error`, or `None` to give up. A destination's own
+/// `Retry-After` lengthens the backoff's wait, up to `max_backoff_ms`.
+fn retry_wait(error: &SinkError, backoff: &mut Backoff, retry: &RetryConfig) -> Option<Duration> {
+    match error {
+        SinkError::Retriable(_) => backoff.next_wait(),
+        SinkError::RetriableAfter { after, .. } => {
+            let cap = Duration::from_millis(retry.max_backoff_ms);
+            backoff.next_wait().map(|wait| wait.max((*after).min(cap)))
+        }
+        SinkError::Permanent(_) | SinkError::Partial { .. } => None,
+    }
+}
+
 fn append_dead_letter(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
@@ -172,4 +333,57 @@ fn append_dead_letter(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<(
         .open(path)?;
     file.write_all(bytes)?;
     file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_lengthens_the_wait_up_to_the_cap() {
+        let retry = RetryConfig {
+            initial_backoff_ms: 10,
+            max_backoff_ms: 2_000,
+            max_attempts: Some(5),
+        };
+        let after = |ms| SinkError::RetriableAfter {
+            message: "429".into(),
+            after: Duration::from_millis(ms),
+        };
+        // (error, lowest wait, highest wait) in ms; None: give up.
+        let cases = [
+            (SinkError::Retriable("x".into()), Some((5, 10))),
+            (after(1_000), Some((1_000, 1_000))),
+            (after(0), Some((5, 10))),
+            (after(60_000), Some((2_000, 2_000))),
+            (SinkError::Permanent("400".into()), None),
+            (
+                SinkError::Partial {
+                    bytes: 1,
+                    rejected: vec![],
+                },
+                None,
+            ),
+        ];
+        for (error, want) in cases {
+            let mut backoff = Backoff::new(retry);
+            let got = retry_wait(&error, &mut backoff, &retry).map(|d| d.as_millis() as u64);
+            match want {
+                Some((low, high)) => {
+                    let got = got.unwrap_or_else(|| panic!("{error:?}: gave up"));
+                    assert!((low..=high).contains(&got), "{error:?}: {got}ms");
+                }
+                None => assert_eq!(got, None, "{error:?}"),
+            }
+        }
+        let mut spent = Backoff::new(RetryConfig {
+            max_attempts: Some(1),
+            ..retry
+        });
+        assert_eq!(
+            retry_wait(&after(10), &mut spent, &retry),
+            None,
+            "attempts used up"
+        );
+    }
 }

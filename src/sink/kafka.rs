@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use tokio::sync::watch;
 
 use super::encoding::{Encoding, encode_json};
+use super::template::{Template, push_field};
 use super::{BoxFuture, BuildError, Sink, SinkCommon, SinkError};
 use crate::config::ConfigError;
-use crate::event::{Chunk, Event};
 use crate::pipeline::batcher::Batch;
 
 /// Compression codecs librdkafka is built with here.
@@ -140,7 +140,7 @@ impl KafkaSinkConfig {
             ));
         }
         Template::parse(&self.topic)
-            .map_err(|e| ConfigError::invalid(format!("{key}.topic"), e))?;
+            .map_err(|e| ConfigError::invalid(format!("{key}.topic"), e.to_string()))?;
         if !["all", "-1", "0", "1"].contains(&self.acks.as_str()) {
             return Err(ConfigError::invalid(
                 format!("{key}.acks"),
@@ -154,81 +154,6 @@ impl KafkaSinkConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// A topic template: literal text and `{{ field }}` references.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Text(String),
-    Field(String),
-}
-
-#[derive(Debug, Clone)]
-struct Template(Vec<Part>);
-
-impl Template {
-    fn parse(text: &str) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find("{{") {
-            if open > 0 {
-                parts.push(Part::Text(rest[..open].to_owned()));
-            }
-            let after = &rest[open + 2..];
-            let close = after
-                .find("}}")
-                .ok_or_else(|| format!("`{{{{` without `}}}}` in `{text}`"))?;
-            let field = after[..close].trim();
-            if field.is_empty() {
-                return Err(format!("empty `{{{{ }}}}` in `{text}`"));
-            }
-            parts.push(Part::Field(field.to_owned()));
-            rest = &after[close + 2..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_owned()));
-        }
-        if parts.is_empty() {
-            return Err("must not be empty".into());
-        }
-        Ok(Template(parts))
-    }
-
-    fn render(&self, chunk: &Chunk, event: &Event, out: &mut String) {
-        out.clear();
-        for part in &self.0 {
-            match part {
-                Part::Text(text) => out.push_str(text),
-                Part::Field(name) => push_field(chunk, event, name, out),
-            }
-        }
-    }
-}
-
-/// Appends the text of an event field: the agent's own (`source`, `file`, `offset`, `id`) or a
-/// parsed one (strings as they are, other values as JSON).
-fn push_field(chunk: &Chunk, event: &Event, name: &str, out: &mut String) {
-    use std::fmt::Write;
-    match name {
-        "source" => out.push_str(&chunk.file.source),
-        "file" => out.push_str(&chunk.file.path),
-        "offset" => {
-            let _ = write!(out, "{}", event.offset);
-        }
-        "id" => {
-            let _ = write!(out, "{:016x}-{}", chunk.file.key, event.offset);
-        }
-        "message" if event.fields.is_none() => {
-            out.push_str(&String::from_utf8_lossy(chunk.message(event)))
-        }
-        _ => match event.fields.as_ref().and_then(|f| f.get(name)) {
-            Some(serde_json::Value::String(s)) => out.push_str(s),
-            Some(other) => {
-                let _ = write!(out, "{other}");
-            }
-            None => {}
-        },
     }
 }
 
@@ -320,7 +245,7 @@ impl KafkaSink {
             sink: name.to_owned(),
             message,
         };
-        let topic = Template::parse(&config.topic).map_err(error)?;
+        let topic = Template::parse(&config.topic).map_err(|e| error(e.to_string()))?;
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
@@ -476,7 +401,9 @@ impl Sink for KafkaSink {
                     Encoding::Text => payload.extend_from_slice(chunk.message(event)),
                 }
                 bytes += payload.len() as u64;
-                self.topic.render(chunk, event, &mut topic);
+                // Topics are not dated, so the time is never read.
+                self.topic
+                    .render(chunk, event, chrono::DateTime::UNIX_EPOCH, &mut topic);
                 key.clear();
                 push_field(chunk, event, &self.key, &mut key);
                 let mut record = FutureRecord::to(&topic)
@@ -555,34 +482,6 @@ const FLUSH_STEP: Duration = Duration::from_millis(100);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{FileMeta, testing};
-
-    #[test]
-    fn topic_templates_table() {
-        let file = FileMeta::new(0xab, "web", "/logs/a.log");
-        let mut chunk = testing::chunk(file, &[(b"line", 7)], 100);
-        let mut fields = crate::event::Fields::new();
-        fields.insert("team".into(), serde_json::json!("payments"));
-        fields.insert("shard".into(), serde_json::json!(3));
-        chunk.events[0].fields = Some(Box::new(fields));
-        let cases = [
-            ("logs", "logs"),
-            ("logs-{{ source }}", "logs-web"),
-            ("{{source}}.{{ team }}", "web.payments"),
-            ("s{{ shard }}-{{ missing }}", "s3-"),
-            ("{{ id }}", "00000000000000ab-7"),
-        ];
-        let mut out = String::new();
-        for (template, want) in cases {
-            Template::parse(template)
-                .unwrap()
-                .render(&chunk, &chunk.events[0], &mut out);
-            assert_eq!(out, want, "{template}");
-        }
-        for bad in ["", "logs-{{ source", "{{ }}"] {
-            assert!(Template::parse(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn errors_that_retrying_cannot_fix_are_permanent() {

@@ -7,19 +7,23 @@
 mod blackhole;
 pub mod encoding;
 mod file;
+pub mod http;
 mod kafka;
 mod stdout;
 mod target;
+pub mod template;
 
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
 pub use blackhole::BlackholeSinkConfig;
 pub use file::FileSinkConfig;
+pub use http::HttpSinkConfig;
 pub use kafka::{Compression, KafkaSinkConfig};
 pub use stdout::StdoutSinkConfig;
 pub use target::parse_target;
@@ -38,20 +42,62 @@ pub enum SinkError {
     /// Worth trying again (connection refused, disk full, timeout...).
     #[error("{0}")]
     Retriable(String),
+    /// Worth trying again, but not before `after`: the destination said when (HTTP
+    /// `Retry-After`). The pipeline waits at least that long, up to `retry.max_backoff_ms`.
+    #[error("{message}")]
+    RetriableAfter {
+        /// What went wrong.
+        message: String,
+        /// How long the destination asked to be left alone.
+        after: Duration,
+    },
     /// Will fail again whatever happens (rejected by the destination, encoding impossible...).
     #[error("{0}")]
     Permanent(String),
+    /// The batch was delivered except for some events that the destination refused for good
+    /// (for example the items of an Elasticsearch bulk request that failed mapping). The
+    /// pipeline dead-letters just those events and acks the whole batch.
+    #[error("{} of the batch's events rejected for good; the first: {}", .rejected.len(), .rejected.first().map_or("", |r| r.reason.as_str()))]
+    Partial {
+        /// Encoded bytes of the events that were delivered.
+        bytes: u64,
+        /// The refused events, by position in the batch ([`Batch::iter`] order).
+        rejected: Vec<Rejected>,
+    },
+}
+
+/// An event of a batch that the destination refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Position of the event in [`Batch::iter`].
+    pub index: usize,
+    /// Why, as the destination put it.
+    pub reason: String,
 }
 
 /// A destination for batches of events.
 pub trait Sink: Send {
     /// Delivers every event of `batch`, returning the bytes written. `Ok` means the destination
-    /// has them: the events are then acked and their files' checkpoints may pass them.
+    /// has them: the events are then acked and their files' checkpoints may pass them. After an
+    /// error the pipeline may call again with the very same batch (a retry).
     fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<u64, SinkError>>;
 
     /// Flushes what the sink holds, at shutdown.
     fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Asks the destination whether it is ready, where it has a way to say so. Called once when
+    /// the sink starts; a failure is logged and does not stop the sink.
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// More instances of this sink, sharing its connections, so that one batch per instance
+    /// can be in flight at once. The pipeline still acks batches in the order they were made.
+    /// None by default: one batch at a time.
+    fn replicas(&self) -> Vec<Box<dyn Sink>> {
+        Vec::new()
     }
 }
 
@@ -114,8 +160,10 @@ pub struct SinkConfig {
 impl SinkConfig {
     /// Makes relative paths absolute from `base_dir`.
     pub fn resolve(mut self, _key: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        if let SinkKind::File(file) = &mut self.kind {
-            file.path = base_dir.join(&file.path);
+        match &mut self.kind {
+            SinkKind::File(file) => file.path = base_dir.join(&file.path),
+            SinkKind::Http(http) => http.resolve_paths(base_dir),
+            _ => {}
         }
         Ok(self)
     }
@@ -133,11 +181,13 @@ pub enum SinkKind {
     Blackhole(BlackholeSinkConfig),
     /// Produce to Kafka.
     Kafka(KafkaSinkConfig),
+    /// Send to an HTTP endpoint (NDJSON, Elasticsearch bulk, Loki push).
+    Http(HttpSinkConfig),
 }
 
 impl SinkKind {
     /// The type names, as `type:` spells them.
-    pub const TYPES: &'static [&'static str] = &["file", "stdout", "blackhole", "kafka"];
+    pub const TYPES: &'static [&'static str] = &["file", "stdout", "blackhole", "kafka", "http"];
 
     /// Reads the settings of a sink of type `kind` found at `key`.
     pub fn from_parts(key: &str, kind: &str, rest: Mapping) -> Result<Self, ConfigError> {
@@ -150,6 +200,11 @@ impl SinkKind {
                 let config: KafkaSinkConfig = from_value(key, rest)?;
                 config.check(key)?;
                 Ok(SinkKind::Kafka(config))
+            }
+            "http" => {
+                let config: HttpSinkConfig = from_value(key, rest)?;
+                config.check(key)?;
+                Ok(SinkKind::Http(config))
             }
             other => Err(ConfigError::invalid(
                 format!("{key}.type"),
@@ -168,6 +223,7 @@ impl SinkKind {
             SinkKind::File(config) => Box::new(file::FileSink::new(name, config.clone())),
             SinkKind::Stdout(config) => Box::new(stdout::StdoutSink::new(*config)),
             SinkKind::Blackhole(_) => Box::new(blackhole::BlackholeSink),
+            SinkKind::Http(config) => Box::new(http::HttpSink::new(name, config)?),
         })
     }
 }

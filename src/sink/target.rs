@@ -1,9 +1,13 @@
 //! `--to` shortcuts: a sink named in one word or URL on the command line (`stdout`,
-//! `blackhole`, `file:PATH`, `kafka://HOST:PORT[,HOST:PORT]/TOPIC`), with each type's defaults.
+//! `blackhole`, `file:PATH`, `kafka://HOST:PORT[,HOST:PORT]/TOPIC`, `http://…`, `https://…`),
+//! with each type's defaults.
 
 use std::path::PathBuf;
 
-use super::{BlackholeSinkConfig, FileSinkConfig, KafkaSinkConfig, SinkKind, StdoutSinkConfig};
+use super::{
+    BlackholeSinkConfig, FileSinkConfig, HttpSinkConfig, KafkaSinkConfig, SinkKind,
+    StdoutSinkConfig,
+};
 
 /// The sink a `--to` value names.
 pub fn parse_target(target: &str) -> Result<SinkKind, String> {
@@ -38,6 +42,10 @@ pub fn parse_target(target: &str) -> Result<SinkKind, String> {
             .unwrap_or_else(|_| PathBuf::from(&config.path));
         return Ok(SinkKind::File(FileSinkConfig { path, ..config }));
     }
+    if target.starts_with("http://") || target.starts_with("https://") {
+        let config = HttpSinkConfig::from_uri(target).map_err(|e| e.to_string())?;
+        return Ok(SinkKind::Http(config));
+    }
     if let Some(rest) = target.strip_prefix("kafka://") {
         let (brokers, topic) = rest
             .split_once('/')
@@ -50,7 +58,7 @@ pub fn parse_target(target: &str) -> Result<SinkKind, String> {
         }
     }
     Err(format!(
-        "`{target}`: expected stdout, blackhole, file:PATH or kafka://HOST:PORT/TOPIC"
+        "`{target}`: expected stdout, blackhole, file:PATH, kafka://HOST:PORT/TOPIC or an http(s) URL"
     ))
 }
 
@@ -65,6 +73,11 @@ mod tests {
             ("blackhole", "blackhole"),
             ("file:/tmp/out.ndjson", "/tmp/out.ndjson"),
             ("kafka://b1:9092,b2:9092/logs", "b1:9092,b2:9092 logs"),
+            (
+                "http://127.0.0.1:9000/ingest",
+                "http://127.0.0.1:9000/ingest",
+            ),
+            ("https://logs.example/bulk", "https://logs.example/bulk"),
         ];
         for (target, want) in ok {
             let got = match parse_target(target).unwrap() {
@@ -72,6 +85,7 @@ mod tests {
                 SinkKind::Blackhole(_) => "blackhole".to_owned(),
                 SinkKind::File(f) => f.path.display().to_string(),
                 SinkKind::Kafka(k) => format!("{} {}", k.brokers, k.topic),
+                SinkKind::Http(h) => h.uri.clone(),
             };
             assert_eq!(got, *want, "{target}");
         }
@@ -83,6 +97,7 @@ mod tests {
             "kafka://b:9092/",
             "kafka:///logs",
             "ftp://x",
+            "http://",
             "stdout2",
         ] {
             assert!(parse_target(bad).is_err(), "{bad:?} should be refused");

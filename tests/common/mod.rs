@@ -54,6 +54,33 @@ sinks:
     )
 }
 
+/// A config with source `app` over `logs/<glob>` and one sink `name` of type `sink_type` fed
+/// by it; `sink_keys` are its other keys, as YAML lines indented by four spaces.
+pub fn one_sink_config(
+    world: &World,
+    glob: &str,
+    name: &str,
+    sink_type: &str,
+    sink_keys: &str,
+) -> Config {
+    config(&format!(
+        "data_dir: {data}
+checkpoint_interval_ms: 50
+shutdown_timeout_ms: 5000
+sources:
+  app:
+    type: file
+    include: [{include:?}]{FAST}
+sinks:
+  {name}:
+    type: {sink_type}
+    inputs: [app]
+{sink_keys}",
+        data = world.data().display(),
+        include = world.log(glob).to_str().unwrap(),
+    ))
+}
+
 /// Parses a config text (no environment variables).
 pub fn config(yaml: &str) -> Config {
     Config::from_yaml(yaml, |_| None, Path::new("/")).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
@@ -140,7 +167,12 @@ pub fn read_ndjson(path: &Path) -> Vec<Value> {
     let Ok(bytes) = fs::read(path) else {
         return Vec::new();
     };
-    bytes
+    // A line without its newline is still being written by the sink: not complete yet.
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |last| last + 1);
+    bytes[..complete]
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| {
