@@ -553,3 +553,44 @@ async fn the_agent_killed_mid_stream_loses_nothing() {
     );
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_to_a_kafka_url_ships_every_line_of_a_rotation_family() {
+    use std::io::Write;
+    let world = World::new();
+    let broker = Broker::start(world.dir.path(), 0, "memory://tansu/");
+    broker.create_topic("replayed");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for seq in 0..1_000 {
+        encoder
+            .write_all(numbered("q", seq, 60).as_bytes())
+            .unwrap();
+    }
+    fs::write(world.log("app.log.1.gz"), encoder.finish().unwrap()).unwrap();
+    append_numbered(&world.log("app.log"), "q", 1_000..1_500, 60);
+    let output = Command::new(env!("CARGO_BIN_EXE_log-agent"))
+        .args(["replay", "--to"])
+        .arg(format!("kafka://{}/replayed", broker.bootstrap()))
+        .arg(world.logs())
+        .env_remove("LOG_AGENT_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("delivered: 1500, undelivered: 0"),
+        "{stdout}"
+    );
+    let bootstrap = broker.bootstrap();
+    let values = tokio::task::spawn_blocking(move || consume_values(&bootstrap, "replayed", 1_500))
+        .await
+        .unwrap();
+    assert_exactly_once(&values, "q", 1_500);
+    assert_at_least_once_in_order(&values, "q", 1_500);
+    broker.stop();
+}

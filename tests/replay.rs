@@ -293,3 +293,50 @@ fn the_binary_prints_a_summary_and_exits_0_1_or_2() {
         assert!(!stderr.is_empty(), "{args:?}: an error line is printed");
     }
 }
+
+#[test]
+fn sigint_stops_reading_and_what_was_sent_is_delivered() {
+    let world = World::new();
+    let path = world.log("big.log");
+    fs::write(&path, lines("s", 0..100_000)).unwrap();
+    let out = world.out();
+    let mut child = Command::new(BIN)
+        .args(["replay", "--rate-limit", "2000", "--to"])
+        .arg(format!("file:{}", out.display()))
+        .arg(&path)
+        .env_remove("LOG_AGENT_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Some lines are out, far from all of them at this rate.
+    let start = std::time::Instant::now();
+    while read_ndjson(&out).len() < 500 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "nothing shipped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "interrupted is not a success: {stdout}"
+    );
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    assert!(
+        stdout.contains("undelivered: 0"),
+        "what was sent is delivered: {stdout}"
+    );
+    let shipped = read_ndjson(&out);
+    assert!(shipped.len() < 100_000, "it stopped reading");
+    assert_exactly_once(&shipped, "s", shipped.len() as u64);
+    assert_at_least_once_in_order(&shipped, "s", shipped.len() as u64);
+}
