@@ -300,7 +300,7 @@ fn sigint_stops_reading_and_what_was_sent_is_delivered() {
     let path = world.log("big.log");
     fs::write(&path, lines("s", 0..100_000)).unwrap();
     let out = world.out();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["replay", "--rate-limit", "2000", "--to"])
         .arg(format!("file:{}", out.display()))
         .arg(&path)
