@@ -302,6 +302,120 @@ fn run_agent(
     sample
 }
 
+/// Runs `log-agent replay --to blackhole` over `files` to its end.
+fn run_replay(files: &[PathBuf]) -> Sample {
+    settle(files);
+    let start = Instant::now();
+    let mut child = Command::new(AGENT)
+        .args(["replay", "--to", "blackhole"])
+        .args(files)
+        .env("LOG_AGENT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The figures of a process that is gone cannot be read: sample them until it exits.
+    let mut sample = Sample::default();
+    loop {
+        let cpu = cpu_seconds(pid);
+        let rss = status_kib(pid, "VmHWM:");
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "replay failed: {status}");
+            break;
+        }
+        sample.cpu_seconds = sample.cpu_seconds.max(cpu);
+        sample.peak_rss_kib = sample.peak_rss_kib.max(rss);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sample.seconds = start.elapsed().as_secs_f64();
+    sample
+}
+
+/// A gzip copy of `file` next to it (made once).
+fn gzip_copy(file: &Path) -> PathBuf {
+    let compressed = file.with_extension("log.gz");
+    let done = file.with_extension("gz.complete");
+    if !done.exists() {
+        let mut encoder = flate2::write::GzEncoder::new(
+            BufWriter::new(File::create(&compressed).unwrap()),
+            flate2::Compression::fast(),
+        );
+        std::io::copy(&mut File::open(file).unwrap(), &mut encoder).unwrap();
+        encoder.finish().unwrap().flush().unwrap();
+        fs::write(&done, b"").unwrap();
+    }
+    compressed
+}
+
+/// A Tansu broker (the Kafka-API broker the tests use) on a loopback port, when `tansu` is on
+/// the PATH; killed when dropped.
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Option<Broker> {
+        let tansu = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let dir = tempfile::tempdir().ok()?;
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let broker = Broker {
+            child,
+            port,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(30) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let created = Command::new(&tansu)
+            .args([
+                "topic",
+                "create",
+                "bench",
+                "--broker",
+                &url,
+                "--partitions",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        created.then_some(broker)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Puts the machine in the same state before every measured run: the dirty pages earlier runs
 /// left are flushed (a previous output is gigabytes), the page cache is dropped where allowed
 /// (otherwise a full cache makes each run's output pay for reclaiming it, in system time), and
@@ -681,7 +795,8 @@ fn main() {
     let file_sink = |encoding: &str| {
         format!(
             "    type: file\n    path: {}\n    encoding: {encoding}",
-            work.join("out.ndjson").display()
+            // Inside the run's own directory, which every run removes: outputs do not pile up.
+            work.join("agent").join("out.ndjson").display()
         )
     };
     let blackhole = "    type: blackhole".to_owned();
@@ -778,6 +893,57 @@ fn main() {
             samples,
         });
     }
+    let one_gzip = [gzip_copy(&one[0])];
+    for (name, files) in [
+        ("replay 1 file -> blackhole", &one[..]),
+        ("replay 1 gzip file -> blackhole", &one_gzip[..]),
+    ] {
+        let samples: Vec<Sample> = (0..runs).map(|_| run_replay(files)).collect();
+        eprintln!("{name}: {:.1} s", samples[0].seconds);
+        scenarios.push(Scenario {
+            name: name.to_owned(),
+            bytes: one_bytes,
+            lines: one_lines,
+            samples,
+        });
+    }
+    if let Some(broker) = Broker::start() {
+        let kafka = format!(
+            "    type: kafka\n    brokers: 127.0.0.1:{}\n    topic: bench\n    batch: {{ max_events: 10000, max_bytes: 4194304, timeout_ms: 50 }}",
+            broker.port
+        );
+        let (small, small_bytes, small_lines) = corpus(
+            &base.join(format!("nginx-1x{}", mib / 8)),
+            1,
+            mib / 8,
+            4,
+            nginx,
+        );
+        let samples: Vec<Sample> = (0..runs)
+            .map(|_| {
+                run_agent(
+                    &work.join("agent"),
+                    &small,
+                    small_bytes,
+                    "raw",
+                    &kafka,
+                    None,
+                )
+            })
+            .collect();
+        eprintln!("kafka: {:.1} s", samples[0].seconds);
+        scenarios.push(Scenario {
+            name: format!(
+                "run 1 file ({} MiB) -> kafka (Tansu on loopback, zstd, acks all)",
+                mib / 8
+            ),
+            bytes: small_bytes,
+            lines: small_lines,
+            samples,
+        });
+    } else {
+        eprintln!("tansu unavailable: the kafka row is left out");
+    }
     let limit = Scenario {
         name: "wc -l, 1 file (physical limit)".into(),
         bytes: one_bytes,
@@ -813,5 +979,6 @@ fn main() {
     };
     fs::write(outputs.join("bench.md"), &md).unwrap();
     plot(&outputs.join("bench.png"), &scenarios, &curve);
+    let _ = fs::remove_dir_all(&work);
     println!("{md}");
 }
