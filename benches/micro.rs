@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use log_agent::event::{Chunk, Event, FileMeta};
-use log_agent::parse::Format;
+use log_agent::parse::{Format, LineParser};
 use log_agent::pipeline::batcher::{Batch, BatchConfig, BatchPart, Batcher};
 use log_agent::sink::encoding::{Encoding, encode_batch, write_json_str};
 use log_agent::source::fingerprint::Fingerprint;
@@ -263,7 +263,8 @@ impl Corpora {
         let json_events = events_of(&json.0);
         let nginx_events = events_of(&nginx.0);
         let mut parsed = chunk_of(BATCH_LINES, json_line);
-        let failed = Format::Json.parse_all(&parsed.data, &mut parsed.events);
+        let failed =
+            LineParser::new(Format::Json, None).parse_all(&parsed.data, &mut parsed.events);
         assert_eq!(failed, 0, "the JSON corpus parses");
         let corpora = Corpora {
             nginx_crlf: corpus(CORPUS_BYTES, "\r\n", nginx_line),
@@ -362,7 +363,7 @@ fn parse(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter_batched_ref(
                 || events.clone(),
-                |events| format.parse_all(black_box(data), events),
+                |events| LineParser::new(format, None).parse_all(black_box(data), events),
                 BatchSize::LargeInput,
             )
         });
@@ -441,7 +442,7 @@ fn lines(c: &mut Criterion) {
     group.bench_function("parse_json", |b| {
         b.iter_batched_ref(
             || corpora.json_events.clone(),
-            |events| Format::Json.parse_all(black_box(data), events),
+            |events| LineParser::new(Format::Json, None).parse_all(black_box(data), events),
             BatchSize::LargeInput,
         )
     });

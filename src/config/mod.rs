@@ -18,6 +18,7 @@ use serde_norway::{Mapping, Value};
 
 pub use interpolate::{InterpolationError, interpolate};
 
+use crate::parse::enrich::PodIdentity;
 use crate::sink::{SinkCommon, SinkConfig, SinkKind};
 use crate::source::{SourceConfig, SourceKind};
 
@@ -127,19 +128,24 @@ impl Config {
     }
 
     /// Parses and checks a configuration text; relative paths are taken from `base_dir`.
+    /// `lookup` gives the environment: for `${VAR}`, and for the pod identity (Downward API
+    /// variables) that sources add under `kubernetes`.
     pub fn from_yaml(
         text: &str,
         lookup: impl Fn(&str) -> Option<String>,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let text = interpolate(text, lookup)?;
+        let pod = PodIdentity::from_lookup(&lookup);
+        let text = interpolate(text, &lookup)?;
         let raw: RawConfig = deserialize_at("", serde_norway::Deserializer::from_str(&text))?;
         let sources = raw
             .sources
             .into_iter()
             .map(|(name, value)| {
                 let key = format!("sources.{name}");
-                let config = read_source(&key, value, base_dir)?;
+                let mut config = read_source(&key, value, base_dir)?;
+                let SourceKind::File(file) = &mut config.kind;
+                file.kubernetes = pod.clone();
                 Ok((name, config))
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;

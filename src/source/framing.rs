@@ -204,7 +204,7 @@ impl Framer {
     ) -> Event {
         let mut flags = EventFlags {
             truncated: cut,
-            invalid_utf8: false,
+            ..EventFlags::default()
         };
         if end - start > self.max_line_bytes {
             end = start + self.max_line_bytes;
