@@ -220,6 +220,16 @@ mod tests {
         for (upto, want) in cases {
             assert_eq!(chunk.ack_offset(upto), want, "upto {upto}");
         }
+        // Lines held back for a later chunk (a partial container line of the other stream)
+        // end the chunk's checkpoint before events that follow them.
+        let held = Chunk {
+            end_offset: 11,
+            ..testing::chunk(FileMeta::new(1, "s", "/p"), &[(b"a", 10), (b"c", 15)], 11)
+        };
+        assert_eq!(
+            [held.ack_offset(0), held.ack_offset(1), held.ack_offset(2)],
+            [10, 11, 11]
+        );
         let messages: Vec<&[u8]> = chunk.events.iter().map(|e| chunk.message(e)).collect();
         assert_eq!(messages, [&b"a"[..], b"bb", b"c"]);
         assert_eq!(

@@ -744,18 +744,17 @@ mod tests {
             1 << 20,
         );
         let (out, hold) = h.feed(TRACE, 0, false);
-        // "ERROR boom" is complete once the exception line starts another group.
-        assert_eq!(messages(&out), [(0, "ERROR boom")]);
-        assert_eq!(hold, Some(11));
+        assert!(out.is_empty());
+        assert_eq!(hold, Some(0));
         let (out, hold) = h.feed("\tat a.B.d(B.java:2)\nCaused by: y\n", 50, false);
         assert!(out.is_empty());
-        assert_eq!(hold, Some(11));
+        assert_eq!(hold, Some(0));
         let (out, hold) = h.feed("INFO next\n", 60, false);
         assert_eq!(
             messages(&out),
             [(
-                11,
-                "java.lang.IllegalStateException: x\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)\nCaused by: y"
+                0,
+                "ERROR boom\njava.lang.IllegalStateException: x\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)\nCaused by: y"
             )]
         );
         assert_eq!(hold, Some(TRACE.len() as u64 + 33));

@@ -8,8 +8,8 @@
 //! Rules:
 //! - `start_pattern`: a line that matches starts a group; the others continue it.
 //! - `continue_pattern`: a line that matches continues the group; the others start one.
-//! - presets: `java` (`at ...` frames, `... N more`, `Caused by:`, `Suppressed:`, continuing
-//!   the line before them), `python` (`Traceback (most recent call last):`, its indented lines,
+//! - presets: `java` (an exception line `java.lang.X: ...`, `at ...` frames, `... N more`,
+//!   `Caused by:`, `Suppressed:`, continuing the logger's line before them), `python` (`Traceback (most recent call last):`, its indented lines,
 //!   the exception line that ends it, and chained tracebacks), `go` (`panic:` or `fatal error:`
 //!   and the goroutine dumps that follow: blank, indented, `goroutine N [...]:`, function-call
 //!   and `created by` lines, `exit status N`).
@@ -117,9 +117,10 @@ pub enum Rules {
     Go,
 }
 
-/// Frames and markers that continue a Java exception.
-const JAVA_CONTINUE: &str =
-    r"^(?:\s+at\s|\s+\.\.\. \d+ (?:more|common frames omitted)|\s*Caused by:|\s*Suppressed:)";
+/// Lines that continue a Java log entry: the exception (a qualified class name ending in
+/// Exception, Error or Throwable) that a logger prints under its message, and the frames and
+/// markers of its trace.
+const JAVA_CONTINUE: &str = r"^(?:\s+at\s|\s+\.\.\. \d+ (?:more|common frames omitted)|\s*Caused by:|\s*Suppressed:|[\w$]+(?:\.[\w$]+)+(?:Exception|Error|Throwable)(?::.*)?$)";
 
 impl Rules {
     /// The rules of a configuration (checked by [`MultilineConfig::check`]).
@@ -305,12 +306,14 @@ Caused by: java.sql.SQLException: connection closed
     #[test]
     fn java_preset_keeps_a_trace_with_the_line_before_it() {
         let got = groups(&preset(Preset::Java), JAVA);
-        assert_eq!(got.len(), 3, "{got:#?}");
-        assert!(got[0].ends_with("threw exception"));
-        assert!(got[1].starts_with("java.lang.IllegalStateException"));
-        assert!(got[1].ends_with("(SocketInputStream.java:168)"));
-        assert_eq!(got[1].lines().count(), 9);
-        assert!(got[2].ends_with("still running"));
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].starts_with("2026-11-25 04:55:03 ERROR"));
+        assert!(got[0].ends_with("(SocketInputStream.java:168)"));
+        assert_eq!(got[0].lines().count(), 10);
+        assert!(got[1].ends_with("still running"));
+        // An exception line needs a qualified class name: prose does not continue an entry.
+        let prose = "INFO a\nException handling is on\nRuntimeError: x";
+        assert_eq!(groups(&preset(Preset::Java), prose).len(), 3);
     }
 
     const PYTHON: &str = "INFO:app:starting
