@@ -5,8 +5,12 @@
 //!   `READ_SIZE` pieces as the tailer reads them; LF, CRLF, and lines all longer than
 //!   `max_line_bytes` (cut and their tails skipped).
 //! - `fingerprint`: [`Fingerprint::of`] and [`Fingerprint::matches`] over 1 KiB heads.
-//! - `parse`: [`Format::parse_all`] on ~1 MiB of JSON application lines, on nginx lines given
-//!   to the JSON parser (every line fails), and `raw` as the baseline (a no-op).
+//! - `parse` (MiB/s) and `parse_lines` (lines/s): every format on ~1 MiB of its own lines:
+//!   [`LineParser::parse_all`] for `json` (and nginx lines given to it: every line fails),
+//!   `raw` (the baseline, a no-op), `logfmt`, `regex` (nginx combined with named groups),
+//!   `nginx_combined`, `apache_common`, `nginx_error`; [`Assembler::assemble`] for `cri`,
+//!   `docker` (escaped nginx lines) and the `java` multiline preset (one entry in ten a trace
+//!   of 14 lines).
 //! - `encode`: [`encode_batch`] of a batch of 1000 lines as NDJSON (`json`, raw and parsed
 //!   events) and as `text`; [`write_json_str`] alone on one line.
 //! - `batcher`: [`Batcher::push`] of chunks of 2000 events and [`Batcher::next_full`] until
@@ -29,7 +33,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use log_agent::event::{Chunk, Event, FileMeta};
-use log_agent::parse::Format;
+use log_agent::parse::assemble::{Assembler, FileState, Release, Runtime};
+use log_agent::parse::multiline::{MultilineConfig, Preset, Rules};
+use log_agent::parse::{Format, LineParser, Pattern};
 use log_agent::pipeline::batcher::{Batch, BatchConfig, BatchPart, Batcher};
 use log_agent::sink::encoding::{Encoding, encode_batch, write_json_str};
 use log_agent::source::fingerprint::Fingerprint;
@@ -249,8 +255,6 @@ struct Corpora {
     nginx_crlf: (Vec<u8>, u64),
     long: (Vec<u8>, u64),
     json: (Vec<u8>, u64),
-    json_events: Vec<Event>,
-    nginx_events: Vec<Event>,
     encode_raw: Arc<Chunk>,
     encode_parsed: Arc<Chunk>,
     batcher_chunk: Arc<Chunk>,
@@ -260,18 +264,15 @@ impl Corpora {
     fn new() -> Self {
         let nginx = corpus(CORPUS_BYTES, "\n", nginx_line);
         let json = corpus(CORPUS_BYTES, "\n", json_line);
-        let json_events = events_of(&json.0);
-        let nginx_events = events_of(&nginx.0);
         let mut parsed = chunk_of(BATCH_LINES, json_line);
-        let failed = Format::Json.parse_all(&parsed.data, &mut parsed.events);
+        let failed =
+            LineParser::new(Format::Json, None).parse_all(&parsed.data, &mut parsed.events);
         assert_eq!(failed, 0, "the JSON corpus parses");
         let corpora = Corpora {
             nginx_crlf: corpus(CORPUS_BYTES, "\r\n", nginx_line),
             long: corpus(CORPUS_BYTES, "\n", long_line),
             nginx,
             json,
-            json_events,
-            nginx_events,
             encode_raw: Arc::new(chunk_of(BATCH_LINES, nginx_line)),
             encode_parsed: Arc::new(parsed),
             batcher_chunk: Arc::new(chunk_of(BATCHER_CHUNK_EVENTS, nginx_line)),
@@ -343,31 +344,211 @@ fn fingerprint(c: &mut Criterion) {
     group.finish();
 }
 
-fn parse(c: &mut Criterion) {
-    let corpora = corpora();
-    let mut group = c.benchmark_group("parse");
-    // Each iteration parses fresh (unparsed) events; dropping the parsed fields is not timed.
-    let variants = [
-        ("json", Format::Json, &corpora.json.0, &corpora.json_events),
-        (
-            "json_all_invalid",
-            Format::Json,
-            &corpora.nginx.0,
-            &corpora.nginx_events,
-        ),
-        ("raw", Format::Raw, &corpora.nginx.0, &corpora.nginx_events),
-    ];
-    for (name, format, data, events) in variants {
-        group.throughput(Throughput::Bytes(data.len() as u64));
-        group.bench_function(name, |b| {
-            b.iter_batched_ref(
-                || events.clone(),
-                |events| format.parse_all(black_box(data), events),
-                BatchSize::LargeInput,
-            )
-        });
+/// A line format's corpus and how it is parsed.
+struct FormatCase {
+    name: &'static str,
+    data: Vec<u8>,
+    lines: u64,
+    events: Vec<Event>,
+    stage: Stage,
+}
+
+/// What a format bench runs: a line parser, or assembly (container lines, multiline) first.
+enum Stage {
+    Lines(LineParser),
+    Assembled(Assembler),
+}
+
+impl FormatCase {
+    /// ~1 MiB of lines from `generate`, parsed by `stage`.
+    fn new(
+        name: &'static str,
+        generate: impl FnMut(&mut fastrand::Rng) -> String,
+        stage: Stage,
+    ) -> Self {
+        let (data, lines) = corpus(CORPUS_BYTES, "\n", generate);
+        let events = events_of(&data);
+        FormatCase {
+            name,
+            data,
+            lines,
+            events,
+            stage,
+        }
     }
-    group.finish();
+
+    /// Parses a fresh copy of the events and returns them (criterion drops them untimed).
+    fn run(&self, data: &Bytes, events: Vec<Event>) -> Vec<Event> {
+        match &self.stage {
+            Stage::Lines(parser) => {
+                let mut events = events;
+                parser.parse_all(data, &mut events);
+                events
+            }
+            Stage::Assembled(assembler) => {
+                let mut state = FileState::default();
+                let out = assembler.assemble(&mut state, data.clone(), events, Release::All);
+                black_box(&out.data);
+                out.events
+            }
+        }
+    }
+}
+
+const CRI_TIME: &str = "2026-11-25T04:55:03.123456789Z";
+
+/// nginx's error log line (about 250 bytes).
+fn nginx_error_line(rng: &mut fastrand::Rng) -> String {
+    format!(
+        "2026/11/25 04:{:02}:{:02} [error] 31#31: *{} open() \"/usr/share/nginx/html{}\" failed (2: No such file or directory), client: 10.0.{}.{}, server: localhost, request: \"GET {} HTTP/1.1\", host: \"web.shop.svc\"",
+        rng.u8(0..60),
+        rng.u8(0..60),
+        rng.u32(1..100_000),
+        PATHS[rng.usize(..PATHS.len())],
+        rng.u8(0..=255),
+        rng.u8(1..=254),
+        PATHS[rng.usize(..PATHS.len())],
+    )
+}
+
+/// A logfmt application line (about 190 bytes).
+fn logfmt_line(rng: &mut fastrand::Rng) -> String {
+    format!(
+        "ts=2026-11-25T04:{:02}:{:02}.{:03}Z level={} msg=\"{}\" method={} path={}/{} status={} duration_ms={}.{} request_id={:016x}",
+        rng.u8(0..60),
+        rng.u8(0..60),
+        rng.u16(0..1000),
+        LEVELS[rng.usize(..LEVELS.len())],
+        MESSAGES[rng.usize(..MESSAGES.len())].replace('\\', ""),
+        METHODS[rng.usize(..METHODS.len())],
+        PATHS[rng.usize(..PATHS.len())],
+        rng.u32(1..100_000),
+        STATUSES[rng.usize(..STATUSES.len())],
+        rng.u32(0..2_000),
+        rng.u8(0..10),
+        rng.u64(..),
+    )
+}
+
+/// An application log where one entry in ten is a Java exception with 12 stack lines.
+fn java_entry(rng: &mut fastrand::Rng) -> String {
+    let mut entry = format!(
+        "2026-11-25 04:{:02}:{:02} INFO  [http-nio-8080-exec-{}] c.e.shop.Api - {}",
+        rng.u8(0..60),
+        rng.u8(0..60),
+        rng.u8(1..20),
+        MESSAGES[rng.usize(..MESSAGES.len())],
+    );
+    if rng.u8(0..10) == 0 {
+        entry.push_str("\njava.lang.IllegalStateException: order not found");
+        for depth in 0..12 {
+            entry.push_str(&format!(
+                "\n\tat com.example.shop.Layer{depth}.call(Layer{depth}.java:{})",
+                rng.u16(1..500)
+            ));
+        }
+        entry.push_str("\n\t... 48 more");
+    }
+    entry
+}
+
+/// The regex of the `regex` bench: nginx combined with named groups.
+const NGINX_REGEX: &str = r#"^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d+) (?P<bytes>\d+) "(?P<referer>[^"]*)" "(?P<user_agent>[^"]*)"$"#;
+
+/// Every format, on ~1 MiB of its own lines.
+fn format_cases() -> Vec<FormatCase> {
+    let pattern = Pattern::new(NGINX_REGEX).unwrap();
+    let lines = |format| Stage::Lines(LineParser::new(format, Some(&pattern)));
+    let cri = |rng: &mut fastrand::Rng| format!("{CRI_TIME} stdout F {}", nginx_line(rng));
+    let docker = |rng: &mut fastrand::Rng| {
+        let log = serde_json::to_string(&format!("{}\n", nginx_line(rng))).unwrap();
+        format!("{{\"log\":{log},\"stream\":\"stdout\",\"time\":\"{CRI_TIME}\"}}")
+    };
+    let apache_common = |rng: &mut fastrand::Rng| {
+        let line = nginx_line(rng);
+        let end = line
+            .match_indices(" \"")
+            .nth(1)
+            .map_or(line.len(), |(i, _)| i);
+        line[..end].to_owned()
+    };
+    let java = MultilineConfig {
+        preset: Some(Preset::Java),
+        start_pattern: None,
+        continue_pattern: None,
+        timeout_ms: 1000,
+        max_lines: 500,
+        max_bytes: 1 << 20,
+    };
+    let java = Assembler::new(
+        None,
+        Some((Rules::new(&java).unwrap(), java)),
+        DEFAULT_MAX_LINE,
+    );
+    vec![
+        FormatCase::new("json", json_line, lines(Format::Json)),
+        FormatCase::new("json_all_invalid", nginx_line, lines(Format::Json)),
+        FormatCase::new("raw", nginx_line, lines(Format::Raw)),
+        FormatCase::new("logfmt", logfmt_line, lines(Format::Logfmt)),
+        FormatCase::new("regex_nginx", nginx_line, lines(Format::Regex)),
+        FormatCase::new("nginx_combined", nginx_line, lines(Format::NginxCombined)),
+        FormatCase::new("apache_common", apache_common, lines(Format::ApacheCommon)),
+        FormatCase::new("nginx_error", nginx_error_line, lines(Format::NginxError)),
+        FormatCase::new(
+            "cri",
+            cri,
+            Stage::Assembled(Assembler::new(Some(Runtime::Cri), None, DEFAULT_MAX_LINE)),
+        ),
+        FormatCase::new(
+            "docker",
+            docker,
+            Stage::Assembled(Assembler::new(
+                Some(Runtime::Docker),
+                None,
+                DEFAULT_MAX_LINE,
+            )),
+        ),
+        FormatCase::new("multiline_java", java_entry, Stage::Assembled(java)),
+    ]
+}
+
+/// Each format in MiB/s (`parse`) and in lines/s (`parse_lines`). Each iteration parses fresh
+/// (unparsed) events; dropping the parsed fields is not timed.
+fn parse(c: &mut Criterion) {
+    let cases = format_cases();
+    for case in &cases {
+        eprintln!(
+            "corpus {}: {} bytes, {} lines, {:.1} bytes/line",
+            case.name,
+            case.data.len(),
+            case.lines,
+            case.data.len() as f64 / case.lines as f64
+        );
+    }
+    for (group_name, bytes) in [("parse", true), ("parse_lines", false)] {
+        let mut group = c.benchmark_group(group_name);
+        for case in &cases {
+            let data = Bytes::from(case.data.clone());
+            assert!(
+                !case.run(&data, case.events.clone()).is_empty(),
+                "{}",
+                case.name
+            );
+            group.throughput(if bytes {
+                Throughput::Bytes(case.data.len() as u64)
+            } else {
+                Throughput::Elements(case.lines)
+            });
+            group.bench_function(case.name, |b| {
+                b.iter_batched(
+                    || case.events.clone(),
+                    |events| case.run(black_box(&data), events),
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        group.finish();
+    }
 }
 
 fn encode(c: &mut Criterion) {
@@ -434,16 +615,6 @@ fn lines(c: &mut Criterion) {
     group.throughput(Throughput::Elements(*lines));
     group.bench_function("framing_nginx_lf", |b| {
         b.iter(|| frame_all(black_box(data), DEFAULT_MAX_LINE, &mut events))
-    });
-
-    let (data, lines) = &corpora.json;
-    group.throughput(Throughput::Elements(*lines));
-    group.bench_function("parse_json", |b| {
-        b.iter_batched_ref(
-            || corpora.json_events.clone(),
-            |events| Format::Json.parse_all(black_box(data), events),
-            BatchSize::LargeInput,
-        )
     });
 
     let raw = batch_of(Arc::clone(&corpora.encode_raw));

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::parse::enrich::Enrichment;
+
 /// Identifies one generation of one tracked file: a file truncated and rewritten gets a new key.
 /// It is the unit of acknowledgement and the stem of every event `id`.
 pub type FileKey = u64;
@@ -29,7 +31,13 @@ pub struct Event {
     pub offset: u64,
     /// What happened to the line on the way in.
     pub flags: EventFlags,
-    /// Parsed fields for structured formats; `None` for `raw` and for lines that failed to parse.
+    /// The container stream the line was written to (`cri`, `docker`), shipped as `stream`.
+    pub stream: Option<Stream>,
+    /// The event's time taken from the line, in Unix nanoseconds (UTC), shipped as `timestamp`;
+    /// `None`: the read time (or a parsed object's own `timestamp`).
+    pub time: Option<i64>,
+    /// Parsed fields for structured formats; `None` for `raw`, `cri`, `docker` and for lines
+    /// that failed to parse, whose message is shipped instead.
     pub fields: Option<Box<Fields>>,
     /// Why the line failed to parse, when it did.
     pub parse_error: Option<Box<str>>,
@@ -48,13 +56,36 @@ impl Event {
     }
 }
 
-/// Flags set by framing; each is shipped as a boolean key when true and counted in metrics.
+/// Flags set by framing and parsing; each is shipped as a boolean key when true and counted in metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventFlags {
     /// The line was longer than `max_line_bytes` and was cut to that size.
     pub truncated: bool,
     /// The line was not valid UTF-8; encoders replace the bad bytes with U+FFFD.
     pub invalid_utf8: bool,
+    /// A multiline group cut by `max_lines` or `max_bytes`: the event is one part of it.
+    pub multiline_cut: bool,
+    /// The configured `timestamp` field was missing or did not parse: the read time is used.
+    pub timestamp_failed: bool,
+}
+
+/// The output stream of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout = 0,
+    /// Standard error.
+    Stderr = 1,
+}
+
+impl Stream {
+    /// The name, as shipped.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
 }
 
 /// What every event of a chunk shares. Built once per file (or per rename of it), not per line.
@@ -70,6 +101,8 @@ pub struct FileMeta {
     pub json_fields: Box<str>,
     /// `,"id":"<key in hex>-`, the stem of every event id of this file, for the JSON encoder.
     pub json_id_stem: Box<str>,
+    /// The source's static fields and pod identity, written into every event.
+    pub enrichment: Arc<Enrichment>,
 }
 
 impl FileMeta {
@@ -87,6 +120,19 @@ impl FileMeta {
             )
             .into_boxed_str(),
             json_id_stem: format!(",\"id\":\"{key:016x}-").into_boxed_str(),
+            enrichment: Arc::default(),
+        }
+    }
+
+    /// The same file's metadata with the given enrichment.
+    pub fn with_enrichment(&self, enrichment: Arc<Enrichment>) -> Self {
+        FileMeta {
+            key: self.key,
+            source: Arc::clone(&self.source),
+            path: Arc::clone(&self.path),
+            json_fields: self.json_fields.clone(),
+            json_id_stem: self.json_id_stem.clone(),
+            enrichment,
         }
     }
 }
@@ -118,10 +164,12 @@ impl Chunk {
     }
 
     /// The checkpoint offset that delivering events `..upto` allows: the start of the first
-    /// event not delivered, or the chunk's end offset when all are.
+    /// event not delivered, or the chunk's end offset when all are. Never past the end offset:
+    /// lines held back for a later chunk (an unfinished multiline group) may lie between
+    /// this chunk's events, and the end offset stops before them.
     pub fn ack_offset(&self, upto: usize) -> u64 {
         match self.events.get(upto) {
-            Some(next) => next.offset,
+            Some(next) => next.offset.min(self.end_offset),
             None => self.end_offset,
         }
     }
@@ -172,6 +220,16 @@ mod tests {
         for (upto, want) in cases {
             assert_eq!(chunk.ack_offset(upto), want, "upto {upto}");
         }
+        // Lines held back for a later chunk (a partial container line of the other stream)
+        // end the chunk's checkpoint before events that follow them.
+        let held = Chunk {
+            end_offset: 11,
+            ..testing::chunk(FileMeta::new(1, "s", "/p"), &[(b"a", 10), (b"c", 15)], 11)
+        };
+        assert_eq!(
+            [held.ack_offset(0), held.ack_offset(1), held.ack_offset(2)],
+            [10, 11, 11]
+        );
         let messages: Vec<&[u8]> = chunk.events.iter().map(|e| chunk.message(e)).collect();
         assert_eq!(messages, [&b"a"[..], b"bb", b"c"]);
         assert_eq!(

@@ -6,7 +6,8 @@
 //! - [`event`]: the [`event::Chunk`]s of [`event::Event`]s that flow from sources to sinks.
 //! - [`source`]: the file tailer: discovery, `notify` watcher, reading, line framing,
 //!   fingerprints and the checkpoint store that acks advance.
-//! - [`parse`]: pure parsers that turn lines into structured events (`raw`, `json`).
+//! - [`parse`]: pure parsers that turn lines into structured events (`raw`, `json`, `logfmt`,
+//!   `regex`, nginx/apache, `cri`, `docker`), multiline grouping, timestamps, enrichment, filters.
 //! - [`pipeline`]: routing, per-sink bounded buffers, batching, retries with backoff, acks.
 //! - [`sink`]: the [`sink::Sink`] trait, the tagged sink config enum that builds sinks, one file
 //!   per sink (`file`, `stdout`, `blackhole`, `kafka`, `http`), the event encodings and templates.

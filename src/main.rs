@@ -57,7 +57,8 @@ struct ReplayArgs {
     /// kafka://HOST:PORT[,HOST:PORT]/TOPIC, http://… or https://… (NDJSON POST).
     #[arg(long)]
     to: Option<String>,
-    /// Format of the lines, replacing the sources' (raw, json).
+    /// Format of the lines, replacing the sources' (raw, json, logfmt, nginx_combined,
+    /// nginx_error, apache_common, apache_combined, cri, docker).
     #[arg(long)]
     format: Option<String>,
     /// Only events at or after this time (RFC 3339, or a date YYYY-MM-DD in UTC).
@@ -164,7 +165,11 @@ fn replay_options(args: ReplayArgs) -> Result<ReplayOptions, String> {
         .as_deref()
         .map(|name| {
             serde_norway::from_str(name).map_err(|_| {
-                format!("--format `{name}`: unknown format, expected one of raw, json")
+                format!(
+                    "--format `{name}`: unknown format, expected one of raw, json, logfmt, \
+                     nginx_combined, nginx_error, apache_common, apache_combined, cri, docker \
+                     (regex needs a source's `pattern`: use --config)"
+                )
             })
         })
         .transpose()?;

@@ -29,6 +29,14 @@ pub struct SourceMetrics {
     pub invalid_utf8_lines: AtomicU64,
     /// Lines that failed to parse with the source's format.
     pub parse_errors: AtomicU64,
+    /// Events dropped by the source's `filter`.
+    pub filtered_events: AtomicU64,
+    /// Multiline events of more than one line.
+    pub multiline_groups: AtomicU64,
+    /// Multiline events cut by `max_lines` or `max_bytes`.
+    pub multiline_cut: AtomicU64,
+    /// Events whose configured `timestamp` field was missing or did not parse.
+    pub timestamp_failures: AtomicU64,
     /// Files currently open.
     pub open_files: AtomicU64,
     /// Files read from offset 0 again because they were truncated or rewritten in place.
@@ -118,6 +126,10 @@ impl Metrics {
                         truncated_lines: get(&m.truncated_lines),
                         invalid_utf8_lines: get(&m.invalid_utf8_lines),
                         parse_errors: get(&m.parse_errors),
+                        filtered_events: get(&m.filtered_events),
+                        multiline_groups: get(&m.multiline_groups),
+                        multiline_cut: get(&m.multiline_cut),
+                        timestamp_failures: get(&m.timestamp_failures),
                         open_files: get(&m.open_files),
                         truncations: get(&m.truncations),
                         read_errors: get(&m.read_errors),
@@ -157,6 +169,10 @@ pub struct SourceSnapshot {
     pub truncated_lines: u64,
     pub invalid_utf8_lines: u64,
     pub parse_errors: u64,
+    pub filtered_events: u64,
+    pub multiline_groups: u64,
+    pub multiline_cut: u64,
+    pub timestamp_failures: u64,
     pub open_files: u64,
     pub truncations: u64,
     pub read_errors: u64,

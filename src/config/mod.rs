@@ -19,6 +19,7 @@ use serde_norway::{Mapping, Value};
 pub(crate) use interpolate::is_identifier;
 pub use interpolate::{InterpolationError, interpolate};
 
+use crate::parse::enrich::PodIdentity;
 use crate::sink::{SinkCommon, SinkConfig, SinkKind};
 use crate::source::{SourceConfig, SourceKind};
 
@@ -128,19 +129,24 @@ impl Config {
     }
 
     /// Parses and checks a configuration text; relative paths are taken from `base_dir`.
+    /// `lookup` gives the environment: for `${VAR}`, and for the pod identity (Downward API
+    /// variables) that sources add under `kubernetes`.
     pub fn from_yaml(
         text: &str,
         lookup: impl Fn(&str) -> Option<String>,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let text = interpolate(text, lookup)?;
+        let pod = PodIdentity::from_lookup(&lookup);
+        let text = interpolate(text, &lookup)?;
         let raw: RawConfig = deserialize_at("", serde_norway::Deserializer::from_str(&text))?;
         let sources = raw
             .sources
             .into_iter()
             .map(|(name, value)| {
                 let key = format!("sources.{name}");
-                let config = read_source(&key, value, base_dir)?;
+                let mut config = read_source(&key, value, base_dir)?;
+                let SourceKind::File(file) = &mut config.kind;
+                file.kubernetes = pod.clone();
                 Ok((name, config))
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
@@ -456,6 +462,66 @@ sinks:
             "data_dir: /tmp/la\nshutdown_timeout_ms: -1",
             "shutdown_timeout_ms",
         ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    format: regex\n    pattern: '(unclosed'",
+            "sources.app.pattern",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    format: regex",
+            "sources.app.pattern",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    format: regex\n    pattern: '^(\\d+)$'",
+            "sources.app.pattern",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    pattern: '^(?P<a>.*)$'",
+            "sources.app.pattern",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    multiline: { timeout_ms: 5 }",
+            "sources.app.multiline",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    multiline: { preset: cobol }",
+            "sources.app.multiline.preset",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    multiline: { start_pattern: '[z-a]' }",
+            "sources.app.multiline.start_pattern",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    format: json\n    timestamp: { field: t, format: iso }",
+            "sources.app.timestamp.format",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    timestamp: { field: t, format: rfc3339 }",
+            "sources.app.timestamp",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    fields: { offset: 1 }",
+            "sources.app.fields.offset",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    filter: { pattern: '(', action: drop }",
+            "sources.app.filter.pattern",
+        ),
+        (
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/l/*\"]\n    filter: { pattern: 'x', action: maybe }",
+            "sources.app.filter.action",
+        ),
     ];
 
     #[test]
@@ -470,6 +536,39 @@ sinks:
                 other => panic!("{to}: expected an error about {key}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn parsing_settings_print_back_and_the_pod_comes_from_the_lookup() {
+        let text = MINIMAL.replace(
+            "    include: [\"/logs/*.log\"]",
+            "    include: [\"/logs/*.log\"]
+    format: regex
+    pattern: '^(?P<level>\\w+) (?P<msg>.*)$'
+    multiline: { start_pattern: '^\\w+ ', timeout_ms: 500 }
+    timestamp: { field: ts, format: '%Y-%m-%d %H:%M:%S' }
+    fields: { env: prod, tier: 2 }
+    filter: { field: level, pattern: '^DEBUG$', action: drop }",
+        );
+        let lookup = |name: &str| (name == "POD_NAME").then(|| "web-1".to_owned());
+        let config = Config::from_yaml(&text, lookup, Path::new("/base")).unwrap();
+        let SourceKind::File(file) = &config.sources["app"].kind;
+        assert_eq!(
+            file.kubernetes.0,
+            [("pod_name".to_owned(), "web-1".to_owned())]
+        );
+        let printed = config.to_yaml();
+        for fragment in [
+            "format: regex",
+            "(?P<level>",
+            "start_pattern",
+            "'%Y-%m-%d %H:%M:%S'",
+            "env: prod",
+            "action: drop",
+        ] {
+            assert!(printed.contains(fragment), "{fragment}: {printed}");
+        }
+        assert_eq!(parse(&printed).unwrap().to_yaml(), printed);
     }
 
     #[test]

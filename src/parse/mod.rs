@@ -1,13 +1,40 @@
-//! Parsing lines into structured events: pure functions over bytes.
+//! Parsing lines into structured events: pure functions over bytes, one file per format, and
+//! the stages around them.
 //!
-//! A line that fails to parse keeps its raw `message` and gets a `parse_error`; nothing is
-//! dropped.
+//! A chunk of framed lines goes through, in order: container-runtime decoding and the joining
+//! of partial lines (`cri`, `docker`), multiline grouping ([`multiline`]), both in
+//! [`assemble`]; then the line format ([`LineParser`]), the configured `timestamp`, and the
+//! `filter`. Static `fields` and the pod's identity ([`enrich`]) are computed once per source
+//! and written by the encoder. A line that fails to parse keeps its raw `message` and gets a
+//! `parse_error`; nothing is dropped but what a filter drops, and that is counted.
 
+pub mod access;
+pub mod assemble;
+pub mod cri;
+pub mod docker;
+pub mod enrich;
 mod json;
+pub mod logfmt;
+pub mod multiline;
+pub mod nginx_error;
+pub mod regex;
+pub mod time;
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
 
-use crate::event::Event;
+use ::regex::bytes::{Regex, RegexBuilder};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use self::access::Layout;
+use self::assemble::{Assembler, FileState, Release, Runtime};
+use self::enrich::Enrichment;
+use self::regex::{RegexFormatError, RegexParser};
+use self::time::TimeFormat;
+use crate::event::{Event, Fields};
+use crate::source::FileSourceConfig;
 
 /// How a source's lines are parsed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,22 +45,602 @@ pub enum Format {
     Raw,
     /// The line is a JSON object whose keys become the event's.
     Json,
+    /// `key=value` pairs.
+    Logfmt,
+    /// The named captures of the source's `pattern`.
+    Regex,
+    /// nginx's `combined` access log (and the `main` format with forwarded-for).
+    NginxCombined,
+    /// nginx's error log.
+    NginxError,
+    /// Apache's common log format.
+    ApacheCommon,
+    /// Apache's combined log format.
+    ApacheCombined,
+    /// containerd / CRI-O container logs; `P` pieces are joined.
+    Cri,
+    /// Docker's json-file logs; pieces without a newline are joined.
+    Docker,
 }
 
 impl Format {
+    /// Whether lines of this format become fields (and so can carry a `timestamp` field).
+    pub fn has_fields(self) -> bool {
+        !matches!(self, Format::Raw | Format::Cri | Format::Docker)
+    }
+}
+
+/// A regular expression from the configuration: compiled when the configuration is read, so a
+/// bad one is a configuration error naming its key, and printed back as written.
+#[derive(Clone)]
+pub struct Pattern {
+    text: String,
+    regex: Regex,
+}
+
+/// A pattern that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid regex `{pattern}`: {reason}")]
+pub struct PatternError {
+    pattern: String,
+    reason: String,
+}
+
+impl Pattern {
+    /// Compiles `text` (the `regex` crate's syntax, on bytes).
+    pub fn new(text: &str) -> Result<Self, PatternError> {
+        let regex = RegexBuilder::new(text)
+            .size_limit(8 << 20)
+            .build()
+            .map_err(|e| PatternError {
+                pattern: text.to_owned(),
+                // The crate's message spans lines (it draws the pattern); its last line says why.
+                reason: e
+                    .to_string()
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("cannot compile")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            })?;
+        Ok(Pattern {
+            text: text.to_owned(),
+            regex,
+        })
+    }
+
+    /// The compiled expression.
+    pub fn regex(&self) -> &Regex {
+        &self.regex
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pattern({:?})", self.text)
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Pattern::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `timestamp:` of a source: which field holds the event time, and how it is written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampConfig {
+    /// The parsed field.
+    pub field: String,
+    /// Its layout.
+    pub format: TimeFormat,
+}
+
+/// `filter:` of a source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// The field matched: a parsed field, `stream`, or `message` (the raw line for formats
+    /// without fields).
+    #[serde(default = "default_filter_field")]
+    pub field: String,
+    /// What to look for in it.
+    pub pattern: Pattern,
+    /// What happens to events that match.
+    pub action: FilterAction,
+}
+
+fn default_filter_field() -> String {
+    "message".to_owned()
+}
+
+/// What a filter does with a matching event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterAction {
+    /// Keep only the events that match.
+    Keep,
+    /// Drop the events that match.
+    Drop,
+}
+
+/// Builds field values without copying more than once.
+pub(crate) fn text_value(text: &[u8]) -> Value {
+    Value::String(String::from_utf8_lossy(text).into_owned())
+}
+
+/// A canonical integer (`0`, `-12`, no leading zeros, fits 64 bits) or decimal (`12.5`)
+/// becomes a number; anything else a string.
+pub(crate) fn typed_value(text: &[u8]) -> Value {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let (int, frac) = match memchr::memchr(b'.', digits) {
+        Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
+        None => (digits, None),
+    };
+    let canonical = !int.is_empty()
+        && int.iter().all(u8::is_ascii_digit)
+        && (int.len() == 1 || int[0] != b'0')
+        && frac.is_none_or(|f| !f.is_empty() && f.iter().all(u8::is_ascii_digit));
+    if canonical && let Ok(text) = std::str::from_utf8(text) {
+        let number = match frac {
+            None => text.parse::<i64>().ok().map(Value::from),
+            Some(_) => text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number),
+        };
+        if let Some(number) = number {
+            return number;
+        }
+    }
+    text_value(text)
+}
+
+pub(crate) fn insert_field(fields: &mut Fields, key: &[u8], value: Value) {
+    fields.insert(String::from_utf8_lossy(key).into_owned(), value);
+}
+
+/// The line formats, compiled (the regex of `format: regex`).
+#[derive(Debug)]
+pub struct LineParser {
+    format: Format,
+    regex: Option<Result<RegexParser, RegexFormatError>>,
+}
+
+impl LineParser {
+    /// A parser of `format`; `pattern` is the source's, for `format: regex`.
+    pub fn new(format: Format, pattern: Option<&Pattern>) -> Self {
+        let regex = match (format, pattern) {
+            (Format::Regex, Some(pattern)) => Some(RegexParser::new(pattern)),
+            (Format::Regex, None) => Some(Err(RegexFormatError::NoNamedGroup)),
+            _ => None,
+        };
+        LineParser { format, regex }
+    }
+
+    /// Parses `message` into the event's fields (and time, for formats that carry one); on
+    /// failure sets `parse_error` and returns false.
+    pub fn parse(&self, event: &mut Event, message: &[u8]) -> bool {
+        let result: Result<(Fields, Option<i64>), String> = match self.format {
+            Format::Raw | Format::Cri | Format::Docker => return true,
+            Format::Json => return json::parse(event, message),
+            Format::Logfmt => logfmt::parse(message)
+                .map(|f| (f, None))
+                .map_err(|e| e.to_string()),
+            Format::Regex => match &self.regex {
+                Some(Ok(parser)) => parser.parse(message).map(|f| (f, None)),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(RegexFormatError::NoNamedGroup),
+            }
+            .map_err(|e| e.to_string()),
+            Format::NginxCombined => access(message, Layout::NginxCombined),
+            Format::ApacheCommon => access(message, Layout::Common),
+            Format::ApacheCombined => access(message, Layout::Combined),
+            Format::NginxError => nginx_error::parse(message)
+                .map(|(f, t)| (f, Some(t)))
+                .map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok((fields, time)) => {
+                event.fields = Some(Box::new(fields));
+                if time.is_some() {
+                    event.time = time;
+                }
+                true
+            }
+            Err(error) => {
+                event.parse_error = Some(error.into_boxed_str());
+                false
+            }
+        }
+    }
+
     /// Parses every event of a chunk in place (their messages are in `data`); returns how many
     /// failed to parse.
-    pub fn parse_all(self, data: &[u8], events: &mut [Event]) -> u64 {
-        let message = |e: &Event| {
-            let start = e.start as usize;
-            data.get(start..start + e.len as usize).unwrap_or_default()
+    pub fn parse_all(&self, data: &[u8], events: &mut [Event]) -> u64 {
+        if matches!(self.format, Format::Raw | Format::Cri | Format::Docker) {
+            return 0;
+        }
+        events
+            .iter_mut()
+            .map(|e| {
+                let message = message_of(data, e);
+                u64::from(!self.parse(e, message))
+            })
+            .sum()
+    }
+}
+
+fn access(message: &[u8], layout: Layout) -> Result<(Fields, Option<i64>), String> {
+    access::parse(message, layout)
+        .map(|(f, t)| (f, Some(t)))
+        .map_err(|e| e.to_string())
+}
+
+fn message_of<'a>(data: &'a [u8], event: &Event) -> &'a [u8] {
+    let start = event.start as usize;
+    data.get(start..start + event.len as usize)
+        .unwrap_or_default()
+}
+
+/// What the stages after framing did to one chunk, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ParseCounts {
+    /// Lines (or groups) that failed to parse.
+    pub parse_errors: u64,
+    /// Events dropped by the filter.
+    pub filtered: u64,
+    /// Multiline events of more than one line.
+    pub multiline_groups: u64,
+    /// Multiline events cut by `max_lines` or `max_bytes`.
+    pub multiline_cut: u64,
+    /// Events whose configured timestamp could not be read.
+    pub timestamp_failures: u64,
+}
+
+/// A chunk after parsing.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The bytes the events' messages are in: the read bytes, followed by the messages that
+    /// assembly rewrote (joined, unescaped), if any.
+    pub data: bytes::Bytes,
+    /// The events, in file order.
+    pub events: Vec<Event>,
+    /// The offset of the first line held back for a later chunk (an unfinished multiline
+    /// group, a partial container line): the checkpoint must not pass it.
+    pub hold_from: Option<u64>,
+    /// What happened, for metrics.
+    pub counts: ParseCounts,
+}
+
+/// Everything a source does to its framed lines, compiled once per source.
+#[derive(Debug)]
+pub struct SourceParser {
+    line: LineParser,
+    assembler: Assembler,
+    timestamp: Option<TimestampConfig>,
+    filter: Option<FilterConfig>,
+    enrichment: Arc<Enrichment>,
+    passthrough: bool,
+}
+
+impl SourceParser {
+    /// The stages of a source's configuration (checked when it was loaded).
+    pub fn new(config: &FileSourceConfig) -> Self {
+        let runtime = match config.format {
+            Format::Cri => Some(Runtime::Cri),
+            Format::Docker => Some(Runtime::Docker),
+            _ => None,
         };
-        match self {
-            Format::Raw => 0,
-            Format::Json => events
-                .iter_mut()
-                .map(|e| u64::from(!json::parse(e, message(e))))
-                .sum(),
+        let rules = config.multiline.as_ref().and_then(|m| {
+            multiline::Rules::new(m)
+                .inspect_err(|e| tracing::error!(error = %e, "multiline settings ignored"))
+                .ok()
+                .map(|rules| (rules, m.clone()))
+        });
+        let passthrough = config.format == Format::Raw
+            && rules.is_none()
+            && config.timestamp.is_none()
+            && config.filter.is_none();
+        SourceParser {
+            line: LineParser::new(config.format, config.pattern.as_ref()),
+            assembler: Assembler::new(runtime, rules, config.max_line_bytes),
+            timestamp: config.timestamp.clone(),
+            filter: config.filter.clone(),
+            enrichment: Arc::new(Enrichment::new(&config.fields, &config.kubernetes)),
+            passthrough,
+        }
+    }
+
+    /// The per-source keys the encoder writes into every event.
+    pub fn enrichment(&self) -> &Arc<Enrichment> {
+        &self.enrichment
+    }
+
+    /// How long an open multiline group may wait for its next line.
+    pub fn group_timeout(&self) -> Option<std::time::Duration> {
+        self.assembler.timeout()
+    }
+
+    /// Runs the stages over one chunk of framed lines of the file whose state is `state`.
+    /// `release` says what held lines may go out now.
+    pub fn process(
+        &self,
+        state: &mut FileState,
+        data: bytes::Bytes,
+        events: Vec<Event>,
+        release: Release,
+    ) -> Parsed {
+        if self.passthrough {
+            return Parsed {
+                data,
+                events,
+                hold_from: None,
+                counts: ParseCounts::default(),
+            };
+        }
+        let assembled = self.assembler.assemble(state, data, events, release);
+        let (data, mut events) = (assembled.data, assembled.events);
+        let mut counts = ParseCounts {
+            multiline_groups: assembled.groups,
+            multiline_cut: assembled.cut,
+            parse_errors: events.iter().filter(|e| e.parse_error.is_some()).count() as u64,
+            ..ParseCounts::default()
+        };
+        counts.parse_errors += self.line.parse_all(&data, &mut events);
+        if let Some(rule) = &self.timestamp {
+            for event in &mut events {
+                if !take_timestamp(rule, event) {
+                    event.flags.timestamp_failed = true;
+                    counts.timestamp_failures += 1;
+                }
+            }
+        }
+        if let Some(filter) = &self.filter {
+            let before = events.len();
+            events.retain(|event| {
+                let matched = field_text(event, &data, &filter.field)
+                    .is_some_and(|text| filter.pattern.regex().is_match(&text));
+                matched == (filter.action == FilterAction::Keep)
+            });
+            counts.filtered = (before - events.len()) as u64;
+        }
+        Parsed {
+            data,
+            events,
+            hold_from: assembled.hold_from,
+            counts,
+        }
+    }
+}
+
+/// Sets the event's time from the configured field; false when it cannot. A `timestamp` field
+/// that does not parse is kept as `timestamp_unparsed`, since the event's own `timestamp` must
+/// be RFC 3339.
+fn take_timestamp(rule: &TimestampConfig, event: &mut Event) -> bool {
+    let Some(fields) = event.fields.as_mut() else {
+        return false;
+    };
+    let time = fields
+        .get(&rule.field)
+        .and_then(|v| rule.format.parse_value(v));
+    match time {
+        Some(time) => {
+            event.time = Some(time);
+            true
+        }
+        None => {
+            if let Some(value) = fields.shift_remove("timestamp") {
+                fields.insert("timestamp_unparsed".into(), value);
+            }
+            false
+        }
+    }
+}
+
+/// The text of `field` of an event, for filters: a parsed field (numbers and other values as
+/// JSON), `stream`, or the message when the event has no fields of its own.
+fn field_text<'a>(event: &'a Event, data: &'a [u8], field: &str) -> Option<Cow<'a, [u8]>> {
+    if let Some(fields) = &event.fields {
+        return match fields.get(field)? {
+            Value::String(text) => Some(Cow::Borrowed(text.as_bytes())),
+            other => Some(Cow::Owned(other.to_string().into_bytes())),
+        };
+    }
+    match field {
+        "message" => Some(Cow::Borrowed(message_of(data, event))),
+        "stream" => event.stream.map(|s| Cow::Borrowed(s.as_str().as_bytes())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typed_values_table() {
+        let cases: &[(&[u8], Value)] = &[
+            (b"0", json!(0)),
+            (b"404", json!(404)),
+            (b"-7", json!(-7)),
+            (b"12.5", json!(12.5)),
+            (b"-0.25", json!(-0.25)),
+            (b"007", json!("007")),
+            (b"1.", json!("1.")),
+            (b".5", json!(".5")),
+            (b"1e3", json!("1e3")),
+            (b"-", json!("-")),
+            (b"", json!("")),
+            (b"99999999999999999999", json!("99999999999999999999")),
+            (b"1.2.3", json!("1.2.3")),
+            (b"\xff", json!("\u{fffd}")),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                &typed_value(text),
+                want,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_one_line_errors() {
+        for bad in ["(unclosed", "a{2,1}", "[z-a]", r"\q"] {
+            let err = Pattern::new(bad).err().unwrap().to_string();
+            assert!(
+                err.starts_with(&format!("invalid regex `{bad}`: ")),
+                "{err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let ok = Pattern::new(r"^(?P<a>\d+)").unwrap();
+        assert!(ok.regex().is_match(b"12"));
+        assert_eq!(ok.as_str(), r"^(?P<a>\d+)");
+    }
+
+    #[test]
+    fn every_format_parses_its_own_line_and_flags_others() {
+        // (format, a line of it, a key it must give)
+        let cases: &[(Format, &[u8], &str)] = &[
+            (Format::Json, br#"{"level":"info"}"#, "level"),
+            (Format::Logfmt, b"level=info msg=x", "level"),
+            (
+                Format::NginxCombined,
+                br#"1.2.3.4 - - [25/Nov/2026:04:55:03 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8""#,
+                "status",
+            ),
+            (
+                Format::ApacheCommon,
+                br#"1.2.3.4 - - [25/Nov/2026:04:55:03 +0000] "GET / HTTP/1.1" 200 5"#,
+                "status",
+            ),
+            (
+                Format::ApacheCombined,
+                br#"1.2.3.4 - - [25/Nov/2026:04:55:03 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8""#,
+                "user_agent",
+            ),
+            (
+                Format::NginxError,
+                b"2026/11/25 04:55:03 [error] 1#1: boom",
+                "level",
+            ),
+        ];
+        for (format, line, key) in cases {
+            let parser = LineParser::new(*format, None);
+            let mut event = Event::default();
+            assert!(parser.parse(&mut event, line), "{format:?}");
+            assert!(
+                event.fields.as_ref().unwrap().contains_key(*key),
+                "{format:?}"
+            );
+            let mut bad = Event::default();
+            assert!(
+                !parser.parse(&mut bad, b"\x00 not a line \xff"),
+                "{format:?}"
+            );
+            assert!(
+                bad.fields.is_none() && bad.parse_error.is_some(),
+                "{format:?}"
+            );
+        }
+        // The access and error layouts carry the event time.
+        let mut event = Event::default();
+        LineParser::new(Format::NginxError, None).parse(&mut event, cases[5].1);
+        assert!(event.time.is_some());
+        // `regex` without a usable pattern fails every line rather than dropping it.
+        let mut event = Event::default();
+        assert!(!LineParser::new(Format::Regex, None).parse(&mut event, b"x"));
+        assert!(event.parse_error.is_some());
+    }
+
+    #[test]
+    fn timestamps_from_fields_or_a_flag() {
+        let rule = TimestampConfig {
+            field: "ts".into(),
+            format: TimeFormat::UnixMillis,
+        };
+        let cases = [
+            (
+                json!({"ts": 1700000000123u64}),
+                Some(1_700_000_000_123_000_000),
+                false,
+            ),
+            (
+                json!({"ts": "1700000000123"}),
+                Some(1_700_000_000_123_000_000),
+                false,
+            ),
+            (json!({"ts": "yesterday"}), None, false),
+            (json!({"other": 1}), None, false),
+            (json!({"timestamp": "junk"}), None, true),
+        ];
+        for (object, want, renamed) in cases {
+            let Value::Object(map) = object.clone() else {
+                unreachable!()
+            };
+            let mut event = Event {
+                fields: Some(Box::new(map)),
+                ..Event::default()
+            };
+            assert_eq!(
+                take_timestamp(&rule, &mut event),
+                want.is_some(),
+                "{object}"
+            );
+            assert_eq!(event.time, want, "{object}");
+            let fields = event.fields.unwrap();
+            assert_eq!(
+                fields.contains_key("timestamp_unparsed"),
+                renamed,
+                "{object}"
+            );
+            assert!(!fields.contains_key("timestamp") || !renamed);
+        }
+        let mut unparsed = Event::default();
+        assert!(!take_timestamp(&rule, &mut unparsed));
+    }
+
+    #[test]
+    fn filter_fields_table() {
+        let data = b"GET /healthz kube-probe/1.29";
+        let raw = Event::new(0, data.len() as u32, 0);
+        let mut parsed = Event::default();
+        let Value::Object(map) = json!({"status": 200, "user_agent": "kube-probe/1.29"}) else {
+            unreachable!()
+        };
+        parsed.fields = Some(Box::new(map));
+        let mut cri = Event::new(0, 3, 0);
+        cri.stream = Some(crate::event::Stream::Stderr);
+        let cases: &[(&Event, &str, Option<&[u8]>)] = &[
+            (&raw, "message", Some(data)),
+            (&raw, "status", None),
+            (&parsed, "user_agent", Some(b"kube-probe/1.29")),
+            (&parsed, "status", Some(b"200")),
+            (&parsed, "message", None),
+            (&cri, "stream", Some(b"stderr")),
+            (&cri, "message", Some(b"GET")),
+        ];
+        for (event, field, want) in cases {
+            assert_eq!(field_text(event, data, field).as_deref(), *want, "{field}");
         }
     }
 }

@@ -28,7 +28,8 @@ use progress::ProgressState;
 use crate::config::Config;
 use crate::event::{Chunk, Event, FileMeta};
 use crate::metrics::{Metrics, add};
-use crate::parse::Format;
+use crate::parse::assemble::{FileState, Release};
+use crate::parse::{Format, SourceParser};
 use crate::pipeline::{Router, SinkSet};
 use crate::sink::{BuildError, SinkCommon, SinkConfig, SinkKind};
 use crate::source::checkpoint::{CheckpointStore, FileRecord, SinkId};
@@ -97,6 +98,8 @@ pub struct ReplaySummary {
     pub parse_errors: u64,
     /// Lines left out by `--since`/`--until`.
     pub outside_time_range: u64,
+    /// Events dropped by a source's `filter`.
+    pub filtered: u64,
     /// Lines without a time that `--since`/`--until` could judge (kept).
     pub undated: u64,
     /// Events delivered, summed over sinks.
@@ -141,6 +144,9 @@ impl fmt::Display for ReplaySummary {
             "  delivered: {}, undelivered: {}, parse errors: {}",
             self.delivered, self.undelivered, self.parse_errors
         )?;
+        if self.filtered > 0 {
+            writeln!(f, "  dropped by filter: {}", self.filtered)?;
+        }
         if self.outside_time_range > 0 || self.undated > 0 {
             writeln!(
                 f,
@@ -218,8 +224,13 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
         config.data_dir.clone_from(dir);
     }
     if let Some(format) = options.format {
-        for source in config.sources.values_mut() {
+        for (name, source) in config.sources.iter_mut() {
             let SourceKind::File(file) = &mut source.kind;
+            if format == Format::Regex && file.pattern.is_none() {
+                return Err(ReplayError::Usage(format!(
+                    "--format regex: source `{name}` has no `pattern`; give one in --config"
+                )));
+            }
             file.format = format;
         }
     }
@@ -301,7 +312,7 @@ pub async fn replay(
             Route {
                 router,
                 sinks: ids,
-                format: file.format,
+                parser: SourceParser::new(file),
                 max_line_bytes: file.max_line_bytes,
             },
         );
@@ -375,6 +386,7 @@ pub async fn replay(
         bytes: report.bytes,
         parse_errors: snapshot.sources.values().map(|s| s.parse_errors).sum(),
         outside_time_range: report.outside_time_range,
+        filtered: report.filtered,
         undated: report.undated,
         delivered,
         undelivered,
@@ -386,11 +398,11 @@ pub async fn replay(
 }
 
 /// Where a source's lines go, and how they are read.
-#[derive(Clone)]
 struct Route {
     router: Router,
     sinks: Vec<SinkId>,
-    format: Format,
+    /// The source's parsing stages (format, multiline, timestamp, enrichment, filter).
+    parser: SourceParser,
     max_line_bytes: usize,
 }
 
@@ -401,6 +413,7 @@ struct ReaderReport {
     lines: u64,
     bytes: u64,
     outside_time_range: u64,
+    filtered: u64,
     undated: u64,
     /// Events handed to the pipeline, per source.
     shipped: BTreeMap<String, u64>,
@@ -446,6 +459,16 @@ impl Reader {
     }
 
     fn read_file(&mut self, planned: &PlannedFile) -> Result<(), Closed> {
+        // Taken out while its file is read (emitting needs `self` mutably), then put back.
+        let Some(route) = self.routes.remove(&planned.source) else {
+            return Ok(());
+        };
+        let result = self.read_file_to(planned, &route);
+        self.routes.insert(planned.source.clone(), route);
+        result
+    }
+
+    fn read_file_to(&mut self, planned: &PlannedFile, route: &Route) -> Result<(), Closed> {
         let path_text = std::path::absolute(&planned.path)
             .unwrap_or_else(|_| planned.path.clone())
             .to_string_lossy()
@@ -468,9 +491,6 @@ impl Reader {
                 return Ok(());
             }
         };
-        let Some(route) = self.routes.get(&planned.source).cloned() else {
-            return Ok(());
-        };
         let consumed = Arc::new(AtomicU64::new(0));
         let mut reader = Decoded::new(file, &raw_head, Arc::clone(&consumed));
         // Stable across replays of the same file, so that consumers can drop the duplicates of
@@ -490,8 +510,12 @@ impl Reader {
             },
             &route.sinks,
         );
-        let meta = Arc::new(FileMeta::new(key, &planned.source, &path_text));
+        let meta = Arc::new(
+            FileMeta::new(key, &planned.source, &path_text)
+                .with_enrichment(Arc::clone(route.parser.enrichment())),
+        );
         let mut framer = Framer::new(0, route.max_line_bytes);
+        let mut held = FileState::default();
         let read_size = if self.pacer.is_some() {
             PACED_READ_SIZE
         } else {
@@ -519,7 +543,8 @@ impl Reader {
                     let mut events = Vec::new();
                     let framed = framer.frame(&mut events);
                     let end = framer.commit_offset();
-                    self.emit(&route, &meta, framed, events, end)?;
+                    let release = Release::Due(std::time::Instant::now());
+                    self.emit(route, &meta, &mut held, framed, events, end, release)?;
                 }
                 Err(e) => {
                     let at = if reader.is_compressed() {
@@ -527,46 +552,75 @@ impl Reader {
                     } else {
                         format!("byte {seen}")
                     };
-                    // The line the damage cut is not shipped: only whole lines before it are.
+                    // The line the damage cut is not shipped: only whole lines before it are
+                    // (and what parsing held, such as an open multiline group).
                     let cut = framer.pending_bytes();
                     tracing::error!(file = %path_text, error = %e, at = %at, cut_line_bytes = cut, "file damaged; the lines before the damage are shipped");
                     self.report.damaged.push(format!(
                         "{path_text}: at {at}: {e} (a cut line of {cut} bytes left out)"
                     ));
-                    return Ok(());
+                    let end = framer.commit_offset();
+                    let framed = Framed::default();
+                    return self.emit(
+                        route,
+                        &meta,
+                        &mut held,
+                        framed,
+                        Vec::new(),
+                        end,
+                        Release::All,
+                    );
                 }
             }
         };
-        // What is left: an unterminated last line.
+        // What is left: an unterminated last line, and what parsing held.
         let mut events = Vec::new();
         let framed = framer.finish(&mut events);
         let end = framer.commit_offset();
-        self.emit(&route, &meta, framed, events, end)?;
+        self.emit(route, &meta, &mut held, framed, events, end, Release::All)?;
         result
     }
 
-    /// Parses, filters by time and hands on one chunk of a file.
+    /// Parses, filters by time and hands on one chunk of a file; `held` is what parsing holds
+    /// back between its chunks, `release` what of it may go now.
+    #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         route: &Route,
         meta: &Arc<FileMeta>,
+        held: &mut FileState,
         framed: Framed,
-        mut events: Vec<Event>,
+        events: Vec<Event>,
         end_offset: u64,
+        release: Release,
     ) -> Result<(), Closed> {
-        if events.is_empty() {
-            return Ok(());
-        }
         let source_metrics = self.metrics.source(&meta.source);
-        self.report.lines += events.len() as u64;
-        add(&source_metrics.events_in, events.len() as u64);
+        let lines = events.len() as u64;
+        self.report.lines += lines;
+        add(&source_metrics.events_in, lines);
         add(&source_metrics.truncated_lines, framed.stats.truncated);
         add(
             &source_metrics.invalid_utf8_lines,
             framed.stats.invalid_utf8,
         );
-        let parse_errors = route.format.parse_all(&framed.data, &mut events);
-        add(&source_metrics.parse_errors, parse_errors);
+        let parsed = route.parser.process(held, framed.data, events, release);
+        let counts = parsed.counts;
+        add(&source_metrics.parse_errors, counts.parse_errors);
+        add(&source_metrics.filtered_events, counts.filtered);
+        add(&source_metrics.multiline_groups, counts.multiline_groups);
+        add(&source_metrics.multiline_cut, counts.multiline_cut);
+        add(
+            &source_metrics.timestamp_failures,
+            counts.timestamp_failures,
+        );
+        self.report.filtered += counts.filtered;
+        let mut events = parsed.events;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let end_offset = parsed
+            .hold_from
+            .map_or(end_offset, |hold| end_offset.min(hold));
         if self.since.is_some() || self.until.is_some() {
             let (since, until) = (self.since, self.until);
             let before = events.len();
@@ -591,7 +645,7 @@ impl Reader {
         let chunk = Chunk {
             file: Arc::clone(meta),
             read_time: now_rfc3339().into(),
-            data: framed.data,
+            data: parsed.data,
             events,
             end_offset,
         };
@@ -605,8 +659,12 @@ impl Reader {
     }
 }
 
-/// The time an event says it happened, from the fields parsed out of its line.
+/// The time an event says it happened: the time parsed out of its line (the access and error
+/// log formats, `timestamp:`), else an RFC 3339 `timestamp`, `time`, `@timestamp` or `ts` field.
 fn event_time(event: &Event) -> Option<DateTime<FixedOffset>> {
+    if let Some(nanos) = event.time {
+        return Some(DateTime::from_timestamp_nanos(nanos).fixed_offset());
+    }
     let fields = event.fields.as_ref()?;
     ["timestamp", "time", "@timestamp", "ts"]
         .iter()

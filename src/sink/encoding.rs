@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Chunk, Event, FileMeta};
+use crate::parse::time::write_rfc3339;
 use crate::pipeline::batcher::Batch;
 
 /// How a sink writes events.
@@ -40,13 +41,20 @@ pub fn encode_batch(encoding: Encoding, batch: &Batch, out: &mut Vec<u8>) {
 
 /// Appends one event as a JSON object and a newline.
 pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
+    let meta: &FileMeta = &chunk.file;
+    let enrichment = &meta.enrichment;
     out.push(b'{');
-    let mut has_timestamp = false;
+    // A time parsed from the line replaces a parsed object's own `timestamp`.
+    let mut has_timestamp = event.time.is_some();
     match &event.fields {
         Some(fields) => {
             let mut first = true;
             for (key, value) in fields.iter() {
-                if AGENT_KEYS.contains(&key.as_str()) {
+                let key = key.as_str();
+                if AGENT_KEYS.contains(&key)
+                    || (key == "timestamp" && event.time.is_some())
+                    || (!enrichment.is_empty() && enrichment.has_key(key))
+                {
                     continue;
                 }
                 has_timestamp |= key == "timestamp";
@@ -69,12 +77,21 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
             out.push(b',');
         }
     }
-    if !has_timestamp {
+    if let Some(stream) = event.stream {
+        out.extend_from_slice(b"\"stream\":\"");
+        out.extend_from_slice(stream.as_str().as_bytes());
+        out.extend_from_slice(b"\",");
+    }
+    if let Some(time) = event.time {
+        out.extend_from_slice(b"\"timestamp\":\"");
+        write_rfc3339(out, time);
+        out.extend_from_slice(b"\",");
+    } else if !has_timestamp {
         out.extend_from_slice(b"\"timestamp\":\"");
         out.extend_from_slice(chunk.read_time.as_bytes());
         out.extend_from_slice(b"\",");
     }
-    let meta: &FileMeta = &chunk.file;
+    out.extend_from_slice(enrichment.json().as_bytes());
     out.extend_from_slice(meta.json_fields.as_bytes());
     let mut digits = itoa::Buffer::new();
     let offset = digits.format(event.offset).as_bytes();
@@ -82,11 +99,16 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(meta.json_id_stem.as_bytes());
     out.extend_from_slice(offset);
     out.push(b'"');
-    if event.flags.truncated {
-        out.extend_from_slice(b",\"truncated\":true");
-    }
-    if event.flags.invalid_utf8 {
-        out.extend_from_slice(b",\"invalid_utf8\":true");
+    let flags = &event.flags;
+    for (set, key) in [
+        (flags.truncated, &b",\"truncated\":true"[..]),
+        (flags.invalid_utf8, b",\"invalid_utf8\":true"),
+        (flags.multiline_cut, b",\"multiline_cut\":true"),
+        (flags.timestamp_failed, b",\"timestamp_parse_failed\":true"),
+    ] {
+        if set {
+            out.extend_from_slice(key);
+        }
     }
     if let Some(error) = &event.parse_error {
         out.extend_from_slice(b",\"parse_error\":");
@@ -232,6 +254,8 @@ mod tests {
             e.flags = EventFlags {
                 truncated: true,
                 invalid_utf8: true,
+                multiline_cut: true,
+                timestamp_failed: true,
             };
             e.parse_error = Some("invalid JSON: eof".into());
         });
@@ -239,6 +263,8 @@ mod tests {
         assert_eq!(got["truncated"], json!(true));
         assert_eq!(got["invalid_utf8"], json!(true));
         assert_eq!(got["parse_error"], json!("invalid JSON: eof"));
+        assert_eq!(got["multiline_cut"], json!(true));
+        assert_eq!(got["timestamp_parse_failed"], json!(true));
     }
 
     #[test]

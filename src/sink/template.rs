@@ -126,6 +126,9 @@ pub fn push_field(chunk: &Chunk, event: &Event, name: &str, out: &mut String) {
         "id" => {
             let _ = write!(out, "{:016x}-{}", chunk.file.key, event.offset);
         }
+        "stream" if event.stream.is_some() => {
+            out.push_str(event.stream.map_or("", |s| s.as_str()));
+        }
         "message" if event.fields.is_none() => {
             out.push_str(&String::from_utf8_lossy(chunk.message(event)))
         }
@@ -139,8 +142,9 @@ pub fn push_field(chunk: &Chunk, event: &Event, name: &str, out: &mut String) {
     }
 }
 
-/// The times of events: a parsed `timestamp` field when the event has an RFC 3339 one, else
-/// the time its chunk was read. The read time is parsed once per chunk, not once per event.
+/// The times of events: the time parsed from the line (access and error logs, `timestamp:`), or
+/// a parsed `timestamp` field when the event has an RFC 3339 one, else the time its chunk was
+/// read. The read time is parsed once per chunk, not once per event.
 #[derive(Debug, Default)]
 pub struct EventClock {
     last_read_time: Option<(Arc<str>, DateTime<Utc>)>,
@@ -149,6 +153,9 @@ pub struct EventClock {
 impl EventClock {
     /// The time of `event` of `chunk`.
     pub fn time_of(&mut self, chunk: &Chunk, event: &Event) -> DateTime<Utc> {
+        if let Some(nanos) = event.time {
+            return DateTime::from_timestamp_nanos(nanos);
+        }
         let own = event
             .fields
             .as_ref()
@@ -192,7 +199,8 @@ mod tests {
         fields.insert("team".into(), json!("payments"));
         fields.insert("shard".into(), json!(3));
         fields.insert("pct".into(), json!("100%Y"));
-        let chunk = chunk_with_fields(fields);
+        let mut chunk = chunk_with_fields(fields);
+        chunk.events[0].stream = Some(crate::event::Stream::Stderr);
         let time = DateTime::parse_from_rfc3339("2026-03-04T05:06:07Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -206,6 +214,7 @@ mod tests {
             ("logs-%Y", false, "logs-%Y"),
             ("logs-{{ source }}-%Y.%m.%d", true, "logs-web-2026.03.04"),
             ("%Y{{ pct }}", true, "2026100%Y"),
+            ("{{ stream }}", false, "stderr"),
         ];
         let mut out = String::new();
         for (text, dated, want) in cases {
@@ -254,5 +263,13 @@ mod tests {
             let time = clock.time_of(&chunk, &chunk.events[0]);
             assert_eq!(time.to_rfc3339(), want, "{timestamp}");
         }
+        let mut chunk = chunk_with_fields(Fields::new());
+        chunk.events[0].time = Some(1_000_000_000);
+        let parsed = clock.time_of(&chunk, &chunk.events[0]);
+        assert_eq!(
+            parsed.to_rfc3339(),
+            "1970-01-01T00:00:01+00:00",
+            "the line's own time"
+        );
     }
 }

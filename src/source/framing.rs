@@ -204,7 +204,7 @@ impl Framer {
     ) -> Event {
         let mut flags = EventFlags {
             truncated: cut,
-            invalid_utf8: false,
+            ..EventFlags::default()
         };
         if end - start > self.max_line_bytes {
             end = start + self.max_line_bytes;
@@ -222,7 +222,7 @@ impl Framer {
 }
 
 /// What one call of [`Framer::frame`] produced besides the events.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Framed {
     /// The bytes the new events' messages are in.
     pub data: Bytes,

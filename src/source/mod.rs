@@ -20,7 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
 use crate::config::{ConfigError, from_value};
-use crate::parse::Format;
+use crate::event::Fields;
+use crate::parse::enrich::{PodIdentity, reserved_key};
+use crate::parse::multiline::MultilineConfig;
+use crate::parse::regex::RegexParser;
+use crate::parse::{FilterConfig, Format, Pattern, TimestampConfig};
 
 /// One source of the configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +92,25 @@ pub struct FileSourceConfig {
     /// How lines are parsed.
     #[serde(default)]
     pub format: Format,
+    /// The regular expression of `format: regex`, whose named captures become fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<Pattern>,
+    /// How lines are grouped into multiline events (stack traces), if they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiline: Option<MultilineConfig>,
+    /// Which parsed field holds the event time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<TimestampConfig>,
+    /// Keys added to every event of the source.
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    pub fields: Fields,
+    /// Keeps or drops events by a regex on a field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterConfig>,
+    /// The pod's identity from the Downward API environment, added under `kubernetes`; set
+    /// where the configuration is loaded, not written in it.
+    #[serde(skip)]
+    pub kubernetes: PodIdentity,
     /// Longer lines are cut to this many bytes and flagged `truncated`.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
@@ -174,6 +197,48 @@ impl FileSourceConfig {
                 ));
             }
         }
+        self.check_parsing(key)?;
         Ok(self)
+    }
+
+    /// The checks of `format`, `pattern`, `multiline`, `timestamp`, `fields` and `filter`.
+    fn check_parsing(&self, key: &str) -> Result<(), ConfigError> {
+        match (&self.pattern, self.format) {
+            (None, Format::Regex) => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.pattern"),
+                    "required with `format: regex`",
+                ));
+            }
+            (Some(pattern), Format::Regex) => {
+                RegexParser::new(pattern)
+                    .map_err(|e| ConfigError::invalid(format!("{key}.pattern"), e.to_string()))?;
+            }
+            (Some(_), _) => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.pattern"),
+                    "only used with `format: regex`",
+                ));
+            }
+            (None, _) => {}
+        }
+        if let Some(multiline) = &self.multiline {
+            multiline
+                .check()
+                .map_err(|e| ConfigError::invalid(format!("{key}.multiline"), e.to_string()))?;
+        }
+        if self.timestamp.is_some() && !self.format.has_fields() {
+            return Err(ConfigError::invalid(
+                format!("{key}.timestamp"),
+                "needs a format with fields (cri and docker lines carry their own time)",
+            ));
+        }
+        if let Some(reserved) = reserved_key(&self.fields) {
+            return Err(ConfigError::invalid(
+                format!("{key}.fields.{reserved}"),
+                "the agent writes this key itself",
+            ));
+        }
+        Ok(())
     }
 }

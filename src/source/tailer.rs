@@ -41,6 +41,8 @@ use super::gzip::{Decoded, GZIP_MAGIC, gzip_head, is_gzip};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
 use crate::metrics::{SourceMetrics, add};
+use crate::parse::SourceParser;
+use crate::parse::assemble::{FileState, Release};
 
 /// Bytes asked of the kernel per read.
 pub const READ_SIZE: usize = 256 * 1024;
@@ -123,6 +125,11 @@ struct Context<E> {
     chunk_hint: usize,
     /// Generations retired by truncation since the files were last gathered.
     retired: Vec<TrackedFile>,
+    /// The source's parsing stages.
+    parser: SourceParser,
+    /// Per file generation, what parsing holds back between chunks (unfinished multiline
+    /// groups, partial container lines); only files that hold something have an entry.
+    held: HashMap<FileKey, FileState>,
 }
 
 /// How a file found by a scan relates to the files already tracked.
@@ -172,9 +179,12 @@ where
             draining: AtomicBool::new(false),
             wake: wake_tx,
         });
+        let parser = SourceParser::new(&config);
         let tailer = Tailer {
             ctx: Context {
                 name: name.into(),
+                parser,
+                held: HashMap::new(),
                 config,
                 sinks,
                 store,
@@ -220,9 +230,13 @@ where
                 if progressed {
                     continue;
                 }
+                // What parsing holds back (an open multiline group) ships with the drain.
+                let _ = self.release_held(Release::All);
                 break;
             }
-            if self.let_go_of_gone_files().is_err() {
+            if self.let_go_of_gone_files().is_err()
+                || self.release_held(Release::Due(Instant::now())).is_err()
+            {
                 break;
             }
             if !progressed {
@@ -230,6 +244,9 @@ where
                 let mut timeout = scan_every.saturating_sub(since_scan);
                 if self.files.iter().any(|f| f.gone_since.is_some()) {
                     timeout = timeout.min(GONE_POLL);
+                }
+                if let Some(due) = self.ctx.next_group_deadline() {
+                    timeout = timeout.min(due.saturating_duration_since(Instant::now()));
                 }
                 let _ = self.wake.recv_timeout(timeout);
             }
@@ -532,6 +549,28 @@ where
         }
     }
 
+    /// Ships what parsing holds back for files that `release` lets go: multiline groups whose
+    /// timeout passed, or everything.
+    fn release_held(&mut self, release: Release) -> Result<(), Stopped> {
+        if self.ctx.held.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.ctx.parser.group_timeout().unwrap_or_default();
+        for file in &mut self.files {
+            let Some(state) = self.ctx.held.get(&file.meta.key) else {
+                continue;
+            };
+            let due = match release {
+                Release::All => true,
+                Release::Due(now) => state.deadline(timeout).is_some_and(|at| at <= now),
+            };
+            if due && !file.finished {
+                self.ctx.emit_parsed(file, false, release)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Gives every open file one turn; true if anything was read.
     fn read_pass(&mut self) -> Result<bool, Stopped> {
         let n = self.files.len();
@@ -782,6 +821,10 @@ where
         tracked.eof_since = Some(Instant::now());
         if whole {
             self.emit_framed(tracked, true)?;
+        } else {
+            // The line the damage cut is never shipped, not even when the file is let go.
+            let at = tracked.framer.commit_offset();
+            tracked.framer = Framer::new(at, self.config.max_line_bytes);
         }
         Ok(false)
     }
@@ -1057,32 +1100,76 @@ where
 
     /// Frames what was read and hands it on as one chunk.
     fn emit_framed(&mut self, tracked: &mut TrackedFile, at_end: bool) -> Result<(), Stopped> {
+        let release = if at_end {
+            Release::All
+        } else {
+            Release::Due(Instant::now())
+        };
+        self.emit_parsed(tracked, at_end, release)
+    }
+
+    /// Frames what was read, parses it, and hands it on as one chunk; `release` says what
+    /// parsing may stop holding back. The chunk's checkpoint stops at the first line held.
+    fn emit_parsed(
+        &mut self,
+        tracked: &mut TrackedFile,
+        at_end: bool,
+        release: Release,
+    ) -> Result<(), Stopped> {
         let mut events = Vec::with_capacity(self.chunk_hint);
         let Framed { data, stats } = if at_end {
             tracked.framer.finish(&mut events)
         } else {
             tracked.framer.frame(&mut events)
         };
-        let end_offset = tracked.framer.commit_offset();
-        if events.is_empty() && end_offset == tracked.emitted {
+        let lines = events.len();
+        let key = tracked.meta.key;
+        let mut state = self.held.remove(&key).unwrap_or_default();
+        let parsed = self.parser.process(&mut state, data, events, release);
+        if !state.is_idle() {
+            self.held.insert(key, state);
+        }
+        let mut end_offset = tracked.framer.commit_offset();
+        if let Some(hold) = parsed.hold_from {
+            end_offset = end_offset.min(hold);
+        }
+        if parsed.events.is_empty() && end_offset == tracked.emitted {
             return Ok(());
         }
-        self.chunk_hint = events.len().clamp(16, 1 << 16);
-        let parse_errors = self.config.format.parse_all(&data, &mut events);
+        self.chunk_hint = lines.clamp(16, 1 << 16);
         let m = &self.metrics;
-        add(&m.events_in, events.len() as u64);
+        let counts = parsed.counts;
+        add(&m.events_in, lines as u64);
         add(&m.truncated_lines, stats.truncated);
         add(&m.invalid_utf8_lines, stats.invalid_utf8);
-        add(&m.parse_errors, parse_errors);
-        self.store.emitted(tracked.meta.key, end_offset);
+        add(&m.parse_errors, counts.parse_errors);
+        add(&m.filtered_events, counts.filtered);
+        add(&m.multiline_groups, counts.multiline_groups);
+        add(&m.multiline_cut, counts.multiline_cut);
+        add(&m.timestamp_failures, counts.timestamp_failures);
+        self.store.emitted(key, end_offset);
         tracked.emitted = end_offset;
+        // FileMeta is built wherever a file is found, renamed or rewritten; the source's
+        // enrichment is attached here, once per FileMeta, rather than at each of those places.
+        let enrichment = self.parser.enrichment();
+        let attached = Arc::ptr_eq(&tracked.meta.enrichment, enrichment)
+            || (enrichment.is_empty() && tracked.meta.enrichment.is_empty());
+        if !attached {
+            tracked.meta = Arc::new(tracked.meta.with_enrichment(Arc::clone(enrichment)));
+        }
         (self.emit)(Chunk {
             file: Arc::clone(&tracked.meta),
             read_time: now_rfc3339().into(),
-            data,
-            events,
+            data: parsed.data,
+            events: parsed.events,
             end_offset,
         })
+    }
+
+    /// When the earliest open multiline group is due.
+    fn next_group_deadline(&self) -> Option<Instant> {
+        let timeout = self.parser.group_timeout()?;
+        self.held.values().filter_map(|s| s.deadline(timeout)).min()
     }
 }
 

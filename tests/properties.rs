@@ -1,0 +1,257 @@
+//! Property tests: no parser panics or grows its output without bound on arbitrary bytes, and
+//! framing + assembly (multiline groups, container pieces) never lose, duplicate or reorder a
+//! byte of input, whatever the read sizes and however long the pauses between reads.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use log_agent::event::{Event, Stream};
+use log_agent::parse::assemble::{Assembler, FileState, Release, Runtime};
+use log_agent::parse::multiline::{MultilineConfig, Preset, Rules};
+use log_agent::parse::{
+    Format, LineParser, Pattern, access, cri, docker, logfmt, nginx_error, time,
+};
+use log_agent::source::framing::Framer;
+use proptest::prelude::*;
+
+/// Bytes biased towards what the scanners look for.
+fn line_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        any::<u8>().prop_map(|b| vec![b]),
+        Just(b"\"".to_vec()),
+        Just(b"\\".to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"=".to_vec()),
+        Just(b"[25/Nov/2026:04:55:03 +0000]".to_vec()),
+        Just(b"2026-11-25T04:55:03.1Z stdout P ".to_vec()),
+        Just(br#"{"log":"x\n","stream":"stderr","time":"2026-11-25T04:55:03Z"}"#.to_vec()),
+        Just(b"2026/11/25 04:55:03 [error] 1#1: ".to_vec()),
+        Just(b", client: ".to_vec()),
+        Just(b"\\u".to_vec()),
+        Just(b"{".to_vec()),
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+}
+
+/// A generous bound on what parsing `len` bytes may produce: every byte can become a U+FFFD
+/// (3 bytes) and then a JSON escape.
+fn bound(len: usize) -> usize {
+    16 * len + 512
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn parsers_never_panic_and_stay_bounded(line in line_bytes()) {
+        let regex = Pattern::new(r"^(?P<a>\S+) (?P<b>\d+)?(?P<rest>.*)$").unwrap();
+        for format in [
+            Format::Json, Format::Logfmt, Format::Regex, Format::NginxCombined,
+            Format::NginxError, Format::ApacheCommon, Format::ApacheCombined,
+        ] {
+            let parser = LineParser::new(format, Some(&regex));
+            let mut event = Event::default();
+            let parsed = parser.parse(&mut event, &line);
+            prop_assert_eq!(parsed, event.fields.is_some());
+            prop_assert_eq!(parsed, event.parse_error.is_none());
+            let size = event.fields.as_ref().map_or(0, |f| serde_json::to_vec(f).unwrap().len())
+                + event.parse_error.as_ref().map_or(0, |e| e.len());
+            prop_assert!(size <= bound(line.len()), "{:?}: {} bytes from {}", format, size, line.len());
+        }
+        let _ = logfmt::parse(&line);
+        let _ = access::scan(&line, access::Layout::NginxCombined);
+        let _ = nginx_error::parse(&line);
+        if let Ok(c) = cri::parse(&line) {
+            prop_assert!(c.message_start <= line.len());
+        }
+        if let Ok(d) = docker::parse(&line) {
+            let mut out = Vec::new();
+            if d.unescape_into(&mut out).is_ok() {
+                prop_assert!(out.len() <= 3 * line.len());
+            }
+        }
+        for format in ["rfc3339", "common_log", "nginx_error", "unix", "unix_ms", "%Y-%m-%d %H:%M:%S"] {
+            let _ = time::TimeFormat::from_name(format).unwrap().parse(&line);
+        }
+    }
+
+    #[test]
+    fn rfc3339_round_trips(nanos in any::<i64>()) {
+        let mut text = Vec::new();
+        time::write_rfc3339(&mut text, nanos);
+        prop_assert_eq!(time::parse_rfc3339(&text), Some(nanos));
+    }
+}
+
+/// Lines a trace-heavy log is made of.
+fn trace_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("2026-11-25 INFO ok".to_owned()),
+        Just("java.lang.IllegalStateException: x".to_owned()),
+        Just("\tat a.B.c(B.java:1)".to_owned()),
+        Just("Caused by: y".to_owned()),
+        Just("\t... 3 more".to_owned()),
+        Just("Traceback (most recent call last):".to_owned()),
+        Just("  File \"a.py\", line 1".to_owned()),
+        Just("ValueError: v".to_owned()),
+        Just("panic: p".to_owned()),
+        Just("goroutine 1 [running]:".to_owned()),
+        Just("main.main()".to_owned()),
+        Just(String::new()),
+        "[a-z ]{0,12}",
+    ]
+}
+
+fn rules() -> impl Strategy<Value = MultilineConfig> {
+    let rule = prop_oneof![
+        Just((Some(Preset::Java), None)),
+        Just((Some(Preset::Python), None)),
+        Just((Some(Preset::Go), None)),
+        Just((None, Some(r"^\d{4}-"))),
+    ];
+    (rule, 1usize..6, 1usize..120).prop_map(|((preset, start), max_lines, max_bytes)| {
+        MultilineConfig {
+            preset,
+            start_pattern: start.map(|p| Pattern::new(p).unwrap()),
+            continue_pattern: None,
+            timeout_ms: 50,
+            max_lines,
+            max_bytes,
+        }
+    })
+}
+
+/// Feeds `input` in pieces cut at `cuts`, assembling after each with a clock that advances by
+/// `pauses` (ms), then releases everything; returns each event's (offset, message) and checks
+/// after each piece that what is held starts where the shipped lines end.
+fn run(
+    assembler: &Assembler,
+    input: &[u8],
+    cuts: &[usize],
+    pauses: &[u64],
+    line_starts: &[u64],
+) -> Result<Vec<(u64, Vec<u8>)>, TestCaseError> {
+    let mut framer = Framer::new(0, 1 << 20);
+    let mut state = FileState::default();
+    let mut shipped: Vec<(u64, Vec<u8>)> = Vec::new();
+    let start = Instant::now();
+    let mut clock = 0;
+    let mut at = 0;
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    points.sort_unstable();
+    points.push(input.len());
+    for (i, point) in points.into_iter().enumerate() {
+        let last = i == cuts.len();
+        framer.push(&input[at..point.max(at)]);
+        at = point.max(at);
+        clock += pauses.get(i).copied().unwrap_or(0);
+        let mut events = Vec::new();
+        let framed = if last {
+            framer.finish(&mut events)
+        } else {
+            framer.frame(&mut events)
+        };
+        let release = if last {
+            Release::All
+        } else {
+            Release::Due(start + Duration::from_millis(clock))
+        };
+        let out = assembler.assemble(&mut state, framed.data, events, release);
+        for e in &out.events {
+            let message = out.data[e.start as usize..(e.start + e.len) as usize].to_vec();
+            shipped.push((e.offset, message));
+        }
+        // The checkpoint this chunk allows stops at the first line not shipped yet.
+        let lines_shipped: usize = shipped
+            .iter()
+            .map(|(_, m)| m.split(|&b| b == b'\n').count())
+            .sum();
+        let lines_framed = input[..at].iter().filter(|&&b| b == b'\n').count();
+        let first_held = (lines_shipped < lines_framed).then(|| line_starts[lines_shipped]);
+        prop_assert_eq!(out.hold_from, first_held);
+    }
+    prop_assert!(state.is_idle());
+    Ok(shipped)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn multiline_loses_and_reorders_nothing(
+        lines in proptest::collection::vec(trace_line(), 0..40),
+        config in rules(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        pauses in proptest::collection::vec(0u64..80, 0..9),
+    ) {
+        let input: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+        let mut line_starts = Vec::new();
+        let mut offset = 0u64;
+        for line in &lines {
+            line_starts.push(offset);
+            offset += line.len() as u64 + 1;
+        }
+        let rules = Rules::new(&config).unwrap();
+        let assembler = Assembler::new(None, Some((rules, config.clone())), 1 << 20);
+        let shipped = run(&assembler, &input, &cuts, &pauses, &line_starts)?;
+        // Every event starts at a line start, in order, and the messages, joined, are the input.
+        let offsets: Vec<u64> = shipped.iter().map(|(o, _)| *o).collect();
+        prop_assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        for (o, message) in &shipped {
+            prop_assert!(line_starts.contains(o));
+            let count = message.split(|&b| b == b'\n').count();
+            prop_assert!(count <= config.max_lines);
+            prop_assert!(count == 1 || message.len() <= config.max_bytes);
+        }
+        let joined: Vec<Vec<u8>> = shipped.into_iter().map(|(_, m)| m).collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        prop_assert_eq!(joined.join(&b'\n'), lines.join("\n").into_bytes());
+    }
+
+    #[test]
+    fn cri_pieces_join_into_the_lines_written(
+        lines in proptest::collection::vec(("[a-z ]{0,20}", proptest::collection::vec(0usize..20, 0..3), any::<bool>()), 0..20),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+    ) {
+        // Each line written by the container is split into pieces by the runtime (P ... F).
+        let mut input = Vec::new();
+        let mut want: Vec<(Stream, String)> = Vec::new();
+        for (text, splits, stderr) in &lines {
+            let stream = if *stderr { "stderr" } else { "stdout" };
+            let mut points: Vec<usize> = splits.iter().map(|s| s % (text.len() + 1)).collect();
+            points.sort_unstable();
+            let mut from = 0;
+            for point in points {
+                input.extend_from_slice(format!("2026-11-25T04:55:03Z {stream} P {}\n", &text[from..point]).as_bytes());
+                from = point;
+            }
+            input.extend_from_slice(format!("2026-11-25T04:55:03Z {stream} F {}\n", &text[from..]).as_bytes());
+            want.push((if *stderr { Stream::Stderr } else { Stream::Stdout }, text.clone()));
+        }
+        let assembler = Assembler::new(Some(Runtime::Cri), None, 1 << 20);
+        let mut framer = Framer::new(0, 1 << 20);
+        let mut state = FileState::default();
+        let mut got = Vec::new();
+        let mut at = 0;
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        points.sort_unstable();
+        points.push(input.len());
+        for point in points {
+            framer.push(&input[at..point.max(at)]);
+            at = point.max(at);
+            let mut events = Vec::new();
+            let framed = framer.frame(&mut events);
+            let out = assembler.assemble(&mut state, framed.data, events, Release::Due(Instant::now()));
+            for e in &out.events {
+                let message = String::from_utf8(out.data[e.start as usize..(e.start + e.len) as usize].to_vec()).unwrap();
+                got.push((e.stream.unwrap(), message));
+            }
+        }
+        prop_assert!(state.is_idle());
+        // Lines of one stream come out in order; the two streams may interleave differently.
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let of = |v: &[(Stream, String)]| v.iter().filter(|(s, _)| *s == stream).map(|(_, m)| m.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(of(&got), of(&want));
+        }
+    }
+}
