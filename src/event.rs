@@ -70,6 +70,9 @@ pub struct FileMeta {
     pub json_fields: Box<str>,
     /// `,"id":"<key in hex>-`, the stem of every event id of this file, for the JSON encoder.
     pub json_id_stem: Box<str>,
+    /// `,"kubernetes":{…}` from the path when the file has the kubelet's layout
+    /// (`.../<namespace>_<pod>_<uid>/<container>/<n>.log`), for the JSON encoder.
+    pub kubernetes_json: Option<Box<str>>,
 }
 
 impl FileMeta {
@@ -87,6 +90,7 @@ impl FileMeta {
             )
             .into_boxed_str(),
             json_id_stem: format!(",\"id\":\"{key:016x}-").into_boxed_str(),
+            kubernetes_json: crate::source::kubelet::kubernetes_json(path),
         }
     }
 }

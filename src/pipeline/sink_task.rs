@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, sleep_until};
@@ -9,6 +10,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 use super::batcher::{Batch, Batcher};
 use super::buffer::BufferReceiver;
 use super::retry::{Backoff, RetryConfig};
+use crate::event::Chunk;
+use crate::health::SinkHealth;
 use crate::metrics::{SinkMetrics, add};
 use crate::sink::encoding::encode_json;
 use crate::sink::{Sink, SinkError};
@@ -34,6 +37,8 @@ pub struct SinkTask {
     pub store: Arc<CheckpointStore>,
     /// The sink's counters.
     pub metrics: Arc<SinkMetrics>,
+    /// Whether its deliveries go through, for `/readyz`.
+    pub health: Arc<SinkHealth>,
     /// File that receives events the sink failed on for good.
     pub dead_letter_path: PathBuf,
 }
@@ -56,6 +61,9 @@ impl SinkTask {
                 None => self.buffer.recv().await,
             };
             let Some(chunk) = received else { break };
+            if self.metrics.oldest_unshipped_micros.load(Ordering::Relaxed) == 0 {
+                self.note_oldest_unshipped(Some(&chunk));
+            }
             self.batcher.push(chunk);
             let mut delivered_full = false;
             while let Some(batch) = self.batcher.next_full() {
@@ -85,6 +93,7 @@ impl SinkTask {
             loop {
                 let error = match self.sink.deliver(&batch).await {
                     Ok(bytes) => {
+                        self.health.delivered();
                         add(&self.metrics.events_out, batch.events as u64);
                         add(&self.metrics.bytes_out, bytes);
                         add(&self.metrics.batches, 1);
@@ -96,6 +105,7 @@ impl SinkTask {
                     Err(error) => error,
                 };
                 add(&self.metrics.errors, 1);
+                self.health.failed(&error.to_string());
                 let wait = match &error {
                     SinkError::Retriable(_) => backoff.next_wait(),
                     SinkError::Permanent(_) => None,
@@ -121,6 +131,20 @@ impl SinkTask {
             self.store.ack(self.id, part.chunk.file.key, offset);
         }
         self.buffer.release(&batch);
+        let oldest = self.batcher.oldest_chunk().cloned();
+        self.note_oldest_unshipped(oldest.as_deref());
+    }
+
+    /// Records the read time of the oldest event the sink now holds (`None`: it holds none).
+    fn note_oldest_unshipped(&self, oldest: Option<&Chunk>) {
+        let micros = oldest
+            .filter(|chunk| !chunk.events.is_empty())
+            .and_then(|chunk| chrono::DateTime::parse_from_rfc3339(&chunk.read_time).ok())
+            .and_then(|read| u64::try_from(read.timestamp_micros()).ok())
+            .unwrap_or(0);
+        self.metrics
+            .oldest_unshipped_micros
+            .store(micros, Ordering::Relaxed);
     }
 
     /// Appends the batch's events to the dead-letter file, retrying until that works: an event

@@ -40,13 +40,16 @@ pub fn encode_batch(encoding: Encoding, batch: &Batch, out: &mut Vec<u8>) {
 
 /// Appends one event as a JSON object and a newline.
 pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
+    let meta: &FileMeta = &chunk.file;
     out.push(b'{');
     let mut has_timestamp = false;
     match &event.fields {
         Some(fields) => {
             let mut first = true;
             for (key, value) in fields.iter() {
-                if AGENT_KEYS.contains(&key.as_str()) {
+                if AGENT_KEYS.contains(&key.as_str())
+                    || (key == "kubernetes" && meta.kubernetes_json.is_some())
+                {
                     continue;
                 }
                 has_timestamp |= key == "timestamp";
@@ -74,7 +77,6 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
         out.extend_from_slice(chunk.read_time.as_bytes());
         out.extend_from_slice(b"\",");
     }
-    let meta: &FileMeta = &chunk.file;
     out.extend_from_slice(meta.json_fields.as_bytes());
     let mut digits = itoa::Buffer::new();
     let offset = digits.format(event.offset).as_bytes();
@@ -82,6 +84,9 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(meta.json_id_stem.as_bytes());
     out.extend_from_slice(offset);
     out.push(b'"');
+    if let Some(kubernetes) = &meta.kubernetes_json {
+        out.extend_from_slice(kubernetes.as_bytes());
+    }
     if event.flags.truncated {
         out.extend_from_slice(b",\"truncated\":true");
     }
@@ -278,6 +283,37 @@ mod tests {
             assert_eq!(got["timestamp"], json!(timestamp), "{object}");
             assert!(got.get("message").is_none(), "{object}");
             assert_eq!(got["id"], json!("00000000000000ab-7"));
+        }
+    }
+
+    #[test]
+    fn files_in_the_kubelet_layout_carry_a_kubernetes_object() {
+        let path = "/var/log/pods/shop_web-1_0f5c7d7e-8a4b-4a5e-9a53-2d1c3b4a5e6f/nginx/1.log";
+        let pod = json!({
+            "namespace": "shop",
+            "pod_name": "web-1",
+            "pod_uid": "0f5c7d7e-8a4b-4a5e-9a53-2d1c3b4a5e6f",
+            "container_name": "nginx",
+            "restart_count": 1,
+        });
+        let own = json!({"kubernetes": "from the line", "k": 1});
+        // (path, parsed fields, expected `kubernetes` value)
+        let cases = [
+            (path, None, pod.clone()),
+            (path, Some(own.clone()), pod.clone()),
+            ("/logs/a.log", None, Value::Null),
+            ("/logs/a.log", Some(own), json!("from the line")),
+        ];
+        for (path, fields, want) in cases {
+            let mut chunk = testing::chunk(FileMeta::new(1, "pods", path), &[(b"m", 0)], 2);
+            if let Some(Value::Object(map)) = fields.clone() {
+                chunk.events[0].fields = Some(Box::new(map));
+            }
+            let mut out = Vec::new();
+            encode_json(&chunk, &chunk.events[0], &mut out);
+            let got: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(got["kubernetes"], want, "{path} {fields:?}");
+            assert_eq!(got["file"], json!(path));
         }
     }
 

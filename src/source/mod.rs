@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod discovery;
 pub mod fingerprint;
 pub mod framing;
+pub mod kubelet;
 pub mod tailer;
 pub mod watcher;
 
