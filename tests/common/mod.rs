@@ -107,6 +107,27 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(config: Config) -> Agent {
+        Agent::start_with(config, log_agent::RunHooks::default())
+    }
+
+    /// Starts the agent with the HTTP API on a port the system picks; returns its address.
+    pub async fn start_with_api(config: Config) -> (Agent, std::net::SocketAddr) {
+        assert!(config.api.is_some(), "the config has no api.address");
+        let (tx, rx) = oneshot::channel();
+        let agent = Agent::start_with(
+            config,
+            log_agent::RunHooks {
+                api_bound: Some(tx),
+            },
+        );
+        let address = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the API was not bound within 10 s")
+            .expect("the agent stopped before binding the API");
+        (agent, address)
+    }
+
+    pub fn start_with(config: Config, hooks: log_agent::RunHooks) -> Agent {
         // LOG_AGENT_LOG=debug shows the agent's own logs while debugging a test.
         if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LOG_AGENT_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -115,9 +136,13 @@ impl Agent {
                 .try_init();
         }
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(log_agent::run(config, async {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(log_agent::run_with(
+            config,
+            async {
+                let _ = rx.await;
+            },
+            hooks,
+        ));
         Agent {
             shutdown: Some(tx),
             handle,
