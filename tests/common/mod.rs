@@ -160,12 +160,18 @@ impl Agent {
     }
 }
 
-/// Every complete JSON line of an NDJSON file (none if it does not exist).
+/// Every complete JSON line of an NDJSON file (none if it does not exist). Bytes after the last
+/// newline are a line the sink is still writing (a reader can see a write half done), not yet
+/// an event.
 pub fn read_ndjson(path: &Path) -> Vec<Value> {
     let Ok(bytes) = fs::read(path) else {
         return Vec::new();
     };
-    bytes
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&[][..], |last| &bytes[..last]);
+    complete
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| {
