@@ -1,14 +1,18 @@
 //! Wiring and lifetime of a running agent: [`run`] builds the sinks, their tasks and buffers,
-//! one tailer thread per source and the checkpoint writer, then drains them all on shutdown.
+//! one tailer thread per source, the checkpoint writer and the HTTP API, then drains them all
+//! on shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
+use crate::api::{self, ApiError, ApiState};
 use crate::config::Config;
+use crate::health::{Health, Heartbeat};
 use crate::metrics::{CheckpointMetrics, Metrics, MetricsSnapshot, add};
 use crate::pipeline::SinkSet;
 use crate::pipeline::buffer::BufferSender;
@@ -26,6 +30,9 @@ pub enum RunError {
     /// A sink could not be built.
     #[error(transparent)]
     Sink(#[from] BuildError),
+    /// The HTTP API could not start.
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// A tailer thread could not be started.
     #[error("starting source `{source_name}`: {error}")]
     Spawn {
@@ -45,6 +52,20 @@ pub struct RunSummary {
     pub metrics: MetricsSnapshot,
 }
 
+/// Seams for embedding the agent (and for tests) beyond the configuration.
+#[derive(Debug, Default)]
+pub struct RunHooks {
+    /// Told the address the HTTP API listens on once it is bound: with port 0 in
+    /// `api.address`, the system picks a free port and this is how to learn it.
+    pub api_bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+}
+
+/// A checkpoint writer that has not turned for this long (or ten intervals, if longer) is stuck.
+const CHECKPOINTER_STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// How long the HTTP API may take to finish its last requests once the agent has drained.
+const API_STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs the agent until `shutdown` completes, then drains: sources stop discovering and read
 /// their files to the current end, sinks deliver what they hold, checkpoints are written. All of
 /// it within `shutdown_timeout_ms`; past that, whatever is undelivered stays behind the
@@ -52,6 +73,15 @@ pub struct RunSummary {
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
+    run_with(config, shutdown, RunHooks::default()).await
+}
+
+/// [`run`], with [`RunHooks`].
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    hooks: RunHooks,
 ) -> Result<RunSummary, RunError> {
     let metrics = Arc::new(Metrics::new(
         config.sources.keys().map(String::as_str),
@@ -73,12 +103,22 @@ pub async fn run(
         ),
     }
     let store = Arc::new(store);
-    if config.api.is_some() {
-        tracing::warn!("api.address is set, but this build serves no HTTP API yet; ignoring it");
-    }
+    // Bound before anything starts, so that an address in use fails the start at once.
+    let api_listener = match &config.api {
+        Some(api_config) => Some(api::bind(api_config.address).await?),
+        None => None,
+    };
+    let mut health = Health::default();
+    let mut buffer_gauges = Vec::new();
 
     let mut sinks = SinkSet::spawn(&config.sinks, &config.data_dir, &store, &metrics)?;
     let mut sink_tasks = std::mem::take(&mut sinks.tasks);
+    for (name, sink_health) in &sinks.health {
+        health.add_sink(name.clone(), Arc::clone(sink_health));
+    }
+    for (name, sender) in &sinks.senders {
+        buffer_gauges.push((name.clone(), sender.gauge()));
+    }
 
     let runtime = tokio::runtime::Handle::current();
     let mut controls: Vec<Arc<Control>> = Vec::new();
@@ -96,6 +136,7 @@ pub async fn run(
             metrics.source(name),
             emit,
         );
+        health.add_loop(format!("source `{name}`"), Arc::clone(control.heartbeat()));
         controls.push(control);
         let thread = std::thread::Builder::new()
             .name(format!("tail-{name}"))
@@ -117,17 +158,39 @@ pub async fn run(
         let store = Arc::clone(&store);
         let checkpoint_metrics = Arc::clone(&metrics.checkpoints);
         let every = Duration::from_millis(config.checkpoint_interval_ms);
+        let heartbeat = Arc::new(Heartbeat::new(CHECKPOINTER_STALE_AFTER.max(every * 10)));
+        health.add_loop("checkpoint writer".to_owned(), Arc::clone(&heartbeat));
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
                 persist(&store, &checkpoint_metrics).await;
+                heartbeat.beat();
             }
         })
     };
 
+    let health = Arc::new(health);
+    let api_server = match api_listener {
+        Some(listener) => {
+            let collector = api::metrics::AgentCollector {
+                metrics: Arc::clone(&metrics),
+                store: Arc::clone(&store),
+                buffers: buffer_gauges,
+                health: Arc::clone(&health),
+            };
+            let state = ApiState {
+                health: Arc::clone(&health),
+                registry: Arc::new(api::metrics::registry(collector)),
+            };
+            Some(start_api(listener, state, hooks.api_bound))
+        }
+        None => None,
+    };
+
     shutdown.await;
+    health.start_draining();
     let deadline = Instant::now() + Duration::from_millis(config.shutdown_timeout_ms);
     tracing::info!(
         timeout_ms = config.shutdown_timeout_ms,
@@ -159,10 +222,39 @@ pub async fn run(
     }
     checkpointer.abort();
     drained &= persist(&store, &metrics.checkpoints).await;
+    if let Some((stop, server)) = api_server {
+        let _ = stop.send(());
+        let abort = server.abort_handle();
+        if tokio::time::timeout(API_STOP_GRACE, server).await.is_err() {
+            abort.abort();
+        }
+    }
     Ok(RunSummary {
         drained,
         metrics: metrics.snapshot(),
     })
+}
+
+/// Serves the API on its own task; returns the sender that stops it and the task.
+fn start_api(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<()>) {
+    match listener.local_addr() {
+        Ok(address) => {
+            tracing::info!(%address, "HTTP API listening: /healthz /readyz /metrics");
+            if let Some(bound) = bound {
+                let _ = bound.send(address);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "HTTP API listening on an unknown address"),
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, server)
 }
 
 async fn join_all<T>(handles: impl IntoIterator<Item = T>)

@@ -103,6 +103,9 @@ pub struct FileMeta {
     pub json_id_stem: Box<str>,
     /// The source's static fields and pod identity, written into every event.
     pub enrichment: Arc<Enrichment>,
+    /// `,"kubernetes":{…}` from the path when the file has the kubelet's layout
+    /// (`.../<namespace>_<pod>_<uid>/<container>/<n>.log`), for the JSON encoder.
+    pub kubernetes_json: Option<Box<str>>,
 }
 
 impl FileMeta {
@@ -121,6 +124,7 @@ impl FileMeta {
             .into_boxed_str(),
             json_id_stem: format!(",\"id\":\"{key:016x}-").into_boxed_str(),
             enrichment: Arc::default(),
+            kubernetes_json: crate::source::kubelet::kubernetes_json(path),
         }
     }
 
@@ -133,6 +137,7 @@ impl FileMeta {
             json_fields: self.json_fields.clone(),
             json_id_stem: self.json_id_stem.clone(),
             enrichment,
+            kubernetes_json: self.kubernetes_json.clone(),
         }
     }
 }

@@ -2,16 +2,19 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the YAML configuration, `${VAR}` interpolation and every check on it.
+//! - [`config`]: the YAML configuration, `${VAR}` interpolation, every check on it, and the
+//!   `mode: daemonset` preset.
 //! - [`event`]: the [`event::Chunk`]s of [`event::Event`]s that flow from sources to sinks.
 //! - [`source`]: the file tailer: discovery, `notify` watcher, reading, line framing,
-//!   fingerprints and the checkpoint store that acks advance.
+//!   fingerprints, the checkpoint store that acks advance, and pod metadata from kubelet paths.
 //! - [`parse`]: pure parsers that turn lines into structured events (`raw`, `json`, `logfmt`,
 //!   `regex`, nginx/apache, `cri`, `docker`), multiline grouping, timestamps, enrichment, filters.
 //! - [`pipeline`]: routing, per-sink bounded buffers, batching, retries with backoff, acks.
 //! - [`sink`]: the [`sink::Sink`] trait, the tagged sink config enum that builds sinks, one file
 //!   per sink (`file`, `stdout`, `blackhole`, `kafka`, `http`), the event encodings and templates.
 //! - [`metrics`]: counters per source and per sink.
+//! - [`health`]: heartbeats of the agent's loops and sink health, for liveness and readiness.
+//! - [`api`]: the HTTP API on `api.address`: `/healthz`, `/readyz`, `/metrics` (Prometheus).
 //! - [`agent`]: [`run`], which wires all of the above and drains it on shutdown.
 //! - [`replay`]: `log-agent replay`: given files (plain or gzip) read once, in rotation order,
 //!   through the same pipeline, with a summary at the end.
@@ -20,8 +23,10 @@
 //! in-process with a shutdown future of their own.
 
 pub mod agent;
+pub mod api;
 pub mod config;
 pub mod event;
+pub mod health;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
@@ -29,5 +34,5 @@ pub mod replay;
 pub mod sink;
 pub mod source;
 
-pub use agent::{RunError, RunSummary, run};
+pub use agent::{RunError, RunHooks, RunSummary, run, run_with};
 pub use config::Config;

@@ -1,7 +1,8 @@
 //! Counters the agent keeps about itself.
 //!
 //! Plain atomics, bumped once per chunk or per batch (never per line), grouped per source and per
-//! sink. [`Metrics::snapshot`] copies them out, for tests, the shutdown summary and an exporter.
+//! sink. [`Metrics::snapshot`] copies them out, for tests, the shutdown summary and the
+//! Prometheus exporter of [`crate::api`], which renders them at scrape time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +65,10 @@ pub struct SinkMetrics {
     pub dead_lettered: AtomicU64,
     /// Events waiting in the sink's buffer or in its batch in flight.
     pub buffered_events: AtomicU64,
+    /// Read time (Unix microseconds) of the oldest event the sink holds and has not delivered;
+    /// 0 when it holds none. Set when the sink goes from holding nothing to holding something,
+    /// and after each delivery: not per event.
+    pub oldest_unshipped_micros: AtomicU64,
 }
 
 /// Counters of the checkpoint store.
@@ -150,6 +155,7 @@ impl Metrics {
                         dropped_buffer_full: get(&m.dropped_buffer_full),
                         dead_lettered: get(&m.dead_lettered),
                         buffered_events: get(&m.buffered_events),
+                        oldest_unshipped_micros: get(&m.oldest_unshipped_micros),
                     };
                     (name.clone(), s)
                 })
@@ -190,6 +196,7 @@ pub struct SinkSnapshot {
     pub dropped_buffer_full: u64,
     pub dead_lettered: u64,
     pub buffered_events: u64,
+    pub oldest_unshipped_micros: u64,
 }
 
 /// Values of every counter at one moment.

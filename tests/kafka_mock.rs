@@ -189,3 +189,26 @@ async fn shutdown_with_the_broker_down_ends_at_the_deadline_and_the_next_start_d
     assert!(summary.drained);
     assert_at_least_once_in_order(&messages(&received), "s", 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_not_ready_while_every_broker_is_down_and_ready_once_one_is_back() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs-app", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let world = World::new();
+    let mut config = kafka_config(&world, &bootstrap, "");
+    config.api = Some(log_agent::config::ApiConfig {
+        address: "127.0.0.1:0".parse().unwrap(),
+    });
+    let (agent, api) = Agent::start_with_api(config).await;
+    append_numbered(&world.log("a.log"), "r", 0..10, 60);
+    wait_for_readyz(api, 200).await;
+    cluster.broker_down(1).unwrap();
+    // Nothing needs to be written: librdkafka's own connection tells that the brokers are gone.
+    let reason = wait_for_readyz(api, 503).await;
+    assert!(reason.contains("kafka"), "{reason}");
+    cluster.broker_up(1).unwrap();
+    // With nothing to deliver, the sink's healthcheck finds the cluster back.
+    wait_for_readyz(api, 200).await;
+    agent.stop().await;
+}

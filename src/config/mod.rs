@@ -7,6 +7,7 @@
 //! and [`crate::sink`], which keeps the error path exact down to the variant's own keys.
 
 mod interpolate;
+pub mod kubernetes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use serde_norway::{Mapping, Value};
 
 pub(crate) use interpolate::is_identifier;
 pub use interpolate::{InterpolationError, interpolate};
+pub use kubernetes::Mode;
 
 use crate::parse::enrich::PodIdentity;
 use crate::sink::{SinkCommon, SinkConfig, SinkKind};
@@ -66,6 +68,10 @@ impl ConfigError {
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// How the agent is deployed: `sidecar` or `daemonset` (see [`kubernetes`]).
+    pub mode: Mode,
+    /// Where the kubelet writes container logs, read by `mode: daemonset`.
+    pub pods_root: PathBuf,
     /// Where checkpoints (and dead-letter files) live.
     pub data_dir: PathBuf,
     /// Sources by name.
@@ -93,8 +99,13 @@ pub struct ApiConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default = "kubernetes::default_pods_root")]
+    pods_root: PathBuf,
     #[serde(default = "default_data_dir")]
     data_dir: PathBuf,
+    #[serde(default)]
     sources: BTreeMap<String, Value>,
     sinks: BTreeMap<String, Value>,
     #[serde(default)]
@@ -138,18 +149,41 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let pod = PodIdentity::from_lookup(&lookup);
         let text = interpolate(text, &lookup)?;
-        let raw: RawConfig = deserialize_at("", serde_norway::Deserializer::from_str(&text))?;
-        let sources = raw
+        let mut raw: RawConfig = deserialize_at("", serde_norway::Deserializer::from_str(&text))?;
+        let pods_root = base_dir.join(&raw.pods_root);
+        if raw.mode == Mode::Daemonset && raw.sources.is_empty() {
+            raw.sources.insert(
+                kubernetes::DAEMONSET_SOURCE.to_owned(),
+                kubernetes::preset_source(&pods_root),
+            );
+        }
+        let own_pod = match raw.mode {
+            Mode::Daemonset => kubernetes::own_pod_exclude(&pods_root, &lookup),
+            Mode::Sidecar => None,
+        };
+        let mut sources = raw
             .sources
             .into_iter()
             .map(|(name, value)| {
                 let key = format!("sources.{name}");
                 let mut config = read_source(&key, value, base_dir)?;
                 let SourceKind::File(file) = &mut config.kind;
-                file.kubernetes = pod.clone();
+                // The Downward API names the agent's own pod: the pod of the files in sidecar
+                // mode, but not in daemonset mode, where paths name the pods.
+                if raw.mode == Mode::Sidecar {
+                    file.kubernetes = pod.clone();
+                }
                 Ok((name, config))
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+        if let Some(glob) = own_pod {
+            for source in sources.values_mut() {
+                let SourceKind::File(file) = &mut source.kind;
+                if !file.exclude.contains(&glob) {
+                    file.exclude.push(glob.clone());
+                }
+            }
+        }
         let sinks = raw
             .sinks
             .into_iter()
@@ -160,6 +194,8 @@ impl Config {
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
         let config = Config {
+            mode: raw.mode,
+            pods_root,
             data_dir: base_dir.join(raw.data_dir),
             sources,
             sinks,
@@ -522,6 +558,11 @@ sinks:
             "    include: [\"/l/*\"]\n    filter: { pattern: 'x', action: maybe }",
             "sources.app.filter.action",
         ),
+        (
+            "data_dir: /tmp/la",
+            "data_dir: /tmp/la\nmode: cluster",
+            "mode",
+        ),
     ];
 
     #[test]
@@ -569,6 +610,93 @@ sinks:
             assert!(printed.contains(fragment), "{fragment}: {printed}");
         }
         assert_eq!(parse(&printed).unwrap().to_yaml(), printed);
+    }
+
+    #[test]
+    fn daemonset_mode_presets_the_pods_source_and_leaves_out_its_own_pod() {
+        const DAEMONSET: &str = "
+mode: daemonset
+pods_root: /host/pods
+sinks:
+  out:
+    type: file
+    inputs: [pods]
+    path: /tmp/out.ndjson
+";
+        let env = |name: &str| match name {
+            "POD_NAME" => Some("agent-1".to_owned()),
+            "POD_NAMESPACE" => Some("logging".to_owned()),
+            _ => None,
+        };
+        // (config text, environment, expected include and exclude of source `pods`)
+        type Case<'a> = (
+            String,
+            &'a dyn Fn(&str) -> Option<String>,
+            &'a [&'a str],
+            &'a [&'a str],
+        );
+        let no_env = |_: &str| None;
+        let given = DAEMONSET.replace(
+            "sinks:",
+            "sources:\n  pods:\n    type: file\n    include: [/x/*.log]\nsinks:",
+        );
+        let cases: Vec<Case> = vec![
+            (
+                DAEMONSET.into(),
+                &env,
+                &["/host/pods/*/*/*.log"],
+                &["/host/pods/logging_agent-1_*/**"],
+            ),
+            (DAEMONSET.into(), &no_env, &["/host/pods/*/*/*.log"], &[]),
+            (
+                DAEMONSET.replace("pods_root: /host/pods\n", ""),
+                &env,
+                &["/var/log/pods/*/*/*.log"],
+                &["/var/log/pods/logging_agent-1_*/**"],
+            ),
+            // Sources of its own: no preset, still no own logs.
+            (
+                given,
+                &env,
+                &["/x/*.log"],
+                &["/host/pods/logging_agent-1_*/**"],
+            ),
+        ];
+        for (text, lookup, include, exclude) in cases {
+            let config = Config::from_yaml(&text, lookup, Path::new("/base")).unwrap();
+            assert_eq!(config.mode, Mode::Daemonset);
+            let SourceKind::File(file) = &config.sources["pods"].kind;
+            assert_eq!(file.include, include, "{text}");
+            assert_eq!(file.exclude, exclude, "{text}");
+            let preset = include[0].ends_with("/*/*/*.log");
+            let format = if preset {
+                kubernetes::DAEMONSET_FORMAT
+            } else {
+                "raw"
+            };
+            assert_eq!(
+                serde_json::to_value(file.format).unwrap(),
+                serde_json::json!(format),
+                "the preset reads CRI logs; given sources keep their format"
+            );
+            // What validate prints parses back to the same configuration.
+            let printed = config.to_yaml();
+            let again = Config::from_yaml(&printed, lookup, Path::new("/base")).unwrap();
+            assert_eq!(again.to_yaml(), printed);
+        }
+        // The sidecar mode (the default) presets nothing and reads no POD_NAME.
+        let err = Config::from_yaml(
+            &DAEMONSET.replace("mode: daemonset\n", ""),
+            env,
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "config key `sources`: at least one source is needed");
+        let config = Config::from_yaml(MINIMAL, env, Path::new("/")).unwrap();
+        assert_eq!(config.mode, Mode::Sidecar);
+        let SourceKind::File(file) = &config.sources["app"].kind;
+        assert!(file.exclude.is_empty());
     }
 
     #[test]

@@ -61,6 +61,8 @@ impl PodIdentity {
 pub struct Enrichment {
     /// `"key":value,` for each key, ready to copy.
     json: Box<str>,
+    /// Where the `"kubernetes":{…},` part starts in `json` (its length when there is none).
+    kubernetes_at: usize,
     /// The top-level keys, which a parsed field of the same name gives way to.
     keys: Box<[Box<str>]>,
 }
@@ -78,6 +80,7 @@ impl Enrichment {
             json.push(b',');
             keys.push(key.as_str().into());
         }
+        let kubernetes_at = json.len();
         if !pod.0.is_empty() {
             json.extend_from_slice(b"\"kubernetes\":{");
             for (i, (key, value)) in pod.0.iter().enumerate() {
@@ -93,8 +96,15 @@ impl Enrichment {
         }
         Enrichment {
             json: String::from_utf8_lossy(&json).into(),
+            kubernetes_at,
             keys: keys.into(),
         }
+    }
+
+    /// The fragment without the pod identity: for files whose path names their pod (the
+    /// kubelet's layout), whose `kubernetes` object comes from the path instead.
+    pub fn json_without_pod(&self) -> &str {
+        self.json.get(..self.kubernetes_at).unwrap_or(&self.json)
     }
 
     /// The fragment: `"key":value,` per key (empty when there are none).

@@ -158,6 +158,15 @@ impl Batcher {
         self.current.is_empty()
     }
 
+    /// The oldest chunk with events not yet handed out in a batch.
+    pub fn oldest_chunk(&self) -> Option<&Arc<Chunk>> {
+        self.current
+            .parts
+            .first()
+            .map(|part| &part.chunk)
+            .or(self.pending.as_ref().map(|(chunk, _)| chunk))
+    }
+
     /// Takes the current batch, full or not.
     pub fn take(&mut self) -> Batch {
         std::mem::take(&mut self.current)

@@ -225,10 +225,42 @@ impl BufferSender {
         }
     }
 
+    /// A read-only view of how full the buffer is, for metrics. It holds no sender, so the
+    /// buffer still closes when the sources are done.
+    pub fn gauge(&self) -> BufferGauge {
+        BufferGauge {
+            kib: Arc::clone(&self.kib),
+            config: self.config,
+        }
+    }
+
     /// Wakes every sender waiting for room with [`Closed`]: the agent is giving up.
     pub fn close(&self) {
         self.events.close();
         self.kib.close();
+    }
+}
+
+/// How full a sink's buffer is, read at scrape time.
+#[derive(Debug, Clone)]
+pub struct BufferGauge {
+    kib: Arc<Semaphore>,
+    config: BufferConfig,
+}
+
+impl BufferGauge {
+    /// The buffer's limits.
+    pub fn config(&self) -> BufferConfig {
+        self.config
+    }
+
+    /// Bytes of read data held (counted in whole KiB, as the buffer counts them).
+    pub fn used_bytes(&self) -> u64 {
+        let used_kib = self
+            .config
+            .max_kib()
+            .saturating_sub(self.kib.available_permits());
+        (used_kib * BYTES_PER_PERMIT) as u64
     }
 }
 
@@ -334,6 +366,32 @@ mod tests {
             "dropped chunks leave an empty marker with their offset"
         );
         assert_eq!(metrics.dropped_buffer_full.load(Ordering::Relaxed), 5);
+    }
+
+    #[tokio::test]
+    async fn the_gauge_follows_the_bytes_held() {
+        let metrics = Arc::new(SinkMetrics::default());
+        let config = BufferConfig {
+            max_events: 100,
+            max_bytes: 64 * 1024,
+            when_full: WhenFull::Block,
+        };
+        let (tx, mut rx) = channel(config, metrics);
+        let gauge = tx.gauge();
+        // (bytes of the chunk sent, bytes held after)
+        let steps = [(1, 1024), (1024, 2048), (3000, 5120)];
+        for (bytes, held) in steps {
+            tx.send(chunk(1, bytes, 0)).await.unwrap();
+            assert_eq!(gauge.used_bytes(), held, "after a chunk of {bytes} bytes");
+        }
+        let mut batcher = super::super::batcher::Batcher::new(Default::default());
+        for _ in steps {
+            batcher.push(rx.recv().await.unwrap());
+            while batcher.next_full().is_some() {}
+        }
+        rx.release(&batcher.take());
+        assert_eq!(gauge.used_bytes(), 0);
+        assert_eq!(gauge.config(), config);
     }
 
     #[tokio::test]

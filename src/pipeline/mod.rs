@@ -20,6 +20,7 @@ use sink_task::SinkTask;
 use tokio::task::JoinHandle;
 
 use crate::event::Chunk;
+use crate::health::SinkHealth;
 use crate::metrics::Metrics;
 use crate::sink::{BuildError, SinkConfig};
 use crate::source::checkpoint::{CheckpointStore, SinkId};
@@ -53,6 +54,8 @@ pub struct SinkSet {
     pub senders: BTreeMap<String, BufferSender>,
     /// Each sink's id (its index), by name, for acks.
     pub ids: BTreeMap<String, SinkId>,
+    /// Whether each sink's deliveries go through, by name (for readiness).
+    pub health: BTreeMap<String, Arc<SinkHealth>>,
     /// One task per sink; each ends once its buffer is closed and everything in it delivered.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -68,10 +71,14 @@ impl SinkSet {
         let mut set = SinkSet {
             senders: BTreeMap::new(),
             ids: BTreeMap::new(),
+            health: BTreeMap::new(),
             tasks: Vec::new(),
         };
         for (id, (name, sink_config)) in sinks.iter().enumerate() {
-            let sink = sink_config.kind.build(name, &sink_config.common)?;
+            let sink_health = Arc::new(SinkHealth::default());
+            let sink = sink_config
+                .kind
+                .build(name, &sink_config.common, &sink_health)?;
             let sink_metrics = metrics.sink(name);
             let (tx, rx) = buffer::channel(sink_config.common.buffer, Arc::clone(&sink_metrics));
             let task = SinkTask {
@@ -84,11 +91,13 @@ impl SinkSet {
                 retry: sink_config.common.retry,
                 store: Arc::clone(store),
                 metrics: sink_metrics,
+                health: Arc::clone(&sink_health),
                 dead_letter_path: data_dir.join("dead_letter").join(format!("{name}.ndjson")),
             };
             set.tasks.push(tokio::spawn(task.run()));
             set.senders.insert(name.clone(), tx);
             set.ids.insert(name.clone(), id);
+            set.health.insert(name.clone(), sink_health);
         }
         Ok(set)
     }

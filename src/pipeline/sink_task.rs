@@ -1,7 +1,9 @@
 //! The task that drives one sink: buffer -> batcher -> delivery with retries -> acks.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -11,6 +13,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 use super::batcher::{Batch, Batcher};
 use super::buffer::BufferReceiver;
 use super::retry::{Backoff, RetryConfig};
+use crate::event::Chunk;
+use crate::health::SinkHealth;
 use crate::metrics::{SinkMetrics, add};
 use crate::sink::encoding::encode_json;
 use crate::sink::{BoxFuture, Rejected, Sink, SinkError};
@@ -36,9 +40,14 @@ pub struct SinkTask {
     pub store: Arc<CheckpointStore>,
     /// The sink's counters.
     pub metrics: Arc<SinkMetrics>,
+    /// Whether its deliveries go through, for `/readyz`.
+    pub health: Arc<SinkHealth>,
     /// File that receives events the sink failed on for good.
     pub dead_letter_path: PathBuf,
 }
+
+/// How often an unhealthy sink with nothing in flight asks its destination whether it is back.
+const HEALTH_RECHECK: Duration = Duration::from_secs(5);
 
 /// A batch on its way, with the sink instance delivering it; both come back when it is done.
 type Delivery = BoxFuture<'static, (Box<dyn Sink>, Batch)>;
@@ -60,11 +69,14 @@ impl SinkTask {
             retry,
             store,
             metrics,
+            health,
             dead_letter_path,
         } = self;
         match sink.healthcheck().await {
             Ok(()) => tracing::info!(sink = %name, "healthcheck passed"),
             Err(e) => {
+                // Not ready until a delivery goes through.
+                health.failed(&format!("healthcheck failed: {e}"));
                 tracing::warn!(sink = %name, error = %e, "healthcheck failed; delivering anyway")
             }
         }
@@ -78,15 +90,18 @@ impl SinkTask {
                 name,
                 retry,
                 metrics,
+                health,
                 dead_letter_path,
             }),
             store,
+            oldest_in_flight: VecDeque::new(),
         };
         let mut flush_at: Option<Instant> = None;
         loop {
             let received = tokio::select! {
                 Some((sink, batch)) = lanes.in_flight.next(), if !lanes.in_flight.is_empty() => {
                     lanes.finish(sink, &batch, &buffer);
+                    lanes.note_oldest_unshipped(batcher.oldest_chunk().map(|c| &**c));
                     continue;
                 }
                 () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
@@ -95,9 +110,22 @@ impl SinkTask {
                     flush_at = None;
                     continue;
                 }
+                () = sleep(HEALTH_RECHECK), if lanes.in_flight.is_empty() && lanes.deliverer.health.failure().is_some() => {
+                    lanes.recheck_health().await;
+                    continue;
+                }
                 chunk = buffer.recv() => chunk,
             };
             let Some(chunk) = received else { break };
+            if lanes
+                .deliverer
+                .metrics
+                .oldest_unshipped_micros
+                .load(Ordering::Relaxed)
+                == 0
+            {
+                lanes.note_oldest_unshipped(Some(&chunk));
+            }
             batcher.push(chunk);
             let mut delivered_full = false;
             while let Some(batch) = batcher.next_full() {
@@ -117,6 +145,7 @@ impl SinkTask {
         while let Some((sink, batch)) = lanes.in_flight.next().await {
             lanes.finish(sink, &batch, &buffer);
         }
+        lanes.note_oldest_unshipped(None);
         for sink in &mut lanes.idle {
             if let Err(e) = sink.close().await {
                 tracing::error!(sink = %lanes.deliverer.name, error = %e, "closing sink failed");
@@ -133,6 +162,9 @@ struct Lanes {
     in_flight: FuturesOrdered<Delivery>,
     deliverer: Arc<Deliverer>,
     store: Arc<CheckpointStore>,
+    /// The first chunk of each batch in flight, in the same order (for the age of the oldest
+    /// unshipped line).
+    oldest_in_flight: VecDeque<Option<Arc<Chunk>>>,
 }
 
 impl Lanes {
@@ -153,6 +185,8 @@ impl Lanes {
                 }
             }
         };
+        self.oldest_in_flight
+            .push_back(batch.parts.first().map(|part| Arc::clone(&part.chunk)));
         let deliverer = Arc::clone(&self.deliverer);
         self.in_flight.push_back(Box::pin(async move {
             let mut sink = sink;
@@ -170,6 +204,37 @@ impl Lanes {
         }
         buffer.release(batch);
         self.idle.push(sink);
+        self.oldest_in_flight.pop_front();
+    }
+
+    /// Asks an idle sink instance's destination whether it is back (while nothing is being
+    /// delivered, nothing else would tell).
+    async fn recheck_health(&mut self) {
+        let Some(sink) = self.idle.last_mut() else {
+            return;
+        };
+        if sink.healthcheck().await.is_ok() {
+            tracing::info!(sink = %self.deliverer.name, "healthcheck passed: ready again");
+            self.deliverer.health.delivered();
+        }
+    }
+
+    /// Records the read time of the oldest event the sink now holds: in the oldest batch in
+    /// flight, else the oldest of `waiting` (the batcher's); zero when it holds none.
+    fn note_oldest_unshipped(&self, waiting: Option<&Chunk>) {
+        let oldest = match self.oldest_in_flight.front() {
+            Some(first) => first.as_deref(),
+            None => waiting,
+        };
+        let micros = oldest
+            .filter(|chunk| !chunk.events.is_empty())
+            .and_then(|chunk| chrono::DateTime::parse_from_rfc3339(&chunk.read_time).ok())
+            .and_then(|read| u64::try_from(read.timestamp_micros()).ok())
+            .unwrap_or(0);
+        self.deliverer
+            .metrics
+            .oldest_unshipped_micros
+            .store(micros, Ordering::Relaxed);
     }
 }
 
@@ -178,6 +243,8 @@ struct Deliverer {
     name: String,
     retry: RetryConfig,
     metrics: Arc<SinkMetrics>,
+    /// Whether deliveries go through, for `/readyz`.
+    health: Arc<SinkHealth>,
     dead_letter_path: PathBuf,
 }
 
@@ -192,10 +259,13 @@ impl Deliverer {
         loop {
             let error = match sink.deliver(batch).await {
                 Ok(bytes) => {
+                    self.health.delivered();
                     self.count_delivered(batch.events, bytes, backoff.attempts());
                     return;
                 }
                 Err(SinkError::Partial { bytes, rejected }) => {
+                    // The destination answers: the sink is healthy, some events were refused.
+                    self.health.delivered();
                     self.count_delivered(batch.events - rejected.len(), bytes, backoff.attempts());
                     self.dead_letter_rejected(batch, &rejected).await;
                     return;
@@ -203,6 +273,7 @@ impl Deliverer {
                 Err(error) => error,
             };
             add(&self.metrics.errors, 1);
+            self.health.failed(&error.to_string());
             match retry_wait(&error, &mut backoff, &self.retry) {
                 Some(wait) => {
                     tracing::warn!(

@@ -206,6 +206,8 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
             let source: FileSourceConfig = serde_norway::from_str("include: []")
                 .map_err(|e| ReplayError::Usage(e.to_string()))?;
             Config {
+                mode: crate::config::Mode::Sidecar,
+                pods_root: crate::config::kubernetes::default_pods_root(),
                 data_dir: PathBuf::from("."),
                 sources: BTreeMap::from([(
                     REPLAY_SOURCE.to_owned(),

@@ -43,6 +43,8 @@ pub fn encode_batch(encoding: Encoding, batch: &Batch, out: &mut Vec<u8>) {
 pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
     let meta: &FileMeta = &chunk.file;
     let enrichment = &meta.enrichment;
+    // The kubelet path names the pod of the file: it wins over the agent's own pod identity.
+    let path_kubernetes = meta.kubernetes_json.as_deref();
     out.push(b'{');
     // A time parsed from the line replaces a parsed object's own `timestamp`.
     let mut has_timestamp = event.time.is_some();
@@ -54,6 +56,7 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
                 if AGENT_KEYS.contains(&key)
                     || (key == "timestamp" && event.time.is_some())
                     || (!enrichment.is_empty() && enrichment.has_key(key))
+                    || (key == "kubernetes" && path_kubernetes.is_some())
                 {
                     continue;
                 }
@@ -91,7 +94,10 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
         out.extend_from_slice(chunk.read_time.as_bytes());
         out.extend_from_slice(b"\",");
     }
-    out.extend_from_slice(enrichment.json().as_bytes());
+    out.extend_from_slice(match path_kubernetes {
+        Some(_) => enrichment.json_without_pod().as_bytes(),
+        None => enrichment.json().as_bytes(),
+    });
     out.extend_from_slice(meta.json_fields.as_bytes());
     let mut digits = itoa::Buffer::new();
     let offset = digits.format(event.offset).as_bytes();
@@ -99,6 +105,9 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(meta.json_id_stem.as_bytes());
     out.extend_from_slice(offset);
     out.push(b'"');
+    if let Some(kubernetes) = path_kubernetes {
+        out.extend_from_slice(kubernetes.as_bytes());
+    }
     let flags = &event.flags;
     for (set, key) in [
         (flags.truncated, &b",\"truncated\":true"[..]),
@@ -304,6 +313,68 @@ mod tests {
             assert_eq!(got["timestamp"], json!(timestamp), "{object}");
             assert!(got.get("message").is_none(), "{object}");
             assert_eq!(got["id"], json!("00000000000000ab-7"));
+        }
+    }
+
+    #[test]
+    fn files_in_the_kubelet_layout_carry_a_kubernetes_object() {
+        let path = "/var/log/pods/shop_web-1_0f5c7d7e-8a4b-4a5e-9a53-2d1c3b4a5e6f/nginx/1.log";
+        let pod = json!({
+            "namespace": "shop",
+            "pod_name": "web-1",
+            "pod_uid": "0f5c7d7e-8a4b-4a5e-9a53-2d1c3b4a5e6f",
+            "container_name": "nginx",
+            "restart_count": 1,
+        });
+        let own = json!({"kubernetes": "from the line", "k": 1});
+        // (path, parsed fields, expected `kubernetes` value)
+        let cases = [
+            (path, None, pod.clone()),
+            (path, Some(own.clone()), pod.clone()),
+            ("/logs/a.log", None, Value::Null),
+            ("/logs/a.log", Some(own), json!("from the line")),
+        ];
+        // The Downward API identity of the agent's pod, and a static field.
+        let identity =
+            crate::parse::enrich::PodIdentity(vec![("pod_name".into(), "agent-0".into())]);
+        let mut static_fields = crate::event::Fields::new();
+        static_fields.insert("env".into(), json!("prod"));
+        let enrichment = Arc::new(crate::parse::enrich::Enrichment::new(
+            &static_fields,
+            &identity,
+        ));
+        for (path, fields, want) in cases {
+            for enriched in [false, true] {
+                let mut meta = FileMeta::new(1, "pods", path);
+                if enriched {
+                    meta = meta.with_enrichment(Arc::clone(&enrichment));
+                }
+                let mut chunk = testing::chunk(meta, &[(b"m", 0)], 2);
+                if let Some(Value::Object(map)) = fields.clone() {
+                    chunk.events[0].fields = Some(Box::new(map));
+                }
+                let mut out = Vec::new();
+                encode_json(&chunk, &chunk.events[0], &mut out);
+                let got: Value = serde_json::from_slice(&out)
+                    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+                // The path's pod wins; without one, the configured identity; else the line's.
+                let want = match (enriched, &want) {
+                    (true, Value::Null) | (true, Value::String(_)) => {
+                        json!({"pod_name": "agent-0"})
+                    }
+                    _ => want.clone(),
+                };
+                assert_eq!(got["kubernetes"], want, "{path} {fields:?} {enriched}");
+                let text = String::from_utf8_lossy(&out);
+                assert!(
+                    text.matches("\"kubernetes\":").count() <= 1,
+                    "one key: {text}"
+                );
+                assert_eq!(got["file"], json!(path));
+                if enriched {
+                    assert_eq!(got["env"], "prod", "static fields stay");
+                }
+            }
         }
     }
 

@@ -30,6 +30,7 @@ use super::encoding::{Encoding, encode_json};
 use super::template::{Template, push_field};
 use super::{BoxFuture, BuildError, Sink, SinkCommon, SinkError};
 use crate::config::ConfigError;
+use crate::health::SinkHealth;
 use crate::pipeline::batcher::Batch;
 
 /// Compression codecs librdkafka is built with here.
@@ -172,6 +173,8 @@ struct AuthFailures {
 struct SinkContext {
     sink: String,
     auth: Arc<watch::Sender<AuthFailures>>,
+    /// The sink's readiness: not ready while every broker is down.
+    health: Arc<SinkHealth>,
 }
 
 impl ClientContext for SinkContext {
@@ -205,8 +208,17 @@ impl ClientContext for SinkContext {
                 auth.reason = reason.to_owned();
                 auth.active = true;
             });
+        } else if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            // Deliveries would only fail at `message.timeout.ms`: say it now. A delivery that
+            // goes through, or the healthcheck, makes the sink ready again.
+            if self.health.failure().is_none() {
+                tracing::warn!(sink = %sink, "kafka sink `{sink}`: all brokers down: {reason}");
+            }
+            self.health
+                .failed(&format!("kafka sink `{sink}`: all brokers down: {reason}"));
         } else {
-            tracing::warn!(sink = %sink, error = %error, "kafka sink `{sink}`: {reason}");
+            // librdkafka logs the same through `log` above; this is the error's code.
+            tracing::debug!(sink = %sink, error = %error, "kafka sink `{sink}`: {reason}");
         }
     }
 }
@@ -228,6 +240,10 @@ pub struct KafkaSink {
     name: String,
     producer: FutureProducer<SinkContext, TokioRuntime>,
     auth: Arc<watch::Sender<AuthFailures>>,
+    /// The sink's readiness, as the pipeline and the client context set it.
+    health: Arc<SinkHealth>,
+    /// True until the first healthcheck, the one made at start.
+    starting: bool,
     topic: Template,
     key: String,
     headers: Vec<(String, String)>,
@@ -240,6 +256,7 @@ impl KafkaSink {
         name: &str,
         config: &KafkaSinkConfig,
         common: &SinkCommon,
+        health: Arc<SinkHealth>,
     ) -> Result<Self, BuildError> {
         let error = |message: String| BuildError {
             sink: name.to_owned(),
@@ -273,6 +290,7 @@ impl KafkaSink {
         let context = SinkContext {
             sink: name.to_owned(),
             auth: Arc::clone(&auth),
+            health: Arc::clone(&health),
         };
         let producer = client
             .create_with_context(context)
@@ -281,6 +299,8 @@ impl KafkaSink {
             name: name.to_owned(),
             producer,
             auth,
+            health,
+            starting: true,
             topic,
             key: config.key.clone().unwrap_or_else(|| "id".into()),
             headers: config
@@ -454,6 +474,30 @@ impl Sink for KafkaSink {
         })
     }
 
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        let producer = self.producer.clone();
+        let name = self.name.clone();
+        // librdkafka says itself when every broker is down; the check is only there to see
+        // that the cluster is back, so it costs nothing (and delays nothing) while all is well,
+        // nor at start, where it would hold the first deliveries back.
+        let known_down = self.health.failure().is_some() && !std::mem::take(&mut self.starting);
+        Box::pin(async move {
+            if !known_down {
+                return Ok(());
+            }
+            // Metadata from a broker: the cluster answers (a blocking call, off the runtime).
+            tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, HEALTHCHECK_TIMEOUT)
+                    .map(|_| ())
+            })
+            .await
+            .map_err(|e| SinkError::Retriable(e.to_string()))?
+            .map_err(|e| SinkError::Retriable(format!("kafka sink `{name}`: {e}")))
+        })
+    }
+
     fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
             // Short flushes in a loop rather than one long one: the agent aborts this task at
@@ -475,6 +519,9 @@ impl Sink for KafkaSink {
         })
     }
 }
+
+/// How long a healthcheck waits for the cluster's metadata.
+const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One step of the flush at shutdown.
 const FLUSH_STEP: Duration = Duration::from_millis(100);

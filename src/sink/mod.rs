@@ -16,6 +16,7 @@ pub mod template;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,7 @@ pub use stdout::StdoutSinkConfig;
 pub use target::parse_target;
 
 use crate::config::{ConfigError, from_value};
+use crate::health::SinkHealth;
 use crate::pipeline::batcher::{Batch, BatchConfig};
 use crate::pipeline::buffer::BufferConfig;
 use crate::pipeline::retry::RetryConfig;
@@ -87,8 +89,10 @@ pub trait Sink: Send {
         Box::pin(async { Ok(()) })
     }
 
-    /// Asks the destination whether it is ready, where it has a way to say so. Called once when
-    /// the sink starts; a failure is logged and does not stop the sink.
+    /// Asks the destination whether it is ready, where it has a way to say so. Called when the
+    /// sink starts, and again while it is unhealthy with nothing in flight (so that readiness
+    /// comes back without waiting for the next line); a failure is logged and does not stop
+    /// the sink.
     fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
     }
@@ -217,9 +221,21 @@ impl SinkKind {
     }
 
     /// Builds the sink named `name`, with the settings every sink has.
-    pub fn build(&self, name: &str, common: &SinkCommon) -> Result<Box<dyn Sink>, BuildError> {
+    /// `health` is the sink's readiness, which the pipeline sets from deliveries; a sink whose
+    /// client knows more (Kafka: every broker down) reports it there too.
+    pub fn build(
+        &self,
+        name: &str,
+        common: &SinkCommon,
+        health: &Arc<SinkHealth>,
+    ) -> Result<Box<dyn Sink>, BuildError> {
         Ok(match self {
-            SinkKind::Kafka(config) => Box::new(kafka::KafkaSink::new(name, config, common)?),
+            SinkKind::Kafka(config) => Box::new(kafka::KafkaSink::new(
+                name,
+                config,
+                common,
+                Arc::clone(health),
+            )?),
             SinkKind::File(config) => Box::new(file::FileSink::new(name, config.clone())),
             SinkKind::Stdout(config) => Box::new(stdout::StdoutSink::new(*config)),
             SinkKind::Blackhole(_) => Box::new(blackhole::BlackholeSink),

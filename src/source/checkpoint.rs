@@ -84,6 +84,21 @@ struct CheckpointFile {
     files: Vec<FileRecord>,
 }
 
+/// How far a tracked file is delivered, as [`CheckpointStore::positions`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePosition {
+    /// The source reading the file.
+    pub source: String,
+    /// Where the file was last seen.
+    pub path: String,
+    /// Device of the file, to tell it from another file now at `path`.
+    pub dev: u64,
+    /// Inode of the file.
+    pub ino: u64,
+    /// The offset up to which every sink delivered.
+    pub checkpoint: u64,
+}
+
 /// What opening the store found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadOutcome {
@@ -365,6 +380,21 @@ impl CheckpointStore {
         }
     }
 
+    /// Where each tracked file is delivered up to, for metrics.
+    pub fn positions(&self) -> Vec<FilePosition> {
+        self.lock()
+            .tracked
+            .values()
+            .map(|t| FilePosition {
+                source: t.record.source.clone(),
+                path: t.record.path.clone(),
+                dev: t.record.dev,
+                ino: t.record.ino,
+                checkpoint: t.checkpoint(),
+            })
+            .collect()
+    }
+
     /// Every record as it would be written now.
     pub fn records(&self) -> Vec<FileRecord> {
         let now = unix_now();
@@ -597,6 +627,32 @@ mod tests {
         let state = store.lock();
         assert_eq!(state.dormant.len(), MAX_RETIRED);
         assert!(state.tracked.is_empty());
+    }
+
+    #[test]
+    fn positions_are_the_checkpoints_of_tracked_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+        store.track(record(1, 10), &[0, 1]);
+        store.track(record(2, 0), &[0]);
+        store.emitted(1, 50);
+        store.ack(0, 1, 50);
+        store.ack(1, 1, 30);
+        let mut got: Vec<(String, u64)> = store
+            .positions()
+            .into_iter()
+            .map(|p| (p.path, p.checkpoint))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("/logs/1.log".to_owned(), 30),
+                ("/logs/2.log".to_owned(), 0)
+            ]
+        );
+        store.forget(1);
+        assert_eq!(store.positions().len(), 1);
     }
 
     #[test]

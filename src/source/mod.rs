@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod fingerprint;
 pub mod framing;
 pub mod gzip;
+pub mod kubelet;
 pub mod tailer;
 pub mod watcher;
 

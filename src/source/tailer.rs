@@ -40,6 +40,7 @@ use super::framing::{Framed, Framer, TAIL_BYTES};
 use super::gzip::{Decoded, GZIP_MAGIC, gzip_head, is_gzip};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
+use crate::health::Heartbeat;
 use crate::metrics::{SourceMetrics, add};
 use crate::parse::SourceParser;
 use crate::parse::assemble::{FileState, Release};
@@ -52,6 +53,8 @@ pub const TURN_BYTES: usize = 1024 * 1024;
 const TAIL_ALIGN_BYTES: u64 = 64 * 1024;
 /// Longest sleep while a file let go is waiting for `rotate_wait_ms`.
 const GONE_POLL: Duration = Duration::from_millis(100);
+/// A tailer that has not turned for this long (or ten scan intervals, if longer) is stuck.
+const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// The pipeline no longer takes chunks: the tailer stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +66,7 @@ pub struct Stopped;
 pub struct Control {
     draining: AtomicBool,
     wake: SyncSender<()>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Control {
@@ -74,6 +78,12 @@ impl Control {
 
     fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// The tailer's sign of life: it beats once per loop and per chunk handed on, and has
+    /// turned once its first scan is done.
+    pub fn heartbeat(&self) -> &Arc<Heartbeat> {
+        &self.heartbeat
     }
 }
 
@@ -121,6 +131,7 @@ struct Context<E> {
     store: Arc<CheckpointStore>,
     metrics: Arc<SourceMetrics>,
     emit: E,
+    heartbeat: Arc<Heartbeat>,
     /// Events per chunk last time, to size the next chunk's vector.
     chunk_hint: usize,
     /// Generations retired by truncation since the files were last gathered.
@@ -175,9 +186,12 @@ where
         let rescan = Arc::new(AtomicBool::new(false));
         let globs = Globs::new(&config.include, &config.exclude);
         let watcher = Watcher::new(globs.watch_roots(), wake_tx.clone(), Arc::clone(&rescan));
+        let stale_after = STALE_AFTER.max(Duration::from_millis(config.scan_interval_ms) * 10);
+        let heartbeat = Arc::new(Heartbeat::new(stale_after));
         let control = Arc::new(Control {
             draining: AtomicBool::new(false),
             wake: wake_tx,
+            heartbeat: Arc::clone(&heartbeat),
         });
         let parser = SourceParser::new(&config);
         let tailer = Tailer {
@@ -190,6 +204,7 @@ where
                 store,
                 metrics,
                 emit,
+                heartbeat,
                 chunk_hint: 64,
                 retired: Vec::new(),
             },
@@ -217,6 +232,7 @@ where
                 self.scan(last_scan.is_none());
                 last_scan = Some(Instant::now());
             }
+            self.ctx.heartbeat.beat();
             if draining {
                 // No scans while draining, but files closed for the open-file cap still take
                 // their turns, so that they too are read to their end.
@@ -251,6 +267,7 @@ where
                 let _ = self.wake.recv_timeout(timeout);
             }
         }
+        self.ctx.heartbeat.finish();
         tracing::debug!(source = %self.ctx.name, "tailer stopped");
     }
 
@@ -1157,13 +1174,15 @@ where
         if !attached {
             tracked.meta = Arc::new(tracked.meta.with_enrichment(Arc::clone(enrichment)));
         }
-        (self.emit)(Chunk {
+        let chunk = Chunk {
             file: Arc::clone(&tracked.meta),
             read_time: now_rfc3339().into(),
             data: parsed.data,
             events: parsed.events,
             end_offset,
-        })
+        };
+        let emit = &mut self.emit;
+        self.heartbeat.waiting_on(|| emit(chunk))
     }
 
     /// When the earliest open multiline group is due.

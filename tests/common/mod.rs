@@ -134,6 +134,27 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(config: Config) -> Agent {
+        Agent::start_with(config, log_agent::RunHooks::default())
+    }
+
+    /// Starts the agent with the HTTP API on a port the system picks; returns its address.
+    pub async fn start_with_api(config: Config) -> (Agent, std::net::SocketAddr) {
+        assert!(config.api.is_some(), "the config has no api.address");
+        let (tx, rx) = oneshot::channel();
+        let agent = Agent::start_with(
+            config,
+            log_agent::RunHooks {
+                api_bound: Some(tx),
+            },
+        );
+        let address = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the API was not bound within 10 s")
+            .expect("the agent stopped before binding the API");
+        (agent, address)
+    }
+
+    pub fn start_with(config: Config, hooks: log_agent::RunHooks) -> Agent {
         // LOG_AGENT_LOG=debug shows the agent's own logs while debugging a test.
         if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LOG_AGENT_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -142,9 +163,13 @@ impl Agent {
                 .try_init();
         }
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(log_agent::run(config, async {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(log_agent::run_with(
+            config,
+            async {
+                let _ = rx.await;
+            },
+            hooks,
+        ));
         Agent {
             shutdown: Some(tx),
             handle,
@@ -162,7 +187,9 @@ impl Agent {
     }
 }
 
-/// Every complete JSON line of an NDJSON file (none if it does not exist).
+/// Every complete JSON line of an NDJSON file (none if it does not exist). Bytes after the last
+/// newline are a line the sink is still writing (a reader can see a write half done), not yet
+/// an event.
 pub fn read_ndjson(path: &Path) -> Vec<Value> {
     let Ok(bytes) = fs::read(path) else {
         return Vec::new();
@@ -392,4 +419,31 @@ pub fn consume_with(
         });
     }
     out
+}
+
+/// `GET path` over a fresh connection: (status, body).
+pub async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// Polls `/readyz` until it answers `status`; returns the body.
+pub async fn wait_for_readyz(address: std::net::SocketAddr, status: u16) -> String {
+    let mut last = (0, String::new());
+    for _ in 0..1500 {
+        last = get(address, "/readyz").await;
+        if last.0 == status {
+            return last.1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/readyz did not answer {status} within 30 s; last: {last:?}");
 }
