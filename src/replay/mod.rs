@@ -526,10 +526,13 @@ impl Reader {
         let source_metrics = self.metrics.source(&planned.source);
         let mut progress_seen = 0;
         self.report.files += 1;
-        let result = loop {
+        // Whole lines go out as they are read; at the end, the unterminated last line too. At an
+        // interruption or damage, not the piece of a line read last: only what parsing held
+        // (whole lines of an open multiline group).
+        let finish_last_line = loop {
             if self.stopping.load(Ordering::Acquire) {
                 self.report.interrupted = true;
-                break Ok(());
+                break false;
             }
             let read = framer.read_from(&mut reader, read_size);
             let seen = consumed.load(Ordering::Relaxed);
@@ -538,7 +541,7 @@ impl Reader {
                 .fetch_add(seen - progress_seen, Ordering::Relaxed);
             progress_seen = seen;
             match read {
-                Ok(0) => break Ok(()),
+                Ok(0) => break true,
                 Ok(got) => {
                     self.report.bytes += got as u64;
                     add(&source_metrics.bytes_in, got as u64);
@@ -554,33 +557,23 @@ impl Reader {
                     } else {
                         format!("byte {seen}")
                     };
-                    // The line the damage cut is not shipped: only whole lines before it are
-                    // (and what parsing held, such as an open multiline group).
                     let cut = framer.pending_bytes();
                     tracing::error!(file = %path_text, error = %e, at = %at, cut_line_bytes = cut, "file damaged; the lines before the damage are shipped");
                     self.report.damaged.push(format!(
                         "{path_text}: at {at}: {e} (a cut line of {cut} bytes left out)"
                     ));
-                    let end = framer.commit_offset();
-                    let framed = Framed::default();
-                    return self.emit(
-                        route,
-                        &meta,
-                        &mut held,
-                        framed,
-                        Vec::new(),
-                        end,
-                        Release::All,
-                    );
+                    break false;
                 }
             }
         };
-        // What is left: an unterminated last line, and what parsing held.
         let mut events = Vec::new();
-        let framed = framer.finish(&mut events);
+        let framed = if finish_last_line {
+            framer.finish(&mut events)
+        } else {
+            Framed::default()
+        };
         let end = framer.commit_offset();
-        self.emit(route, &meta, &mut held, framed, events, end, Release::All)?;
-        result
+        self.emit(route, &meta, &mut held, framed, events, end, Release::All)
     }
 
     /// Parses, filters by time and hands on one chunk of a file; `held` is what parsing holds
