@@ -690,3 +690,25 @@ async fn an_included_gzip_file_is_read_and_a_damaged_one_is_counted() {
     assert_exactly_once(&before_damage, "d", shipped);
     assert!(summary.metrics.sources["app"].read_errors >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_gzip_files_share_few_open_slots() {
+    let world = World::new();
+    for i in 0..40 {
+        let tag = format!("z{i}");
+        let path = world.log(&format!("{tag}.log"));
+        append_numbered(&path, &tag, 0..300, 60);
+        gzip_in_place(&path);
+    }
+    append_numbered(&world.log("live.log"), "live", 0..100, 60);
+    let agent = Agent::start(world.config("*", "    max_open_files: 4", ""));
+    wait_for_events(&world, 40 * 300 + 100).await;
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    let events = world.events();
+    for i in 0..40 {
+        let tag = format!("z{i}");
+        assert_exactly_once(&of_tag(&events, &tag), &tag, 300);
+    }
+    assert_exactly_once(&of_tag(&events, "live"), "live", 100);
+}

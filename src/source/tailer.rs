@@ -467,12 +467,13 @@ where
         let waiting: Vec<usize> = (0..self.files.len())
             .filter(|&i| {
                 let f = &self.files[i];
-                f.file.is_none()
-                    && !f.finished
-                    && !f.compressed
-                    && f.gone_since.is_none()
-                    && fs::metadata(&*f.meta.path)
-                        .is_ok_and(|md| md.len() != f.framer.read_offset())
+                let unread = if f.compressed {
+                    // Never grows: it waits for a slot only until it has been read.
+                    !f.compressed_done && f.held_since.is_none()
+                } else {
+                    fs::metadata(&*f.meta.path).is_ok_and(|md| md.len() != f.framer.read_offset())
+                };
+                f.file.is_none() && !f.finished && f.gone_since.is_none() && unread
             })
             .collect();
         let open = self.open_count();
@@ -493,7 +494,9 @@ where
                     f.file.is_some()
                         && f.gone_since.is_none()
                         && !f.finished
-                        && !f.compressed
+                        // A gzip file being decompressed cannot be resumed without reading it
+                        // again from its start: it keeps its slot until its end.
+                        && f.decoder.is_none()
                         && f.held_since.is_none()
                 })
                 .collect();
@@ -974,6 +977,21 @@ where
 
     /// Reopens a file closed for the open-file cap, checking it is still the same file.
     fn reopen(&mut self, tracked: &mut TrackedFile) {
+        if tracked.compressed {
+            // Not read yet (it was closed before its decoder was made): the same file, or none.
+            match File::open(&*tracked.meta.path) {
+                Ok(file)
+                    if file
+                        .metadata()
+                        .is_ok_and(|md| (md.dev(), md.ino()) == (tracked.dev, tracked.ino)) =>
+                {
+                    tracked.opened_at = Instant::now();
+                    tracked.file = Some(file);
+                }
+                _ => tracked.gone_since = Some(Instant::now()),
+            }
+            return;
+        }
         let opened = File::open(&*tracked.meta.path).and_then(|file| {
             let md = file.metadata()?;
             let head = read_head(&file, self.config.fingerprint_bytes)?;
