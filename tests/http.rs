@@ -1,7 +1,9 @@
 //! The HTTP sink against a real HTTP server that each test starts on a loopback port: it
 //! records what it receives and can answer 500, 429 with `Retry-After`, slowly, or drop the
 //! connection. Checked: exactly-once delivery despite those faults, gzip bodies, headers and
-//! auth, dead letters, requests in flight, Elasticsearch bulk items, Loki streams.
+//! auth, dead letters, requests in flight, Elasticsearch bulk items, Loki streams. The same
+//! server also speaks HTTPS (rustls), with certificates a CA made by the test signs: a custom
+//! CA, a server the sink does not trust, mutual TLS with and without a client certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,7 +11,8 @@ mod common;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,6 +21,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
 /// What the server does to the next POST instead of handling it.
 #[derive(Debug, Clone)]
@@ -74,10 +82,16 @@ struct State {
     /// Requests being handled now, and the most at once.
     active: usize,
     most_active: usize,
+    /// HTTPS: per TLS session set up, the client certificate it presented, if any.
+    sessions: Vec<Option<CertificateDer<'static>>>,
+    /// HTTPS: why each failed handshake failed, as the server saw it.
+    handshake_failures: Vec<String>,
 }
 
 struct Server {
     addr: SocketAddr,
+    /// Whether it speaks HTTPS.
+    tls: bool,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -92,6 +106,20 @@ impl Server {
     /// Listens on a loopback port; the first POSTs meet `faults`, in order, and every answer
     /// waits a random time up to `jitter_ms`.
     async fn start(mode: Mode, faults: Vec<Fault>, jitter_ms: u64) -> Server {
+        Server::listen(mode, faults, jitter_ms, None).await
+    }
+
+    /// Listens for HTTPS on a loopback port, with `tls` (certificate, client authentication).
+    async fn start_tls(mode: Mode, tls: Arc<ServerConfig>) -> Server {
+        Server::listen(mode, Vec::new(), 0, Some(TlsAcceptor::from(tls))).await
+    }
+
+    async fn listen(
+        mode: Mode,
+        faults: Vec<Fault>,
+        jitter_ms: u64,
+        tls: Option<TlsAcceptor>,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
@@ -99,24 +127,47 @@ impl Server {
             ..State::default()
         }));
         let shared = Arc::clone(&state);
+        let is_tls = tls.is_some();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = Arc::clone(&shared);
+                let tls = tls.clone();
+                // The handshake happens in the connection's task: a slow one holds no other.
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        handle(Arc::clone(&state), mode, jitter_ms, request)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let Some(acceptor) = tls else {
+                        return serve(stream, state, mode, jitter_ms).await;
+                    };
+                    match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            let client = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first().cloned());
+                            state.lock().unwrap().sessions.push(client);
+                            serve(stream, state, mode, jitter_ms).await;
+                        }
+                        Err(e) => state.lock().unwrap().handshake_failures.push(e.to_string()),
+                    }
                 });
             }
         });
-        Server { addr, state, task }
+        Server {
+            addr,
+            tls: is_tls,
+            state,
+            task,
+        }
     }
 
+    /// The URI of `path`: `http://127.0.0.1:PORT`, or `https://localhost:PORT` (the name the
+    /// server certificate is for).
     fn uri(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        if self.tls {
+            format!("https://localhost:{}{path}", self.addr.port())
+        } else {
+            format!("http://{}{path}", self.addr)
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -135,6 +186,19 @@ impl Server {
             .cloned()
             .collect()
     }
+}
+
+/// Serves HTTP/1.1 requests on one connection, plain or TLS, until it closes.
+async fn serve<S>(stream: S, state: Arc<Mutex<State>>, mode: Mode, jitter_ms: u64)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        handle(Arc::clone(&state), mode, jitter_ms, request)
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
 }
 
 fn reply(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -303,9 +367,64 @@ fn ndjson(body: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// The agent's warnings and errors, as its log shows them, from every test of this file.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Where the captured log lines are written.
+struct LogCapture;
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once) the global subscriber that keeps the agent's warnings and errors in [`LOGS`]
+/// and, with LOG_AGENT_LOG set, also shows the agent's logs as `Agent::start` would.
+fn capture_logs() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let capture = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(|| LogCapture)
+            .with_filter(tracing_subscriber::EnvFilter::new("log_agent=warn"));
+        let shown = tracing_subscriber::EnvFilter::try_from_env("LOG_AGENT_LOG")
+            .ok()
+            .map(|filter| {
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(filter)
+            });
+        tracing_subscriber::registry()
+            .with(capture)
+            .with(shown)
+            .try_init()
+            .expect("the log capture must be the first subscriber");
+    });
+}
+
+/// The captured log lines that contain `needle`.
+fn logged(needle: &str) -> Vec<String> {
+    String::from_utf8_lossy(&LOGS.lock().unwrap())
+        .lines()
+        .filter(|line| line.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A config with source `app` over `logs/*.log` and one http sink `web` (YAML lines `extra`
-/// indented under it; small batches and quick retries unless `extra` sets them).
+/// indented under it; small batches and quick retries unless `extra` sets them). Every test of
+/// this file builds its agent's config here, so the log capture is installed before any agent
+/// starts.
 fn http_config(world: &World, uri: &str, extra: &str) -> log_agent::Config {
+    capture_logs();
     let batch = if extra.contains("batch:") {
         ""
     } else {
@@ -599,4 +718,299 @@ async fn loki_streams_are_grouped_by_labels_and_ordered() {
             "{file}: lines out of order"
         );
     }
+}
+
+/// A CA made for one test, and the certificates it signs, as PEM files in a directory.
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// The CA certificate's PEM file.
+    ca_file: PathBuf,
+}
+
+/// A certificate signed by a [`Pki`]'s CA, with its key, in memory and as PEM files.
+struct Issued {
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Pki {
+    /// A new CA (a fresh key, a self-signed certificate), its files in `dir`.
+    fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "log-agent test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_owned(),
+            ca,
+            ca_file,
+        }
+    }
+
+    /// The CA as the only root a verifier trusts.
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        Arc::new(roots)
+    }
+
+    /// A certificate named `name` (its files `<name>.pem` and `<name>.key`) for the subject
+    /// alternative names `sans` (DNS names or IP addresses) and the use `usage`.
+    fn issue(&self, name: &str, sans: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> Issued {
+        let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(sans).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let cert_file = self.dir.join(format!("{name}.pem"));
+        let key_file = self.dir.join(format!("{name}.key"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        Issued {
+            cert: cert.der().clone(),
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            cert_file,
+            key_file,
+        }
+    }
+
+    /// A server certificate for `localhost` and 127.0.0.1.
+    fn server(&self) -> Issued {
+        self.issue(
+            "server",
+            &["localhost", "127.0.0.1"],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A client certificate, for mutual TLS.
+    fn client(&self) -> Issued {
+        self.issue(
+            "client",
+            &["log-agent.test"],
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    /// A rustls server config (ring) presenting `server`; with `client_auth`, a client
+    /// certificate signed by this CA is required.
+    fn server_config(&self, server: &Issued, client_auth: bool) -> Arc<ServerConfig> {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if client_auth {
+            let verifier = WebPkiClientVerifier::builder_with_provider(self.roots(), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(vec![server.cert.clone()], server.key.clone_key())
+            .unwrap();
+        Arc::new(config)
+    }
+}
+
+/// A world, a CA made for it and an HTTPS server on loopback for `localhost`, with a
+/// certificate that CA signed; with `client_auth` the server requires a client certificate
+/// the CA signed too.
+async fn https_world(client_auth: bool) -> (World, Pki, Server) {
+    let world = World::new();
+    let pki = Pki::new(&world.dir.path().join("pki"));
+    let tls = pki.server_config(&pki.server(), client_auth);
+    let server = Server::start_tls(Mode::Ndjson, tls).await;
+    (world, pki, server)
+}
+
+/// The `tls:` section of a sink: the CA file and, when given, the client certificate.
+fn tls_yaml(ca_file: Option<&Path>, client: Option<&Issued>) -> String {
+    let mut keys = Vec::new();
+    if let Some(ca) = ca_file {
+        keys.push(format!("ca_file: {}", ca.display()));
+    }
+    if let Some(client) = client {
+        keys.push(format!("cert_file: {}", client.cert_file.display()));
+        keys.push(format!("key_file: {}", client.key_file.display()));
+    }
+    format!("    tls: {{ {} }}", keys.join(", "))
+}
+
+/// The checkpoint offset recorded for `file` (None when it has no record).
+fn checkpoint_of(data_dir: &Path, file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(data_dir.join("checkpoints.json")).ok()?;
+    let value: Value = serde_json::from_str(&text).unwrap();
+    value["files"]
+        .as_array()?
+        .iter()
+        .find(|f| f["path"].as_str() == file.to_str())
+        .map(|f| f["offset"].as_u64().unwrap())
+}
+
+/// Runs an agent over `world` whose requests to `server` cannot get through TLS: waits for
+/// several failed handshakes (the sink retries, the agent runs on), then stops it. Checks that
+/// nothing was received, acked or dead-lettered, that the agent's log gives `sink_reason` for a
+/// retry and that every handshake failed on the server for `server_reason`.
+async fn run_refused(
+    server: &Server,
+    world: &World,
+    extra: &str,
+    sink_reason: &str,
+    server_reason: &str,
+) {
+    let log = world.log("a.log");
+    append_numbered(&log, "x", 0..100, 40);
+    // A path of its own, so that this run's log lines are told from any other's.
+    let uri = server.uri(&format!("/ingest/{:016x}", fastrand::u64(..)));
+    let agent = Agent::start(http_config(world, &uri, extra));
+    let failed = || server.state().handshake_failures.len();
+    assert!(
+        wait_for(Duration::from_secs(20), || failed() >= 3).await,
+        "{} failed handshakes, {} sessions",
+        failed(),
+        server.state().sessions.len()
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || logged(&uri).len() >= 3).await,
+        "no retries logged for {uri}"
+    );
+    let handshake_failures = server.state().handshake_failures.clone();
+    // Let a checkpoint write happen, should anything (wrongly) have been acked.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(checkpointed(&world.data()), 0, "acked while refused");
+    let summary = agent.stop().await;
+    assert!(!summary.drained, "nothing could be delivered");
+    assert_eq!(
+        checkpoint_of(&world.data(), &log),
+        Some(0),
+        "the file is tracked and nothing of it is acked"
+    );
+    let sink = &summary.metrics.sinks["web"];
+    assert!(sink.errors >= 3, "{sink:?}");
+    assert!(sink.retries >= 2, "{sink:?}");
+    assert_eq!(sink.events_out, 0, "{sink:?}");
+    assert_eq!(
+        sink.dead_lettered, 0,
+        "a TLS failure is not permanent: {sink:?}"
+    );
+    assert!(
+        !world.data().join("dead_letter").join("web.ndjson").exists(),
+        "dead-lettered"
+    );
+    let state = server.state();
+    assert!(state.sessions.is_empty(), "a handshake succeeded");
+    assert!(state.requests.is_empty(), "a request got through");
+    assert!(state.accepted.is_empty());
+    let lines = logged(&uri);
+    for line in &lines {
+        assert!(
+            line.contains("delivery failed; will retry"),
+            "not a retry: {line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|line| line.contains(sink_reason)),
+        "no `{sink_reason}` in {lines:#?}"
+    );
+    assert!(
+        handshake_failures.iter().all(|e| e.contains(server_reason)),
+        "not all `{server_reason}`: {handshake_failures:?}"
+    );
+}
+
+/// Runs an agent over `world` that sends 1000 numbered lines of `tag` to `server` with the
+/// sink settings `extra`: each arrives exactly once. Returns the client certificate each TLS
+/// session presented.
+async fn run_delivered(
+    server: &Server,
+    world: &World,
+    tag: &str,
+    extra: &str,
+) -> Vec<Option<CertificateDer<'static>>> {
+    append_numbered(&world.log("a.log"), tag, 0..1000, 60);
+    let agent = Agent::start(http_config(world, &server.uri("/ingest"), extra));
+    wait_for_accepted(server, world, 1000).await;
+    let summary = agent.stop().await;
+    let events = server.accepted();
+    assert_exactly_once(&events, tag, 1000);
+    assert_at_least_once_in_order(&events, tag, 1000);
+    assert_eq!(summary.metrics.sinks["web"].events_out, 1000);
+    let state = server.state();
+    assert!(state.requests.iter().all(|r| r.path == "/ingest"));
+    assert_eq!(state.handshake_failures, Vec::<String>::new());
+    assert!(!state.sessions.is_empty());
+    state.sessions.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_the_ca_file_delivers_every_line_once() {
+    let (world, pki, server) = https_world(false).await;
+    assert!(server.uri("/").starts_with("https://localhost:"));
+    let extra = tls_yaml(Some(&pki.ca_file), None);
+    let sessions = run_delivered(&server, &world, "t", &extra).await;
+    assert!(
+        sessions.iter().all(Option::is_none),
+        "no client certificate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_without_the_ca_file_is_retried_and_nothing_is_acked() {
+    let (world, _pki, server) = https_world(false).await;
+    // The sink does not trust the server's certificate, says so, and tells the server.
+    run_refused(
+        &server,
+        &world,
+        "",
+        "invalid peer certificate: UnknownIssuer",
+        "received fatal alert: UnknownCA",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_the_client_certificate_delivers_every_line_once() {
+    let (world, pki, server) = https_world(true).await;
+    let client = pki.client();
+    let extra = tls_yaml(Some(&pki.ca_file), Some(&client));
+    let sessions = run_delivered(&server, &world, "m", &extra).await;
+    assert!(
+        sessions
+            .iter()
+            .all(|presented| presented.as_ref() == Some(&client.cert)),
+        "every session must present the configured client certificate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_without_a_client_certificate_is_retried_and_nothing_is_acked() {
+    let (world, pki, server) = https_world(true).await;
+    // The server wants a certificate the sink does not have, and tells it so.
+    run_refused(
+        &server,
+        &world,
+        &tls_yaml(Some(&pki.ca_file), None),
+        "received fatal alert: CertificateRequired",
+        "peer sent no certificates",
+    )
+    .await;
 }
