@@ -121,7 +121,7 @@ pub async fn run_with(
     }
 
     let runtime = tokio::runtime::Handle::current();
-    let mut controls: Vec<Arc<Control>> = Vec::new();
+    let mut controls = DrainOnDrop(Vec::new());
     let mut tailers: Vec<JoinHandle<()>> = Vec::new();
     for (name, source_config) in &config.sources {
         let (router, ids) = sinks.route_to(&config.sinks_of(name));
@@ -137,7 +137,7 @@ pub async fn run_with(
             emit,
         );
         health.add_loop(format!("source `{name}`"), Arc::clone(control.heartbeat()));
-        controls.push(control);
+        controls.0.push(control);
         let thread = std::thread::Builder::new()
             .name(format!("tail-{name}"))
             .spawn(move || tailer.run())
@@ -196,7 +196,7 @@ pub async fn run_with(
         timeout_ms = config.shutdown_timeout_ms,
         "shutting down: reading files to their end and delivering"
     );
-    for control in &controls {
+    for control in &controls.0 {
         control.drain();
     }
     let mut drained = timeout_at(deadline, join_all(tailers)).await.is_ok();
@@ -255,6 +255,19 @@ fn start_api(
         let _ = stop_rx.await;
     }));
     (stop_tx, server)
+}
+
+/// Asks every tailer to drain when dropped: if `run` is cancelled (its task dropped, a test
+/// failing), the tailer threads still end (their pipeline is gone, so they stop at their next
+/// chunk) instead of running on and keeping the runtime from shutting down.
+struct DrainOnDrop(Vec<Arc<Control>>);
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        for control in &self.0 {
+            control.drain();
+        }
+    }
 }
 
 async fn join_all<T>(handles: impl IntoIterator<Item = T>)

@@ -286,3 +286,49 @@ async fn a_down_drop_newest_sink_never_holds_back_a_healthy_one() {
     assert_exactly_once(&read_ndjson(&good), "h", 6000);
     assert!(summary.metrics.sinks["down"].dropped_buffer_full > 0);
 }
+
+/// Names of this process's threads.
+fn thread_names() -> Vec<String> {
+    fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_run_cancelled_mid_way_ends_its_tailer_threads() {
+    let world = World::new();
+    append_numbered(&world.log("a.log"), "c", 0..100, 40);
+    // A source name no other test uses: its thread is `tail-cancelled`.
+    let yaml = config_yaml(
+        &world.data(),
+        &[world.log("*.log").to_str().unwrap()],
+        &world.out(),
+        "",
+        "",
+    )
+    .replace("  app:", "  cancelled:")
+    .replace("inputs: [app]", "inputs: [cancelled]");
+    let out = world.out();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let _agent = Agent::start(config(&yaml));
+        wait_for(Duration::from_secs(20), || read_ndjson(&out).len() >= 100).await;
+        assert!(thread_names().iter().any(|n| n == "tail-cancelled"));
+        // The agent is dropped without being stopped, as when a test fails mid-way.
+    });
+    runtime.shutdown_background();
+    let start = std::time::Instant::now();
+    while thread_names().iter().any(|n| n == "tail-cancelled") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the tailer thread outlived its cancelled agent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
