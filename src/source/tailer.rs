@@ -455,6 +455,17 @@ where
     fn lineage(&self, file: &File, skip: Option<usize>) -> std::io::Result<Lineage> {
         let size = file.metadata()?.len();
         let head = read_head(file, self.ctx.config.fingerprint_bytes)?;
+        // The head's hash per fingerprint length, computed once rather than once per tracked
+        // file: with thousands of files found at once, hashing made each scan quadratic.
+        let mut hashes: HashMap<u32, u64> = HashMap::new();
+        let mut matches = |fingerprint: &Fingerprint| {
+            let len = fingerprint.len as usize;
+            head.len() >= len
+                && *hashes
+                    .entry(fingerprint.len)
+                    .or_insert_with(|| xxhash_rust::xxh3::xxh3_64(&head[..len]))
+                    == fingerprint.hash
+        };
         let mut possible_copy = false;
         for (i, tracked) in self.files.iter().enumerate() {
             if Some(i) == skip
@@ -469,7 +480,7 @@ where
                 possible_copy |= tracked.head.starts_with(&head);
                 continue;
             }
-            if !tracked.fingerprint.matches(&head) {
+            if !matches(&tracked.fingerprint) {
                 continue;
             }
             let offset = tracked.framer.read_offset();
