@@ -163,9 +163,12 @@ pub async fn run_with(
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failures = FailureLog::default();
             loop {
                 ticker.tick().await;
-                persist(&store, &checkpoint_metrics).await;
+                // A failed write leaves the store dirty: the next tick writes again.
+                let outcome = persist(&store, &checkpoint_metrics).await;
+                failures.record(outcome);
                 heartbeat.beat();
             }
         })
@@ -221,7 +224,11 @@ pub async fn run_with(
         }
     }
     checkpointer.abort();
-    drained &= persist(&store, &metrics.checkpoints).await;
+    let last = persist(&store, &metrics.checkpoints).await;
+    if let Err(e) = &last {
+        tracing::error!(error = %e, "final checkpoint write failed; lines delivered since the last write are read again at the next start");
+    }
+    drained &= last.is_ok();
     if let Some((stop, server)) = api_server {
         let _ = stop.send(());
         let abort = server.abort_handle();
@@ -279,23 +286,63 @@ where
     }
 }
 
-/// Writes the checkpoints (on a blocking thread), counting and logging failures.
-/// Returns false when the write failed.
-async fn persist(store: &Arc<CheckpointStore>, metrics: &Arc<CheckpointMetrics>) -> bool {
+/// Writes the checkpoints (on a blocking thread), counting failures; the error says why.
+async fn persist(
+    store: &Arc<CheckpointStore>,
+    metrics: &Arc<CheckpointMetrics>,
+) -> Result<(), String> {
     let writer = Arc::clone(store);
     match tokio::task::spawn_blocking(move || writer.persist()).await {
         Ok(Ok(wrote)) => {
             add(&metrics.writes, u64::from(wrote));
-            true
+            Ok(())
         }
         Ok(Err(e)) => {
             add(&metrics.write_errors, 1);
-            tracing::error!(error = %e, "checkpoint write failed; will retry");
-            false
+            Err(e.to_string())
         }
         Err(e) => {
-            tracing::error!(error = %e, "checkpoint writer failed");
-            false
+            add(&metrics.write_errors, 1);
+            Err(format!("checkpoint writer failed: {e}"))
+        }
+    }
+}
+
+/// How often a checkpoint write that keeps failing is logged again.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Logs checkpoint write failures (a full or read-only `data_dir`, a file size limit): the
+/// first one at once, then one line a minute while they go on, and the recovery, rather than
+/// one line per `checkpoint_interval_ms`. Shipping goes on meanwhile; what is delivered is
+/// read again after a restart only back to the last checkpoint written.
+#[derive(Debug, Default)]
+struct FailureLog {
+    /// Failures in a row.
+    failing: u64,
+    last_logged: Option<Instant>,
+}
+
+impl FailureLog {
+    fn record(&mut self, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) if self.failing > 0 => {
+                tracing::info!(failures = self.failing, "checkpoint writes succeed again");
+                *self = FailureLog::default();
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.failing += 1;
+                let due = self
+                    .last_logged
+                    .is_none_or(|at| at.elapsed() >= FAILURE_LOG_EVERY);
+                if due {
+                    tracing::error!(
+                        error = %e, failures = self.failing,
+                        "checkpoint write failed; shipping goes on and the write is retried at every checkpoint interval"
+                    );
+                    self.last_logged = Some(Instant::now());
+                }
+            }
         }
     }
 }

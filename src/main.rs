@@ -94,6 +94,7 @@ fn parse_time(text: &str) -> Result<DateTime<FixedOffset>, String> {
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
@@ -264,6 +265,17 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
     })
+}
+
+/// Makes a write past the file size limit (`RLIMIT_FSIZE`) fail with `EFBIG`, which the agent
+/// reports and retries, instead of raising SIGXFSZ, whose default action kills the process:
+/// a checkpoint or a dead-letter file hitting the limit must not stop the shipping.
+fn ignore_file_size_signal() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_IGN installs no
+    // handler code, so no signal-safety rule applies.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 fn init_logging(format: LogFormat) {

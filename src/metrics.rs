@@ -44,6 +44,13 @@ pub struct SourceMetrics {
     pub truncations: AtomicU64,
     /// Errors opening, reading or stat-ing files.
     pub read_errors: AtomicU64,
+    /// Symbolic links matched by the globs and not followed (`follow_symlinks` off), or
+    /// swapped in before an open; each counted once while it stays.
+    pub skipped_symlinks: AtomicU64,
+    /// Directories matched by the globs where files were expected; each counted once.
+    pub skipped_directories: AtomicU64,
+    /// FIFOs, sockets and device nodes matched by the globs, never opened; each counted once.
+    pub skipped_special_files: AtomicU64,
 }
 
 /// Counters of one sink.
@@ -138,6 +145,9 @@ impl Metrics {
                         open_files: get(&m.open_files),
                         truncations: get(&m.truncations),
                         read_errors: get(&m.read_errors),
+                        skipped_symlinks: get(&m.skipped_symlinks),
+                        skipped_directories: get(&m.skipped_directories),
+                        skipped_special_files: get(&m.skipped_special_files),
                     };
                     (name.clone(), s)
                 })
@@ -182,6 +192,9 @@ pub struct SourceSnapshot {
     pub open_files: u64,
     pub truncations: u64,
     pub read_errors: u64,
+    pub skipped_symlinks: u64,
+    pub skipped_directories: u64,
+    pub skipped_special_files: u64,
 }
 
 /// Values of a sink's counters at one moment.

@@ -11,7 +11,6 @@ mod progress;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::File;
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
@@ -36,6 +35,7 @@ use crate::source::checkpoint::{CheckpointStore, FileRecord, SinkId};
 use crate::source::fingerprint::{Fingerprint, read_head};
 use crate::source::framing::{Framed, Framer};
 use crate::source::gzip::{Decoded, gzip_head, is_gzip};
+use crate::source::open::open_regular;
 use crate::source::tailer::now_rfc3339;
 use crate::source::{FileSourceConfig, SourceConfig, SourceKind};
 
@@ -475,16 +475,20 @@ impl Reader {
             .unwrap_or_else(|_| planned.path.clone())
             .to_string_lossy()
             .into_owned();
-        let opened = File::open(&planned.path).and_then(|file| {
-            let raw_head = read_head(&file, 2)?;
-            let head = if is_gzip(&raw_head) {
-                // Damage at the very start shows when the file is read, where it is reported.
-                gzip_head(&file, HEAD_FOR_KEY).unwrap_or_default()
-            } else {
-                read_head(&file, HEAD_FOR_KEY)?
-            };
-            Ok((file, raw_head, head))
-        });
+        // The operator named these paths (links included), but what is opened must be a regular
+        // file that never blocks: a FIFO swapped in after listing is refused, not waited on.
+        let opened = open_regular(&planned.path, None, true)
+            .map_err(std::io::Error::other)
+            .and_then(|file| {
+                let raw_head = read_head(&file, 2)?;
+                let head = if is_gzip(&raw_head) {
+                    // Damage at the very start shows when the file is read, where it is reported.
+                    gzip_head(&file, HEAD_FOR_KEY).unwrap_or_default()
+                } else {
+                    read_head(&file, HEAD_FOR_KEY)?
+                };
+                Ok((file, raw_head, head))
+            });
         let (file, raw_head, head) = match opened {
             Ok(opened) => opened,
             Err(e) => {

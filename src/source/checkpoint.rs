@@ -25,7 +25,10 @@ use crate::event::FileKey;
 const FILE_NAME: &str = "checkpoints.json";
 const FORMAT_VERSION: u32 = 1;
 /// Records of files not seen since a restart are kept this long, then forgotten.
-const DORMANT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+pub const DORMANT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// Records loaded for files not found again (yet) kept at most, the most recently updated
+/// first: a volume where files come and go across many restarts cannot grow the store.
+pub const MAX_DORMANT: usize = 16 * 1024;
 
 /// Index of a sink in the running pipeline.
 pub type SinkId = usize;
@@ -166,7 +169,8 @@ impl CheckpointStore {
         })?;
         let path = data_dir.join(FILE_NAME);
         let (dormant, outcome) = match load(&path) {
-            Ok(Some(files)) => {
+            Ok(Some(mut files)) => {
+                prune(&mut files, unix_now());
                 let n = files.len();
                 (files, LoadOutcome::Loaded(n))
             }
@@ -434,6 +438,8 @@ impl CheckpointStore {
                 return Ok(false);
             }
             state.dirty = false;
+            // Expired records leave memory too, not only the file.
+            prune(&mut state.dormant, unix_now());
         }
         let records = self.records();
         let result = write_atomically(&self.path, &records);
@@ -447,6 +453,30 @@ impl CheckpointStore {
                 source,
             })
     }
+}
+
+/// Drops the records not updated for [`DORMANT_EXPIRY_SECS`], then the oldest beyond
+/// [`MAX_RETIRED`] finished and [`MAX_DORMANT`] other records.
+fn prune(records: &mut Vec<FileRecord>, now: u64) {
+    records.retain(|r| now.saturating_sub(r.updated_unix) < DORMANT_EXPIRY_SECS);
+    let (finished, other) = (
+        records.iter().filter(|r| r.finished).count(),
+        records.iter().filter(|r| !r.finished).count(),
+    );
+    if finished <= MAX_RETIRED && other <= MAX_DORMANT {
+        return;
+    }
+    records.sort_by_key(|r| std::cmp::Reverse(r.updated_unix));
+    let (mut kept_finished, mut kept_other) = (0, 0);
+    records.retain(|r| {
+        let kept = if r.finished {
+            &mut kept_finished
+        } else {
+            &mut kept_other
+        };
+        *kept += 1;
+        *kept <= if r.finished { MAX_RETIRED } else { MAX_DORMANT }
+    });
 }
 
 /// Reads the checkpoint file: `Ok(None)` when there is none, `Err` with a reason when it is
@@ -653,6 +683,79 @@ mod tests {
         );
         store.forget(1);
         assert_eq!(store.positions().len(), 1);
+    }
+
+    #[test]
+    fn records_of_files_gone_for_a_while_expire_and_loaded_ones_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let mut files = Vec::new();
+        // Gone 8 days (expires), gone 6 days (kept), and more records than kept at most.
+        let mut old = record(1, 10);
+        old.updated_unix = now - 8 * 24 * 3600;
+        files.push(old);
+        let mut recent = record(2, 20);
+        recent.updated_unix = now - 6 * 24 * 3600;
+        files.push(recent);
+        for key in 10..10 + MAX_DORMANT as u64 + 5 {
+            let mut r = record(key, 0);
+            r.updated_unix = now - 3600;
+            files.push(r);
+        }
+        for key in 100_000..100_000 + MAX_RETIRED as u64 + 5 {
+            let mut r = record(key, 0);
+            r.finished = true;
+            r.updated_unix = now - 60;
+            files.push(r);
+        }
+        let body = serde_json::to_vec(&CheckpointFile {
+            version: FORMAT_VERSION,
+            files,
+        })
+        .unwrap();
+        fs::write(dir.path().join(FILE_NAME), body).unwrap();
+        let (store, outcome) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(outcome, LoadOutcome::Loaded(MAX_DORMANT + MAX_RETIRED));
+        let records = store.records();
+        assert!(!records.iter().any(|r| r.key == 1), "expired");
+        assert!(
+            !records.iter().any(|r| r.key == 2),
+            "the oldest go beyond the cap"
+        );
+        assert_eq!(records.iter().filter(|r| r.finished).count(), MAX_RETIRED);
+        // An expiry that happens while running leaves memory at the next write.
+        store.lock().dormant[0].updated_unix = now - 8 * 24 * 3600;
+        let expiring = store.lock().dormant[0].key;
+        store.lock().dirty = true;
+        assert!(store.persist().unwrap());
+        assert!(!store.lock().dormant.iter().any(|r| r.key == expiring));
+    }
+
+    #[test]
+    fn a_real_checkpoint_file_truncated_mid_write_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+            for key in 1..=3 {
+                store.track(record(key, 0), &[0]);
+                store.emitted(key, 100);
+                store.ack(0, key, 100);
+            }
+            store.persist().unwrap();
+        }
+        let path = dir.path().join(FILE_NAME);
+        let whole = fs::read(&path).unwrap();
+        for cut in [1, whole.len() / 3, whole.len() / 2, whole.len() - 2] {
+            fs::write(&path, &whole[..cut]).unwrap();
+            let (store, outcome) = CheckpointStore::open(dir.path()).unwrap();
+            let LoadOutcome::Corrupt { reason, moved_to } = outcome else {
+                panic!("cut at {cut}: {outcome:?}");
+            };
+            assert!(reason.contains("EOF"), "{reason}");
+            assert_eq!(fs::read(moved_to.unwrap()).unwrap(), &whole[..cut]);
+            assert!(!path.exists());
+            assert!(store.records().is_empty());
+        }
     }
 
     #[test]

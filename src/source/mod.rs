@@ -4,7 +4,9 @@
 //! ([`watcher`]) with a periodic rescan as the backstop, reads and frames lines ([`framing`]),
 //! identifies files by device, inode and a fingerprint of their head ([`fingerprint`]), and
 //! registers what it reads with the [`checkpoint`] store. It knows nothing of sinks: the
-//! [`tailer`] hands each chunk of lines to a callback.
+//! [`tailer`] hands each chunk of lines to a callback. The watched directory belongs to another
+//! container: discovery does not follow links by default and [`open`] opens without following
+//! one swapped in, never blocking on a FIFO.
 
 pub mod checkpoint;
 pub mod discovery;
@@ -12,6 +14,7 @@ pub mod fingerprint;
 pub mod framing;
 pub mod gzip;
 pub mod kubelet;
+pub mod open;
 pub mod tailer;
 pub mod watcher;
 
@@ -127,6 +130,12 @@ pub struct FileSourceConfig {
     /// At most this many files are open at once; the others wait their turn.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
+    /// Follow symbolic links found below the globs' watch roots (their targets must still be
+    /// regular files). Off by default: the watched directory belongs to another container,
+    /// and a link in it could point at the agent's own secrets; such links are reported and
+    /// counted (`skipped_symlinks`), never read.
+    #[serde(default)]
+    pub follow_symlinks: bool,
 }
 
 fn default_max_line_bytes() -> usize {

@@ -22,7 +22,7 @@
 //!   the file itself is let go (until then the compressed copy is held).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -34,10 +34,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::FileSourceConfig;
 use super::ReadFrom;
 use super::checkpoint::{CheckpointStore, FileRecord, SinkId};
-use super::discovery::Globs;
+use super::discovery::{Globs, SkipReason};
 use super::fingerprint::{Fingerprint, read_head};
 use super::framing::{Framed, Framer, TAIL_BYTES};
 use super::gzip::{Decoded, GZIP_MAGIC, gzip_head, is_gzip};
+use super::open::{OpenError, open_regular, stat};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
 use crate::health::Heartbeat;
@@ -55,6 +56,10 @@ const TAIL_ALIGN_BYTES: u64 = 64 * 1024;
 const GONE_POLL: Duration = Duration::from_millis(100);
 /// A tailer that has not turned for this long (or ten scan intervals, if longer) is stuck.
 const STALE_AFTER: Duration = Duration::from_secs(60);
+/// New problems (unreadable paths, links not followed, FIFOs...) logged one by one per scan;
+/// beyond that a scan logs how many more there were, so a hostile directory cannot flood the
+/// agent's log.
+const REPORTS_PER_SCAN: usize = 20;
 
 /// The pipeline no longer takes chunks: the tailer stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +146,8 @@ struct Context<E> {
     /// Per file generation, what parsing holds back between chunks (unfinished multiline
     /// groups, partial container lines); only files that hold something have an entry.
     held: HashMap<FileKey, FileState>,
+    /// The source's globs; their watch roots are trusted when files are opened.
+    globs: Globs,
 }
 
 /// How a file found by a scan relates to the files already tracked.
@@ -159,14 +166,55 @@ enum Lineage {
 pub struct Tailer<E> {
     ctx: Context<E>,
     files: Vec<TrackedFile>,
-    globs: Globs,
     watcher: Watcher,
     rescan: Arc<AtomicBool>,
     wake: Receiver<()>,
     control: Arc<Control>,
     /// Index of the file that reads first in the next pass.
     next_first: usize,
-    reported_errors: HashSet<String>,
+    reports: Reports,
+}
+
+/// Problems with paths, each reported (logged, and counted by the caller) once while it lasts.
+///
+/// Only the problems of the last scan are remembered, as hashes: memory follows what is on disk
+/// now, and a problem that goes away and comes back is reported again.
+#[derive(Debug, Default)]
+struct Reports {
+    /// Problems seen at the previous scan.
+    known: HashSet<u64>,
+    /// Problems seen so far at this scan.
+    current: HashSet<u64>,
+    /// New problems logged one by one at this scan.
+    logged: usize,
+    /// New problems at this scan beyond [`REPORTS_PER_SCAN`].
+    unlogged: usize,
+}
+
+impl Reports {
+    /// Notes a problem; true when it is new (not seen at the previous scan nor yet at this one).
+    fn note(&mut self, problem: &str) -> bool {
+        let hash = xxhash_rust::xxh3::xxh3_64(problem.as_bytes());
+        self.current.insert(hash) && !self.known.contains(&hash)
+    }
+
+    /// True when one more new problem may be logged at this scan; counts those that may not.
+    fn may_log(&mut self) -> bool {
+        if self.logged < REPORTS_PER_SCAN {
+            self.logged += 1;
+            true
+        } else {
+            self.unlogged += 1;
+            false
+        }
+    }
+
+    /// Ends a scan; returns how many new problems were not logged one by one.
+    fn end_scan(&mut self) -> usize {
+        self.known = std::mem::take(&mut self.current);
+        self.logged = 0;
+        std::mem::take(&mut self.unlogged)
+    }
 }
 
 impl<E> Tailer<E>
@@ -184,8 +232,13 @@ where
     ) -> (Self, Arc<Control>) {
         let (wake_tx, wake) = sync_channel(1);
         let rescan = Arc::new(AtomicBool::new(false));
-        let globs = Globs::new(&config.include, &config.exclude);
-        let watcher = Watcher::new(globs.watch_roots(), wake_tx.clone(), Arc::clone(&rescan));
+        let globs = Globs::new(&config.include, &config.exclude, config.follow_symlinks);
+        let watcher = Watcher::new(
+            globs.watch_roots(),
+            config.follow_symlinks,
+            wake_tx.clone(),
+            Arc::clone(&rescan),
+        );
         let stale_after = STALE_AFTER.max(Duration::from_millis(config.scan_interval_ms) * 10);
         let heartbeat = Arc::new(Heartbeat::new(stale_after));
         let control = Arc::new(Control {
@@ -207,15 +260,15 @@ where
                 heartbeat,
                 chunk_hint: 64,
                 retired: Vec::new(),
+                globs,
             },
             files: Vec::new(),
-            globs,
             watcher,
             rescan,
             wake,
             control: Arc::clone(&control),
             next_first: 0,
-            reported_errors: HashSet::new(),
+            reports: Reports::default(),
         };
         (tailer, control)
     }
@@ -275,10 +328,16 @@ where
     /// rewritten, and shares the open-file slots.
     fn scan(&mut self, first: bool) {
         self.watcher.refresh();
-        let (paths, errors) = self.globs.expand();
-        for error in errors {
-            self.report_once(error);
+        let found = self.ctx.globs.expand();
+        for error in found.errors {
+            self.report(&error);
         }
+        for skipped in &found.skipped {
+            self.report_skipped(&skipped.path, skipped.reason, None);
+        }
+        let cap = self.ctx.config.max_open_files;
+        let follow = self.ctx.config.follow_symlinks;
+        let mut open = self.open_count();
         let mut by_inode: HashMap<(u64, u64), usize> = self
             .files
             .iter()
@@ -289,8 +348,8 @@ where
         // Per file: the first path seen this scan, and whether its current path was seen.
         let mut seen: Vec<Option<PathBuf>> = vec![None; self.files.len()];
         let mut at_current_path = vec![false; self.files.len()];
-        for path in paths {
-            let Ok(md) = fs::metadata(&path) else {
+        for path in found.files {
+            let Ok(md) = stat(&path, follow) else {
                 continue;
             };
             if !md.is_file() {
@@ -337,6 +396,7 @@ where
                                     id,
                                 );
                             }
+                            open += usize::from(self.files[i].file.is_some());
                             by_inode.insert(id, i);
                             seen[i] = Some(path);
                             at_current_path[i] = true;
@@ -344,7 +404,18 @@ where
                         }
                         Err(e) => {
                             add(&self.ctx.metrics.read_errors, 1);
-                            self.report_once(format!("{}: {e}", path.display()));
+                            self.report(&format!("{}: {e}", path.display()));
+                        }
+                    }
+                    if file.file.is_some() {
+                        // Files found at once (thousands created in the watched directory) must
+                        // not all hold a descriptor until the end of the scan.
+                        if open < cap {
+                            open += 1;
+                        } else if !self.make_room_for(&mut file) {
+                            // A gzip file that found no free slot is taken at a later scan.
+                            self.ctx.store.forget(file.meta.key);
+                            continue;
                         }
                     }
                     by_inode.insert(id, self.files.len());
@@ -352,11 +423,19 @@ where
                     seen.push(Some(path));
                     at_current_path.push(true);
                 }
-                Err(e) => {
+                Err(OpenError::Io(e)) => {
                     add(&self.ctx.metrics.read_errors, 1);
-                    self.report_once(format!("{}: {e}", path.display()));
+                    self.report(&format!("{}: {e}", path.display()));
+                }
+                Err(e) => {
+                    let reason = e.skip_reason().unwrap_or(SkipReason::Symlink);
+                    self.report_skipped(&path, reason, Some(&e));
                 }
             }
+        }
+        let unlogged = self.reports.end_scan();
+        if unlogged > 0 {
+            tracing::warn!(source = %self.ctx.name, more = unlogged, "more paths cannot be read or are skipped (not logged one by one)");
         }
         let now = Instant::now();
         for (i, file) in self.files.iter_mut().enumerate() {
@@ -393,6 +472,17 @@ where
     fn lineage(&self, file: &File, skip: Option<usize>) -> std::io::Result<Lineage> {
         let size = file.metadata()?.len();
         let head = read_head(file, self.ctx.config.fingerprint_bytes)?;
+        // The head's hash per fingerprint length, computed once rather than once per tracked
+        // file: with thousands of files found at once, hashing made each scan quadratic.
+        let mut hashes: HashMap<u32, u64> = HashMap::new();
+        let mut matches = |fingerprint: &Fingerprint| {
+            let len = fingerprint.len as usize;
+            head.len() >= len
+                && *hashes
+                    .entry(fingerprint.len)
+                    .or_insert_with(|| xxhash_rust::xxh3::xxh3_64(&head[..len]))
+                    == fingerprint.hash
+        };
         let mut possible_copy = false;
         for (i, tracked) in self.files.iter().enumerate() {
             if Some(i) == skip
@@ -407,7 +497,7 @@ where
                 possible_copy |= tracked.head.starts_with(&head);
                 continue;
             }
-            if !tracked.fingerprint.matches(&head) {
+            if !matches(&tracked.fingerprint) {
                 continue;
             }
             let offset = tracked.framer.read_offset();
@@ -452,10 +542,68 @@ where
         self.files.iter().filter(|f| f.file.is_some()).count()
     }
 
-    fn report_once(&mut self, error: String) {
-        // Unreadable directories would otherwise be reported at every scan.
-        if self.reported_errors.len() < 1024 && self.reported_errors.insert(error.clone()) {
+    /// Logs an error with a path, once while it lasts: an unreadable directory would otherwise
+    /// be reported at every scan.
+    fn report(&mut self, error: &str) {
+        if self.reports.note(error) && self.reports.may_log() {
             tracing::warn!(source = %self.ctx.name, error = %error, "cannot read");
+        }
+    }
+
+    /// Counts and logs a match that is not read, once while it stays.
+    fn report_skipped(&mut self, path: &Path, reason: SkipReason, error: Option<&OpenError>) {
+        let problem = format!("{}\0{}", path.display(), reason.as_str());
+        if !self.reports.note(&problem) {
+            return;
+        }
+        let m = &self.ctx.metrics;
+        add(
+            match reason {
+                SkipReason::Symlink => &m.skipped_symlinks,
+                SkipReason::Directory => &m.skipped_directories,
+                SkipReason::Fifo | SkipReason::Socket | SkipReason::Device => {
+                    &m.skipped_special_files
+                }
+            },
+            1,
+        );
+        if self.reports.may_log() {
+            let detail = error.map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(source = %self.ctx.name, file = %path.display(), reason = reason.as_str(), detail = %detail, "matched but not read");
+        }
+    }
+
+    /// Called with a file just found while `max_open_files` are open already: closes it (it
+    /// waits its turn like any file closed for the cap), or, for a file that cannot wait
+    /// closed (gzip, possible copy), closes an idle file instead. False when no room was made
+    /// for a gzip file, which is then left for a later scan.
+    fn make_room_for(&mut self, file: &mut TrackedFile) -> bool {
+        if !file.compressed && file.held_since.is_none() {
+            file.file = None;
+            return true;
+        }
+        let victim = (0..self.files.len())
+            .filter(|&i| {
+                let f = &self.files[i];
+                f.file.is_some()
+                    && f.gone_since.is_none()
+                    && !f.finished
+                    && !f.compressed
+                    && f.held_since.is_none()
+            })
+            .min_by_key(|&i| (self.files[i].eof_since.is_none(), self.files[i].opened_at));
+        match victim {
+            Some(i) => {
+                self.files[i].file = None;
+                true
+            }
+            None if file.compressed => false,
+            None => {
+                // A possible copy closed is released as a file of its own when reviewed: read
+                // from its start (duplicates, never loss).
+                file.file = None;
+                true
+            }
         }
     }
 
@@ -471,7 +619,8 @@ where
                     // Never grows: it waits for a slot only until it has been read.
                     !f.compressed_done && f.held_since.is_none()
                 } else {
-                    fs::metadata(&*f.meta.path).is_ok_and(|md| md.len() != f.framer.read_offset())
+                    stat(Path::new(&*f.meta.path), self.ctx.config.follow_symlinks)
+                        .is_ok_and(|md| md.len() != f.framer.read_offset())
                 };
                 f.file.is_none() && !f.finished && f.gone_since.is_none() && unread
             })
@@ -643,8 +792,8 @@ where
     /// Opens the file at `path` and starts tracking it. Its identity is taken from the open
     /// descriptor: the path may have been replaced since it was listed. `None` for a gzip file
     /// still being written (changed within `rotate_wait_ms`): it is taken at a later scan.
-    fn start_tracking(&self, path: &Path, first: bool) -> std::io::Result<Option<TrackedFile>> {
-        let mut file = File::open(path)?;
+    fn start_tracking(&self, path: &Path, first: bool) -> Result<Option<TrackedFile>, OpenError> {
+        let mut file = open_regular(path, self.globs.root_of(path), self.config.follow_symlinks)?;
         let md = file.metadata()?;
         let compressed = is_gzip(&read_head(&file, GZIP_MAGIC.len())?);
         let rotate_wait = Duration::from_millis(self.config.rotate_wait_ms);
@@ -977,28 +1126,27 @@ where
 
     /// Reopens a file closed for the open-file cap, checking it is still the same file.
     fn reopen(&mut self, tracked: &mut TrackedFile) {
-        if tracked.compressed {
-            // Not read yet (it was closed before its decoder was made): the same file, or none.
-            match File::open(&*tracked.meta.path) {
-                Ok(file)
-                    if file
-                        .metadata()
-                        .is_ok_and(|md| (md.dev(), md.ino()) == (tracked.dev, tracked.ino)) =>
-                {
-                    tracked.opened_at = Instant::now();
-                    tracked.file = Some(file);
-                }
-                _ => tracked.gone_since = Some(Instant::now()),
-            }
-            return;
-        }
-        let opened = File::open(&*tracked.meta.path).and_then(|file| {
-            let md = file.metadata()?;
-            let head = read_head(&file, self.config.fingerprint_bytes)?;
-            Ok((file, md, head))
-        });
+        let path = Path::new(&*tracked.meta.path);
+        let opened = open_regular(path, self.globs.root_of(path), self.config.follow_symlinks)
+            .and_then(|file| {
+                let md = file.metadata()?;
+                // A gzip file's head is its uncompressed one: checked by inode alone (below).
+                let head = if tracked.compressed {
+                    Vec::new()
+                } else {
+                    read_head(&file, self.config.fingerprint_bytes)?
+                };
+                Ok((file, md, head))
+            });
         let (mut file, md, head) = match opened {
             Ok(triple) => triple,
+            Err(e) if e.skip_reason().is_some() => {
+                // Replaced while closed for its turn by a link, a FIFO...: what was written to
+                // the file itself after its last read cannot be reached any more.
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "file replaced while closed for max_open_files; not following the replacement");
+                tracked.gone_since = Some(Instant::now());
+                return;
+            }
             Err(e) => {
                 add(&self.metrics.read_errors, 1);
                 tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot reopen file");
@@ -1012,6 +1160,11 @@ where
             return;
         }
         tracked.opened_at = Instant::now();
+        if tracked.compressed {
+            // Not read yet (closed before its decoder was made); its decoder starts from here.
+            tracked.file = Some(file);
+            return;
+        }
         if md.len() < tracked.framer.read_offset() || !tracked.fingerprint.matches(&head) {
             tracked.file = Some(file);
             self.restart_from_zero(tracked, &head);

@@ -31,8 +31,15 @@ impl std::fmt::Debug for Watcher {
 
 impl Watcher {
     /// Starts watching; on every event `wake` gets a (coalesced) message and, for name changes,
-    /// `rescan` is set. Without a working `notify` backend the tailer just polls.
-    pub fn new(roots: Vec<WatchRoot>, wake: SyncSender<()>, rescan: Arc<AtomicBool>) -> Self {
+    /// `rescan` is set. Without a working `notify` backend the tailer just polls. Recursive
+    /// watches follow symbolic links only with `follow_symlinks`: a link to `/` in the watched
+    /// directory would otherwise put a watch on every directory of the filesystem.
+    pub fn new(
+        roots: Vec<WatchRoot>,
+        follow_symlinks: bool,
+        wake: SyncSender<()>,
+        rescan: Arc<AtomicBool>,
+    ) -> Self {
         let handler = move |event: notify::Result<notify::Event>| {
             let names_changed = match event {
                 Ok(event) => matches!(
@@ -51,7 +58,8 @@ impl Watcher {
             // A full channel means a wake-up is already pending: nothing is lost.
             let _ = wake.try_send(());
         };
-        let inner = match notify::recommended_watcher(handler) {
+        let config = notify::Config::default().with_follow_symlinks(follow_symlinks);
+        let inner = match RecommendedWatcher::new(handler, config) {
             Ok(watcher) => Some(watcher),
             Err(e) => {
                 tracing::warn!(error = %e, "file notifications unavailable; polling only");
