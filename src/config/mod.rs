@@ -91,8 +91,14 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Address to listen on.
+    /// Address to listen on; loopback by default (`api: {}`), so that nothing outside the pod
+    /// (or node) reaches it unless asked for (`0.0.0.0:8686` for kubelet probes).
+    #[serde(default = "default_api_address")]
     pub address: SocketAddr,
+}
+
+fn default_api_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8686))
 }
 
 /// The top level as written, before sources and sinks are read by their `type`.
@@ -610,6 +616,19 @@ sinks:
             assert!(printed.contains(fragment), "{fragment}: {printed}");
         }
         assert_eq!(parse(&printed).unwrap().to_yaml(), printed);
+    }
+
+    #[test]
+    fn the_api_listens_on_loopback_unless_told_otherwise() {
+        let cases = [
+            ("api: {}", "127.0.0.1:8686"),
+            ("api: { address: \"0.0.0.0:9000\" }", "0.0.0.0:9000"),
+        ];
+        for (api, want) in cases {
+            let text = format!("{MINIMAL}{api}\n");
+            let config = parse(&text).unwrap();
+            assert_eq!(config.api.unwrap().address.to_string(), want, "{api}");
+        }
     }
 
     #[test]
