@@ -335,7 +335,14 @@ fn unreadable_files_and_directories_are_reported_while_the_rest_flows_as_non_roo
     fs::write(&config, config_yaml(&data, &include, &out, "", "")).unwrap();
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
     let stderr = base.join("agent.stderr");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_log-agent"));
+    // `nobody` may not be able to reach the build directory (a checkout under a 0700 directory):
+    // the binary is run from the test's own directory, which it can.
+    let binary = base.join("log-agent");
+    if fs::hard_link(env!("CARGO_BIN_EXE_log-agent"), &binary).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_log-agent"), &binary).unwrap();
+    }
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(&binary);
     cmd.args(["run", "--config", config.to_str().unwrap()])
         .env_remove("LOG_AGENT_CONFIG")
         .env("LOG_AGENT_LOG", "info")

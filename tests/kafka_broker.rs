@@ -8,118 +8,12 @@
 mod common;
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::broker::Broker;
+use common::process::AgentProcess;
 use common::*;
-
-/// A Tansu broker on a loopback port, killed when dropped.
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-fn tansu() -> String {
-    std::env::var("TANSU").unwrap_or_else(|_| "tansu".into())
-}
-
-impl Broker {
-    /// Starts a broker on `port` (0: a free one) with `storage` (`memory://tansu/`,
-    /// `sqlite://tansu.db`) in the working directory `dir`.
-    fn start(dir: &Path, port: u16, storage: &str) -> Broker {
-        Broker::start_with(dir, port, storage, &[])
-    }
-
-    /// [`Broker::start`] with extra `tansu broker` arguments (`--authentication`).
-    fn start_with(dir: &Path, port: u16, storage: &str, extra: &[&str]) -> Broker {
-        let port = if port == 0 {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        } else {
-            port
-        };
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                storage,
-            ])
-            .args(extra)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `{}` ({e}): install it with .ci/test or set $TANSU",
-                    tansu()
-                )
-            });
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "tansu did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker { child, port }
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn create_topic(&self, name: &str) {
-        let status = Command::new(tansu())
-            .args([
-                "topic",
-                "create",
-                name,
-                "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
-                "--partitions",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "tansu topic create {name} failed");
-    }
-
-    /// Creates a SCRAM-SHA-512 user (before the broker requires authentication).
-    fn create_user(&self, name: &str, password: &str) {
-        let status = Command::new(tansu())
-            .args(["user", "create", name, password, "--broker"])
-            .arg(format!("tcp://127.0.0.1:{}", self.port))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "tansu user create {name} failed");
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The values of `n` messages of `topic`, read from its start.
 fn consume_values(bootstrap: &str, topic: &str, n: usize) -> Vec<serde_json::Value> {
@@ -438,43 +332,6 @@ async fn sasl_with_the_right_password_delivers_and_a_wrong_one_is_dead_lettered(
     assert_exactly_once(&read_ndjson(&dead), "w", 200);
     assert_eq!(summary.metrics.sinks["kafka"].events_out, 0);
     broker.stop();
-}
-
-/// The `log-agent` binary running `run --config <config>`, killed when dropped.
-struct AgentProcess(Child);
-
-impl AgentProcess {
-    fn start(config: &Path, stderr: &Path) -> AgentProcess {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(stderr)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_log-agent"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .env("LOG_AGENT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        AgentProcess(child)
-    }
-
-    fn kill9(&mut self) {
-        assert!(
-            self.0.try_wait().unwrap().is_none(),
-            "the agent died on its own"
-        );
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -712,3 +712,33 @@ async fn many_gzip_files_share_few_open_slots() {
     }
     assert_exactly_once(&of_tag(&events, "live"), "live", 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_file_on_the_inode_of_a_compressed_file_read_and_deleted_is_read() {
+    use std::io::Write;
+    let world = World::new();
+    let compressed = world.log("old.log.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for seq in 0..100 {
+        encoder
+            .write_all(numbered("o", seq, 60).as_bytes())
+            .unwrap();
+    }
+    fs::write(&compressed, encoder.finish().unwrap()).unwrap();
+    backdate(&compressed);
+    let agent = Agent::start(world.config("*.log*", "", ""));
+    wait_for_events(&world, 100).await;
+    // Read to its end, the compressed file is closed: once deleted its inode is free, and
+    // ext4 and tmpfs give it to the next file created.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let inode = fs::metadata(&compressed).unwrap().ino();
+    fs::remove_file(&compressed).unwrap();
+    append_numbered(&world.log("new.log"), "n", 0..50, 60);
+    let reused = fs::metadata(world.log("new.log")).unwrap().ino() == inode;
+    println!("inode reused: {reused}");
+    wait_for_events(&world, 150).await;
+    agent.stop().await;
+    let events = world.events();
+    assert_exactly_once(&events, "o", 100);
+    assert_exactly_once(&events, "n", 50);
+}

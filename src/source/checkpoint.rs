@@ -265,6 +265,47 @@ impl CheckpointStore {
         Some(state.dormant.swap_remove(index))
     }
 
+    /// Takes the loaded record that a plain file of `source` with this `head` and `size` is the
+    /// copy of: a record not claimed by its own file, not finished, with a fingerprint that
+    /// matches `head`, that the file reaches, and whose own file `truncated` says no longer holds
+    /// what was read of it (truncated or rewritten in place at its path and inode, as
+    /// copytruncate leaves it while the agent is down). The longest fingerprint wins.
+    /// `truncated` runs without the store's lock held (it reads files).
+    pub fn claim_copy(
+        &self,
+        source: &str,
+        head: &[u8],
+        size: u64,
+        truncated: impl Fn(&FileRecord) -> bool,
+    ) -> Option<FileRecord> {
+        let candidates: Vec<FileRecord> = self
+            .lock()
+            .dormant
+            .iter()
+            .filter(|r| {
+                r.source == source
+                    && !r.finished
+                    && r.offset > 0
+                    && r.fingerprint.len > 0
+                    && r.fingerprint.matches(head)
+                    && size >= r.offset
+            })
+            .cloned()
+            .collect();
+        let chosen = candidates
+            .into_iter()
+            .filter(|r| truncated(r))
+            .max_by_key(|r| r.fingerprint.len)?;
+        let mut state = self.lock();
+        // Claimed meanwhile by another tailer's file: not there any more.
+        let index = state
+            .dormant
+            .iter()
+            .position(|r| r.key == chosen.key && !r.finished)?;
+        state.dirty = true;
+        Some(state.dormant.swap_remove(index))
+    }
+
     /// Stops tracking a file read to its end and let go, keeping its record as finished (see
     /// [`FileRecord::finished`]) when it has a fingerprint to be recognised by. At most
     /// [`MAX_RETIRED`] are kept, the oldest dropped first.
@@ -645,6 +686,45 @@ mod tests {
         let claimed = store.claim_compressed("app", b"head and more").unwrap();
         assert_eq!((claimed.key, claimed.offset), (1, 70));
         assert!(store.claim_compressed("app", b"head and more").is_none());
+    }
+
+    #[test]
+    fn a_plain_copy_claims_only_the_record_of_a_truncated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+            for (key, offset) in [(1, 70), (2, 0), (3, 90)] {
+                store.track(record(key, 0), &[0]);
+                store.emitted(key, offset);
+                store.ack(0, key, offset);
+            }
+            store.retire(3);
+            store.persist().unwrap();
+        }
+        let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+        let truncated = |_: &FileRecord| true;
+        let head = b"head and more";
+        assert!(
+            store.claim_copy("app", head, 100, |_| false).is_none(),
+            "not while its own file still holds what was read"
+        );
+        assert!(store.claim_copy("other", head, 100, truncated).is_none());
+        assert!(
+            store
+                .claim_copy("app", b"HEAD and more", 100, truncated)
+                .is_none()
+        );
+        assert!(
+            store.claim_copy("app", head, 69, truncated).is_none(),
+            "a copy shorter than the checkpoint is not one"
+        );
+        let claimed = store.claim_copy("app", head, 100, truncated).unwrap();
+        assert_eq!(
+            (claimed.key, claimed.offset),
+            (1, 70),
+            "neither the record at offset 0 nor the finished one"
+        );
+        assert!(store.claim_copy("app", head, 100, truncated).is_none());
     }
 
     #[test]

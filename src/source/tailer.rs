@@ -22,7 +22,7 @@
 //!   the file itself is let go (until then the compressed copy is held).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -126,6 +126,17 @@ struct TrackedFile {
     decoder: Option<Decoded>,
     /// A gzip file read to its end (or to damage): closed, kept only to be known by its inode.
     compressed_done: bool,
+    /// Size and modification time of a gzip file when it was taken (it never changes): once it
+    /// is closed its inode can be freed and reused, and a file found there that differs is
+    /// another file.
+    stamp: Option<Stamp>,
+}
+
+/// Size and modification time of a file.
+type Stamp = (u64, Option<SystemTime>);
+
+fn stamp(md: &fs::Metadata) -> Stamp {
+    (md.len(), md.modified().ok())
 }
 
 /// What the tailer needs besides its files.
@@ -357,9 +368,18 @@ where
             }
             let id = (md.dev(), md.ino());
             if let Some(&i) = by_inode.get(&id) {
-                at_current_path[i] |= *self.files[i].meta.path == *path.to_string_lossy();
-                seen[i].get_or_insert(path);
-                continue;
+                let tracked = &self.files[i];
+                // A gzip file read to its end is closed: deleted, its inode may now be another
+                // file's (a copy being written, say), which must be read, not taken for it.
+                let reused = tracked.file.is_none()
+                    && tracked.stamp.is_some_and(|taken| taken != stamp(&md));
+                if !reused {
+                    at_current_path[i] |= *tracked.meta.path == *path.to_string_lossy();
+                    seen[i].get_or_insert(path);
+                    continue;
+                }
+                tracing::debug!(source = %self.ctx.name, file = %path.display(), was = %tracked.meta.path, "inode of a compressed file read and deleted reused by a new file");
+                by_inode.remove(&id);
             }
             match self.ctx.start_tracking(&path, first) {
                 Ok(None) => {}
@@ -527,14 +547,27 @@ where
     }
 
     /// The tracked plain file that the gzip file `compressed` is the compressed copy of: same
-    /// uncompressed head (`skip`: the gzip file's own index when it is tracked).
+    /// uncompressed head (`skip`: the gzip file's own index when it is tracked). The original's
+    /// fingerprint may not cover its head yet (a file not read since it was found, while the
+    /// pipeline was full), so its head is read again when it is open.
     fn compressed_original(&self, compressed: &TrackedFile, skip: Option<usize>) -> Option<usize> {
-        self.files.iter().enumerate().position(|(i, f)| {
-            Some(i) != skip
-                && !f.compressed
-                && f.held_since.is_none()
+        let same_head = |f: &TrackedFile| {
+            if f.fingerprint.len as usize
+                >= compressed.head.len().min(self.ctx.config.fingerprint_bytes)
                 && f.fingerprint.len > 0
-                && f.fingerprint.matches(&compressed.head)
+            {
+                return f.fingerprint.matches(&compressed.head);
+            }
+            let Some(handle) = &f.file else {
+                return f.fingerprint.len > 0 && f.fingerprint.matches(&compressed.head);
+            };
+            read_head(handle, compressed.head.len()).is_ok_and(|head| {
+                let n = head.len().min(compressed.head.len());
+                n > 0 && head[..n] == compressed.head[..n]
+            })
+        };
+        self.files.iter().enumerate().position(|(i, f)| {
+            Some(i) != skip && !f.compressed && f.held_since.is_none() && same_head(f)
         })
     }
 
@@ -816,11 +849,34 @@ where
         let (dev, ino) = (md.dev(), md.ino());
         let path_text = path.to_string_lossy();
         let claimed = if compressed {
-            self.store
-                .claim(&self.name, dev, ino, &head, u64::MAX)
-                .or_else(|| self.store.claim_compressed(&self.name, &head))
+            match self.store.claim(&self.name, dev, ino, &head, u64::MAX) {
+                // Its own record at offset 0 tells nothing: it was held unread as the
+                // compressed copy of a file still being read when the agent stopped, and that
+                // file's record says where it goes on.
+                Some(own) if own.offset == 0 => Some(
+                    self.store
+                        .claim_compressed(&self.name, &head)
+                        .unwrap_or(own),
+                ),
+                Some(own) => Some(own),
+                None => self.store.claim_compressed(&self.name, &head),
+            }
         } else {
-            self.store.claim(&self.name, dev, ino, &head, size)
+            self.store
+                .claim(&self.name, dev, ino, &head, size)
+                // The record of a file that was empty tells nothing (offset 0), and any file on
+                // its inode matches its empty fingerprint: a new file on a reused inode, maybe a
+                // copy whose original's record says where to go on.
+                .filter(|record| record.fingerprint.len > 0)
+                .or_else(|| {
+                    // A copy made while the agent was down (copytruncate) continues where its
+                    // truncated original was left, rather than being read again from its start.
+                    let fingerprint_bytes = self.config.fingerprint_bytes;
+                    self.store.claim_copy(&self.name, &head, size, |record| {
+                        (record.dev, record.ino) != (dev, ino)
+                            && truncated_since(record, fingerprint_bytes)
+                    })
+                })
         };
         let (key, offset) = match claimed {
             Some(record) => {
@@ -888,6 +944,7 @@ where
             compressed,
             decoder: None,
             compressed_done: false,
+            stamp: compressed.then(|| stamp(&md)),
         }))
     }
 
@@ -1065,6 +1122,7 @@ where
             compressed: false,
             decoder: None,
             compressed_done: false,
+            stamp: None,
         };
         tracked.eof_since = None;
         if old.framer.read_offset() > 0 {
@@ -1361,6 +1419,40 @@ where
         let timeout = self.parser.group_timeout()?;
         self.held.values().filter_map(|s| s.deadline(timeout)).min()
     }
+}
+
+/// True when the file a checkpoint `record` was taken of still exists (at its path, or renamed
+/// within its directory since) but no longer holds what was read of it: shorter than the
+/// checkpoint, or with another head. That is what copytruncate leaves behind.
+fn truncated_since(record: &FileRecord, fingerprint_bytes: usize) -> bool {
+    use std::os::unix::fs::DirEntryExt;
+    let same = |md: &fs::Metadata| md.is_file() && (md.dev(), md.ino()) == (record.dev, record.ino);
+    // Checked before opening: whatever else stands at a path now (a FIFO) is not opened.
+    let is_it = |path: &Path| fs::symlink_metadata(path).is_ok_and(|md| same(&md));
+    let path = Path::new(&record.path);
+    let found = if is_it(path) {
+        Some(path.to_owned())
+    } else {
+        path.parent()
+            .and_then(|dir| fs::read_dir(dir).ok())
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|entry| entry.ino() == record.ino)
+            .map(|entry| entry.path())
+            .find(|path| is_it(path))
+    };
+    let Some(file) = found.and_then(|path| File::open(path).ok()) else {
+        return false;
+    };
+    let Ok(md) = file.metadata() else {
+        return false;
+    };
+    if !same(&md) {
+        return false;
+    }
+    md.len() < record.offset
+        || read_head(&file, fingerprint_bytes).is_ok_and(|head| !record.fingerprint.matches(&head))
 }
 
 /// The offset after the last newline within the last [`TAIL_ALIGN_BYTES`] of the file, so that

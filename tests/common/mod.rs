@@ -2,6 +2,9 @@
 //! in-process, numbered lines and the checks on what a sink received.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod broker;
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -377,6 +380,17 @@ pub fn consume_with(
     n: usize,
     options: &[(&str, &str)],
 ) -> Vec<Received> {
+    consume_within(bootstrap, topic, n, options, Duration::from_secs(60))
+}
+
+/// [`consume_with`] giving up after `limit` rather than 60 s.
+pub fn consume_within(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    options: &[(&str, &str)],
+    limit: Duration,
+) -> Vec<Received> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", bootstrap)
@@ -391,7 +405,7 @@ pub fn consume_with(
     let start = Instant::now();
     let mut last_message = Instant::now();
     let mut out = Vec::new();
-    while start.elapsed() < Duration::from_secs(60)
+    while start.elapsed() < limit
         && (out.len() < n || last_message.elapsed() < Duration::from_secs(1))
     {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {

@@ -1,0 +1,153 @@
+//! The `log-agent` binary run as a subprocess (`run --config`), for the tests that kill it with
+//! `kill -9` (which an in-process agent cannot survive) or sample its memory.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test: the package's own build, or `$LOG_AGENT_BIN` (another build of it, a
+/// release one say, or a copy kept apart from a target directory that other builds overwrite).
+pub fn binary() -> PathBuf {
+    std::env::var_os("LOG_AGENT_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_log-agent")),
+        PathBuf::from,
+    )
+}
+
+/// The agent running as a subprocess, its stderr appended to a file; killed when dropped.
+pub struct AgentProcess {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `log-agent run --config <config>` with `info` logs appended to `stderr`.
+    pub fn start(config: &Path, stderr: &Path) -> AgentProcess {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr)
+            .unwrap();
+        let child = Command::new(binary())
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env_remove("LOG_AGENT_CONFIG")
+            // `info` unless the test is run with LOG_AGENT_LOG set (`log_agent=debug`).
+            .env(
+                "LOG_AGENT_LOG",
+                std::env::var("LOG_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start the log-agent binary");
+        AgentProcess {
+            child,
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last `n` lines the agent (all of its runs with this stderr file) logged.
+    pub fn logs(&self, n: usize) -> String {
+        let all = fs::read_to_string(&self.stderr).unwrap_or_default();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Panics (with the agent's logs) unless the agent is still running.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "the agent exited unexpectedly with {status}; its logs:\n{}",
+                self.logs(40)
+            );
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(&mut self) {
+        self.assert_alive();
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.code(), None, "the agent was not killed: {status}");
+    }
+
+    /// True once the agent has installed its SIGTERM handler (`SigCgt` of `/proc/<pid>/status`):
+    /// a SIGTERM sent before that kills it instead of draining it.
+    fn catches_sigterm(&self) -> bool {
+        const SIGTERM_BIT: u64 = 1 << (15 - 1);
+        let Ok(text) = fs::read_to_string(format!("/proc/{}/status", self.pid())) else {
+            return false;
+        };
+        text.lines()
+            .find_map(|line| line.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & SIGTERM_BIT != 0)
+    }
+
+    /// Sends SIGTERM (once the agent handles it) and waits up to `patience` for the exit.
+    pub fn terminate(&mut self, patience: Duration) -> ExitStatus {
+        let start = Instant::now();
+        while !self.catches_sigterm() {
+            self.assert_alive();
+            assert!(
+                start.elapsed() < patience,
+                "the agent did not install its SIGTERM handler within {patience:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed: {status}");
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < patience,
+                "the agent did not exit within {patience:?} of SIGTERM; its logs:\n{}",
+                self.logs(40)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory in KiB, from `/proc/<pid>/status` (`None` once it has exited).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let text = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// True when the agent holds a descriptor open on `path` (an absolute path without
+    /// symlinks; a deleted file shows as `<path> (deleted)`).
+    pub fn has_open(&self, path: &Path) -> bool {
+        let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
+            return false;
+        };
+        let deleted = format!("{} (deleted)", path.display());
+        fds.filter_map(Result::ok)
+            .filter_map(|fd| fs::read_link(fd.path()).ok())
+            .any(|target| target == path || target.as_os_str() == deleted.as_str())
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
