@@ -14,6 +14,11 @@
 //! `BENCH_SKIP_PEER=1` to leave rsyslog out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The Tansu broker helper the Kafka tests use.
+#[path = "../tests/common/broker.rs"]
+#[allow(dead_code)]
+mod broker;
+
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -346,74 +351,6 @@ fn gzip_copy(file: &Path) -> PathBuf {
         fs::write(&done, b"").unwrap();
     }
     compressed
-}
-
-/// A Tansu broker (the Kafka-API broker the tests use) on a loopback port, when `tansu` is on
-/// the PATH; killed when dropped.
-struct Broker {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Option<Broker> {
-        let tansu = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let dir = tempfile::tempdir().ok()?;
-        let child = Command::new(&tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let broker = Broker {
-            child,
-            port,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if start.elapsed() > Duration::from_secs(30) {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let created = Command::new(&tansu)
-            .args([
-                "topic",
-                "create",
-                "bench",
-                "--broker",
-                &url,
-                "--partitions",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        created.then_some(broker)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Puts the machine in the same state before every measured run: the dirty pages earlier runs
@@ -907,7 +844,14 @@ fn main() {
             samples,
         });
     }
-    if let Some(broker) = Broker::start() {
+    let tansu_dir = tempfile::tempdir().unwrap();
+    let tansu_here = Command::new(broker::tansu())
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if tansu_here {
+        let broker = broker::Broker::start(tansu_dir.path(), 0, "memory://tansu/");
+        broker.create_topic("bench");
         let kafka = format!(
             "    type: kafka\n    brokers: 127.0.0.1:{}\n    topic: bench\n    batch: {{ max_events: 10000, max_bytes: 4194304, timeout_ms: 50 }}",
             broker.port
