@@ -874,7 +874,7 @@ where
                     let fingerprint_bytes = self.config.fingerprint_bytes;
                     self.store.claim_copy(&self.name, &head, size, |record| {
                         (record.dev, record.ino) != (dev, ino)
-                            && truncated_since(record, fingerprint_bytes)
+                            && copy_continues(record, fingerprint_bytes)
                     })
                 })
         };
@@ -1421,34 +1421,44 @@ where
     }
 }
 
-/// True when the file a checkpoint `record` was taken of still exists (at its path, or renamed
-/// within its directory since) but no longer holds what was read of it: shorter than the
-/// checkpoint, or with another head. That is what copytruncate leaves behind.
-fn truncated_since(record: &FileRecord, fingerprint_bytes: usize) -> bool {
+/// Where the file a checkpoint `record` was taken of is now: at its path, or renamed within its
+/// directory since; `None` when it is gone (deleted, or moved elsewhere).
+fn find_original(record: &FileRecord) -> Option<PathBuf> {
     use std::os::unix::fs::DirEntryExt;
     let same = |md: &fs::Metadata| md.is_file() && (md.dev(), md.ino()) == (record.dev, record.ino);
     // Checked before opening: whatever else stands at a path now (a FIFO) is not opened.
     let is_it = |path: &Path| fs::symlink_metadata(path).is_ok_and(|md| same(&md));
     let path = Path::new(&record.path);
-    let found = if is_it(path) {
-        Some(path.to_owned())
-    } else {
-        path.parent()
-            .and_then(|dir| fs::read_dir(dir).ok())
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter(|entry| entry.ino() == record.ino)
-            .map(|entry| entry.path())
-            .find(|path| is_it(path))
+    if is_it(path) {
+        return Some(path.to_owned());
+    }
+    path.parent()
+        .and_then(|dir| fs::read_dir(dir).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.ino() == record.ino)
+        .map(|entry| entry.path())
+        .find(|path| is_it(path))
+}
+
+/// True when a new file whose head matches `record` continues what the record's file held:
+/// - that file still exists but no longer holds what was read of it (shorter than the
+///   checkpoint, or with another head): what copytruncate leaves behind;
+/// - or that file is gone and the record's fingerprint covers everything up to its checkpoint,
+///   so the new file provably starts with every byte that was shipped (copytruncate, then the
+///   original deleted, while the agent was not looking).
+fn copy_continues(record: &FileRecord, fingerprint_bytes: usize) -> bool {
+    let Some(path) = find_original(record) else {
+        return u64::from(record.fingerprint.len) >= record.offset;
     };
-    let Some(file) = found.and_then(|path| File::open(path).ok()) else {
+    let Some(file) = File::open(path).ok() else {
         return false;
     };
     let Ok(md) = file.metadata() else {
         return false;
     };
-    if !same(&md) {
+    if !md.is_file() || (md.dev(), md.ino()) != (record.dev, record.ino) {
         return false;
     }
     md.len() < record.offset
