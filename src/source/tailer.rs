@@ -332,6 +332,9 @@ where
             }
         }
         self.ctx.heartbeat.finish();
+        // Its files close with it.
+        self.files.clear();
+        self.ctx.metrics.open_files.store(0, Ordering::Relaxed);
         tracing::debug!(source = %self.ctx.name, "tailer stopped");
     }
 
@@ -814,6 +817,9 @@ where
             }
             !done
         });
+        // Files let go are closed: the gauge follows now, not at the next scan.
+        let open = self.open_count() as u64;
+        self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
         Ok(())
     }
 }
