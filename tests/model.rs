@@ -1165,3 +1165,40 @@ fn copytruncate_then_the_original_deleted_then_a_kill_repeats_nothing() {
         Op::Truncate { slot: 0 },
     ]);
 }
+
+/// Found by the model: a file truncated while the agent was in the middle of one of its lines,
+/// with no copy of it: when that generation was let go, the start of the line was shipped as
+/// if it were a whole line.
+#[test]
+fn the_start_of_a_line_truncated_away_is_not_shipped_as_a_line() {
+    regression(&[
+        Op::SinkStall,
+        Op::Pause { ms: 327 },
+        Op::Partial { slot: 0 },
+        Op::Gzip { pick: 2 },
+        Op::Pause { ms: 79 },
+        Op::Write { slot: 1, lines: 31 },
+        Op::Pause { ms: 55 },
+        Op::Partial { slot: 1 },
+        Op::SinkStall,
+        Op::Create { slot: 1 },
+        Op::Write {
+            slot: 1,
+            lines: 2282,
+        },
+        Op::Write { slot: 1, lines: 17 },
+        Op::Partial { slot: 1 },
+        Op::Truncate { slot: 1 },
+        Op::Write {
+            slot: 1,
+            lines: 149,
+        },
+        Op::SinkFail,
+        Op::SinkFail,
+        Op::Write { slot: 0, lines: 1 },
+        Op::Gzip { pick: 7 },
+        Op::Write { slot: 0, lines: 18 },
+        Op::Restart,
+        Op::Rotate { slot: 0 },
+    ]);
+}

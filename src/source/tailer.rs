@@ -1343,7 +1343,17 @@ where
 
     /// Emits what is left of a file that is let go, and closes it.
     fn finish(&mut self, tracked: &mut TrackedFile) -> Result<(), Stopped> {
-        self.emit_framed(tracked, true)?;
+        if tracked.retired {
+            // A generation truncated or rewritten under the agent, with no copy of it: the rest
+            // of the line it was reading was destroyed with its content, so that piece is not
+            // shipped as if it were a line (what parsing held still goes out).
+            self.emit_parsed(tracked, false, Release::All)?;
+            if tracked.framer.pending_bytes() > 0 {
+                tracing::debug!(source = %self.name, file = %tracked.meta.path, bytes = tracked.framer.pending_bytes(), "the start of a line whose rest was truncated away is dropped");
+            }
+        } else {
+            self.emit_framed(tracked, true)?;
+        }
         tracing::debug!(source = %self.name, file = %tracked.meta.path, "file let go");
         tracked.file = None;
         tracked.finished = true;
