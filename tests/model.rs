@@ -272,7 +272,7 @@ fn key_and_offset(event: &Value) -> Option<(u64, u64)> {
 /// One run of the model: a world, the agent, and what the oracle needs.
 struct Model {
     dir: tempfile::TempDir,
-    /// `logs/`, canonical (compared with `/proc/<pid>/fd` links).
+    /// `logs/`.
     logs: PathBuf,
     config: PathBuf,
     streams: Vec<Stream>,
@@ -1200,5 +1200,21 @@ fn the_start_of_a_line_truncated_away_is_not_shipped_as_a_line() {
         Op::Write { slot: 0, lines: 18 },
         Op::Restart,
         Op::Rotate { slot: 0 },
+    ]);
+}
+
+/// Found by the model: copytruncate, then the next generation written, rotated and compressed
+/// before the agent noticed the truncation. The compressed file's head matched no generation
+/// the agent knew, so it was read whole as a new file; then the deleted original, read to its
+/// end, showed the rewrite and was read again from its start: every line of it twice.
+#[test]
+fn a_file_rewritten_rotated_and_compressed_before_the_agent_looks_is_read_once() {
+    regression(&[
+        Op::Write { slot: 1, lines: 24 },
+        Op::Pause { ms: 100 },
+        Op::CopyTruncate { slot: 1 },
+        Op::Write { slot: 1, lines: 82 },
+        Op::Rotate { slot: 1 },
+        Op::Gzip { pick: 1 },
     ]);
 }

@@ -107,6 +107,48 @@ async fn copytruncate_during_continuous_writes_loses_and_repeats_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_then_a_burst_past_the_read_offset_is_never_read_as_the_old_file() {
+    // Each generation is copied and truncated while the agent may be about to read it, and the
+    // next one is written at once past the offset the agent had reached: a read checked
+    // against the old file but done after the rewrite must not pass the new generation's bytes
+    // off as the old one's (which also skipped them in the copy).
+    let world = World::new();
+    let agent = Agent::start(world.config("app.log*", "", ""));
+    let path = world.log("app.log");
+    let logs = world.logs();
+    const ROUNDS: u64 = 80;
+    const LINES: u64 = 1_000;
+    let writer = std::thread::spawn(move || {
+        for round in 0..ROUNDS {
+            let tag = format!("g{round}");
+            for part in 0..4 {
+                append_numbered(&path, &tag, part * LINES / 4..(part + 1) * LINES / 4, 40);
+            }
+            fs::copy(&path, logs.join(format!("app.log.{round}"))).unwrap();
+            fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+        }
+    });
+    tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    // A loss shows below, line by line.
+    wait_for(Duration::from_secs(30), || {
+        world.events().len() >= (ROUNDS * LINES) as usize
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.stop().await;
+    let events = world.events();
+    for round in 0..ROUNDS {
+        assert_exactly_once(&events, &format!("g{round}"), LINES);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_of_a_file_that_is_not_truncated_is_read_from_its_start() {
     let world = World::new();
     append_numbered(&world.log("a.log"), "a", 0..100, 40);

@@ -42,6 +42,22 @@ pub struct Framer {
     tail: Vec<u8>,
 }
 
+/// Where a framer stood before a read, so that the read can be taken back
+/// ([`Framer::unread`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadMark {
+    offset: u64,
+    tail: [u8; TAIL_BYTES],
+    tail_len: usize,
+}
+
+impl ReadMark {
+    /// The file offset the read started at.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
 /// Framed bytes shorter than this are copied out of the read buffer (see `frame_lines`).
 const COPY_BELOW: usize = 128 * 1024;
 
@@ -109,6 +125,36 @@ impl Framer {
         let (buf, tail) = (&self.buf, &mut self.tail);
         remember_into(tail, &buf[held..]);
         result
+    }
+
+    /// Marks where the framer stands, before a read that may have to be taken back.
+    pub fn mark(&self) -> ReadMark {
+        let mut tail = [0; TAIL_BYTES];
+        tail[..self.tail.len()].copy_from_slice(&self.tail);
+        ReadMark {
+            offset: self.read_offset(),
+            tail,
+            tail_len: self.tail.len(),
+        }
+    }
+
+    /// The bytes read since `mark` and still held (all of them, unless framed since).
+    pub fn read_since(&self, mark: &ReadMark) -> &[u8] {
+        let from = mark.offset.saturating_sub(self.buf_offset) as usize;
+        &self.buf[from.min(self.buf.len())..]
+    }
+
+    /// Takes back what was read since `mark`, as if it had never been read: for bytes that may
+    /// belong to another file generation. False (and nothing changed) when some of them were
+    /// framed already.
+    pub fn unread(&mut self, mark: &ReadMark) -> bool {
+        if mark.offset < self.buf_offset || mark.offset > self.read_offset() {
+            return false;
+        }
+        self.buf.truncate((mark.offset - self.buf_offset) as usize);
+        self.tail.clear();
+        self.tail.extend_from_slice(&mark.tail[..mark.tail_len]);
+        true
     }
 
     /// Appends bytes as if read from the file (tests and decoders use this).
@@ -457,5 +503,43 @@ mod tests {
         let mut out = Vec::new();
         framer.frame(&mut out);
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_read_taken_back_leaves_the_framer_as_before_it() {
+        // (held before the read, read, framed in between?, taken back?)
+        let cases: &[(&[u8], &[u8], bool, bool)] = &[
+            (b"", b"x\ny\n", false, true),
+            (b"a\npart", b"ial\nmore\n", false, true),
+            (b"a\n", b"b\n", true, true),
+            // Framed past the mark: too late to take the read back.
+            (b"a\npart", b"ial\n", true, false),
+        ];
+        for (i, &(held, read, framed, undone)) in cases.iter().enumerate() {
+            let mut framer = Framer::new(10, 100);
+            framer.push(held);
+            if framed {
+                frame(&mut framer);
+            }
+            let before = (framer.read_offset(), framer.tail().to_vec());
+            let mark = framer.mark();
+            assert_eq!(mark.offset(), before.0, "case {i}");
+            let mut input = read;
+            framer.read_from(&mut input, 1024).unwrap();
+            assert_eq!(framer.read_since(&mark), read, "case {i}");
+            if framed && !undone {
+                frame(&mut framer);
+            }
+            assert_eq!(framer.unread(&mark), undone, "case {i}");
+            if undone {
+                assert_eq!(framer.read_offset(), before.0, "case {i}");
+                assert_eq!(framer.tail(), &before.1[..], "case {i}");
+                // Reading goes on from where the mark was: the held line ends with what comes.
+                framer.push(b"z\n");
+                let lines = frame(&mut framer);
+                assert!(lines.last().unwrap().1.ends_with(b"z"), "case {i}");
+                assert_eq!(framer.commit_offset(), before.0 + 2, "case {i}");
+            }
+        }
     }
 }

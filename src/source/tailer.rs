@@ -36,7 +36,7 @@ use super::ReadFrom;
 use super::checkpoint::{CheckpointStore, FileRecord, SinkId};
 use super::discovery::{Globs, SkipReason};
 use super::fingerprint::{Fingerprint, read_head};
-use super::framing::{Framed, Framer, TAIL_BYTES};
+use super::framing::{Framed, Framer, ReadMark, TAIL_BYTES};
 use super::gzip::{Decoded, GZIP_MAGIC, gzip_head, is_gzip};
 use super::open::{OpenError, open_regular, stat};
 use super::watcher::Watcher;
@@ -183,6 +183,9 @@ pub struct Tailer<E> {
     control: Arc<Control>,
     /// Index of the file that reads first in the next pass.
     next_first: usize,
+    /// When the last scan started: a retired generation waits for a scan after its
+    /// `rotate_wait_ms` to look for its copy.
+    scanned_at: Option<Instant>,
     reports: Reports,
 }
 
@@ -279,6 +282,7 @@ where
             wake,
             control: Arc::clone(&control),
             next_first: 0,
+            scanned_at: None,
             reports: Reports::default(),
         };
         (tailer, control)
@@ -341,6 +345,7 @@ where
     /// Expands the globs, starts tracking new files, notices files gone, truncated or
     /// rewritten, and shares the open-file slots.
     fn scan(&mut self, first: bool) {
+        self.scanned_at = Some(Instant::now());
         self.watcher.refresh();
         let found = self.ctx.globs.expand();
         for error in found.errors {
@@ -569,9 +574,34 @@ where
                 n > 0 && head[..n] == compressed.head[..n]
             })
         };
-        self.files.iter().enumerate().position(|(i, f)| {
-            Some(i) != skip && !f.compressed && f.held_since.is_none() && same_head(f)
-        })
+        let candidate = |(i, f): &(usize, &TrackedFile)| {
+            Some(*i) != skip && !f.compressed && f.held_since.is_none()
+        };
+        if let Some((i, _)) = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(candidate)
+            .find(|(_, f)| same_head(f))
+        {
+            return Some(i);
+        }
+        // A file truncated, written again, rotated and compressed before the agent looked at it
+        // again: its fingerprint is the old generation's, but its descriptor reads the head the
+        // compressed file has. It is read to its end (and noticed rewritten) first.
+        self.files
+            .iter()
+            .enumerate()
+            .filter(candidate)
+            .filter(|(_, f)| !f.retired && f.fingerprint.len > 0)
+            .find(|(_, f)| {
+                f.file.as_ref().is_some_and(|handle| {
+                    let len = f.fingerprint.len as usize;
+                    compressed.head.len() >= len
+                        && read_head(handle, len).is_ok_and(|head| head == compressed.head[..len])
+                })
+            })
+            .map(|(i, _)| i)
     }
 
     fn open_count(&self) -> usize {
@@ -797,13 +827,28 @@ where
     /// once their lines are all acked.
     fn let_go_of_gone_files(&mut self) -> Result<(), Stopped> {
         let rotate_wait = Duration::from_millis(self.ctx.config.rotate_wait_ms);
+        let scanned_at = self.scanned_at;
+        let copy_pending = self
+            .files
+            .iter()
+            .any(|f| f.held_since.is_some() && !f.compressed);
         for file in &mut self.files {
             // Gone for that long, and (if it can still be read) not grown for that long either;
             // one that cannot be read (retired, closed for the open-file cap) waits as long for
             // a copy of it to show up.
             let waited = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() >= rotate_wait);
-            let idle_enough =
+            let mut idle_enough =
                 waited(file.gone_since) && (file.file.is_none() || waited(file.eof_since));
+            if file.retired {
+                // Its copy is looked for by scans, which a tailer held up by backpressure may
+                // not have run for a while: it waits for one that started after the wait, and
+                // for the files held as possible copies (one may be it) to be decided.
+                idle_enough &= !copy_pending
+                    && file
+                        .gone_since
+                        .zip(scanned_at)
+                        .is_some_and(|(gone, scan)| scan >= gone + rotate_wait);
+            }
             if !file.finished && idle_enough {
                 self.ctx.finish(file)?;
             }
@@ -1257,6 +1302,7 @@ where
             let Some(file) = tracked.file.as_mut() else {
                 break;
             };
+            let mark = tracked.framer.mark();
             let got = match tracked.framer.read_from(file, READ_SIZE) {
                 Ok(got) => got,
                 Err(e) => {
@@ -1269,6 +1315,9 @@ where
                 tracked.eof_since.get_or_insert_with(Instant::now);
                 break;
             }
+            if self.took_back_a_newer_generation(tracked, &mark) {
+                continue;
+            }
             tracked.eof_since = None;
             total += got;
             add(&self.metrics.bytes_in, got as u64);
@@ -1279,6 +1328,32 @@ where
         // grow with the number of files being read.
         tracked.framer.release_buffer();
         Ok(total > 0)
+    }
+
+    /// Takes back a read that may have returned another generation's bytes (see
+    /// [`read_raced_a_rewrite`]) and reads the file again from its start; the old generation goes
+    /// on from where it was (in its copy, if one shows up). True when it did.
+    fn took_back_a_newer_generation(&mut self, tracked: &mut TrackedFile, mark: &ReadMark) -> bool {
+        let Some(file) = &tracked.file else {
+            return false;
+        };
+        let read = tracked.framer.read_since(mark);
+        let Some(head) = read_raced_a_rewrite(
+            file,
+            &tracked.fingerprint,
+            read,
+            mark.offset(),
+            self.config.fingerprint_bytes,
+        ) else {
+            return false;
+        };
+        let bytes = read.len();
+        if !tracked.framer.unread(mark) {
+            return false;
+        }
+        tracing::debug!(source = %self.name, file = %tracked.meta.path, offset = mark.offset(), bytes, "a read raced a rewrite of the file: taken back");
+        self.restart_from_zero(tracked, &head);
+        true
     }
 
     /// Grows the fingerprint of a file shorter than `fingerprint_bytes` over what was just read,
@@ -1437,6 +1512,33 @@ where
     }
 }
 
+/// Tells, after `read` was read at `offset` from `file` (fingerprinted as `fingerprint`), whether
+/// those may be another generation's bytes: the size and head were checked before the read, but
+/// a rewrite in between (copytruncate, then the application writing on past the old offset)
+/// hands the new generation's bytes to a read at the old one's offset. They are taken for the
+/// new generation's when the head no longer matches and the file now holds the very bytes read,
+/// at the same offsets; otherwise the read came before the rewrite and stands (the next check
+/// before a read notices the rewrite). Gives the file's head (`head_bytes` of it) when they are.
+fn read_raced_a_rewrite(
+    file: &File,
+    fingerprint: &Fingerprint,
+    read: &[u8],
+    offset: u64,
+    head_bytes: usize,
+) -> Option<Vec<u8>> {
+    if fingerprint.len == 0 || read.is_empty() {
+        // Nothing was fingerprinted before this read: it read the file, whichever generation.
+        return None;
+    }
+    let head = read_head(file, head_bytes).ok()?;
+    if fingerprint.matches(&head) {
+        return None;
+    }
+    let mut there = vec![0; read.len()];
+    file.read_exact_at(&mut there, offset).ok()?;
+    (there == read).then_some(head)
+}
+
 /// Where the file a checkpoint `record` was taken of is now: at its path, or renamed within its
 /// directory since; `None` when it is gone (deleted, or moved elsewhere).
 fn find_original(record: &FileRecord) -> Option<PathBuf> {
@@ -1528,6 +1630,38 @@ mod tests {
             file.write_all(content).unwrap();
             let got = start_of_last_line(&file, content.len() as u64).unwrap();
             assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(content));
+        }
+    }
+
+    #[test]
+    fn a_read_raced_by_a_rewrite_is_told_from_one_before_it() {
+        /// (content the fingerprint was taken of, content now, bytes read, at offset, taken
+        /// back?)
+        type Case = (&'static [u8], &'static [u8], &'static [u8], u64, bool);
+        let cases: &[Case] = &[
+            // Not rewritten: the read stands.
+            (b"old 1\n", b"old 1\nold 2\n", b"old 2\n", 6, false),
+            // Rewritten, and the read returned the new generation's bytes at the old offset.
+            (b"old 1\n", b"new 1\nnew 2\n", b"new 2\n", 6, true),
+            // Rewritten, but what was read is not what is there now: read before the rewrite.
+            (b"old 1\n", b"new 1\nnew 2\n", b"old 2\n", 6, false),
+            // Rewritten and shorter than the read: it cannot have come from there.
+            (b"old 1\n", b"new 1\nnew", b"new 2\n", 6, false),
+            // Truncated to nothing after the read.
+            (b"old 1\n", b"", b"old 2\n", 6, false),
+            // Nothing fingerprinted yet: the read is of whatever the file is.
+            (b"", b"new 1\n", b"new 1\n", 0, false),
+        ];
+        for (i, &(old, now, read, offset, taken_back)) in cases.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f.log");
+            std::fs::write(&path, now).unwrap();
+            let file = File::open(&path).unwrap();
+            let got = read_raced_a_rewrite(&file, &Fingerprint::of(old), read, offset, 1024);
+            assert_eq!(got.is_some(), taken_back, "case {i}");
+            if let Some(head) = got {
+                assert_eq!(head, now, "case {i}: the new head");
+            }
         }
     }
 

@@ -130,16 +130,20 @@ impl AgentProcess {
             .ok()
     }
 
-    /// True when the agent holds a descriptor open on `path` (an absolute path without
-    /// symlinks; a deleted file shows as `<path> (deleted)`).
+    /// True when the agent holds a descriptor open on the file at `path` (that very file: a
+    /// descriptor on an earlier file deleted from the same path does not count).
     pub fn has_open(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(file) = fs::metadata(path) else {
+            return false;
+        };
         let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
             return false;
         };
-        let deleted = format!("{} (deleted)", path.display());
+        // stat through /proc/<pid>/fd/<n> reaches the open file itself, deleted or not.
         fds.filter_map(Result::ok)
-            .filter_map(|fd| fs::read_link(fd.path()).ok())
-            .any(|target| target == path || target.as_os_str() == deleted.as_str())
+            .filter_map(|fd| fs::metadata(fd.path()).ok())
+            .any(|open| (open.dev(), open.ino()) == (file.dev(), file.ino()))
     }
 }
 
