@@ -713,7 +713,15 @@ impl Model {
         let mut torn = 0;
         let mut from = 0usize;
         for capture in captures {
-            let at = (capture.at as usize).min(bytes.len());
+            // Measured while the sink may have been writing a batch to the real file: the
+            // FIFO's batch came after the line being written then.
+            let mut at = (capture.at as usize).min(bytes.len());
+            if at > 0 && bytes[at - 1] != b'\n' {
+                at = bytes[at..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |i| at + i + 1);
+            }
             torn += parse_lines(&bytes[from..at], &mut events);
             from = at;
             torn += parse_lines(&capture.bytes.lock().unwrap(), &mut events);

@@ -21,7 +21,7 @@
 //!   left, with the same event ids: at a restart, from the file's checkpoint; while running, once
 //!   the file itself is let go (until then the compressed copy is held).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -186,6 +186,11 @@ pub struct Tailer<E> {
     /// When the last scan started: a retired generation waits for a scan after its
     /// `rotate_wait_ms` to look for its copy.
     scanned_at: Option<Instant>,
+    /// Files with unread data that found no free slot at the last sharing of slots (index and
+    /// key, checked when taken: indices move when files are forgotten): they take the slots of
+    /// files read to their end between scans, so that thousands of files waiting do not take a
+    /// scan interval per `max_open_files` of them.
+    turn_queue: VecDeque<(usize, FileKey)>,
     reports: Reports,
 }
 
@@ -283,6 +288,7 @@ where
             control: Arc::clone(&control),
             next_first: 0,
             scanned_at: None,
+            turn_queue: VecDeque::new(),
             reports: Reports::default(),
         };
         (tailer, control)
@@ -306,10 +312,13 @@ where
                 // their turns, so that they too are read to their end.
                 self.share_open_slots(true);
             }
-            let progressed = match self.read_pass() {
+            let mut progressed = match self.read_pass() {
                 Ok(progressed) => progressed,
                 Err(Stopped) => break,
             };
+            if !draining {
+                progressed |= self.pass_turns();
+            }
             if draining {
                 if progressed {
                     continue;
@@ -494,9 +503,9 @@ where
     }
 
     /// Tells whether the file at `path`, not tracked by inode, holds the content of a tracked
-    /// file: same fingerprint, and the same last bytes before that file's read offset; or, while
-    /// it is shorter than that file's fingerprint, the same first bytes (a copy being written).
-    /// `skip` is the file's own index when it is tracked already (held).
+    /// file: same fingerprint, and the same last bytes before that file's read offset (or just
+    /// the same fingerprint while nothing of that file was read); or, while it is shorter than
+    /// that file's fingerprint, the same first bytes (a copy being written). `skip` is the file's own index when it is tracked already (held).
     fn lineage(&self, file: &File, skip: Option<usize>) -> std::io::Result<Lineage> {
         let size = file.metadata()?.len();
         let head = read_head(file, self.ctx.config.fingerprint_bytes)?;
@@ -535,6 +544,9 @@ where
                 continue;
             }
             if tail.is_empty() {
+                // Nothing read of it yet (or its last bytes unknown): the same head is all there
+                // is to go by, as for a copy made before the agent first read the original.
+                possible_copy = true;
                 continue;
             }
             let mut there = vec![0; tail.len()];
@@ -574,9 +586,10 @@ where
                 n > 0 && head[..n] == compressed.head[..n]
             })
         };
-        let candidate = |(i, f): &(usize, &TrackedFile)| {
-            Some(*i) != skip && !f.compressed && f.held_since.is_none()
-        };
+        // A file held as a possible copy may be the original too: found empty (held, as a copy
+        // being written starts empty), then written, rotated and compressed before it was
+        // decided.
+        let candidate = |(i, f): &(usize, &TrackedFile)| Some(*i) != skip && !f.compressed;
         if let Some((i, _)) = self
             .files
             .iter()
@@ -734,9 +747,67 @@ where
                 }
             }
         }
-        for i in waiting.into_iter().take(free) {
+        let mut waiting = waiting.into_iter();
+        for i in waiting.by_ref().take(free) {
             self.ctx.reopen(&mut self.files[i]);
         }
+        self.turn_queue = waiting.map(|i| (i, self.files[i].meta.key)).collect();
+    }
+
+    /// Between scans, gives the slots of files read to their end to files waiting for one (see
+    /// `turn_queue`); true when it opened any.
+    fn pass_turns(&mut self) -> bool {
+        if self.turn_queue.is_empty() {
+            return false;
+        }
+        let cap = self.ctx.config.max_open_files;
+        let mut open = self.open_count();
+        let mut to_close = self
+            .turn_queue
+            .len()
+            .saturating_sub(cap.saturating_sub(open));
+        for f in &mut self.files {
+            if to_close == 0 {
+                break;
+            }
+            // Had its turn: read to its end. A gzip file keeps its slot to its end (it cannot be
+            // resumed without reading it again), a held one until it is decided.
+            let done_with_turn = f.file.is_some()
+                && f.eof_since.is_some()
+                && f.gone_since.is_none()
+                && !f.finished
+                && !f.compressed
+                && f.held_since.is_none();
+            if done_with_turn {
+                f.file = None;
+                open -= 1;
+                to_close -= 1;
+            }
+        }
+        let mut opened = false;
+        while open < cap {
+            let Some((i, key)) = self.turn_queue.pop_front() else {
+                break;
+            };
+            let Some(f) = self.files.get_mut(i) else {
+                continue;
+            };
+            if f.meta.key != key || f.file.is_some() || f.finished || f.gone_since.is_some() {
+                continue;
+            }
+            self.ctx.reopen(f);
+            if f.file.is_some() {
+                open += 1;
+                opened = true;
+            }
+        }
+        if opened {
+            self.ctx
+                .metrics
+                .open_files
+                .store(open as u64, Ordering::Relaxed);
+        }
+        opened
     }
 
     /// Decides about files held as possible copies: the copy of a retired generation continues
@@ -1269,6 +1340,8 @@ where
             return;
         }
         tracked.opened_at = Instant::now();
+        // What it was when closed says nothing of what it is now.
+        tracked.eof_since = None;
         if tracked.compressed {
             // Not read yet (closed before its decoder was made); its decoder starts from here.
             tracked.file = Some(file);
