@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::AgentProcess;
 use common::*;
 use serde_json::Value;
 
@@ -146,15 +147,9 @@ fn tens_of_thousands_of_files_keep_descriptors_under_the_cap_and_all_arrive() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env_remove("LOG_AGENT_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+    // Killed when dropped: a failing run leaves no agent behind.
+    let mut agent = AgentProcess::start(&config, &world.dir.path().join("agent.stderr"));
+    let pid = agent.pid();
     let start = Instant::now();
     while world.events().is_empty() {
         assert!(start.elapsed() < Duration::from_secs(30), "agent not up");
@@ -180,7 +175,7 @@ fn tens_of_thousands_of_files_keep_descriptors_under_the_cap_and_all_arrive() {
     let mut delivered = 0;
     let start = Instant::now();
     while delivered < n as usize + 1 {
-        assert!(child.try_wait().unwrap().is_none(), "the agent exited");
+        agent.assert_alive();
         assert!(
             start.elapsed() < Duration::from_secs(600),
             "{delivered} of {n} delivered"
@@ -195,7 +190,7 @@ fn tens_of_thousands_of_files_keep_descriptors_under_the_cap_and_all_arrive() {
         .lines()
         .find(|l| l.starts_with("VmHWM"))
         .map(str::to_owned);
-    let status = terminate(&mut child);
+    let status = agent.terminate(Duration::from_secs(60));
     assert!(status.success(), "{status}");
     let peak = peak.load(Ordering::Relaxed);
     println!("{n} files: {baseline} fds at start, peak {peak}; {rss:?}");

@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod fingerprint;
 pub mod framing;
 pub mod gzip;
+mod head_index;
 pub mod kubelet;
 pub mod open;
 pub mod tailer;

@@ -38,6 +38,7 @@ use super::discovery::{Globs, SkipReason};
 use super::fingerprint::{Fingerprint, read_head};
 use super::framing::{Framed, Framer, ReadMark, TAIL_BYTES};
 use super::gzip::{Decoded, GZIP_MAGIC, gzip_head, is_gzip};
+use super::head_index::HeadIndex;
 use super::open::{OpenError, open_regular, stat};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
@@ -373,6 +374,8 @@ where
             .filter(|(_, f)| !f.finished && !f.retired)
             .map(|(i, f)| ((f.dev, f.ino), i))
             .collect();
+        // Made at the first new file that needs it: most scans find none.
+        let mut head_index: Option<HeadIndex> = None;
         // Per file: the first path seen this scan, and whether its current path was seen.
         let mut seen: Vec<Option<PathBuf>> = vec![None; self.files.len()];
         let mut at_current_path = vec![false; self.files.len()];
@@ -417,7 +420,18 @@ where
                                 Lineage::New
                             })
                         }
-                        Some(handle) => self.lineage(handle, None),
+                        Some(handle) => {
+                            let index = head_index.get_or_insert_with(|| {
+                                let mut index = HeadIndex::default();
+                                for (i, f) in self.files.iter().enumerate() {
+                                    if !f.compressed {
+                                        index.insert(i, &f.head);
+                                    }
+                                }
+                                index
+                            });
+                            self.lineage(handle, None, Some(index))
+                        }
                         None => Ok(Lineage::New),
                     };
                     match lineage {
@@ -456,6 +470,11 @@ where
                         }
                     }
                     by_inode.insert(id, self.files.len());
+                    if let Some(index) = &mut head_index
+                        && !file.compressed
+                    {
+                        index.insert(self.files.len(), &file.head);
+                    }
                     self.files.push(file);
                     seen.push(Some(path));
                     at_current_path.push(true);
@@ -505,29 +524,51 @@ where
     /// Tells whether the file at `path`, not tracked by inode, holds the content of a tracked
     /// file: same fingerprint, and the same last bytes before that file's read offset (or just
     /// the same fingerprint while nothing of that file was read); or, while it is shorter than
-    /// that file's fingerprint, the same first bytes (a copy being written). `skip` is the file's own index when it is tracked already (held).
-    fn lineage(&self, file: &File, skip: Option<usize>) -> std::io::Result<Lineage> {
+    /// that file's fingerprint, the same first bytes (a copy being written). `skip` is the
+    /// file's own index when it is tracked already (held). `index` (of `files` by head), when
+    /// given, names the files worth comparing with.
+    fn lineage(
+        &self,
+        file: &File,
+        skip: Option<usize>,
+        index: Option<&HeadIndex>,
+    ) -> std::io::Result<Lineage> {
         let size = file.metadata()?.len();
         let head = read_head(file, self.ctx.config.fingerprint_bytes)?;
-        // The head's hash per fingerprint length, computed once rather than once per tracked
-        // file: with thousands of files found at once, hashing made each scan quadratic.
-        let mut hashes: HashMap<u32, u64> = HashMap::new();
+        // The head's hash per fingerprint length (indexed by it), computed once rather than
+        // once per tracked file: with thousands of files found at once, hashing made each scan
+        // quadratic.
+        let mut hashes: Vec<Option<u64>> = vec![None; head.len() + 1];
         let mut matches = |fingerprint: &Fingerprint| {
             let len = fingerprint.len as usize;
-            head.len() >= len
-                && *hashes
-                    .entry(fingerprint.len)
-                    .or_insert_with(|| xxhash_rust::xxh3::xxh3_64(&head[..len]))
+            len <= head.len()
+                && *hashes[len].get_or_insert_with(|| xxhash_rust::xxh3::xxh3_64(&head[..len]))
                     == fingerprint.hash
         };
+        let comparable = |(i, tracked): &(usize, &TrackedFile)| {
+            Some(*i) != skip
+                && !tracked.finished
+                && tracked.held_since.is_none()
+                && tracked.fingerprint.len > 0
+                && !tracked.compressed
+        };
+        if head.is_empty() {
+            // A copy being written starts empty: it may be the copy of any file.
+            let any = self.files.iter().enumerate().any(|f| comparable(&f));
+            return Ok(if any {
+                Lineage::PossibleCopy
+            } else {
+                Lineage::New
+            });
+        }
+        let candidates: Box<dyn Iterator<Item = usize>> = match index {
+            Some(index) => Box::new(index.related(&head).into_iter()),
+            None => Box::new(0..self.files.len()),
+        };
         let mut possible_copy = false;
-        for (i, tracked) in self.files.iter().enumerate() {
-            if Some(i) == skip
-                || tracked.finished
-                || tracked.held_since.is_some()
-                || tracked.fingerprint.len == 0
-                || tracked.compressed
-            {
+        for i in candidates {
+            let tracked = &self.files[i];
+            if !comparable(&(i, tracked)) {
                 continue;
             }
             if head.len() < tracked.head.len() {
@@ -828,9 +869,9 @@ where
                 continue;
             }
             let lineage = match &file.file {
-                Some(handle) if file.gone_since.is_none() && since.elapsed() < rotate_wait => {
-                    self.lineage(handle, Some(held)).unwrap_or(Lineage::New)
-                }
+                Some(handle) if file.gone_since.is_none() && since.elapsed() < rotate_wait => self
+                    .lineage(handle, Some(held), None)
+                    .unwrap_or(Lineage::New),
                 _ => Lineage::New,
             };
             match lineage {
