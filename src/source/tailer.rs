@@ -187,6 +187,9 @@ pub struct Tailer<E> {
     /// When the last scan started: a retired generation waits for a scan after its
     /// `rotate_wait_ms` to look for its copy.
     scanned_at: Option<Instant>,
+    /// When the last read pass started: a file held as a possible copy waits for one after its
+    /// `rotate_wait_ms`.
+    pass_started: Option<Instant>,
     /// Files with unread data that found no free slot at the last sharing of slots (index and
     /// key, checked when taken: indices move when files are forgotten): they take the slots of
     /// files read to their end between scans, so that thousands of files waiting do not take a
@@ -289,6 +292,7 @@ where
             control: Arc::clone(&control),
             next_first: 0,
             scanned_at: None,
+            pass_started: None,
             turn_queue: VecDeque::new(),
             reports: Reports::default(),
         };
@@ -868,8 +872,14 @@ where
                 }
                 continue;
             }
+            // Held for `rotate_wait_ms`, and a whole read pass (which notices a truncated
+            // original) started after that: a tailer held up by backpressure has not looked yet.
+            let waited = since.elapsed() >= rotate_wait
+                && self
+                    .pass_started
+                    .is_some_and(|at| at >= since + rotate_wait);
             let lineage = match &file.file {
-                Some(handle) if file.gone_since.is_none() && since.elapsed() < rotate_wait => self
+                Some(handle) if file.gone_since.is_none() && !waited => self
                     .lineage(handle, Some(held), None)
                     .unwrap_or(Lineage::New),
                 _ => Lineage::New,
@@ -925,6 +935,7 @@ where
             return Ok(false);
         }
         self.review_held_files();
+        self.pass_started = Some(Instant::now());
         let mut progressed = false;
         for step in 0..n {
             let i = (self.next_first + step) % n;
