@@ -856,8 +856,8 @@ where
     }
 
     /// Decides about files held as possible copies: the copy of a retired generation continues
-    /// it; a file that no longer looks like a copy, is gone, or was held for `rotate_wait_ms`
-    /// is released and read from its start.
+    /// it; a file that no longer looks like a copy, or was held for `rotate_wait_ms`, is
+    /// released and read from its start.
     fn review_held_files(&mut self) {
         let rotate_wait = Duration::from_millis(self.ctx.config.rotate_wait_ms);
         for held in 0..self.files.len() {
@@ -878,8 +878,10 @@ where
                 && self
                     .pass_started
                     .is_some_and(|at| at >= since + rotate_wait);
+            // A held file deleted meanwhile (a copy compressed, say) is still read through its
+            // descriptor: it may still be the copy of a truncated original.
             let lineage = match &file.file {
-                Some(handle) if file.gone_since.is_none() && !waited => self
+                Some(handle) if !waited => self
                     .lineage(handle, Some(held), None)
                     .unwrap_or(Lineage::New),
                 _ => Lineage::New,
