@@ -161,15 +161,16 @@ pub async fn run_with(
         let heartbeat = Arc::new(Heartbeat::new(CHECKPOINTER_STALE_AFTER.max(every * 10)));
         health.add_loop("checkpoint writer".to_owned(), Arc::clone(&heartbeat));
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failures = FailureLog::default();
+            let mut pause = every;
             loop {
-                ticker.tick().await;
-                // A failed write leaves the store dirty: the next tick writes again.
+                tokio::time::sleep(pause).await;
+                let started = Instant::now();
+                // A failed write leaves the store dirty: the next one writes again.
                 let outcome = persist(&store, &checkpoint_metrics).await;
                 failures.record(outcome);
                 heartbeat.beat();
+                pause = checkpoint_pause(every, started.elapsed());
             }
         })
     };
@@ -286,6 +287,20 @@ where
     }
 }
 
+/// A checkpoint write is followed by at least this many times its duration without another.
+const CHECKPOINT_GAP_PER_COST: u32 = 4;
+
+/// How long the checkpoint writer waits after a write that took `took`: the rest of
+/// `checkpoint_interval_ms`, but at least [`CHECKPOINT_GAP_PER_COST`] times the write, so that
+/// rewriting the records of 100,000 files (a good part of a second in a debug build) cannot
+/// keep a core busy. A later write means more lines read again after a `kill -9`, never fewer
+/// delivered.
+fn checkpoint_pause(every: Duration, took: Duration) -> Duration {
+    every
+        .saturating_sub(took)
+        .max(took * CHECKPOINT_GAP_PER_COST)
+}
+
 /// Writes the checkpoints (on a blocking thread), counting failures; the error says why.
 async fn persist(
     store: &Arc<CheckpointStore>,
@@ -343,6 +358,28 @@ impl FailureLog {
                     self.last_logged = Some(Instant::now());
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_writes_keep_their_interval_unless_they_are_slow() {
+        let ms = Duration::from_millis;
+        // (checkpoint_interval_ms, the write took, pause after it)
+        let cases = [
+            (ms(1_000), ms(0), ms(1_000)),
+            (ms(1_000), ms(100), ms(900)),
+            (ms(1_000), ms(200), ms(800)),
+            (ms(1_000), ms(250), ms(1_000)),
+            (ms(1_000), ms(2_000), ms(8_000)),
+            (ms(50), ms(50), ms(200)),
+        ];
+        for (every, took, want) in cases {
+            assert_eq!(checkpoint_pause(every, took), want, "{every:?} {took:?}");
         }
     }
 }

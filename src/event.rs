@@ -109,22 +109,25 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
-    /// The metadata of generation `key` of the file at `path`, read by `source`.
-    pub fn new(key: FileKey, source: &str, path: &str) -> Self {
+    /// The metadata of generation `key` of the file at `path`, read by `source`. Given as
+    /// `Arc`s, the names are shared rather than copied (a tailer of 100,000 files keeps one
+    /// copy of each path and of its own name).
+    pub fn new(key: FileKey, source: impl Into<Arc<str>>, path: impl Into<Arc<str>>) -> Self {
         use crate::sink::encoding::json_string;
+        let (source, path) = (source.into(), path.into());
         FileMeta {
             key,
-            source: source.into(),
-            path: path.into(),
             json_fields: format!(
                 "\"file\":{},\"source\":{},\"offset\":",
-                json_string(path),
-                json_string(source)
+                json_string(&path),
+                json_string(&source)
             )
             .into_boxed_str(),
             json_id_stem: format!(",\"id\":\"{key:016x}-").into_boxed_str(),
             enrichment: Arc::default(),
-            kubernetes_json: crate::source::kubelet::kubernetes_json(path),
+            kubernetes_json: crate::source::kubelet::kubernetes_json(&path),
+            source,
+            path,
         }
     }
 

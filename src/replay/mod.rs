@@ -502,10 +502,14 @@ impl Reader {
         // Stable across replays of the same file, so that consumers can drop the duplicates of
         // a replay repeated.
         let key = xxhash_rust::xxh3::xxh3_64(&[path_text.as_bytes(), b"\0", &head].concat());
+        let meta = Arc::new(
+            FileMeta::new(key, planned.source.as_str(), path_text.as_str())
+                .with_enrichment(Arc::clone(route.parser.enrichment())),
+        );
         self.store.track(
             FileRecord {
-                source: planned.source.clone(),
-                path: path_text.clone(),
+                source: Arc::clone(&meta.source),
+                path: Arc::clone(&meta.path),
                 dev: 0,
                 ino: 0,
                 fingerprint: Fingerprint::of(&head),
@@ -515,10 +519,6 @@ impl Reader {
                 finished: false,
             },
             &route.sinks,
-        );
-        let meta = Arc::new(
-            FileMeta::new(key, &planned.source, &path_text)
-                .with_enrichment(Arc::clone(route.parser.enrichment())),
         );
         let mut framer = Framer::new(0, route.max_line_bytes);
         let mut held = FileState::default();

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -57,10 +57,10 @@ pub enum CheckpointError {
 /// The persisted state of one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
-    /// Name of the source that reads the file.
-    pub source: String,
-    /// Path the file was last seen at.
-    pub path: String,
+    /// Name of the source that reads the file (shared with the tailer's copy of it).
+    pub source: Arc<str>,
+    /// Path the file was last seen at (shared with the tailer's copy of it).
+    pub path: Arc<str>,
     /// Device of the file.
     pub dev: u64,
     /// Inode of the file.
@@ -236,7 +236,7 @@ impl CheckpointStore {
     ) -> Option<FileRecord> {
         let mut state = self.lock();
         let index = state.dormant.iter().position(|r| {
-            r.source == source
+            *r.source == *source
                 && !r.finished
                 && r.dev == dev
                 && r.ino == ino
@@ -257,7 +257,7 @@ impl CheckpointStore {
             .iter()
             .enumerate()
             .filter(|(_, r)| {
-                r.source == source && r.fingerprint.len > 0 && r.fingerprint.matches(head)
+                *r.source == *source && r.fingerprint.len > 0 && r.fingerprint.matches(head)
             })
             .max_by_key(|(_, r)| r.fingerprint.len)
             .map(|(i, _)| i)?;
@@ -283,7 +283,7 @@ impl CheckpointStore {
             .dormant
             .iter()
             .filter(|r| {
-                r.source == source
+                *r.source == *source
                     && !r.finished
                     && r.offset > 0
                     && r.fingerprint.len > 0
@@ -376,12 +376,12 @@ impl CheckpointStore {
     }
 
     /// Updates where a tracked file lives and what its head is.
-    pub fn update_identity(&self, key: FileKey, path: &str, fingerprint: Fingerprint) {
+    pub fn update_identity(&self, key: FileKey, path: &Arc<str>, fingerprint: Fingerprint) {
         let mut state = self.lock();
         let state = &mut *state;
         if let Some(t) = state.tracked.get_mut(&key) {
-            if t.record.path != path {
-                t.record.path = path.to_owned();
+            if t.record.path != *path {
+                t.record.path = Arc::clone(path);
                 state.dirty = true;
             }
             if t.record.fingerprint != fingerprint {
@@ -392,11 +392,11 @@ impl CheckpointStore {
     }
 
     /// Moves a tracked file's record to another file holding the same content (its copy).
-    pub fn relocate(&self, key: FileKey, path: &str, dev: u64, ino: u64) {
+    pub fn relocate(&self, key: FileKey, path: &Arc<str>, dev: u64, ino: u64) {
         let mut state = self.lock();
         let state = &mut *state;
         if let Some(t) = state.tracked.get_mut(&key) {
-            t.record.path = path.to_owned();
+            t.record.path = Arc::clone(path);
             t.record.dev = dev;
             t.record.ino = ino;
             state.dirty = true;
@@ -431,8 +431,8 @@ impl CheckpointStore {
             .tracked
             .values()
             .map(|t| FilePosition {
-                source: t.record.source.clone(),
-                path: t.record.path.clone(),
+                source: t.record.source.to_string(),
+                path: t.record.path.to_string(),
                 dev: t.record.dev,
                 ino: t.record.ino,
                 checkpoint: t.checkpoint(),
@@ -443,24 +443,29 @@ impl CheckpointStore {
     /// Every record as it would be written now.
     pub fn records(&self) -> Vec<FileRecord> {
         let now = unix_now();
-        let state = self.lock();
-        let mut records: Vec<FileRecord> = state
-            .tracked
-            .values()
-            .map(|t| FileRecord {
-                offset: t.checkpoint(),
-                updated_unix: now,
-                ..t.record.clone()
-            })
-            .chain(
-                state
-                    .dormant
-                    .iter()
-                    .filter(|r| now.saturating_sub(r.updated_unix) < DORMANT_EXPIRY_SECS)
-                    .cloned(),
-            )
-            .collect();
-        records.sort_by(|a, b| (&a.source, &a.path, a.key).cmp(&(&b.source, &b.path, b.key)));
+        // Cheap to copy (the strings are shared), so the lock that every ack takes is held
+        // briefly even with 100,000 files; the sort happens without it.
+        let mut records: Vec<FileRecord> = {
+            let state = self.lock();
+            state
+                .tracked
+                .values()
+                .map(|t| FileRecord {
+                    offset: t.checkpoint(),
+                    updated_unix: now,
+                    ..t.record.clone()
+                })
+                .chain(
+                    state
+                        .dormant
+                        .iter()
+                        .filter(|r| now.saturating_sub(r.updated_unix) < DORMANT_EXPIRY_SECS)
+                        .cloned(),
+                )
+                .collect()
+        };
+        records
+            .sort_unstable_by(|a, b| (&a.source, &a.path, a.key).cmp(&(&b.source, &b.path, b.key)));
         records
     }
 
@@ -535,15 +540,19 @@ fn load(path: &Path) -> Result<Option<Vec<FileRecord>>, String> {
     Ok(Some(file.files))
 }
 
+/// Writes `records` as a checkpoint file: compact, one record per line (a store of 100,000
+/// files is rewritten every interval: pretty-printing it cost more than the rest of the agent),
+/// streamed to a temporary file that is fsynced and renamed over the old one.
 fn write_atomically(path: &Path, records: &[FileRecord]) -> io::Result<()> {
-    let body = serde_json::to_vec_pretty(&CheckpointFile {
-        version: FORMAT_VERSION,
-        files: records.to_vec(),
-    })
-    .map_err(io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(&body)?;
+    let mut out = io::BufWriter::with_capacity(256 * 1024, fs::File::create(&tmp)?);
+    write!(out, "{{\"version\":{FORMAT_VERSION},\"files\":[")?;
+    for (i, record) in records.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        serde_json::to_writer(&mut out, record).map_err(io::Error::other)?;
+    }
+    out.write_all(b"\n]}\n")?;
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     drop(file);
     fs::rename(&tmp, path)?;
@@ -568,7 +577,7 @@ mod tests {
     fn record(key: FileKey, offset: u64) -> FileRecord {
         FileRecord {
             source: "app".into(),
-            path: format!("/logs/{key}.log"),
+            path: format!("/logs/{key}.log").into(),
             dev: 1,
             ino: key,
             fingerprint: Fingerprint::of(b"head"),

@@ -198,6 +198,49 @@ pub struct Tailer<E> {
     reports: Reports,
 }
 
+/// When the tailer scans: every `scan_interval_ms`, and as soon as `notify` reports a name
+/// change; but a scan (a walk of the globs and a stat per file: a good part of a second with
+/// 100,000 files in a debug build) is followed by at least [`SCAN_GAP_PER_COST`] times its own
+/// duration without one, so that files created in a tight loop cannot keep the tailer scanning
+/// instead of reading.
+#[derive(Debug, Clone, Copy)]
+struct ScanSchedule {
+    every: Duration,
+    /// When the last scan started and how long it took; `None` before the first.
+    last: Option<(Instant, Duration)>,
+}
+
+/// A scan is followed by at least this many times its duration without another.
+const SCAN_GAP_PER_COST: u32 = 4;
+
+impl ScanSchedule {
+    fn new(every: Duration) -> Self {
+        ScanSchedule { every, last: None }
+    }
+
+    fn is_first(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Notes a scan that started at `started` and took `took`.
+    fn scanned(&mut self, started: Instant, took: Duration) {
+        self.last = Some((started, took));
+    }
+
+    /// When the next scan is due (`requested`: a name change was reported since the last one);
+    /// `None`: now.
+    fn next_at(&self, requested: bool) -> Option<Instant> {
+        let (started, took) = self.last?;
+        let ended = started + took;
+        let due = if requested {
+            ended
+        } else {
+            started + self.every
+        };
+        Some(due.max(ended + took * SCAN_GAP_PER_COST))
+    }
+}
+
 /// Problems with paths, each reported (logged, and counted by the caller) once while it lasts.
 ///
 /// Only the problems of the last scan are remembered, as hashes: memory follows what is on disk
@@ -302,20 +345,22 @@ where
     /// Runs until drained (or the pipeline closes).
     pub fn run(mut self) {
         let scan_every = Duration::from_millis(self.ctx.config.scan_interval_ms);
-        let mut last_scan: Option<Instant> = None;
+        let mut schedule = ScanSchedule::new(scan_every);
         loop {
             let draining = self.control.is_draining();
-            let scan_due = last_scan.is_none_or(|at| at.elapsed() >= scan_every)
-                || self.rescan.swap(false, Ordering::AcqRel);
-            if scan_due && !draining {
-                self.scan(last_scan.is_none());
-                last_scan = Some(Instant::now());
+            let now = Instant::now();
+            let requested = self.rescan.load(Ordering::Acquire);
+            if !draining && schedule.next_at(requested).is_none_or(|at| now >= at) {
+                // Cleared first: names changed during the scan ask for the next one.
+                self.rescan.store(false, Ordering::Release);
+                self.scan(schedule.is_first());
+                schedule.scanned(now, now.elapsed());
             }
             self.ctx.heartbeat.beat();
             if draining {
                 // No scans while draining, but files closed for the open-file cap still take
                 // their turns, so that they too are read to their end.
-                self.share_open_slots(true);
+                self.share_open_slots(true, &[]);
             }
             let mut progressed = match self.read_pass() {
                 Ok(progressed) => progressed,
@@ -338,8 +383,11 @@ where
                 break;
             }
             if !progressed {
-                let since_scan = last_scan.map_or(Duration::ZERO, |at| at.elapsed());
-                let mut timeout = scan_every.saturating_sub(since_scan);
+                let now = Instant::now();
+                let rescan = self.rescan.load(Ordering::Acquire);
+                let mut timeout = schedule
+                    .next_at(rescan)
+                    .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
                 if self.files.iter().any(|f| f.gone_since.is_some()) {
                     timeout = timeout.min(GONE_POLL);
                 }
@@ -383,6 +431,9 @@ where
         // Per file: the first path seen this scan, and whether its current path was seen.
         let mut seen: Vec<Option<PathBuf>> = vec![None; self.files.len()];
         let mut at_current_path = vec![false; self.files.len()];
+        // Per file: its size as this scan found it, so that sharing the open slots below need
+        // not stat every closed file again.
+        let mut sizes: Vec<Option<u64>> = vec![None; self.files.len()];
         for path in found.files {
             let Ok(md) = stat(&path, follow) else {
                 continue;
@@ -400,6 +451,7 @@ where
                 if !reused {
                     at_current_path[i] |= *tracked.meta.path == *path.to_string_lossy();
                     seen[i].get_or_insert(path);
+                    sizes[i] = Some(md.len());
                     continue;
                 }
                 tracing::debug!(source = %self.ctx.name, file = %path.display(), was = %tracked.meta.path, "inode of a compressed file read and deleted reused by a new file");
@@ -482,6 +534,7 @@ where
                     self.files.push(file);
                     seen.push(Some(path));
                     at_current_path.push(true);
+                    sizes.push(None);
                 }
                 Err(OpenError::Io(e)) => {
                     add(&self.ctx.metrics.read_errors, 1);
@@ -520,7 +573,7 @@ where
             }
         }
         self.files.append(&mut self.ctx.retired);
-        self.share_open_slots(false);
+        self.share_open_slots(false, &sizes);
         let open = self.open_count() as u64;
         self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
     }
@@ -733,8 +786,9 @@ where
 
     /// Opens waiting files with data while slots are free, closing open files that have had
     /// their turn when more files wait than slots are free.
-    /// While `draining`, an open file makes room as soon as it has been read.
-    fn share_open_slots(&mut self, draining: bool) {
+    /// While `draining`, an open file makes room as soon as it has been read. `sizes` holds
+    /// the files' sizes where a scan just found them (by index); the others are looked up.
+    fn share_open_slots(&mut self, draining: bool, sizes: &[Option<u64>]) {
         let cap = self.ctx.config.max_open_files;
         let waiting: Vec<usize> = (0..self.files.len())
             .filter(|&i| {
@@ -743,8 +797,12 @@ where
                     // Never grows: it waits for a slot only until it has been read.
                     !f.compressed_done && f.held_since.is_none()
                 } else {
-                    stat(Path::new(&*f.meta.path), self.ctx.config.follow_symlinks)
-                        .is_ok_and(|md| md.len() != f.framer.read_offset())
+                    let size = sizes.get(i).copied().flatten().or_else(|| {
+                        stat(Path::new(&*f.meta.path), self.ctx.config.follow_symlinks)
+                            .ok()
+                            .map(|md| md.len())
+                    });
+                    size.is_some_and(|size| size != f.framer.read_offset())
                 };
                 f.file.is_none() && !f.finished && f.gone_since.is_none() && unread
             })
@@ -1088,10 +1146,11 @@ where
             }
         }
         let fingerprint = Fingerprint::of(&head);
+        let meta = Arc::new(FileMeta::new(key, Arc::clone(&self.name), &*path_text));
         self.store.track(
             FileRecord {
-                source: self.name.to_string(),
-                path: path_text.to_string(),
+                source: Arc::clone(&meta.source),
+                path: Arc::clone(&meta.path),
                 dev,
                 ino,
                 fingerprint,
@@ -1103,7 +1162,7 @@ where
             &self.sinks,
         );
         Ok(Some(TrackedFile {
-            meta: Arc::new(FileMeta::new(key, &self.name, &path_text)),
+            meta,
             dev,
             ino,
             fingerprint,
@@ -1137,12 +1196,16 @@ where
             offset = record.offset, "compressed copy of a file let go: continuing where it ended"
         );
         self.store.forget(tracked.meta.key);
-        tracked.meta = Arc::new(FileMeta::new(record.key, &self.name, &tracked.meta.path));
+        tracked.meta = Arc::new(FileMeta::new(
+            record.key,
+            Arc::clone(&self.name),
+            Arc::clone(&tracked.meta.path),
+        ));
         tracked.framer = Framer::new(record.offset, self.config.max_line_bytes);
         tracked.emitted = record.offset;
         self.store.track(
             FileRecord {
-                path: tracked.meta.path.to_string(),
+                path: Arc::clone(&tracked.meta.path),
                 dev: tracked.dev,
                 ino: tracked.ino,
                 fingerprint: tracked.fingerprint,
@@ -1234,9 +1297,9 @@ where
     fn renamed(&self, file: &mut TrackedFile, path: &Path) {
         let path = path.to_string_lossy();
         tracing::debug!(source = %self.name, from = %file.meta.path, to = %path, "file renamed");
-        file.meta = Arc::new(FileMeta::new(file.meta.key, &self.name, &path));
+        file.meta = Arc::new(FileMeta::new(file.meta.key, Arc::clone(&self.name), &*path));
         self.store
-            .update_identity(file.meta.key, &path, file.fingerprint);
+            .update_identity(file.meta.key, &file.meta.path, file.fingerprint);
     }
 
     /// Notices deletion, truncation and in-place rewrites of an open file, and lets its
@@ -1276,7 +1339,11 @@ where
         tracing::info!(source = %self.name, file = %tracked.meta.path, "file truncated or rewritten; reading it again from the start");
         add(&self.metrics.truncations, 1);
         let key = new_key(tracked.dev, tracked.ino);
-        let new_meta = Arc::new(FileMeta::new(key, &self.name, &tracked.meta.path));
+        let new_meta = Arc::new(FileMeta::new(
+            key,
+            Arc::clone(&self.name),
+            Arc::clone(&tracked.meta.path),
+        ));
         let old = TrackedFile {
             meta: std::mem::replace(&mut tracked.meta, new_meta),
             dev: tracked.dev,
@@ -1315,8 +1382,8 @@ where
         }
         self.store.track(
             FileRecord {
-                source: self.name.to_string(),
-                path: tracked.meta.path.to_string(),
+                source: Arc::clone(&self.name),
+                path: Arc::clone(&tracked.meta.path),
                 dev: tracked.dev,
                 ino: tracked.ino,
                 fingerprint: tracked.fingerprint,
@@ -1353,9 +1420,17 @@ where
         tracked.gone_since = None;
         tracked.eof_since = None;
         tracked.opened_at = Instant::now();
-        tracked.meta = Arc::new(FileMeta::new(tracked.meta.key, &self.name, path_text));
-        self.store
-            .relocate(tracked.meta.key, path_text, tracked.dev, tracked.ino);
+        tracked.meta = Arc::new(FileMeta::new(
+            tracked.meta.key,
+            Arc::clone(&self.name),
+            path_text,
+        ));
+        self.store.relocate(
+            tracked.meta.key,
+            &tracked.meta.path,
+            tracked.dev,
+            tracked.ino,
+        );
     }
 
     /// Reopens a file closed for the open-file cap, checking it is still the same file.
@@ -1673,7 +1748,7 @@ fn find_original(record: &FileRecord) -> Option<PathBuf> {
     let same = |md: &fs::Metadata| md.is_file() && (md.dev(), md.ino()) == (record.dev, record.ino);
     // Checked before opening: whatever else stands at a path now (a FIFO) is not opened.
     let is_it = |path: &Path| fs::symlink_metadata(path).is_ok_and(|md| same(&md));
-    let path = Path::new(&record.path);
+    let path = Path::new(&*record.path);
     if is_it(path) {
         return Some(path.to_owned());
     }
@@ -1789,6 +1864,39 @@ mod tests {
             if let Some(head) = got {
                 assert_eq!(head, now, "case {i}: the new head");
             }
+        }
+    }
+
+    #[test]
+    fn scans_follow_the_interval_and_requests_but_never_take_most_of_the_time() {
+        let ms = Duration::from_millis;
+        // (scan_interval, last scan's duration, requested, next scan due after its start)
+        let cases = [
+            (ms(1_000), ms(1), false, ms(1_000)),
+            (ms(1_000), ms(1), true, ms(5)),
+            (ms(1_000), ms(0), true, ms(0)),
+            // Slow scans space themselves out, requested or not.
+            (ms(1_000), ms(250), false, ms(1_250)),
+            (ms(1_000), ms(250), true, ms(1_250)),
+            (ms(1_000), ms(100), true, ms(500)),
+            (ms(100), ms(100), false, ms(500)),
+        ];
+        let start = Instant::now();
+        for (every, took, requested, want) in cases {
+            let mut schedule = ScanSchedule::new(every);
+            assert!(schedule.is_first());
+            assert_eq!(
+                schedule.next_at(requested),
+                None,
+                "the first scan is due at once"
+            );
+            schedule.scanned(start, took);
+            assert!(!schedule.is_first());
+            assert_eq!(
+                schedule.next_at(requested),
+                Some(start + want),
+                "every {every:?}, took {took:?}, requested {requested}"
+            );
         }
     }
 
