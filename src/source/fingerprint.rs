@@ -52,6 +52,11 @@ pub fn read_head(file: &File, max: usize) -> io::Result<Vec<u8>> {
         }
     }
     head.truncate(filled);
+    if head.capacity() > 2 * filled {
+        // A head shorter than asked for is often kept (a tracked file's): without this, each of
+        // 100,000 one-line files would hold `fingerprint_bytes` of memory for a few bytes.
+        head.shrink_to_fit();
+    }
     Ok(head)
 }
 

@@ -12,11 +12,16 @@ use std::ops::Bound;
 /// How many first bytes of a head the index keys on: longer heads sharing them are told apart
 /// by the caller.
 const KEY_BYTES: usize = 64;
+const _: () = assert!(KEY_BYTES < 128, "key lengths are bits of a u128");
 
 /// File indices by the first [`KEY_BYTES`] of their head (the whole head when shorter).
 #[derive(Debug, Default)]
 pub struct HeadIndex {
     by_key: BTreeMap<Box<[u8]>, Vec<usize>>,
+    /// Bit `n` is set when some key is `n` bytes long: a lookup tries only those lengths (a
+    /// directory of one-line files has keys of a few lengths, not of every length up to
+    /// [`KEY_BYTES`]).
+    key_lengths: u128,
 }
 
 impl HeadIndex {
@@ -26,6 +31,7 @@ impl HeadIndex {
             return;
         }
         let key = &head[..head.len().min(KEY_BYTES)];
+        self.key_lengths |= 1 << key.len();
         match self.by_key.get_mut(key) {
             Some(indices) => indices.push(index),
             None => {
@@ -45,7 +51,8 @@ impl HeadIndex {
         let key_len = head.len().min(KEY_BYTES);
         // Heads that are prefixes of `head` (keyed whole when short, by their first bytes when
         // long), and long heads sharing `head`'s first bytes.
-        for len in 1..=key_len {
+        let present = (1..=key_len).filter(|len| self.key_lengths & (1 << len) != 0);
+        for len in present {
             if let Some(indices) = self.by_key.get(&head[..len]) {
                 found.extend_from_slice(indices);
             }

@@ -210,6 +210,21 @@ struct ScanSchedule {
     last: Option<(Instant, Duration)>,
 }
 
+/// Files waiting for a slot that take their turn per call of `pass_turns`.
+const QUEUED_TURNS_PER_PASS: usize = 1024;
+
+/// An open file that has had its turn (read to its end) and can make room for one waiting: a
+/// gzip file keeps its slot to its end (it cannot be resumed without reading it again from its
+/// start), a held one until it is decided, one gone or finished until it is let go.
+fn done_with_turn(f: &TrackedFile) -> bool {
+    f.file.is_some()
+        && f.eof_since.is_some()
+        && f.gone_since.is_none()
+        && !f.finished
+        && !f.compressed
+        && f.held_since.is_none()
+}
+
 /// A scan is followed by at least this many times its duration without another.
 const SCAN_GAP_PER_COST: u32 = 4;
 
@@ -367,7 +382,10 @@ where
                 Err(Stopped) => break,
             };
             if !draining {
-                progressed |= self.pass_turns();
+                match self.pass_turns() {
+                    Ok(read) => progressed |= read,
+                    Err(Stopped) => break,
+                }
             }
             if draining {
                 if progressed {
@@ -858,10 +876,14 @@ where
     }
 
     /// Between scans, gives the slots of files read to their end to files waiting for one (see
-    /// `turn_queue`); true when it opened any.
-    fn pass_turns(&mut self) -> bool {
+    /// `turn_queue`), and has each take its turn at once: one read to its end in its turn hands
+    /// its slot straight on, so that thousands of small files waiting go through in one call,
+    /// not in one loop (with its passes over every tracked file) per `max_open_files` of them.
+    /// At most [`QUEUED_TURNS_PER_PASS`] files, and as many bytes as a read pass of the open
+    /// files may read, take their turn per call. True when anything was read.
+    fn pass_turns(&mut self) -> Result<bool, Stopped> {
         if self.turn_queue.is_empty() {
-            return false;
+            return Ok(false);
         }
         let cap = self.ctx.config.max_open_files;
         let mut open = self.open_count();
@@ -873,22 +895,15 @@ where
             if to_close == 0 {
                 break;
             }
-            // Had its turn: read to its end. A gzip file keeps its slot to its end (it cannot be
-            // resumed without reading it again), a held one until it is decided.
-            let done_with_turn = f.file.is_some()
-                && f.eof_since.is_some()
-                && f.gone_since.is_none()
-                && !f.finished
-                && !f.compressed
-                && f.held_since.is_none();
-            if done_with_turn {
+            if done_with_turn(f) {
                 f.file = None;
                 open -= 1;
                 to_close -= 1;
             }
         }
-        let mut opened = false;
-        while open < cap {
+        let byte_budget = (cap as u64).saturating_mul(TURN_BYTES as u64);
+        let (mut turns, mut bytes, mut progressed) = (0, 0u64, false);
+        while open < cap && turns < QUEUED_TURNS_PER_PASS && bytes < byte_budget {
             let Some((i, key)) = self.turn_queue.pop_front() else {
                 break;
             };
@@ -899,18 +914,27 @@ where
                 continue;
             }
             self.ctx.reopen(f);
-            if f.file.is_some() {
+            if f.file.is_none() {
+                continue;
+            }
+            turns += 1;
+            let before = f.framer.read_offset();
+            progressed |= self.ctx.read_turn(f)?;
+            bytes += f.framer.read_offset().saturating_sub(before);
+            if done_with_turn(f) {
+                f.file = None;
+            } else {
                 open += 1;
-                opened = true;
             }
         }
-        if opened {
-            self.ctx
-                .metrics
-                .open_files
-                .store(open as u64, Ordering::Relaxed);
-        }
-        opened
+        // Generations a turn found truncated join the files (after the indices queued).
+        self.files.append(&mut self.ctx.retired);
+        self.ctx
+            .metrics
+            .open_files
+            .store(self.open_count() as u64, Ordering::Relaxed);
+        // Out of budget with files still waiting: the loop goes on without sleeping.
+        Ok(progressed || (!self.turn_queue.is_empty() && open < cap))
     }
 
     /// Decides about files held as possible copies: the copy of a retired generation continues
@@ -1494,10 +1518,10 @@ where
         if tracked.compressed {
             return self.read_compressed_turn(tracked);
         }
-        if tracked.finished || tracked.held_since.is_some() {
+        if tracked.finished || tracked.held_since.is_some() || tracked.file.is_none() {
             return Ok(false);
         }
-        let mut total = 0;
+        let (mut total, mut asked) = (0, false);
         // Identity is checked before every read, not once per turn: an emit may have waited
         // on backpressure for long, and the file may have been rewritten meanwhile.
         while total < TURN_BYTES && self.ready_to_read(tracked) {
@@ -1505,6 +1529,7 @@ where
                 break;
             };
             let mark = tracked.framer.mark();
+            asked = true;
             let got = match tracked.framer.read_from(file, READ_SIZE) {
                 Ok(got) => got,
                 Err(e) => {
@@ -1528,7 +1553,9 @@ where
         }
         // Between turns a file keeps only its partial line, not a read buffer: memory does not
         // grow with the number of files being read.
-        tracked.framer.release_buffer();
+        if asked {
+            tracked.framer.release_buffer();
+        }
         Ok(total > 0)
     }
 

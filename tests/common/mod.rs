@@ -213,6 +213,44 @@ pub fn read_ndjson(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Counts the whole lines of a file that only grows (a sink's output), reading each byte once:
+/// cheap enough to poll while a sink writes 100,000 events.
+pub struct LineCounter {
+    path: PathBuf,
+    counted_to: u64,
+    lines: usize,
+}
+
+impl LineCounter {
+    pub fn new(path: PathBuf) -> Self {
+        LineCounter {
+            path,
+            counted_to: 0,
+            lines: 0,
+        }
+    }
+
+    /// The whole lines written so far.
+    pub fn count(&mut self) -> usize {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut new = Vec::new();
+        let read = File::open(&self.path).and_then(|mut file| {
+            file.seek(SeekFrom::Start(self.counted_to))?;
+            file.read_to_end(&mut new)
+        });
+        if read.is_ok() {
+            // A line without its newline is still being written: counted once it is whole.
+            let whole = new
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |last| last + 1);
+            self.lines += new[..whole].iter().filter(|&&b| b == b'\n').count();
+            self.counted_to += whole as u64;
+        }
+        self.lines
+    }
+}
+
 /// Polls `condition` every 20 ms for up to `limit`; true once it holds.
 pub async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
