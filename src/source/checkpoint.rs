@@ -80,6 +80,7 @@ pub struct FileRecord {
     pub finished: bool,
 }
 
+/// The checkpoint file (written record by record, see [`write_atomically`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CheckpointFile {
@@ -640,6 +641,29 @@ mod tests {
             store.claim("app", 1, 1, b"head and more", 100).is_none(),
             "claimed once"
         );
+    }
+
+    #[test]
+    fn the_file_holds_one_compact_record_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+        for key in 1..=3 {
+            store.track(record(key, 10 * key), &[0]);
+        }
+        store.persist().unwrap();
+        let text = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(lines[0], r#"{"version":1,"files":["#);
+        assert_eq!(lines[4], "]}");
+        for (i, line) in lines[1..4].iter().enumerate() {
+            let record: FileRecord = serde_json::from_str(line.trim_end_matches(',')).unwrap();
+            assert_eq!(record.key, i as u64 + 1);
+            assert_eq!(record.offset, 10 * record.key);
+            assert!(!line.contains(": "), "compact: {line}");
+        }
+        let (_, outcome) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(outcome, LoadOutcome::Loaded(3));
     }
 
     #[test]

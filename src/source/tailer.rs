@@ -210,21 +210,6 @@ struct ScanSchedule {
     last: Option<(Instant, Duration)>,
 }
 
-/// Files waiting for a slot that take their turn per call of `pass_turns`.
-const QUEUED_TURNS_PER_PASS: usize = 1024;
-
-/// An open file that has had its turn (read to its end) and can make room for one waiting: a
-/// gzip file keeps its slot to its end (it cannot be resumed without reading it again from its
-/// start), a held one until it is decided, one gone or finished until it is let go.
-fn done_with_turn(f: &TrackedFile) -> bool {
-    f.file.is_some()
-        && f.eof_since.is_some()
-        && f.gone_since.is_none()
-        && !f.finished
-        && !f.compressed
-        && f.held_since.is_none()
-}
-
 /// A scan is followed by at least this many times its duration without another.
 const SCAN_GAP_PER_COST: u32 = 4;
 
@@ -254,6 +239,21 @@ impl ScanSchedule {
         };
         Some(due.max(ended + took * SCAN_GAP_PER_COST))
     }
+}
+
+/// Files waiting for a slot that take their turn per call of `pass_turns`.
+const QUEUED_TURNS_PER_PASS: usize = 1024;
+
+/// An open file that has had its turn (read to its end) and can make room for one waiting: a
+/// gzip file keeps its slot to its end (it cannot be resumed without reading it again from its
+/// start), a held one until it is decided, one gone or finished until it is let go.
+fn done_with_turn(f: &TrackedFile) -> bool {
+    f.file.is_some()
+        && f.eof_since.is_some()
+        && f.gone_since.is_none()
+        && !f.finished
+        && !f.compressed
+        && f.held_since.is_none()
 }
 
 /// Problems with paths, each reported (logged, and counted by the caller) once while it lasts.
