@@ -162,7 +162,8 @@ pub async fn run_with(
         health.add_loop("checkpoint writer".to_owned(), Arc::clone(&heartbeat));
         tokio::spawn(async move {
             let mut failures = FailureLog::default();
-            let mut pause = every;
+            // The first write comes at once, as the first beat the health check waits for.
+            let mut pause = Duration::ZERO;
             loop {
                 tokio::time::sleep(pause).await;
                 let started = Instant::now();
