@@ -203,6 +203,14 @@ async fn readyz_says_not_ready_while_every_broker_is_down_and_ready_once_one_is_
     let (agent, api) = Agent::start_with_api(config).await;
     append_numbered(&world.log("a.log"), "r", 0..10, 60);
     wait_for_readyz(api, 200).await;
+    // The lines delivered first: the sink is idle and connected when the broker goes (the
+    // outage is then told by librdkafka while the sink task waits for lines).
+    let size = fs::metadata(world.log("a.log")).unwrap().len();
+    assert!(
+        wait_for(Duration::from_secs(20), || checkpointed(&world.data())
+            == size)
+        .await
+    );
     cluster.broker_down(1).unwrap();
     // Nothing needs to be written: librdkafka's own connection tells that the brokers are gone.
     let reason = wait_for_readyz(api, 503).await;

@@ -110,8 +110,14 @@ impl SinkTask {
                     flush_at = None;
                     continue;
                 }
-                () = sleep(HEALTH_RECHECK), if lanes.in_flight.is_empty() && lanes.deliverer.health.failure().is_some() => {
-                    lanes.recheck_health().await;
+                // Armed whenever nothing is in flight, the failure checked when it fires: a
+                // failure reported while the loop waits (librdkafka saying every broker is down,
+                // with nothing to deliver) would otherwise never be rechecked, as the guards of
+                // a `select!` are read only on entering it.
+                () = sleep(HEALTH_RECHECK), if lanes.in_flight.is_empty() => {
+                    if lanes.deliverer.health.failure().is_some() {
+                        lanes.recheck_health().await;
+                    }
                     continue;
                 }
                 chunk = buffer.recv() => chunk,
