@@ -18,7 +18,7 @@ use crate::pipeline::SinkSet;
 use crate::pipeline::buffer::BufferSender;
 use crate::sink::BuildError;
 use crate::source::SourceKind;
-use crate::source::checkpoint::{CheckpointError, CheckpointStore, LoadOutcome};
+use crate::source::checkpoint::{CheckpointError, CheckpointStore, LoadOutcome, WriteCost};
 use crate::source::tailer::{Control, Stopped, Tailer};
 
 /// Why the agent could not start.
@@ -163,15 +163,22 @@ pub async fn run_with(
         tokio::spawn(async move {
             let mut failures = FailureLog::default();
             // The first write comes at once, as the first beat the health check waits for.
-            let mut pause = Duration::ZERO;
+            let mut next_write = Instant::now();
             loop {
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep_until(next_write).await;
                 let started = Instant::now();
                 // A failed write leaves the store dirty: the next one writes again.
                 let outcome = persist(&store, &checkpoint_metrics).await;
-                failures.record(outcome);
+                let cost = outcome.as_ref().ok().copied().flatten();
+                failures.record(outcome.map(|_| ()));
                 heartbeat.beat();
-                pause = checkpoint_pause(every, started.elapsed());
+                next_write = started + checkpoint_gap(every, cost.map(|c| c.before_sync));
+                // Group commit: the next write covers every delivery made until it starts. With
+                // nothing delivered it waits, beating now and then for the health check.
+                tokio::select! {
+                    () = store.changed() => {}
+                    () = tokio::time::sleep(IDLE_BEAT) => {}
+                }
             }
         })
     };
@@ -288,30 +295,32 @@ where
     }
 }
 
-/// A checkpoint write is followed by at least this many times its duration without another.
-const CHECKPOINT_GAP_PER_COST: u32 = 4;
+/// Checkpoint writes start at least this many times the work of the last one apart.
+const CHECKPOINT_GAP_PER_COST: u32 = 5;
 
-/// How long the checkpoint writer waits after a write that took `took`: the rest of
-/// `checkpoint_interval_ms`, but at least [`CHECKPOINT_GAP_PER_COST`] times the write, so that
-/// rewriting the records of 100,000 files (a good part of a second in a debug build) cannot
-/// keep a core busy. A later write means more lines read again after a `kill -9`, never fewer
-/// delivered.
-fn checkpoint_pause(every: Duration, took: Duration) -> Duration {
-    every
-        .saturating_sub(took)
-        .max(took * CHECKPOINT_GAP_PER_COST)
+/// How often the checkpoint writer turns when nothing is delivered, to show it is alive.
+const IDLE_BEAT: Duration = Duration::from_secs(1);
+
+/// How long after the start of a checkpoint write the next may start: `checkpoint_interval_ms`,
+/// but at least [`CHECKPOINT_GAP_PER_COST`] times the write's work (`work`: up to its bytes
+/// written; the fsync after is waiting, not work), so that rewriting the records of 100,000 files
+/// (a good part of a second in a debug build) takes at most a fifth of a core. A later write
+/// means more lines read again after a `kill -9`, never fewer delivered.
+fn checkpoint_gap(every: Duration, work: Option<Duration>) -> Duration {
+    every.max(work.unwrap_or_default() * CHECKPOINT_GAP_PER_COST)
 }
 
-/// Writes the checkpoints (on a blocking thread), counting failures; the error says why.
+/// Writes the checkpoints (on a blocking thread), counting failures; says what the write cost
+/// (`None`: nothing had changed), or why it failed.
 async fn persist(
     store: &Arc<CheckpointStore>,
     metrics: &Arc<CheckpointMetrics>,
-) -> Result<(), String> {
+) -> Result<Option<WriteCost>, String> {
     let writer = Arc::clone(store);
     match tokio::task::spawn_blocking(move || writer.persist()).await {
-        Ok(Ok(wrote)) => {
-            add(&metrics.writes, u64::from(wrote));
-            Ok(())
+        Ok(Ok(cost)) => {
+            add(&metrics.writes, u64::from(cost.is_some()));
+            Ok(cost)
         }
         Ok(Err(e)) => {
             add(&metrics.write_errors, 1);
@@ -370,17 +379,16 @@ mod tests {
     #[test]
     fn checkpoint_writes_keep_their_interval_unless_they_are_slow() {
         let ms = Duration::from_millis;
-        // (checkpoint_interval_ms, the write took, pause after it)
+        // (checkpoint_interval_ms, the last write's work, gap from its start to the next)
         let cases = [
-            (ms(1_000), ms(0), ms(1_000)),
-            (ms(1_000), ms(100), ms(900)),
-            (ms(1_000), ms(200), ms(800)),
-            (ms(1_000), ms(250), ms(1_000)),
-            (ms(1_000), ms(2_000), ms(8_000)),
-            (ms(50), ms(50), ms(200)),
+            (ms(100), None, ms(100)),
+            (ms(100), Some(ms(0)), ms(100)),
+            (ms(100), Some(ms(20)), ms(100)),
+            (ms(100), Some(ms(30)), ms(150)),
+            (ms(1_000), Some(ms(2_000)), ms(10_000)),
         ];
-        for (every, took, want) in cases {
-            assert_eq!(checkpoint_pause(every, took), want, "{every:?} {took:?}");
+        for (every, work, want) in cases {
+            assert_eq!(checkpoint_gap(every, work), want, "{every:?} {work:?}");
         }
     }
 }

@@ -42,6 +42,12 @@ pub struct SourceMetrics {
     pub open_files: AtomicU64,
     /// Files read from offset 0 again because they were truncated or rewritten in place.
     pub truncations: AtomicU64,
+    /// Bytes of truncated files lost with no copy holding them: seen past what was read before
+    /// the truncation, or the start of a line whose rest it took (copytruncate's own loss).
+    pub truncation_lost_bytes: AtomicU64,
+    /// Files taken for copies of lines already read from another file (logrotate's `copy`,
+    /// copytruncate under a live writer) and not shipped again.
+    pub copies_skipped: AtomicU64,
     /// Errors opening, reading or stat-ing files.
     pub read_errors: AtomicU64,
     /// Symbolic links matched by the globs and not followed (`follow_symlinks` off), or
@@ -144,6 +150,8 @@ impl Metrics {
                         timestamp_failures: get(&m.timestamp_failures),
                         open_files: get(&m.open_files),
                         truncations: get(&m.truncations),
+                        truncation_lost_bytes: get(&m.truncation_lost_bytes),
+                        copies_skipped: get(&m.copies_skipped),
                         read_errors: get(&m.read_errors),
                         skipped_symlinks: get(&m.skipped_symlinks),
                         skipped_directories: get(&m.skipped_directories),
@@ -191,6 +199,8 @@ pub struct SourceSnapshot {
     pub timestamp_failures: u64,
     pub open_files: u64,
     pub truncations: u64,
+    pub truncation_lost_bytes: u64,
+    pub copies_skipped: u64,
     pub read_errors: u64,
     pub skipped_symlinks: u64,
     pub skipped_directories: u64,

@@ -177,6 +177,14 @@ impl Collector for AgentCollector {
                 "source_read_errors",
                 "Errors opening, reading or stat-ing files.",
             ),
+            Counters::new(
+                "source_truncation_lost_bytes",
+                "Bytes of truncated files lost with no copy holding them (copytruncate's own loss).",
+            ),
+            Counters::new(
+                "source_copies_skipped",
+                "Files taken for copies of lines already read from another file, not shipped again.",
+            ),
         ];
         let mut source_gauges = [
             Gauges::new("source_open_files", "Files open (at most max_open_files)."),
@@ -199,6 +207,8 @@ impl Collector for AgentCollector {
                 s.invalid_utf8_lines,
                 s.truncations,
                 s.read_errors,
+                s.truncation_lost_bytes,
+                s.copies_skipped,
             ];
             for (family, value) in source_counters.iter_mut().zip(counters) {
                 family.sample(label(), ConstCounter::new(value));

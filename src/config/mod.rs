@@ -83,7 +83,8 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     /// How long SIGTERM may take to drain, deliver and checkpoint.
     pub shutdown_timeout_ms: u64,
-    /// How often checkpoints are written while running.
+    /// The least time between two checkpoint writes: checkpoints follow deliveries, one write
+    /// covering every delivery since the last (longer apart when a write costs more).
     pub checkpoint_interval_ms: u64,
 }
 
@@ -131,7 +132,7 @@ fn default_shutdown_timeout_ms() -> u64 {
 }
 
 fn default_checkpoint_interval_ms() -> u64 {
-    1_000
+    100
 }
 
 impl Config {

@@ -1,4 +1,4 @@
-//! `log-agent replay`: read given files (plain or gzip) to their end once, ship every line
+//! `log-agent replay`: read given files (plain or compressed) to their end once, ship every line
 //! through the same pipeline as `run` (buffers, batches, retries, dead letters), wait for every
 //! ack, and sum up what happened.
 //!
@@ -32,9 +32,9 @@ use crate::parse::{Format, SourceParser};
 use crate::pipeline::{Router, SinkSet};
 use crate::sink::{BuildError, SinkCommon, SinkConfig, SinkKind};
 use crate::source::checkpoint::{CheckpointStore, FileRecord, SinkId};
+use crate::source::compression::{Decoded, SNIFF_BYTES, codec_of, decompressed_head};
 use crate::source::fingerprint::{Fingerprint, read_head};
 use crate::source::framing::{Framed, Framer};
-use crate::source::gzip::{Decoded, gzip_head, is_gzip};
 use crate::source::open::open_regular;
 use crate::source::tailer::now_rfc3339;
 use crate::source::{FileSourceConfig, SourceConfig, SourceKind};
@@ -109,7 +109,7 @@ pub struct ReplaySummary {
     pub undelivered: u64,
     /// Files that could not be opened, with the reason.
     pub unreadable: Vec<String>,
-    /// Files read up to damage (a corrupt or truncated gzip file), with where and why.
+    /// Files read up to damage (a corrupt or truncated compressed file), with where and why.
     pub damaged: Vec<String>,
     /// True when stopped by a signal before every file was read.
     pub interrupted: bool,
@@ -477,19 +477,22 @@ impl Reader {
             .into_owned();
         // The operator named these paths (links included), but what is opened must be a regular
         // file that never blocks: a FIFO swapped in after listing is refused, not waited on.
+        let consumed = Arc::new(AtomicU64::new(0));
         let opened = open_regular(&planned.path, None, true)
             .map_err(std::io::Error::other)
             .and_then(|file| {
-                let raw_head = read_head(&file, 2)?;
-                let head = if is_gzip(&raw_head) {
+                let raw_head = read_head(&file, SNIFF_BYTES)?;
+                let head = match codec_of(&raw_head) {
                     // Damage at the very start shows when the file is read, where it is reported.
-                    gzip_head(&file, HEAD_FOR_KEY).unwrap_or_default()
-                } else {
-                    read_head(&file, HEAD_FOR_KEY)?
+                    Some(codec) => {
+                        decompressed_head(&file, codec, HEAD_FOR_KEY).unwrap_or_default()
+                    }
+                    None => read_head(&file, HEAD_FOR_KEY)?,
                 };
-                Ok((file, raw_head, head))
+                let reader = Decoded::new(file, &raw_head, Arc::clone(&consumed))?;
+                Ok((reader, head))
             });
-        let (file, raw_head, head) = match opened {
+        let (mut reader, head) = match opened {
             Ok(opened) => opened,
             Err(e) => {
                 tracing::warn!(file = %path_text, error = %e, "cannot read file");
@@ -497,8 +500,6 @@ impl Reader {
                 return Ok(());
             }
         };
-        let consumed = Arc::new(AtomicU64::new(0));
-        let mut reader = Decoded::new(file, &raw_head, Arc::clone(&consumed));
         // Stable across replays of the same file, so that consumers can drop the duplicates of
         // a replay repeated.
         let key = xxhash_rust::xxh3::xxh3_64(&[path_text.as_bytes(), b"\0", &head].concat());
@@ -517,6 +518,7 @@ impl Reader {
                 offset: 0,
                 updated_unix: 0,
                 finished: false,
+                marks: Vec::new(),
             },
             &route.sinks,
         );
@@ -556,8 +558,8 @@ impl Reader {
                     self.emit(route, &meta, &mut held, framed, events, end, release)?;
                 }
                 Err(e) => {
-                    let at = if reader.is_compressed() {
-                        format!("compressed byte {seen}")
+                    let at = if let Some(codec) = reader.codec() {
+                        format!("{codec} byte {seen}")
                     } else {
                         format!("byte {seen}")
                     };

@@ -10,16 +10,17 @@
 //! cannot be read or parsed is moved aside and reported; the agent then starts without
 //! checkpoints (reading files from their start: duplicates, never loss) instead of crash-looping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::Fingerprint;
+use super::marks::{MARKS_PERSISTED, StreamMark};
 use crate::event::FileKey;
 
 const FILE_NAME: &str = "checkpoints.json";
@@ -78,6 +79,10 @@ pub struct FileRecord {
     /// continued where the file ended; a file at its device and inode never takes it back.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub finished: bool,
+    /// What the file's last reads ended with (see [`crate::source::marks`]): after a restart,
+    /// a copy of the file shorter than what was read of it is recognised by them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<StreamMark>,
 }
 
 /// The checkpoint file (written record by record, see [`write_atomically`]).
@@ -146,6 +151,15 @@ struct State {
     dirty: bool,
 }
 
+/// What a checkpoint write cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteCost {
+    /// From the start to the file and its directory synced.
+    pub total: Duration,
+    /// Up to the bytes written (the work of it; the rest is waiting for the disk).
+    pub before_sync: Duration,
+}
+
 /// How many records of files let go are kept for their compressed copies.
 pub const MAX_RETIRED: usize = 1024;
 
@@ -159,6 +173,9 @@ pub struct CheckpointStore {
     state: Mutex<State>,
     /// Held for a whole write: two writers would share the temporary file.
     write_lock: Mutex<()>,
+    /// Notified when the store changes (a file delivered further, tracked, let go): the writer
+    /// follows deliveries closely instead of waiting for a tick.
+    changed: tokio::sync::Notify,
 }
 
 impl CheckpointStore {
@@ -191,6 +208,7 @@ impl CheckpointStore {
                 ..State::default()
             }),
             write_lock: Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
         };
         Ok((store, outcome))
     }
@@ -204,7 +222,13 @@ impl CheckpointStore {
             first_start: true,
             state: Mutex::new(State::default()),
             write_lock: Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves once the store has changed since the last call (at once if it has already).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// Path of the checkpoint file.
@@ -245,7 +269,19 @@ impl CheckpointStore {
                 && size >= r.offset
         })?;
         state.dirty = true;
+        self.changed.notify_one();
         Some(state.dormant.swap_remove(index))
+    }
+
+    /// The device and inode of the loaded records of `source` not claimed yet (none once every
+    /// file was found again).
+    pub fn dormant_ids(&self, source: &str) -> HashSet<(u64, u64)> {
+        self.lock()
+            .dormant
+            .iter()
+            .filter(|r| *r.source == *source && !r.finished)
+            .map(|r| (r.dev, r.ino))
+            .collect()
     }
 
     /// Takes the loaded or retired record whose fingerprint matches the uncompressed `head` of a
@@ -263,21 +299,21 @@ impl CheckpointStore {
             .max_by_key(|(_, r)| r.fingerprint.len)
             .map(|(i, _)| i)?;
         state.dirty = true;
+        self.changed.notify_one();
         Some(state.dormant.swap_remove(index))
     }
 
-    /// Takes the loaded record that a plain file of `source` with this `head` and `size` is the
-    /// copy of: a record not claimed by its own file, not finished, with a fingerprint that
-    /// matches `head`, that the file reaches, and whose own file `truncated` says no longer holds
-    /// what was read of it (truncated or rewritten in place at its path and inode, as
-    /// copytruncate leaves it while the agent is down). The longest fingerprint wins.
-    /// `truncated` runs without the store's lock held (it reads files).
+    /// Takes the loaded record that a plain file of `source` with this `head` is the copy of: a
+    /// record not claimed by its own file, not finished, with a fingerprint that matches `head`,
+    /// and that `is_copy_of` accepts (it reads the record's file, to know that it no longer
+    /// holds what was read of it, as copytruncate leaves it while the agent is down, and the
+    /// copy, to compare it with the record's marks). The longest fingerprint wins. `is_copy_of`
+    /// runs without the store's lock held.
     pub fn claim_copy(
         &self,
         source: &str,
         head: &[u8],
-        size: u64,
-        truncated: impl Fn(&FileRecord) -> bool,
+        is_copy_of: impl Fn(&FileRecord) -> bool,
     ) -> Option<FileRecord> {
         let candidates: Vec<FileRecord> = self
             .lock()
@@ -289,13 +325,12 @@ impl CheckpointStore {
                     && r.offset > 0
                     && r.fingerprint.len > 0
                     && r.fingerprint.matches(head)
-                    && size >= r.offset
             })
             .cloned()
             .collect();
         let chosen = candidates
             .into_iter()
-            .filter(|r| truncated(r))
+            .filter(|r| is_copy_of(r))
             .max_by_key(|r| r.fingerprint.len)?;
         let mut state = self.lock();
         // Claimed meanwhile by another tailer's file: not there any more.
@@ -304,6 +339,7 @@ impl CheckpointStore {
             .iter()
             .position(|r| r.key == chosen.key && !r.finished)?;
         state.dirty = true;
+        self.changed.notify_one();
         Some(state.dormant.swap_remove(index))
     }
 
@@ -317,6 +353,7 @@ impl CheckpointStore {
             return;
         };
         state.dirty = true;
+        self.changed.notify_one();
         if tracked.record.fingerprint.len == 0 {
             return;
         }
@@ -352,12 +389,30 @@ impl CheckpointStore {
         let mut state = self.lock();
         state.tracked.insert(tracked.record.key, tracked);
         state.dirty = true;
+        self.changed.notify_one();
     }
 
     /// Records that chunks of `key` up to `end_offset` were handed to the pipeline.
     pub fn emitted(&self, key: FileKey, end_offset: u64) {
+        self.emitted_after(key, end_offset, &[]);
+    }
+
+    /// Records that chunks of `key` up to `end_offset` were handed to the pipeline, read by
+    /// reads that left `marks` (kept with the record when there are any; they do not make the
+    /// store dirty on their own: they go out with the next offset that does).
+    pub fn emitted_after(&self, key: FileKey, end_offset: u64, marks: &[StreamMark]) {
         if let Some(t) = self.lock().tracked.get_mut(&key) {
             t.emitted = t.emitted.max(end_offset);
+            // Marks inside the fingerprint tell nothing it does not: small files keep none.
+            let head = u64::from(t.record.fingerprint.len);
+            let past_head = marks.iter().filter(|m| m.end > head);
+            let n = past_head.clone().count();
+            if n > 0 && t.record.marks.last() != marks.last() {
+                t.record.marks.clear();
+                t.record
+                    .marks
+                    .extend(past_head.skip(n.saturating_sub(MARKS_PERSISTED)));
+            }
         }
     }
 
@@ -373,6 +428,7 @@ impl CheckpointStore {
         {
             *delivered = offset;
             state.dirty = true;
+            self.changed.notify_one();
         }
     }
 
@@ -384,10 +440,12 @@ impl CheckpointStore {
             if t.record.path != *path {
                 t.record.path = Arc::clone(path);
                 state.dirty = true;
+                self.changed.notify_one();
             }
             if t.record.fingerprint != fingerprint {
                 t.record.fingerprint = fingerprint;
                 state.dirty = true;
+                self.changed.notify_one();
             }
         }
     }
@@ -401,6 +459,7 @@ impl CheckpointStore {
             t.record.dev = dev;
             t.record.ino = ino;
             state.dirty = true;
+            self.changed.notify_one();
         }
     }
 
@@ -423,6 +482,7 @@ impl CheckpointStore {
         let mut state = self.lock();
         if state.tracked.remove(&key).is_some() {
             state.dirty = true;
+            self.changed.notify_one();
         }
     }
 
@@ -470,11 +530,13 @@ impl CheckpointStore {
         records
     }
 
-    /// Writes the checkpoint file if anything changed since the last write. Blocking I/O.
-    pub fn persist(&self) -> Result<bool, CheckpointError> {
+    /// Writes the checkpoint file if anything changed since the last write; says what the write
+    /// cost (`None`: nothing to write). Blocking I/O.
+    pub fn persist(&self) -> Result<Option<WriteCost>, CheckpointError> {
         if !self.persistent {
-            return Ok(false);
+            return Ok(None);
         }
+        let started = Instant::now();
         let _writing = self
             .write_lock
             .lock()
@@ -482,7 +544,7 @@ impl CheckpointStore {
         {
             let mut state = self.lock();
             if !state.dirty {
-                return Ok(false);
+                return Ok(None);
             }
             state.dirty = false;
             // Expired records leave memory too, not only the file.
@@ -494,7 +556,12 @@ impl CheckpointStore {
             self.lock().dirty = true;
         }
         result
-            .map(|()| true)
+            .map(|written| {
+                Some(WriteCost {
+                    total: started.elapsed(),
+                    before_sync: written - started,
+                })
+            })
             .map_err(|source| CheckpointError::Write {
                 path: self.path.clone(),
                 source,
@@ -543,8 +610,9 @@ fn load(path: &Path) -> Result<Option<Vec<FileRecord>>, String> {
 
 /// Writes `records` as a checkpoint file: compact, one record per line (a store of 100,000
 /// files is rewritten every interval: pretty-printing it cost more than the rest of the agent),
-/// streamed to a temporary file that is fsynced and renamed over the old one.
-fn write_atomically(path: &Path, records: &[FileRecord]) -> io::Result<()> {
+/// streamed to a temporary file that is fsynced and renamed over the old one. Returns when the
+/// bytes were written, before they were synced.
+fn write_atomically(path: &Path, records: &[FileRecord]) -> io::Result<Instant> {
     let tmp = path.with_extension("json.tmp");
     let mut out = io::BufWriter::with_capacity(256 * 1024, fs::File::create(&tmp)?);
     write!(out, "{{\"version\":{FORMAT_VERSION},\"files\":[")?;
@@ -554,6 +622,7 @@ fn write_atomically(path: &Path, records: &[FileRecord]) -> io::Result<()> {
     }
     out.write_all(b"\n]}\n")?;
     let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    let written = Instant::now();
     file.sync_all()?;
     drop(file);
     fs::rename(&tmp, path)?;
@@ -561,7 +630,7 @@ fn write_atomically(path: &Path, records: &[FileRecord]) -> io::Result<()> {
         // The rename is durable only once the directory entry is.
         fs::File::open(dir)?.sync_all()?;
     }
-    Ok(())
+    Ok(written)
 }
 
 fn unix_now() -> u64 {
@@ -586,6 +655,7 @@ mod tests {
             offset,
             updated_unix: unix_now(),
             finished: false,
+            marks: Vec::new(),
         }
     }
 
@@ -621,9 +691,9 @@ mod tests {
             store.track(record(2, 0), &[0]);
             store.emitted(1, 40);
             store.ack(0, 1, 40);
-            assert!(store.persist().unwrap());
+            assert!(store.persist().unwrap().is_some());
             assert!(
-                !store.persist().unwrap(),
+                store.persist().unwrap().is_none(),
                 "nothing changed, nothing written"
             );
         }
@@ -735,29 +805,21 @@ mod tests {
             store.persist().unwrap();
         }
         let (store, _) = CheckpointStore::open(dir.path()).unwrap();
-        let truncated = |_: &FileRecord| true;
+        let copy = |_: &FileRecord| true;
         let head = b"head and more";
         assert!(
-            store.claim_copy("app", head, 100, |_| false).is_none(),
-            "not while its own file still holds what was read"
+            store.claim_copy("app", head, |_| false).is_none(),
+            "not when the caller says it is no copy of it"
         );
-        assert!(store.claim_copy("other", head, 100, truncated).is_none());
-        assert!(
-            store
-                .claim_copy("app", b"HEAD and more", 100, truncated)
-                .is_none()
-        );
-        assert!(
-            store.claim_copy("app", head, 69, truncated).is_none(),
-            "a copy shorter than the checkpoint is not one"
-        );
-        let claimed = store.claim_copy("app", head, 100, truncated).unwrap();
+        assert!(store.claim_copy("other", head, copy).is_none());
+        assert!(store.claim_copy("app", b"HEAD and more", copy).is_none());
+        let claimed = store.claim_copy("app", head, copy).unwrap();
         assert_eq!(
             (claimed.key, claimed.offset),
             (1, 70),
             "neither the record at offset 0 nor the finished one"
         );
-        assert!(store.claim_copy("app", head, 100, truncated).is_none());
+        assert!(store.claim_copy("app", head, copy).is_none());
     }
 
     #[test]
@@ -840,7 +902,7 @@ mod tests {
         store.lock().dormant[0].updated_unix = now - 8 * 24 * 3600;
         let expiring = store.lock().dormant[0].key;
         store.lock().dirty = true;
-        assert!(store.persist().unwrap());
+        assert!(store.persist().unwrap().is_some());
         assert!(!store.lock().dormant.iter().any(|r| r.key == expiring));
     }
 
@@ -915,6 +977,9 @@ mod tests {
         fs::create_dir(dir.path().join("checkpoints.json.tmp")).unwrap();
         assert!(store.persist().is_err());
         fs::remove_dir(dir.path().join("checkpoints.json.tmp")).unwrap();
-        assert!(store.persist().unwrap(), "still dirty after a failure");
+        assert!(
+            store.persist().unwrap().is_some(),
+            "still dirty after a failure"
+        );
     }
 }

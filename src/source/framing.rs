@@ -16,6 +16,7 @@ use std::io::{self, Read};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::marks::{Marks, StreamMark};
 use crate::event::{Event, EventFlags};
 
 /// Counts of what framing flagged, for metrics.
@@ -40,6 +41,8 @@ pub struct Framer {
     /// The last bytes read (at most [`TAIL_BYTES`]), ending at `read_offset()`: what a copy of
     /// the file must hold at the same place to be taken for one.
     tail: Vec<u8>,
+    /// What the last reads ended with, to recognise a copy shorter than what was read.
+    marks: Marks,
 }
 
 /// Where a framer stood before a read, so that the read can be taken back
@@ -73,6 +76,7 @@ impl Framer {
             skipping_from: None,
             max_line_bytes: max_line_bytes.max(1),
             tail: Vec::new(),
+            marks: Marks::default(),
         }
     }
 
@@ -81,10 +85,18 @@ impl Framer {
         &self.tail
     }
 
-    /// Sets the bytes that end at the start offset, for a framer that resumes mid-file.
-    pub fn set_tail(&mut self, tail: &[u8]) {
+    /// Sets the bytes that end at the start offset, for a framer that resumes mid-file, and the
+    /// marks its stream's earlier reads left (from a checkpoint record).
+    pub fn set_tail(&mut self, tail: &[u8], earlier: &[StreamMark]) {
         self.tail.clear();
         remember_into(&mut self.tail, tail);
+        self.marks = Marks::from_saved(earlier);
+        self.marks.note(self.read_offset(), &self.tail);
+    }
+
+    /// The marks of the last reads (see [`Marks`]).
+    pub fn marks(&self) -> &Marks {
+        &self.marks
     }
 
     /// File offset of the next byte to read.
@@ -122,8 +134,11 @@ impl Framer {
         };
         let got = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(held + got);
-        let (buf, tail) = (&self.buf, &mut self.tail);
-        remember_into(tail, &buf[held..]);
+        if got > 0 {
+            let (buf, tail) = (&self.buf, &mut self.tail);
+            remember_into(tail, &buf[held..]);
+            self.marks.note(self.read_offset(), &self.tail);
+        }
         result
     }
 
@@ -154,6 +169,7 @@ impl Framer {
         self.buf.truncate((mark.offset - self.buf_offset) as usize);
         self.tail.clear();
         self.tail.extend_from_slice(&mark.tail[..mark.tail_len]);
+        self.marks.take_back_to(mark.offset);
         true
     }
 
@@ -161,6 +177,7 @@ impl Framer {
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
         remember_into(&mut self.tail, data);
+        self.marks.note(self.read_offset(), &self.tail);
     }
 
     /// Frames every complete line held, appending events to `out`; their messages are in the
@@ -466,7 +483,7 @@ mod tests {
         assert_eq!(framer.tail().len(), TAIL_BYTES);
         assert_eq!(framer.tail().last(), Some(&b'!'));
         assert_eq!(framer.tail()[0], b'z');
-        framer.set_tail(b"xy");
+        framer.set_tail(b"xy", &[]);
         assert_eq!(framer.tail(), b"xy");
     }
 

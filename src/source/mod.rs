@@ -9,12 +9,13 @@
 //! one swapped in, never blocking on a FIFO.
 
 pub mod checkpoint;
+pub mod compression;
 pub mod discovery;
 pub mod fingerprint;
 pub mod framing;
-pub mod gzip;
 mod head_index;
 pub mod kubelet;
+pub mod marks;
 pub mod open;
 pub mod tailer;
 pub mod watcher;

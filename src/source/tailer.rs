@@ -34,11 +34,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::FileSourceConfig;
 use super::ReadFrom;
 use super::checkpoint::{CheckpointStore, FileRecord, SinkId};
+use super::compression::{Codec, Decoded, SNIFF_BYTES, Sniffed, decompressed_head, sniff};
 use super::discovery::{Globs, SkipReason};
 use super::fingerprint::{Fingerprint, read_head};
 use super::framing::{Framed, Framer, ReadMark, TAIL_BYTES};
-use super::gzip::{Decoded, GZIP_MAGIC, gzip_head, is_gzip};
 use super::head_index::HeadIndex;
+use super::marks::{Holds, StreamHead, compare};
 use super::open::{OpenError, open_regular, stat};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
@@ -120,21 +121,52 @@ struct TrackedFile {
     /// A generation whose file was truncated or rewritten under it: kept for `rotate_wait_ms`
     /// in case a copy of it appears (copytruncate), from which it is then read to its end.
     retired: bool,
-    /// A gzip file: read through `decoder`, checked by nothing but its path (it never changes).
-    compressed: bool,
-    /// The decompressing reader of a gzip file, at `framer.read_offset()`; made at its first
-    /// read.
+    /// A compressed file's codec: read through `decoder`, checked by nothing but its path (it
+    /// never changes).
+    codec: Option<Codec>,
+    /// The decompressing reader of a compressed file, at `framer.read_offset()`; made at its
+    /// first read.
     decoder: Option<Decoded>,
-    /// A gzip file read to its end (or to damage): closed, kept only to be known by its inode.
+    /// A compressed file read to its end (or to damage): closed, kept only to be known by its
+    /// inode.
     compressed_done: bool,
+    /// Its size when last seen (by a scan or before a read): what a truncation took away
+    /// unread, when no copy holds it, is counted from it.
+    seen_size: u64,
     /// Size and modification time of a gzip file when it was taken (it never changes): once it
     /// is closed its inode can be freed and reused, and a file found there that differs is
     /// another file.
     stamp: Option<Stamp>,
 }
 
+impl TrackedFile {
+    fn is_compressed(&self) -> bool {
+        self.codec.is_some()
+    }
+}
+
+/// True when a live file has more to read than what was read of it (as its descriptor says, or
+/// as it was last seen when closed for its turn).
+fn has_unread(f: &TrackedFile) -> bool {
+    let offset = f.framer.read_offset();
+    let size = f
+        .file
+        .as_ref()
+        .and_then(|handle| handle.metadata().ok())
+        .map_or(f.seen_size, |md| md.len());
+    !f.finished && size > offset
+}
+
 /// Size and modification time of a file.
 type Stamp = (u64, Option<SystemTime>);
+
+/// True for a file modified within `wait`: a compressor or a copy may still be writing it.
+fn is_young(md: &fs::Metadata, wait: Duration) -> bool {
+    md.modified()
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age < wait)
+}
 
 fn stamp(md: &fs::Metadata) -> Stamp {
     (md.len(), md.modified().ok())
@@ -160,18 +192,50 @@ struct Context<E> {
     held: HashMap<FileKey, FileState>,
     /// The source's globs; their watch roots are trusted when files are opened.
     globs: Globs,
+    /// Asks for a scan: a file found to be compressed after it was taken for text is taken
+    /// again by one.
+    rescan: Arc<AtomicBool>,
 }
 
-/// How a file found by a scan relates to the files already tracked.
+/// How a file found by a scan relates to the files already tracked (see [`Tailer::lineage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lineage {
     /// Not related: a new file.
     New,
-    /// The copy of a retired generation (copytruncate), given as its index in `files`: read it
-    /// on from that generation's offset.
+    /// The copy of a retired generation (copytruncate), given as its index in `files`: it holds
+    /// all that was read of it, at the same offsets; read it on from that generation's offset.
     Continues(usize),
-    /// It holds what a tracked file held at the same offsets: either a copy about to be followed
-    /// by a truncation of the original, or a copy still being written.
+    /// A copy of part of what was read of a tracked file (given as its index), no longer
+    /// written: nothing in it is new. copytruncate under a live writer makes these (the copy is
+    /// shorter than what was read of the original), and so does logrotate's `copy`.
+    ReadAlready(usize),
+    /// Holds what was read of a tracked file but may be a copy still being written: held until
+    /// it is no longer written.
+    Copying,
+    /// Holds all that was read of a live file that has more to read: held until that file's
+    /// reading passes it (then it is [`Lineage::ReadAlready`] or [`Lineage::New`]).
+    Behind,
+    /// Starts like a tracked file, but too little was compared to tell: held for
+    /// `rotate_wait_ms` (a copy about to be followed by a truncation of its original), then
+    /// read as a file of its own.
     PossibleCopy,
+}
+
+impl Lineage {
+    /// Of two undecided relations, the one that holds a file longer.
+    fn longer_hold(self, other: Lineage) -> Lineage {
+        let rank = |l: Lineage| match l {
+            Lineage::Behind => 3,
+            Lineage::Copying => 2,
+            Lineage::PossibleCopy => 1,
+            _ => 0,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// Tails the files of one source.
@@ -252,7 +316,7 @@ fn done_with_turn(f: &TrackedFile) -> bool {
         && f.eof_since.is_some()
         && f.gone_since.is_none()
         && !f.finished
-        && !f.compressed
+        && !f.is_compressed()
         && f.held_since.is_none()
 }
 
@@ -342,6 +406,7 @@ where
                 chunk_hint: 64,
                 retired: Vec::new(),
                 globs,
+                rescan: Arc::clone(&rescan),
             },
             files: Vec::new(),
             watcher,
@@ -452,13 +517,21 @@ where
         // Per file: its size as this scan found it, so that sharing the open slots below need
         // not stat every closed file again.
         let mut sizes: Vec<Option<u64>> = vec![None; self.files.len()];
-        for path in found.files {
-            let Ok(md) = stat(&path, follow) else {
-                continue;
-            };
-            if !md.is_file() {
-                continue;
-            }
+        let mut listed: Vec<(PathBuf, fs::Metadata)> = found
+            .files
+            .into_iter()
+            .filter_map(|path| {
+                let md = stat(&path, follow).ok()?;
+                md.is_file().then_some((path, md))
+            })
+            .collect();
+        // Files that resume from a checkpoint of their own go first, so that a copy of one (made
+        // by logrotate's `copy` while the agent was down) is compared with what was read of it.
+        let resuming = self.ctx.store.dormant_ids(&self.ctx.name);
+        if !resuming.is_empty() {
+            listed.sort_by_key(|(_, md)| !resuming.contains(&(md.dev(), md.ino())));
+        }
+        for (path, md) in listed {
             let id = (md.dev(), md.ino());
             if let Some(&i) = by_inode.get(&id) {
                 let tracked = &self.files[i];
@@ -487,7 +560,7 @@ where
                 Ok(Some(mut file)) => {
                     let id = (file.dev, file.ino);
                     let lineage = match &file.file {
-                        Some(_) if file.compressed => {
+                        Some(_) if file.is_compressed() => {
                             Ok(if self.compressed_original(&file, None).is_some() {
                                 Lineage::PossibleCopy
                             } else {
@@ -498,7 +571,7 @@ where
                             let index = head_index.get_or_insert_with(|| {
                                 let mut index = HeadIndex::default();
                                 for (i, f) in self.files.iter().enumerate() {
-                                    if !f.compressed {
+                                    if !f.is_compressed() {
                                         index.insert(i, &f.head);
                                     }
                                 }
@@ -510,7 +583,13 @@ where
                     };
                     match lineage {
                         Ok(Lineage::New) => {}
-                        Ok(Lineage::PossibleCopy) => file.held_since = Some(Instant::now()),
+                        Ok(Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind) => {
+                            file.held_since = Some(Instant::now());
+                        }
+                        Ok(Lineage::ReadAlready(i)) => {
+                            let original = Arc::clone(&self.files[i].meta.path);
+                            self.ctx.read_already(&mut file, &original);
+                        }
                         Ok(Lineage::Continues(i)) => {
                             self.ctx.store.forget(file.meta.key);
                             if let Some(handle) = file.file.take() {
@@ -545,7 +624,7 @@ where
                     }
                     by_inode.insert(id, self.files.len());
                     if let Some(index) = &mut head_index
-                        && !file.compressed
+                        && !file.is_compressed()
                     {
                         index.insert(self.files.len(), &file.head);
                     }
@@ -589,6 +668,9 @@ where
             if file.file.is_some() {
                 self.ctx.check_identity(file);
             }
+            if let Some(size) = sizes[i] {
+                file.seen_size = size;
+            }
         }
         self.files.append(&mut self.ctx.retired);
         self.share_open_slots(false, &sizes);
@@ -596,19 +678,19 @@ where
         self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
     }
 
-    /// Tells whether the file at `path`, not tracked by inode, holds the content of a tracked
-    /// file: same fingerprint, and the same last bytes before that file's read offset (or just
-    /// the same fingerprint while nothing of that file was read); or, while it is shorter than
-    /// that file's fingerprint, the same first bytes (a copy being written). `skip` is the
-    /// file's own index when it is tracked already (held). `index` (of `files` by head), when
-    /// given, names the files worth comparing with.
+    /// Tells how the file `file`, not tracked by inode, relates to the tracked files whose head
+    /// it starts with: compared with what was read of each (its head, and the marks of its last
+    /// reads: see [`compare`]). `skip` is the file's own index when it is tracked already (held).
+    /// `index` (of `files` by head), when given, names the files worth comparing with.
     fn lineage(
         &self,
         file: &File,
         skip: Option<usize>,
         index: Option<&HeadIndex>,
     ) -> std::io::Result<Lineage> {
-        let size = file.metadata()?.len();
+        let md = file.metadata()?;
+        let size = md.len();
+        let settled = !is_young(&md, Duration::from_millis(self.ctx.config.rotate_wait_ms));
         let head = read_head(file, self.ctx.config.fingerprint_bytes)?;
         // The head's hash per fingerprint length (indexed by it), computed once rather than
         // once per tracked file: with thousands of files found at once, hashing made each scan
@@ -625,7 +707,7 @@ where
                 && !tracked.finished
                 && tracked.held_since.is_none()
                 && tracked.fingerprint.len > 0
-                && !tracked.compressed
+                && !tracked.is_compressed()
         };
         if head.is_empty() {
             // A copy being written starts empty: it may be the copy of any file.
@@ -640,46 +722,81 @@ where
             Some(index) => Box::new(index.related(&head).into_iter()),
             None => Box::new(0..self.files.len()),
         };
-        let mut possible_copy = false;
+        let mut found = Lineage::New;
         for i in candidates {
             let tracked = &self.files[i];
             if !comparable(&(i, tracked)) {
                 continue;
             }
-            if head.len() < tracked.head.len() {
-                possible_copy |= tracked.head.starts_with(&head);
+            let same_start = if head.len() < tracked.head.len() {
+                tracked.head.starts_with(&head)
+            } else {
+                matches(&tracked.fingerprint)
+            };
+            if !same_start {
                 continue;
             }
-            if !matches(&tracked.fingerprint) {
-                continue;
+            match self.relation(file, size, settled, tracked)? {
+                Lineage::Continues(_) => return Ok(Lineage::Continues(i)),
+                Lineage::ReadAlready(_) => return Ok(Lineage::ReadAlready(i)),
+                other => found = found.longer_hold(other),
             }
-            let offset = tracked.framer.read_offset();
-            let tail = tracked.framer.tail();
-            if size < offset {
-                possible_copy = true;
-                continue;
-            }
-            if tail.is_empty() {
-                // Nothing read of it yet (or its last bytes unknown): the same head is all there
-                // is to go by, as for a copy made before the agent first read the original.
-                possible_copy = true;
-                continue;
-            }
-            let mut there = vec![0; tail.len()];
-            file.read_exact_at(&mut there, offset - tail.len() as u64)?;
-            if there != tail {
-                continue;
-            }
-            if tracked.retired {
-                return Ok(Lineage::Continues(i));
-            }
-            possible_copy = true;
         }
-        Ok(if possible_copy {
-            Lineage::PossibleCopy
-        } else {
-            Lineage::New
-        })
+        Ok(found)
+    }
+
+    /// How `file` (`size` bytes, `settled`: not written for `rotate_wait_ms`), which starts with
+    /// the head of `tracked`, relates to it; the index in a decided relation is left to the
+    /// caller. Robust to files that merely start alike: it is a copy only where its bytes were
+    /// compared with what was read, and a copy of a live file's prefix is decided only once no
+    /// longer written.
+    fn relation(
+        &self,
+        file: &File,
+        size: u64,
+        settled: bool,
+        tracked: &TrackedFile,
+    ) -> std::io::Result<Lineage> {
+        let offset = tracked.framer.read_offset();
+        let stream = StreamHead {
+            fingerprint: tracked.fingerprint,
+            bytes: Some(&tracked.head),
+        };
+        let Holds::ProvenTo(proven) = compare(file, size, stream, tracked.framer.marks().all())?
+        else {
+            return Ok(Lineage::New);
+        };
+        if size >= offset && proven >= offset {
+            // It holds everything read of that file, at the same offsets.
+            if tracked.retired {
+                return Ok(Lineage::Continues(0));
+            }
+            if size == offset && settled {
+                return Ok(Lineage::ReadAlready(0));
+            }
+            return Ok(if has_unread(tracked) {
+                Lineage::Behind
+            } else if size == offset {
+                Lineage::Copying
+            } else {
+                // More than the file holds now: a copy about to be followed by a truncation
+                // of its original, or a file of its own that starts alike.
+                Lineage::PossibleCopy
+            });
+        }
+        if size < offset {
+            // Shorter than what was read: copytruncate under a live writer, or `copy`. Taken
+            // for a copy when proven past its head (or whole), never by its head alone.
+            let fingerprint_len = u64::from(tracked.fingerprint.len);
+            if proven == size || proven > fingerprint_len {
+                return Ok(if settled {
+                    Lineage::ReadAlready(0)
+                } else {
+                    Lineage::Copying
+                });
+            }
+        }
+        Ok(Lineage::PossibleCopy)
     }
 
     /// The tracked plain file that the gzip file `compressed` is the compressed copy of: same
@@ -705,7 +822,7 @@ where
         // A file held as a possible copy may be the original too: found empty (held, as a copy
         // being written starts empty), then written, rotated and compressed before it was
         // decided.
-        let candidate = |(i, f): &(usize, &TrackedFile)| Some(*i) != skip && !f.compressed;
+        let candidate = |(i, f): &(usize, &TrackedFile)| Some(*i) != skip && !f.is_compressed();
         if let Some((i, _)) = self
             .files
             .iter()
@@ -773,7 +890,7 @@ where
     /// closed (gzip, possible copy), closes an idle file instead. False when no room was made
     /// for a gzip file, which is then left for a later scan.
     fn make_room_for(&mut self, file: &mut TrackedFile) -> bool {
-        if !file.compressed && file.held_since.is_none() {
+        if !file.is_compressed() && file.held_since.is_none() {
             file.file = None;
             return true;
         }
@@ -783,7 +900,7 @@ where
                 f.file.is_some()
                     && f.gone_since.is_none()
                     && !f.finished
-                    && !f.compressed
+                    && !f.is_compressed()
                     && f.held_since.is_none()
             })
             .min_by_key(|&i| (self.files[i].eof_since.is_none(), self.files[i].opened_at));
@@ -792,7 +909,7 @@ where
                 self.files[i].file = None;
                 true
             }
-            None if file.compressed => false,
+            None if file.is_compressed() => false,
             None => {
                 // A possible copy closed is released as a file of its own when reviewed: read
                 // from its start (duplicates, never loss).
@@ -811,7 +928,7 @@ where
         let waiting: Vec<usize> = (0..self.files.len())
             .filter(|&i| {
                 let f = &self.files[i];
-                let unread = if f.compressed {
+                let unread = if f.is_compressed() {
                     // Never grows: it waits for a slot only until it has been read.
                     !f.compressed_done && f.held_since.is_none()
                 } else {
@@ -947,7 +1064,7 @@ where
             let Some(since) = file.held_since else {
                 continue;
             };
-            if file.compressed {
+            if file.is_compressed() {
                 // Held while the file it is a copy of is still read; then it continues it.
                 if self.compressed_original(file, Some(held)).is_none() {
                     self.ctx.resume_compressed(&mut self.files[held]);
@@ -963,14 +1080,21 @@ where
             // A held file deleted meanwhile (a copy compressed, say) is still read through its
             // descriptor: it may still be the copy of a truncated original.
             let lineage = match &file.file {
-                Some(handle) if !waited => self
+                Some(handle) => self
                     .lineage(handle, Some(held), None)
                     .unwrap_or(Lineage::New),
-                _ => Lineage::New,
+                None => Lineage::New,
             };
             match lineage {
-                Lineage::PossibleCopy => {}
+                Lineage::PossibleCopy if waited => self.files[held].held_since = None,
+                Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind => {}
                 Lineage::New => self.files[held].held_since = None,
+                Lineage::ReadAlready(original) => {
+                    let original = Arc::clone(&self.files[original].meta.path);
+                    let copy = &mut self.files[held];
+                    copy.held_since = None;
+                    self.ctx.read_already(copy, &original);
+                }
                 Lineage::Continues(original) => {
                     let copy = &mut self.files[held];
                     copy.held_since = None;
@@ -1038,7 +1162,7 @@ where
         let copy_pending = self
             .files
             .iter()
-            .any(|f| f.held_since.is_some() && !f.compressed);
+            .any(|f| f.held_since.is_some() && !f.is_compressed());
         for file in &mut self.files {
             // Gone for that long, and (if it can still be read) not grown for that long either;
             // one that cannot be read (retired, closed for the open-file cap) waits as long for
@@ -1081,32 +1205,33 @@ where
     E: FnMut(Chunk) -> Result<(), Stopped>,
 {
     /// Opens the file at `path` and starts tracking it. Its identity is taken from the open
-    /// descriptor: the path may have been replaced since it was listed. `None` for a gzip file
-    /// still being written (changed within `rotate_wait_ms`): it is taken at a later scan.
+    /// descriptor: the path may have been replaced since it was listed. `None` for a compressed
+    /// file still being written (changed within `rotate_wait_ms`): it is taken at a later scan.
     fn start_tracking(&self, path: &Path, first: bool) -> Result<Option<TrackedFile>, OpenError> {
         let mut file = open_regular(path, self.globs.root_of(path), self.config.follow_symlinks)?;
         let md = file.metadata()?;
-        let compressed = is_gzip(&read_head(&file, GZIP_MAGIC.len())?);
+        // An empty or too short file is taken for text for now: its first read looks again
+        // (see `ready_to_read`), so a compressed file created empty is never read as text.
+        let sniffed = sniff(&read_head(&file, SNIFF_BYTES)?);
+        let codec = match sniffed {
+            Sniffed::Compressed(codec) => Some(codec),
+            Sniffed::Plain | Sniffed::Undecided => None,
+        };
         let rotate_wait = Duration::from_millis(self.config.rotate_wait_ms);
-        if compressed
-            && md
-                .modified()
-                .ok()
-                .and_then(|at| at.elapsed().ok())
-                .is_some_and(|age| age < rotate_wait)
-        {
+        if codec.is_some() && is_young(&md, rotate_wait) {
             return Ok(None);
         }
-        let head = if compressed {
+        let head = match codec {
             // Damage at the start shows at the first read, where it is reported.
-            gzip_head(&file, self.config.fingerprint_bytes).unwrap_or_default()
-        } else {
-            read_head(&file, self.config.fingerprint_bytes)?
+            Some(codec) => {
+                decompressed_head(&file, codec, self.config.fingerprint_bytes).unwrap_or_default()
+            }
+            None => read_head(&file, self.config.fingerprint_bytes)?,
         };
         let size = md.len();
         let (dev, ino) = (md.dev(), md.ino());
         let path_text = path.to_string_lossy();
-        let claimed = if compressed {
+        let claimed = if codec.is_some() {
             match self.store.claim(&self.name, dev, ino, &head, u64::MAX) {
                 // Its own record at offset 0 tells nothing: it was held unread as the
                 // compressed copy of a file still being read when the agent stopped, and that
@@ -1120,25 +1245,41 @@ where
                 None => self.store.claim_compressed(&self.name, &head),
             }
         } else {
-            self.store
+            // The record of a file that was empty tells nothing (offset 0), and any file on its
+            // inode matches its empty fingerprint: a new file on a reused inode, maybe a copy
+            // whose original's record says where to go on. Nor does a record at offset 0: the
+            // file was held unread as a possible copy when the agent stopped.
+            let own = self
+                .store
                 .claim(&self.name, dev, ino, &head, size)
-                // The record of a file that was empty tells nothing (offset 0), and any file on
-                // its inode matches its empty fingerprint: a new file on a reused inode, maybe a
-                // copy whose original's record says where to go on.
-                .filter(|record| record.fingerprint.len > 0)
-                .or_else(|| {
+                .filter(|record| record.fingerprint.len > 0);
+            match own {
+                Some(own) if own.offset > 0 => Some(own),
+                own => {
                     // A copy made while the agent was down (copytruncate) continues where its
-                    // truncated original was left, rather than being read again from its start.
-                    let fingerprint_bytes = self.config.fingerprint_bytes;
-                    self.store.claim_copy(&self.name, &head, size, |record| {
-                        (record.dev, record.ino) != (dev, ino)
-                            && copy_continues(record, fingerprint_bytes)
-                    })
-                })
+                    // truncated original was left, or holds only what was delivered of it.
+                    let copy = self.store.claim_copy(&self.name, &head, |record| {
+                        (record.dev, record.ino) != (dev, ino) && copy_of(record, &file, size)
+                    });
+                    copy.or(own)
+                }
+            }
         };
+        let mut marks = Vec::new();
         let (key, offset) = match claimed {
+            Some(record) if codec.is_none() && size < record.offset => {
+                // A copy shorter than what was delivered of its original: nothing in it is new.
+                tracing::info!(
+                    source = %self.name, file = %path_text, original = %record.path,
+                    delivered = record.offset, size,
+                    "copy of lines already shipped from another file (copytruncate or copy): nothing shipped from it"
+                );
+                add(&self.metrics.copies_skipped, 1);
+                (new_key(dev, ino), size)
+            }
             Some(record) => {
                 tracing::debug!(source = %self.name, file = %path_text, offset = record.offset, "resuming at checkpoint");
+                marks = record.marks;
                 (record.key, record.offset)
             }
             None => {
@@ -1146,27 +1287,28 @@ where
                     && self.store.is_first_start()
                     && self.config.read_from == ReadFrom::End
                 {
-                    if compressed {
-                        let magic = &GZIP_MAGIC[..];
-                        Decoded::new(file.try_clone()?, magic, Arc::default()).skip(u64::MAX)?
-                    } else {
-                        start_of_last_line(&file, size)?
+                    match codec {
+                        Some(codec) => {
+                            Decoded::with_codec(file.try_clone()?, Some(codec), Arc::default())?
+                                .skip(u64::MAX)?
+                        }
+                        // Too short to tell text from the start of a compressed file: it is
+                        // looked at again from its start.
+                        None if sniffed == Sniffed::Undecided => 0,
+                        None => start_of_last_line(&file, size)?,
                     }
                 } else {
                     0
                 };
-                tracing::debug!(source = %self.name, file = %path_text, offset, compressed, "new file");
+                tracing::debug!(source = %self.name, file = %path_text, offset, codec = ?codec, "new file");
                 (new_key(dev, ino), offset)
             }
         };
         let mut framer = Framer::new(offset, self.config.max_line_bytes);
-        if !compressed {
+        if codec.is_none() {
             file.seek(SeekFrom::Start(offset))?;
             if offset > 0 {
-                let from = offset.saturating_sub(TAIL_BYTES as u64);
-                let mut tail = vec![0; (offset - from) as usize];
-                file.read_exact_at(&mut tail, from)?;
-                framer.set_tail(&tail);
+                framer.set_tail(&tail_before(&file, offset)?, &marks);
             }
         }
         let fingerprint = Fingerprint::of(&head);
@@ -1182,6 +1324,7 @@ where
                 offset,
                 updated_unix: 0,
                 finished: false,
+                marks,
             },
             &self.sinks,
         );
@@ -1200,11 +1343,72 @@ where
             finished: false,
             retired: false,
             held_since: None,
-            compressed,
+            codec,
             decoder: None,
             compressed_done: false,
-            stamp: compressed.then(|| stamp(&md)),
+            stamp: codec.is_some().then(|| stamp(&md)),
+            seen_size: size,
         }))
+    }
+
+    /// Takes a file found to be a copy of what was read already from `original` (see
+    /// [`Lineage::ReadAlready`]) as read to its current end, under a record of its own: nothing
+    /// in it is shipped, what may be appended to it later is.
+    fn read_already(&self, tracked: &mut TrackedFile, original: &str) {
+        let Some(file) = &mut tracked.file else {
+            return;
+        };
+        let size = match file.metadata() {
+            Ok(md) => md.len(),
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot stat file");
+                return;
+            }
+        };
+        let tail = match tail_before(file, size).and_then(|tail| {
+            file.seek(SeekFrom::Start(size))?;
+            Ok(tail)
+        }) {
+            Ok(tail) => tail,
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot read file");
+                return;
+            }
+        };
+        tracing::info!(
+            source = %self.name, file = %tracked.meta.path, original = %original, size,
+            "copy of lines already read from another file (copytruncate under a writer, or copy): nothing shipped from it"
+        );
+        add(&self.metrics.copies_skipped, 1);
+        self.store.forget(tracked.meta.key);
+        let key = new_key(tracked.dev, tracked.ino);
+        tracked.meta = Arc::new(FileMeta::new(
+            key,
+            Arc::clone(&self.name),
+            Arc::clone(&tracked.meta.path),
+        ));
+        tracked.framer = Framer::new(size, self.config.max_line_bytes);
+        tracked.framer.set_tail(&tail, &[]);
+        tracked.emitted = size;
+        tracked.seen_size = size;
+        tracked.eof_since = None;
+        self.store.track(
+            FileRecord {
+                source: Arc::clone(&self.name),
+                path: Arc::clone(&tracked.meta.path),
+                dev: tracked.dev,
+                ino: tracked.ino,
+                fingerprint: tracked.fingerprint,
+                key,
+                offset: size,
+                updated_unix: 0,
+                finished: false,
+                marks: Vec::new(),
+            },
+            &self.sinks,
+        );
     }
 
     /// Continues a held gzip file where the file it is the compressed copy of was let go (that
@@ -1253,14 +1457,16 @@ where
             let offset = tracked.framer.read_offset();
             let opened = file.try_clone().and_then(|mut handle| {
                 handle.seek(SeekFrom::Start(0))?;
-                let mut decoder = Decoded::new(handle, &GZIP_MAGIC, Arc::default());
+                let mut decoder = Decoded::with_codec(handle, tracked.codec, Arc::default())?;
                 let skipped = decoder.skip(offset)?;
                 Ok((decoder, skipped))
             });
             match opened {
                 Ok((decoder, skipped)) if skipped == offset => tracked.decoder = Some(decoder),
                 Ok((_, skipped)) => {
-                    tracing::warn!(source = %self.name, file = %tracked.meta.path, checkpoint = offset, length = skipped, "compressed file shorter than its checkpoint; nothing left to read");
+                    // A compressed copy of a copy that held only lines read already (copytruncate
+                    // under a writer, then compress).
+                    tracing::debug!(source = %self.name, file = %tracked.meta.path, checkpoint = offset, length = skipped, "compressed file shorter than its checkpoint; nothing left to read");
                     return self.end_compressed(tracked, false);
                 }
                 Err(e) => {
@@ -1329,7 +1535,7 @@ where
     /// Notices deletion, truncation and in-place rewrites of an open file, and lets its
     /// fingerprint grow with it.
     fn check_identity(&mut self, tracked: &mut TrackedFile) {
-        if tracked.compressed {
+        if tracked.is_compressed() {
             return;
         }
         let Some(file) = &tracked.file else { return };
@@ -1386,10 +1592,11 @@ where
             finished: false,
             retired: true,
             held_since: None,
-            compressed: false,
+            codec: None,
             decoder: None,
             compressed_done: false,
             stamp: None,
+            seen_size: tracked.seen_size,
         };
         tracked.eof_since = None;
         if old.framer.read_offset() > 0 {
@@ -1415,6 +1622,7 @@ where
                 offset: 0,
                 updated_unix: 0,
                 finished: false,
+                marks: Vec::new(),
             },
             &self.sinks,
         );
@@ -1464,7 +1672,7 @@ where
             .and_then(|file| {
                 let md = file.metadata()?;
                 // A gzip file's head is its uncompressed one: checked by inode alone (below).
-                let head = if tracked.compressed {
+                let head = if tracked.is_compressed() {
                     Vec::new()
                 } else {
                     read_head(&file, self.config.fingerprint_bytes)?
@@ -1495,7 +1703,7 @@ where
         tracked.opened_at = Instant::now();
         // What it was when closed says nothing of what it is now.
         tracked.eof_since = None;
-        if tracked.compressed {
+        if tracked.is_compressed() {
             // Not read yet (closed before its decoder was made); its decoder starts from here.
             tracked.file = Some(file);
             return;
@@ -1515,7 +1723,7 @@ where
 
     /// Reads one turn of a file; true if anything was read.
     fn read_turn(&mut self, tracked: &mut TrackedFile) -> Result<bool, Stopped> {
-        if tracked.compressed {
+        if tracked.is_compressed() {
             return self.read_compressed_turn(tracked);
         }
         if tracked.finished || tracked.held_since.is_some() || tracked.file.is_none() {
@@ -1632,6 +1840,7 @@ where
         let offset = tracked.framer.read_offset();
         if size == offset {
             tracked.eof_since.get_or_insert_with(Instant::now);
+            tracked.seen_size = size;
             return false;
         }
         let rewritten = size < offset
@@ -1642,7 +1851,42 @@ where
             let head = read_head(file, self.config.fingerprint_bytes).unwrap_or_default();
             self.restart_from_zero(tracked, &head);
         }
+        tracked.seen_size = size;
+        if tracked.framer.read_offset() == 0 && !self.looks_like_text(tracked) {
+            return false;
+        }
         tracked.file.is_some()
+    }
+
+    /// Before the first byte of a file generation is read: false when its first bytes are
+    /// those of a compressed file (it is let go, to be taken again as one by a scan once
+    /// settled) or may still become them (too few yet, and written within `rotate_wait_ms`):
+    /// compressors create their output empty and fill it afterwards.
+    fn looks_like_text(&mut self, tracked: &mut TrackedFile) -> bool {
+        let Some(file) = &tracked.file else {
+            return false;
+        };
+        let (head, md) = match read_head(file, SNIFF_BYTES).and_then(|h| Ok((h, file.metadata()?)))
+        {
+            Ok(pair) => pair,
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot read file");
+                return false;
+            }
+        };
+        match sniff(&head) {
+            Sniffed::Plain => true,
+            Sniffed::Undecided => !is_young(&md, Duration::from_millis(self.config.rotate_wait_ms)),
+            Sniffed::Compressed(codec) => {
+                tracing::debug!(source = %self.name, file = %tracked.meta.path, %codec, "a file taken for text while empty is compressed: taken again as such once settled");
+                self.store.forget(tracked.meta.key);
+                tracked.file = None;
+                tracked.finished = true;
+                self.rescan.store(true, Ordering::Release);
+                false
+            }
+        }
     }
 
     /// Emits what is left of a file that is let go, and closes it.
@@ -1652,8 +1896,15 @@ where
             // of the line it was reading was destroyed with its content, so that piece is not
             // shipped as if it were a line (what parsing held still goes out).
             self.emit_parsed(tracked, false, Release::All)?;
-            if tracked.framer.pending_bytes() > 0 {
-                tracing::debug!(source = %self.name, file = %tracked.meta.path, bytes = tracked.framer.pending_bytes(), "the start of a line whose rest was truncated away is dropped");
+            let partial = tracked.framer.pending_bytes() as u64;
+            let unread = tracked
+                .seen_size
+                .saturating_sub(tracked.framer.read_offset());
+            if partial + unread > 0 {
+                // copytruncate's own loss: what the writer added after the agent's last read
+                // and before the truncation, with no copy holding it.
+                add(&self.metrics.truncation_lost_bytes, partial + unread);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, partial_line_bytes = partial, unread_bytes = unread, "file truncated before the agent read all of it, with no copy of the rest: those bytes are lost");
             }
         } else {
             self.emit_framed(tracked, true)?;
@@ -1713,7 +1964,8 @@ where
         add(&m.multiline_groups, counts.multiline_groups);
         add(&m.multiline_cut, counts.multiline_cut);
         add(&m.timestamp_failures, counts.timestamp_failures);
-        self.store.emitted(key, end_offset);
+        self.store
+            .emitted_after(key, end_offset, tracked.framer.marks().all());
         tracked.emitted = end_offset;
         // FileMeta is built wherever a file is found, renamed or rewritten; the source's
         // enrichment is attached here, once per FileMeta, rather than at each of those places.
@@ -1789,27 +2041,73 @@ fn find_original(record: &FileRecord) -> Option<PathBuf> {
         .find(|path| is_it(path))
 }
 
-/// True when a new file whose head matches `record` continues what the record's file held:
-/// - that file still exists but no longer holds what was read of it (shorter than the
-///   checkpoint, or with another head): what copytruncate leaves behind;
-/// - or that file is gone and the record's fingerprint covers everything up to its checkpoint,
-///   so the new file provably starts with every byte that was shipped (copytruncate, then the
-///   original deleted, while the agent was not looking).
-fn copy_continues(record: &FileRecord, fingerprint_bytes: usize) -> bool {
+/// What became of the file a checkpoint `record` was taken of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Original {
+    /// Still at its inode and holding what was read of it.
+    Intact,
+    /// Still at its inode, but shorter than the checkpoint or with another head: what
+    /// copytruncate leaves behind.
+    Truncated,
+    /// Deleted, or moved out of its directory.
+    Gone,
+}
+
+fn original_of(record: &FileRecord) -> Original {
     let Some(path) = find_original(record) else {
-        return u64::from(record.fingerprint.len) >= record.offset;
+        return Original::Gone;
     };
     let Some(file) = File::open(path).ok() else {
-        return false;
+        return Original::Intact;
     };
     let Ok(md) = file.metadata() else {
-        return false;
+        return Original::Intact;
     };
     if !md.is_file() || (md.dev(), md.ino()) != (record.dev, record.ino) {
-        return false;
+        return Original::Intact;
     }
-    md.len() < record.offset
-        || read_head(&file, fingerprint_bytes).is_ok_and(|head| !record.fingerprint.matches(&head))
+    let rewritten = md.len() < record.offset
+        || read_head(&file, record.fingerprint.len as usize)
+            .is_ok_and(|head| !record.fingerprint.matches(&head));
+    if rewritten {
+        Original::Truncated
+    } else {
+        Original::Intact
+    }
+}
+
+/// True when the plain file `copy` (`size` bytes), whose head matches `record`'s fingerprint,
+/// is a copy of the record's file made while the agent was not looking, as copytruncate makes
+/// them: that file no longer holds what was read of it, and the copy holds what was read of it
+/// as far as the record's marks tell (see [`compare`]):
+/// - the record's file truncated or rewritten in place: a copy at least as long as the
+///   checkpoint continues it (nothing compared differs); a shorter one is a copy of what was
+///   delivered when proven past its head;
+/// - the record's file gone: the copy must be proven up to the checkpoint (or, if shorter,
+///   past its head), since nothing else says it is that file's.
+fn copy_of(record: &FileRecord, copy: &File, size: u64) -> bool {
+    let stream = StreamHead {
+        fingerprint: record.fingerprint,
+        bytes: None,
+    };
+    let Ok(Holds::ProvenTo(proven)) = compare(copy, size, stream, &record.marks) else {
+        return false;
+    };
+    let past_head = proven > u64::from(record.fingerprint.len);
+    match original_of(record) {
+        Original::Intact => false,
+        Original::Truncated => size >= record.offset || past_head,
+        Original::Gone if size >= record.offset => proven >= record.offset,
+        Original::Gone => past_head,
+    }
+}
+
+/// The last bytes (at most [`TAIL_BYTES`]) of `file` before `offset`.
+fn tail_before(file: &File, offset: u64) -> std::io::Result<Vec<u8>> {
+    let from = offset.saturating_sub(TAIL_BYTES as u64);
+    let mut tail = vec![0; (offset - from) as usize];
+    file.read_exact_at(&mut tail, from)?;
+    Ok(tail)
 }
 
 /// The offset after the last newline within the last [`TAIL_ALIGN_BYTES`] of the file, so that

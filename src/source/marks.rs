@@ -1,0 +1,308 @@
+//! What a file's read stream held at the ends of its last reads, to recognise copies of it.
+//!
+//! Invariant: a file is taken for the copy of another only where its bytes were compared with
+//! bytes read from that other file. A head in common is not enough (two files may start alike);
+//! a copy must also hold, at the same offsets, the last bytes before the end of some of the
+//! agent's recent reads (a [`StreamMark`] each: a hash of up to [`TAIL_BYTES`] bytes).
+//!
+//! copytruncate under a live writer makes copies *shorter* than what the agent read of the
+//! original (the writer goes on appending between the copy and the truncation, and the agent
+//! reads those lines from the original): such a copy is proven by the marks that fall inside it.
+//! A copy longer than what was read is proven by the mark at the read offset, where reading
+//! continues in it.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use serde::{Deserialize, Serialize};
+
+use super::fingerprint::Fingerprint;
+use super::framing::TAIL_BYTES;
+
+/// Marks kept per file in memory: the last reads' ends.
+pub const MARKS_KEPT: usize = 16;
+/// Marks written to the checkpoint file per file (the most recent ones).
+pub const MARKS_PERSISTED: usize = 4;
+
+/// A hash of the `len` bytes of a read stream that end at offset `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u64, u16, u64)", into = "(u64, u16, u64)")]
+pub struct StreamMark {
+    /// Offset right after the bytes hashed.
+    pub end: u64,
+    /// How many bytes were hashed (at most [`TAIL_BYTES`]).
+    pub len: u16,
+    /// xxh3-64 of those bytes.
+    pub hash: u64,
+}
+
+impl From<(u64, u16, u64)> for StreamMark {
+    fn from((end, len, hash): (u64, u16, u64)) -> Self {
+        StreamMark { end, len, hash }
+    }
+}
+
+impl From<StreamMark> for (u64, u16, u64) {
+    fn from(mark: StreamMark) -> Self {
+        (mark.end, mark.len, mark.hash)
+    }
+}
+
+impl StreamMark {
+    /// The mark of `window`, the bytes of a stream that end at offset `end`.
+    pub fn of(end: u64, window: &[u8]) -> Self {
+        let window = &window[window.len().saturating_sub(TAIL_BYTES)..];
+        StreamMark {
+            end,
+            len: u16::try_from(window.len()).unwrap_or(u16::MAX),
+            hash: xxhash_rust::xxh3::xxh3_64(window),
+        }
+    }
+}
+
+/// The marks of a read stream's last reads, oldest first, at most [`MARKS_KEPT`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks(Vec<StreamMark>);
+
+impl Marks {
+    /// Marks loaded from a checkpoint record.
+    pub fn from_saved(saved: &[StreamMark]) -> Self {
+        let mut marks = Marks::default();
+        for mark in saved {
+            marks.push(*mark);
+        }
+        marks
+    }
+
+    /// Notes that a read ended at `end`, `window` being the bytes right before it.
+    pub fn note(&mut self, end: u64, window: &[u8]) {
+        if window.is_empty() {
+            return;
+        }
+        self.push(StreamMark::of(end, window));
+    }
+
+    fn push(&mut self, mark: StreamMark) {
+        // Marks follow the stream: one that is not past the last (a stream restarted) replaces
+        // those it is not past.
+        while self.0.last().is_some_and(|last| last.end >= mark.end) {
+            self.0.pop();
+        }
+        if self.0.len() == MARKS_KEPT {
+            self.0.remove(0);
+        }
+        self.0.push(mark);
+    }
+
+    /// Forgets the marks of reads that ended after `offset` (a read taken back).
+    pub fn take_back_to(&mut self, offset: u64) {
+        while self.0.last().is_some_and(|last| last.end > offset) {
+            self.0.pop();
+        }
+    }
+
+    /// Every mark, oldest first.
+    pub fn all(&self) -> &[StreamMark] {
+        &self.0
+    }
+
+    /// The most recent marks, as written to the checkpoint file.
+    pub fn recent(&self) -> &[StreamMark] {
+        &self.0[self.0.len().saturating_sub(MARKS_PERSISTED)..]
+    }
+}
+
+/// What a file holds of a read stream, as far as it can be told (see [`compare`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// It holds different bytes where they were compared: not a copy of the stream.
+    Differs,
+    /// Nothing compared differs, and its bytes are known to be the stream's up to this offset:
+    /// through its head (the fingerprint's length, or its whole content when it is shorter than
+    /// a head whose bytes are known), or through the last mark inside it. Whether that is enough
+    /// to take it for a copy depends on what it is taken for: see the tailer's lineage.
+    ProvenTo(u64),
+}
+
+/// Where the stream a file is compared with started: its fingerprint, and the head it was
+/// taken of when that is still known (a tracked file keeps it; a checkpoint record does not).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamHead<'a> {
+    /// The fingerprint of the stream's head.
+    pub fingerprint: Fingerprint,
+    /// The head's bytes, when known.
+    pub bytes: Option<&'a [u8]>,
+}
+
+/// Compares `file`, `size` bytes long, with a read stream that started with `head` and whose
+/// last reads left `marks`.
+pub fn compare(
+    file: &File,
+    size: u64,
+    head: StreamHead<'_>,
+    marks: &[StreamMark],
+) -> io::Result<Holds> {
+    let fingerprint_len = u64::from(head.fingerprint.len);
+    let mut proven_to = 0;
+    if fingerprint_len > 0 && size >= fingerprint_len {
+        let mut first = vec![0; fingerprint_len as usize];
+        file.read_exact_at(&mut first, 0)?;
+        if !head.fingerprint.matches(&first) {
+            return Ok(Holds::Differs);
+        }
+        proven_to = fingerprint_len;
+    } else if let Some(bytes) = head.bytes.filter(|_| fingerprint_len > 0) {
+        // Shorter than the fingerprint: the head's bytes tell all of it.
+        let mut first = vec![0; size as usize];
+        file.read_exact_at(&mut first, 0)?;
+        if !bytes.starts_with(&first) {
+            return Ok(Holds::Differs);
+        }
+        proven_to = size;
+    }
+    let mut window = Vec::with_capacity(TAIL_BYTES);
+    for mark in marks.iter().filter(|m| m.end <= size && m.len > 0) {
+        window.resize(usize::from(mark.len), 0);
+        file.read_exact_at(&mut window, mark.end - u64::from(mark.len))?;
+        if xxhash_rust::xxh3::xxh3_64(&window) != mark.hash {
+            return Ok(Holds::Differs);
+        }
+        proven_to = proven_to.max(mark.end);
+    }
+    Ok(Holds::ProvenTo(proven_to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The marks a stream of `content` leaves when read in pieces ending at `ends`.
+    fn marks_of(content: &[u8], ends: &[u64]) -> Vec<StreamMark> {
+        let mut marks = Marks::default();
+        for &end in ends {
+            let from = (end as usize).saturating_sub(TAIL_BYTES);
+            marks.note(end, &content[from..end as usize]);
+        }
+        marks.all().to_vec()
+    }
+
+    fn file_of(bytes: &[u8]) -> File {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn compare_table() {
+        let stream: Vec<u8> = (0..400)
+            .flat_map(|i| format!("request {i:05} GET /r/{i}\n").into_bytes())
+            .collect();
+        let head = &stream[..1024];
+        let known = StreamHead {
+            fingerprint: Fingerprint::of(head),
+            bytes: Some(head),
+        };
+        let saved = StreamHead {
+            fingerprint: Fingerprint::of(head),
+            bytes: None,
+        };
+        let ends = [2_000, 4_000, 6_000, 8_000];
+        let marks = marks_of(&stream, &ends);
+        let mut other = stream.clone();
+        other[3_900] = b'X';
+        let mut twin_head = stream[..1024].to_vec();
+        twin_head.extend_from_slice(&vec![b'-'; 6_000]);
+        // (what, file content, head known, expected)
+        let cases: Vec<(&str, &[u8], StreamHead, Holds)> = vec![
+            (
+                "a copy of all that was read",
+                &stream[..8_000],
+                known,
+                Holds::ProvenTo(8_000),
+            ),
+            (
+                "a copy longer than what was read",
+                &stream[..],
+                known,
+                Holds::ProvenTo(8_000),
+            ),
+            (
+                "a copy shorter than what was read (copytruncate under a writer)",
+                &stream[..7_000],
+                known,
+                Holds::ProvenTo(6_000),
+            ),
+            (
+                "the same, known only from a checkpoint record",
+                &stream[..7_000],
+                saved,
+                Holds::ProvenTo(6_000),
+            ),
+            (
+                "a copy that ends before the first mark: its head only",
+                &stream[..1_500],
+                known,
+                Holds::ProvenTo(1_024),
+            ),
+            (
+                "a copy shorter than the head",
+                &stream[..500],
+                known,
+                Holds::ProvenTo(500),
+            ),
+            (
+                "shorter than the head, head not known",
+                &stream[..500],
+                saved,
+                Holds::ProvenTo(0),
+            ),
+            (
+                "the same head, then other bytes",
+                &twin_head,
+                known,
+                Holds::Differs,
+            ),
+            (
+                "one byte differs before a mark",
+                &other,
+                known,
+                Holds::Differs,
+            ),
+            (
+                "another head",
+                b"something else entirely\n",
+                known,
+                Holds::Differs,
+            ),
+            ("empty", b"", known, Holds::ProvenTo(0)),
+        ];
+        for (what, content, head, want) in cases {
+            let got = compare(&file_of(content), content.len() as u64, head, &marks).unwrap();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn marks_keep_the_last_reads_and_follow_take_backs() {
+        let stream = vec![b'a'; 100_000];
+        let mut marks = Marks::default();
+        for end in (1..=40).map(|i| i * 1_000) {
+            marks.note(end, &stream[..end as usize]);
+        }
+        assert_eq!(marks.all().len(), MARKS_KEPT);
+        assert_eq!(marks.all()[0].end, 25_000);
+        assert_eq!(marks.recent().len(), MARKS_PERSISTED);
+        assert_eq!(marks.recent()[MARKS_PERSISTED - 1].end, 40_000);
+        marks.take_back_to(38_500);
+        assert_eq!(marks.all().last().unwrap().end, 38_000);
+        // A stream restarted from an earlier offset replaces the marks past it.
+        marks.note(10_000, &stream[..10]);
+        assert_eq!(marks.all().last().unwrap().end, 10_000);
+        assert!(marks.all().windows(2).all(|w| w[0].end < w[1].end));
+        let saved = serde_json::to_string(marks.recent()).unwrap();
+        let loaded: Vec<StreamMark> = serde_json::from_str(&saved).unwrap();
+        assert_eq!(Marks::from_saved(&loaded).all(), marks.recent());
+    }
+}
