@@ -41,15 +41,16 @@ const TAG: &str = "t";
 /// hundred KiB per generation, while the agent and the tools share two cores with whatever
 /// else the machine runs.
 const NGINX_RATE: u32 = 5_000;
-/// Lines per second of the `O_APPEND` writer, each its own `write(2)`.
+/// Lines per second of the `O_APPEND` writer, each its own `write(2)` (`TOOLS_APPEND_RATE`
+/// sets another, 0 for flat out).
 const APPEND_RATE: u32 = 20_000;
 const APPEND_WIDTH: usize = 64;
 
-fn load_secs() -> u64 {
-    std::env::var("TOOLS_SECS")
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8)
+        .unwrap_or(default)
 }
 
 enum Writer {
@@ -144,7 +145,10 @@ impl Case {
                 Lines::Nginx { tag: TAG.into() },
             ),
             None => (
-                appender(&log, TAG, APPEND_WIDTH, Some(APPEND_RATE)),
+                appender(&log, TAG, APPEND_WIDTH, {
+                    let rate = env_or("TOOLS_APPEND_RATE", APPEND_RATE.into());
+                    (rate > 0).then(|| u32::try_from(rate).unwrap())
+                }),
                 Lines::Numbered {
                     tag: TAG.into(),
                     width: APPEND_WIDTH,
@@ -152,7 +156,7 @@ impl Case {
             ),
         };
         let rotator = logrotate.every(self.every, self.force);
-        let run_for = Duration::from_secs(load_secs());
+        let run_for = Duration::from_secs(env_or("TOOLS_SECS", 8));
         let start = Instant::now();
         if self.freeze {
             // The agent is behind: stopped while logrotate rotates and deletes generations.
@@ -163,7 +167,7 @@ impl Case {
             assert!(signal(agent.pid(), libc::SIGCONT));
         }
         std::thread::sleep(run_for.saturating_sub(start.elapsed()));
-        let rotations = rotator.stop();
+        let logrotate_runs = rotator.stop();
         let sent = writer.stop();
         // nginx logs a request just after answering it.
         std::thread::sleep(Duration::from_millis(200));
@@ -181,7 +185,7 @@ impl Case {
         let run = Run {
             name: self.name,
             sent,
-            rotations,
+            logrotate_runs,
             loss_allowed: self.loss_allowed,
         };
         check(&run, &disk, &shipped);

@@ -241,7 +241,8 @@ pub struct Run<'a> {
     pub name: &'a str,
     /// Requests (or lines) written: numbers `0..sent`.
     pub sent: u64,
-    pub rotations: u64,
+    /// logrotate runs (each a rotation with `-f`).
+    pub logrotate_runs: u64,
     /// Whether lines may be legitimately lost (neither on disk nor shipped): copytruncate's
     /// writes between its copy and its truncation, generations deleted before the agent read
     /// them. Elsewhere a loss means the test itself is broken (a line was never written).
@@ -278,12 +279,12 @@ pub fn check(run: &Run, disk: &Disk, shipped: &Shipped) {
         .count();
     let size: u64 = disk.files.iter().map(|f| f.1).sum();
     println!(
-        "{}: sent {}, rotations {}, on disk {} numbers in {} files ({} KiB), shipped {} events \
+        "{}: sent {}, logrotate runs {}, on disk {} numbers in {} files ({} KiB), shipped {} events \
          ({} numbers), missing {}, repeated {} numbers ({} extra events), garbage {} events \
          ({} invalid_utf8), fragments on disk {}, never sent {}, lost {}{}",
         run.name,
         run.sent,
-        run.rotations,
+        run.logrotate_runs,
         disk.numbers.len(),
         disk.files.len(),
         size / 1024,
