@@ -3,7 +3,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod broker;
+pub mod oracle;
 pub mod process;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
