@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use super::fingerprint::Fingerprint;
 use super::framing::TAIL_BYTES;
 
-/// Marks kept per file in memory: the last reads' ends.
+/// Marks kept per file in memory, spread over what was read (see [`Marks::thin`]).
 pub const MARKS_KEPT: usize = 16;
+/// The most recent marks, always kept.
+const MARKS_RECENT: usize = 4;
 /// Marks written to the checkpoint file per file (the most recent ones).
-pub const MARKS_PERSISTED: usize = 4;
+pub const MARKS_PERSISTED: usize = 8;
 
 /// A hash of the `len` bytes of a read stream that end at offset `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +63,8 @@ impl StreamMark {
     }
 }
 
-/// The marks of a read stream's last reads, oldest first, at most [`MARKS_KEPT`].
+/// The marks of a read stream's reads, oldest first, at most [`MARKS_KEPT`], thinned out with
+/// age.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Marks(Vec<StreamMark>);
 
@@ -90,9 +93,31 @@ impl Marks {
             self.0.pop();
         }
         if self.0.len() == MARKS_KEPT {
-            self.0.remove(0);
+            self.thin();
         }
         self.0.push(mark);
+    }
+
+    /// Drops one mark to make room, keeping them spread over the stream so that wherever a copy
+    /// of it ends, a mark lies not much further before that end than the end lies before the
+    /// last read: a copy made well before the last reads (logrotate's `copy`, decided only once
+    /// the copy is no longer written) still has one inside it. The oldest and the most recent
+    /// [`MARKS_RECENT`] stay; of the others, the one whose loss leaves the smallest gap for its
+    /// distance from the last read goes, so gaps grow about geometrically with age.
+    fn thin(&mut self) {
+        let marks = &self.0;
+        let Some(newest) = marks.last().map(|m| m.end) else {
+            return;
+        };
+        let last_droppable = marks.len().saturating_sub(MARKS_RECENT);
+        let cost = |i: usize| {
+            let gap = (marks[i + 1].end - marks[i - 1].end) as f64;
+            gap / (newest - marks[i + 1].end + 1) as f64
+        };
+        let drop = (1..last_droppable)
+            .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
+            .unwrap_or(0);
+        self.0.remove(drop);
     }
 
     /// Forgets the marks of reads that ended after `offset` (a read taken back).
@@ -285,18 +310,41 @@ mod tests {
     }
 
     #[test]
-    fn marks_keep_the_last_reads_and_follow_take_backs() {
-        let stream = vec![b'a'; 100_000];
+    fn marks_thin_out_with_age_and_follow_take_backs() {
+        let stream = vec![b'a'; 10_000_000];
         let mut marks = Marks::default();
-        for end in (1..=40).map(|i| i * 1_000) {
+        for end in (1..=5_000).map(|i| i * 1_000) {
             marks.note(end, &stream[..end as usize]);
         }
-        assert_eq!(marks.all().len(), MARKS_KEPT);
-        assert_eq!(marks.all()[0].end, 25_000);
+        let ends: Vec<u64> = marks.all().iter().map(|m| m.end).collect();
+        assert_eq!(ends.len(), MARKS_KEPT);
+        assert_eq!(ends[0], 1_000, "the oldest stays");
+        assert_eq!(
+            &ends[MARKS_KEPT - MARKS_RECENT..],
+            &[4_997_000, 4_998_000, 4_999_000, 5_000_000],
+            "the most recent stay"
+        );
+        // Every point of the stream has a mark not too far before it: at most its distance
+        // from the end again (and a few reads), wherever a copy of it ends.
+        for copy_end in [
+            4_990_000u64,
+            4_900_000,
+            4_000_000,
+            2_500_000,
+            1_000_000,
+            100_000,
+        ] {
+            let below = ends.iter().rev().find(|&&e| e <= copy_end).unwrap();
+            let behind = 5_000_000 - copy_end;
+            assert!(
+                copy_end - below <= behind + 8_000,
+                "a copy ending at {copy_end}: nearest mark {below} ({ends:?})"
+            );
+        }
         assert_eq!(marks.recent().len(), MARKS_PERSISTED);
-        assert_eq!(marks.recent()[MARKS_PERSISTED - 1].end, 40_000);
-        marks.take_back_to(38_500);
-        assert_eq!(marks.all().last().unwrap().end, 38_000);
+        assert_eq!(marks.recent()[MARKS_PERSISTED - 1].end, 5_000_000);
+        marks.take_back_to(4_998_500);
+        assert_eq!(marks.all().last().unwrap().end, 4_998_000);
         // A stream restarted from an earlier offset replaces the marks past it.
         marks.note(10_000, &stream[..10]);
         assert_eq!(marks.all().last().unwrap().end, 10_000);
