@@ -137,7 +137,15 @@ impl Framer {
         if got > 0 {
             let (buf, tail) = (&self.buf, &mut self.tail);
             remember_into(tail, &buf[held..]);
-            self.marks.note(self.read_offset(), &self.tail);
+            let (buf_offset, end) = (self.buf_offset, self.read_offset());
+            let tail = &self.tail;
+            self.marks.note_read(end - got as u64, end, |at| {
+                if at == end {
+                    return &tail[..];
+                }
+                let at = (at - buf_offset) as usize;
+                &buf[at.saturating_sub(TAIL_BYTES)..at]
+            });
         }
         result
     }

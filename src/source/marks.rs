@@ -21,9 +21,17 @@ use super::fingerprint::Fingerprint;
 use super::framing::TAIL_BYTES;
 
 /// Marks kept per file in memory, spread over what was read (see [`Marks::thin`]).
-pub const MARKS_KEPT: usize = 16;
+pub const MARKS_KEPT: usize = 24;
 /// The most recent marks, always kept.
-const MARKS_RECENT: usize = 4;
+const MARKS_RECENT: usize = 8;
+/// Besides the end of every read, a mark is taken at every multiple of this offset: a copy
+/// ends wherever the writer was when it was made, whatever the agent's reads were.
+pub const MARK_EVERY: u64 = 4 * 1024;
+/// A copy shorter than what was read is taken for one only if its bytes were compared with the
+/// stream's at most this far before its end (or all of them, when it is shorter than the head):
+/// what it holds after the last comparison is taken on trust, so this bounds what a file that
+/// is not a copy could lose.
+pub const PROOF_GAP: u64 = 64 * 1024;
 /// Marks written to the checkpoint file per file (the most recent ones).
 pub const MARKS_PERSISTED: usize = 8;
 
@@ -96,6 +104,23 @@ impl Marks {
             self.thin();
         }
         self.0.push(mark);
+    }
+
+    /// Notes the marks of a read that brought the stream from `from` to `to`: one at every
+    /// multiple of [`MARK_EVERY`] in between and one at `to`. `window(end)` gives the bytes
+    /// right before offset `end` that are still at hand (up to [`TAIL_BYTES`]).
+    pub fn note_read<'a>(&mut self, from: u64, to: u64, window: impl Fn(u64) -> &'a [u8]) {
+        let mut boundary = (from / MARK_EVERY + 1) * MARK_EVERY;
+        while boundary < to {
+            let bytes = window(boundary);
+            // A boundary right at the start of a read has few bytes before it at hand: its
+            // mark would say little.
+            if bytes.len() >= TAIL_BYTES / 4 {
+                self.note(boundary, bytes);
+            }
+            boundary += MARK_EVERY;
+        }
+        self.note(to, window(to));
     }
 
     /// Drops one mark to make room, keeping them spread over the stream so that wherever a copy
@@ -321,7 +346,7 @@ mod tests {
         assert_eq!(ends[0], 1_000, "the oldest stays");
         assert_eq!(
             &ends[MARKS_KEPT - MARKS_RECENT..],
-            &[4_997_000, 4_998_000, 4_999_000, 5_000_000],
+            &(4_993..=5_000).map(|k| k * 1_000).collect::<Vec<u64>>()[..],
             "the most recent stay"
         );
         // Every point of the stream has a mark not too far before it: at most its distance
@@ -352,5 +377,30 @@ mod tests {
         let saved = serde_json::to_string(marks.recent()).unwrap();
         let loaded: Vec<StreamMark> = serde_json::from_str(&saved).unwrap();
         assert_eq!(Marks::from_saved(&loaded).all(), marks.recent());
+    }
+
+    #[test]
+    fn a_read_leaves_a_mark_at_every_block_boundary_and_at_its_end() {
+        let stream: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        // (read from, read to, marks left)
+        let cases: &[(u64, u64, &[u64])] = &[
+            (0, 100, &[100]),
+            (100, 10_000, &[4_096, 8_192, 10_000]),
+            (4_096, 8_192, &[8_192]),
+            // A boundary with few bytes of the read before it says little: left out.
+            (4_090, 9_000, &[8_192, 9_000]),
+        ];
+        for &(from, to, want) in cases {
+            let mut marks = Marks::default();
+            marks.note_read(from, to, |at| {
+                &stream[(at.saturating_sub(TAIL_BYTES as u64)).max(from) as usize..at as usize]
+            });
+            let ends: Vec<u64> = marks.all().iter().map(|m| m.end).collect();
+            assert_eq!(ends, want, "{from}..{to}");
+            for mark in marks.all() {
+                let window = &stream[(mark.end - u64::from(mark.len)) as usize..mark.end as usize];
+                assert_eq!(StreamMark::of(mark.end, window), *mark);
+            }
+        }
     }
 }

@@ -39,7 +39,7 @@ use super::discovery::{Globs, SkipReason};
 use super::fingerprint::{Fingerprint, read_head};
 use super::framing::{Framed, Framer, ReadMark, TAIL_BYTES};
 use super::head_index::HeadIndex;
-use super::marks::{Holds, StreamHead, compare};
+use super::marks::{Holds, PROOF_GAP, StreamHead, compare};
 use super::open::{OpenError, open_regular, stat};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
@@ -137,6 +137,18 @@ struct TrackedFile {
     /// is closed its inode can be freed and reused, and a file found there that differs is
     /// another file.
     stamp: Option<Stamp>,
+    /// A held file shown to be a copy of what was read of a tracked file (see [`CopyProof`]).
+    copy_proof: Option<CopyProof>,
+}
+
+/// A held file was shown to hold what was read of the file of generation `of`, up to within
+/// [`PROOF_GAP`] of its end, when it was `size` bytes long. Kept because that file's marks move
+/// on as it is read further: a copy made by logrotate's `copy` is compared while it is written,
+/// when the marks around its end are still at hand, and decided once it is no longer written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CopyProof {
+    of: FileKey,
+    size: u64,
 }
 
 impl TrackedFile {
@@ -561,11 +573,12 @@ where
                     let id = (file.dev, file.ino);
                     let lineage = match &file.file {
                         Some(_) if file.is_compressed() => {
-                            Ok(if self.compressed_original(&file, None).is_some() {
+                            let lineage = if self.compressed_original(&file, None).is_some() {
                                 Lineage::PossibleCopy
                             } else {
                                 Lineage::New
-                            })
+                            };
+                            Ok((lineage, None))
                         }
                         Some(handle) => {
                             let index = head_index.get_or_insert_with(|| {
@@ -579,8 +592,12 @@ where
                             });
                             self.lineage(handle, None, Some(index))
                         }
-                        None => Ok(Lineage::New),
+                        None => Ok((Lineage::New, None)),
                     };
+                    let lineage = lineage.map(|(lineage, proof)| {
+                        file.copy_proof = proof;
+                        lineage
+                    });
                     match lineage {
                         Ok(Lineage::New) => {}
                         Ok(Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind) => {
@@ -687,7 +704,8 @@ where
         file: &File,
         skip: Option<usize>,
         index: Option<&HeadIndex>,
-    ) -> std::io::Result<Lineage> {
+    ) -> std::io::Result<(Lineage, Option<CopyProof>)> {
+        let known = skip.and_then(|i| self.files[i].copy_proof);
         let md = file.metadata()?;
         let size = md.len();
         let settled = !is_young(&md, Duration::from_millis(self.ctx.config.rotate_wait_ms));
@@ -712,17 +730,19 @@ where
         if head.is_empty() {
             // A copy being written starts empty: it may be the copy of any file.
             let any = self.files.iter().enumerate().any(|f| comparable(&f));
-            return Ok(if any {
+            let lineage = if any {
                 Lineage::PossibleCopy
             } else {
                 Lineage::New
-            });
+            };
+            return Ok((lineage, None));
         }
         let candidates: Box<dyn Iterator<Item = usize>> = match index {
             Some(index) => Box::new(index.related(&head).into_iter()),
             None => Box::new(0..self.files.len()),
         };
         let mut found = Lineage::New;
+        let mut proof = None;
         for i in candidates {
             let tracked = &self.files[i];
             if !comparable(&(i, tracked)) {
@@ -736,45 +756,53 @@ where
             if !same_start {
                 continue;
             }
-            match self.relation(file, size, settled, tracked)? {
-                Lineage::Continues(_) => return Ok(Lineage::Continues(i)),
-                Lineage::ReadAlready(_) => return Ok(Lineage::ReadAlready(i)),
+            let proven = known.is_some_and(|k| k.of == tracked.meta.key && k.size == size);
+            let (relation, shown) = self.relation(file, size, settled, tracked, proven)?;
+            if shown {
+                proof = Some(CopyProof {
+                    of: tracked.meta.key,
+                    size,
+                });
+            }
+            match relation {
+                Lineage::Continues(_) => return Ok((Lineage::Continues(i), proof)),
+                Lineage::ReadAlready(_) => return Ok((Lineage::ReadAlready(i), proof)),
                 other => found = found.longer_hold(other),
             }
         }
-        Ok(found)
+        Ok((found, proof))
     }
 
     /// How `file` (`size` bytes, `settled`: not written for `rotate_wait_ms`), which starts with
-    /// the head of `tracked`, relates to it; the index in a decided relation is left to the
-    /// caller. Robust to files that merely start alike: it is a copy only where its bytes were
-    /// compared with what was read, and a copy of a live file's prefix is decided only once no
-    /// longer written.
+    /// the head of `tracked`, relates to it, and whether it was shown now to hold what was read
+    /// of it up to near its end (`proven`: it was, earlier, at this size); the index in a
+    /// decided relation is left to the caller. Robust to files that merely start alike: it is
+    /// a copy only where its bytes were compared with what was read (up to within
+    /// [`PROOF_GAP`] of its end, or at the read offset where it is read on), and a copy of a
+    /// live file's prefix is decided only once no longer written.
     fn relation(
         &self,
         file: &File,
         size: u64,
         settled: bool,
         tracked: &TrackedFile,
-    ) -> std::io::Result<Lineage> {
+        proven: bool,
+    ) -> std::io::Result<(Lineage, bool)> {
         let offset = tracked.framer.read_offset();
         let stream = StreamHead {
             fingerprint: tracked.fingerprint,
             bytes: Some(&tracked.head),
         };
-        let Holds::ProvenTo(proven) = compare(file, size, stream, tracked.framer.marks().all())?
-        else {
-            return Ok(Lineage::New);
+        let Holds::ProvenTo(to) = compare(file, size, stream, tracked.framer.marks().all())? else {
+            return Ok((Lineage::New, false));
         };
-        if size >= offset && proven >= offset {
+        if size >= offset && to >= offset {
             // It holds everything read of that file, at the same offsets.
-            if tracked.retired {
-                return Ok(Lineage::Continues(0));
-            }
-            if size == offset && settled {
-                return Ok(Lineage::ReadAlready(0));
-            }
-            return Ok(if has_unread(tracked) {
+            let relation = if tracked.retired {
+                Lineage::Continues(0)
+            } else if size == offset && settled {
+                Lineage::ReadAlready(0)
+            } else if has_unread(tracked) {
                 Lineage::Behind
             } else if size == offset {
                 Lineage::Copying
@@ -782,21 +810,21 @@ where
                 // More than the file holds now: a copy about to be followed by a truncation
                 // of its original, or a file of its own that starts alike.
                 Lineage::PossibleCopy
-            });
+            };
+            return Ok((relation, size == offset));
         }
-        if size < offset {
-            // Shorter than what was read: copytruncate under a live writer, or `copy`. Taken
-            // for a copy when proven past its head (or whole), never by its head alone.
-            let fingerprint_len = u64::from(tracked.fingerprint.len);
-            if proven == size || proven > fingerprint_len {
-                return Ok(if settled {
-                    Lineage::ReadAlready(0)
-                } else {
-                    Lineage::Copying
-                });
-            }
-        }
-        Ok(Lineage::PossibleCopy)
+        // Shorter than what was read: copytruncate under a live writer, or `copy`. Taken for a
+        // copy when compared up to near its end (or whole), never by its head alone.
+        let shown = size < offset
+            && (proven
+                || to == size
+                || (to > u64::from(tracked.fingerprint.len) && size - to <= PROOF_GAP));
+        let relation = match (shown, settled) {
+            (true, true) => Lineage::ReadAlready(0),
+            (true, false) => Lineage::Copying,
+            (false, _) => Lineage::PossibleCopy,
+        };
+        Ok((relation, shown))
     }
 
     /// The tracked plain file that the gzip file `compressed` is the compressed copy of: same
@@ -1079,12 +1107,13 @@ where
                     .is_some_and(|at| at >= since + rotate_wait);
             // A held file deleted meanwhile (a copy compressed, say) is still read through its
             // descriptor: it may still be the copy of a truncated original.
-            let lineage = match &file.file {
+            let (lineage, proof) = match &file.file {
                 Some(handle) => self
                     .lineage(handle, Some(held), None)
-                    .unwrap_or(Lineage::New),
-                None => Lineage::New,
+                    .unwrap_or((Lineage::New, None)),
+                None => (Lineage::New, None),
             };
+            self.files[held].copy_proof = proof;
             match lineage {
                 Lineage::PossibleCopy if waited => self.files[held].held_since = None,
                 Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind => {}
@@ -1348,6 +1377,7 @@ where
             compressed_done: false,
             stamp: codec.is_some().then(|| stamp(&md)),
             seen_size: size,
+            copy_proof: None,
         }))
     }
 
@@ -1597,6 +1627,7 @@ where
             compressed_done: false,
             stamp: None,
             seen_size: tracked.seen_size,
+            copy_proof: None,
         };
         tracked.eof_since = None;
         if old.framer.read_offset() > 0 {
@@ -2082,9 +2113,9 @@ fn original_of(record: &FileRecord) -> Original {
 /// as far as the record's marks tell (see [`compare`]):
 /// - the record's file truncated or rewritten in place: a copy at least as long as the
 ///   checkpoint continues it (nothing compared differs); a shorter one is a copy of what was
-///   delivered when proven past its head;
-/// - the record's file gone: the copy must be proven up to the checkpoint (or, if shorter,
-///   past its head), since nothing else says it is that file's.
+///   delivered when compared up to near its end;
+/// - the record's file gone: the copy must be compared up to the checkpoint (or, if shorter,
+///   up to near its end), since nothing else says it is that file's.
 fn copy_of(record: &FileRecord, copy: &File, size: u64) -> bool {
     let stream = StreamHead {
         fingerprint: record.fingerprint,
@@ -2093,12 +2124,14 @@ fn copy_of(record: &FileRecord, copy: &File, size: u64) -> bool {
     let Ok(Holds::ProvenTo(proven)) = compare(copy, size, stream, &record.marks) else {
         return false;
     };
-    let past_head = proven > u64::from(record.fingerprint.len);
+    // A copy shorter than the checkpoint: compared up to near its end (see `PROOF_GAP`).
+    let shown = proven == size
+        || (proven > u64::from(record.fingerprint.len) && size - proven <= PROOF_GAP);
     match original_of(record) {
         Original::Intact => false,
-        Original::Truncated => size >= record.offset || past_head,
+        Original::Truncated => size >= record.offset || shown,
         Original::Gone if size >= record.offset => proven >= record.offset,
-        Original::Gone => past_head,
+        Original::Gone => shown,
     }
 }
 
