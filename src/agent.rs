@@ -170,9 +170,14 @@ pub async fn run_with(
                 // A failed write leaves the store dirty: the next one writes again.
                 let outcome = persist(&store, &checkpoint_metrics).await;
                 let cost = outcome.as_ref().ok().copied().flatten();
+                let failed = outcome.is_err();
                 failures.record(outcome.map(|_| ()));
                 heartbeat.beat();
                 next_write = started + checkpoint_gap(every, cost.map(|c| c.before_sync));
+                if failed {
+                    // Retried at every interval until a write succeeds.
+                    continue;
+                }
                 // Group commit: the next write covers every delivery made until it starts. With
                 // nothing delivered it waits, beating now and then for the health check.
                 tokio::select! {
