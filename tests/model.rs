@@ -1019,7 +1019,7 @@ impl Model {
     /// The end of a run: the sink back, the agent running, partial lines of files still
     /// written to completed; waits for every required line, gives duplicates the time to
     /// show, stops the agent (the drain must exit 0) and checks what was delivered.
-    fn finish_and_check(mut self) -> Result<(), String> {
+    fn finish_and_check(&mut self) -> Result<(), String> {
         self.journal
             .push("-- end: restore, restart, complete partial lines".into());
         self.sink_restore();
@@ -1141,16 +1141,14 @@ fn run(ops: &[Op]) -> Result<(), String> {
     for op in ops {
         model.apply(op);
     }
-    let journal = model.journal.clone();
-    let stderr = model.stderr();
-    let dir = model.dir.path().to_owned();
+    // The model (its directory) lives on until the agent's logs are read.
     model.finish_and_check().map_err(|e| {
-        let logs = fs::read_to_string(&stderr).unwrap_or_default();
+        let logs = fs::read_to_string(model.stderr()).unwrap_or_default();
         let lines: Vec<&str> = logs.lines().collect();
         format!(
             "{e}\n-- in {}; operations:\n{}\n-- the agent's last log lines:\n{}",
-            dir.display(),
-            journal.join("\n"),
+            model.dir.path().display(),
+            model.journal.join("\n"),
             lines[lines.len().saturating_sub(40)..].join("\n")
         )
     })
