@@ -16,7 +16,7 @@
 //! - [`health`]: heartbeats of the agent's loops and sink health, for liveness and readiness.
 //! - [`api`]: the HTTP API on `api.address`: `/healthz`, `/readyz`, `/metrics` (Prometheus).
 //! - [`agent`]: [`run`], which wires all of the above and drains it on shutdown.
-//! - [`replay`]: `log-agent replay`: given files (plain or gzip) read once, in rotation order,
+//! - [`replay`]: `log-agent replay`: given files (plain or compressed) read once, in rotation order,
 //!   through the same pipeline, with a summary at the end.
 //!
 //! The binary (`src/main.rs`) is only the command line around [`run`]; tests call [`run`]

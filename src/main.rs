@@ -42,7 +42,7 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Read files (plain or gzip) to their end once, ship them, wait for every ack and print a
+    /// Read files (plain, gzip, zstd, bzip2 or xz) to their end once, ship them, wait for every ack and print a
     /// summary; exit 0 when everything was delivered, 1 otherwise, 2 for bad usage.
     Replay(ReplayArgs),
 }

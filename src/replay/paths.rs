@@ -1,6 +1,6 @@
 //! Which files a replay reads, and in what order: the PATH arguments (files, directories,
 //! globs) expanded into regular files, grouped into rotation families, each family read oldest
-//! first (`app.log.3.gz`, `app.log.2.gz`, `app.log.1`, `app.log`).
+//! first (`app.log.3.gz`, `app.log.2.zst`, `app.log.1`, `app.log`).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -138,10 +138,17 @@ impl Generation {
     }
 }
 
-/// Splits a file name into its family's name and its generation: a `.gz` suffix and trailing
-/// `.N`, `-YYYYMMDD` or `.YYYYMMDD-HHMMSS` parts are the rotation's, the rest is the family's.
+/// The suffixes compressors give their files.
+const COMPRESSED_SUFFIXES: [&str; 4] = [".gz", ".zst", ".bz2", ".xz"];
+
+/// Splits a file name into its family's name and its generation: a compressor's suffix (`.gz`,
+/// `.zst`, `.bz2`, `.xz`) and trailing `.N`, `-YYYYMMDD` or `.YYYYMMDD-HHMMSS` parts are the
+/// rotation's, the rest is the family's.
 fn family_of(name: &str) -> (&str, Generation) {
-    let stem = name.strip_suffix(".gz").unwrap_or(name);
+    let stem = COMPRESSED_SUFFIXES
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
     let mut base = stem;
     while let Some(cut) = base.rfind(['.', '-']) {
         let digits = &base[cut + 1..];
@@ -198,6 +205,9 @@ mod tests {
             ("app.log", "app.log", Current),
             ("app.log.1", "app.log", Numbered(1)),
             ("app.log.12.gz", "app.log", Numbered(12)),
+            ("app.log.3.zst", "app.log", Numbered(3)),
+            ("app.log.4.bz2", "app.log", Numbered(4)),
+            ("app.log-20261124.xz", "app.log", Dated("20261124".into())),
             ("app.log.gz", "app.log", Current),
             ("app.log-20261124", "app.log", Dated("20261124".into())),
             ("app.log-20261124.gz", "app.log", Dated("20261124".into())),
