@@ -546,11 +546,17 @@ where
         for (path, md) in listed {
             let id = (md.dev(), md.ino());
             if let Some(&i) = by_inode.get(&id) {
-                let tracked = &self.files[i];
-                // A gzip file read to its end is closed: deleted, its inode may now be another
-                // file's (a copy being written, say), which must be read, not taken for it.
-                let reused = tracked.file.is_none()
-                    && tracked.stamp.is_some_and(|taken| taken != stamp(&md));
+                // A compressed file read to its end is closed: deleted, its inode may now be
+                // another file's (a copy being written, say), which must be read, not taken for
+                // it. A changed time alone does not say so (logrotate sets the times of the
+                // compressed file after gzip wrote it): its content does.
+                let changed = self.files[i].file.is_none()
+                    && self.files[i].stamp.is_some_and(|taken| taken != stamp(&md));
+                let reused = changed && !self.ctx.holds_the_same(&self.files[i], &path);
+                let tracked = &mut self.files[i];
+                if changed && !reused {
+                    tracked.stamp = Some(stamp(&md));
+                }
                 if !reused {
                     at_current_path[i] |= *tracked.meta.path == *path.to_string_lossy();
                     seen[i].get_or_insert(path);
@@ -1379,6 +1385,22 @@ where
             seen_size: size,
             copy_proof: None,
         }))
+    }
+
+    /// True when the compressed file now at `path` has the uncompressed head of `tracked` (a
+    /// compressed file taken before, closed): the same file, whatever its times say.
+    fn holds_the_same(&self, tracked: &TrackedFile, path: &Path) -> bool {
+        let Some(codec) = tracked.codec else {
+            return false;
+        };
+        let Ok(file) = open_regular(path, self.globs.root_of(path), self.config.follow_symlinks)
+        else {
+            return false;
+        };
+        let sniffed = read_head(&file, SNIFF_BYTES).map(|head| sniff(&head));
+        sniffed.is_ok_and(|sniffed| sniffed == Sniffed::Compressed(codec))
+            && decompressed_head(&file, codec, self.config.fingerprint_bytes)
+                .is_ok_and(|head| head == tracked.head)
     }
 
     /// Takes a file found to be a copy of what was read already from `original` (see
