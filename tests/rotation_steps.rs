@@ -197,3 +197,40 @@ async fn a_file_that_starts_like_another_but_differs_after_its_head_is_read_whol
     assert_exactly_once(&events, "b", 500);
     assert_eq!(summary.metrics.sources["app"].copies_skipped, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_file_that_starts_like_a_file_read_before_but_differs_is_read_whole() {
+    let world = World::new();
+    let agent = Agent::start(world.config("app*.log*", "", ""));
+    let header: String = (0..40)
+        .map(|i| format!("# header line {i:03} ........\n"))
+        .collect();
+    let first = world.log("app.log.1");
+    append(&first, header.as_bytes());
+    append_numbered(&first, "a", 0..2_000, 70);
+    wait_for_events(&world, 2_040).await;
+    // Read and let go: its record is kept for a compressed copy of it.
+    fs::remove_file(&first).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A compressed file with the same head, then other lines: not that file's copy.
+    let other = world.dir.path().join("other");
+    append(&other, header.as_bytes());
+    append_numbered(&other, "g", 0..3_000, 70);
+    let compressed = world.log("app.log.2.gz");
+    tokio::task::spawn_blocking(move || {
+        common::compress::compress_in_pieces_to(&other, &compressed, "gz", 2, LOOK)
+    })
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(30), || {
+        counts(&world.events())
+            .get("g")
+            .is_some_and(|c| c.len() == 3_000)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.stop().await;
+    let events = world.events();
+    assert_exactly_once(&events, "a", 2_000);
+    assert_exactly_once(&events, "g", 3_000);
+}

@@ -223,6 +223,49 @@ pub fn compare(
     Ok(Holds::ProvenTo(proven_to))
 }
 
+/// Reads and throws away the first `n` bytes of `stream` (a compressed file's content, which
+/// cannot be sought in), comparing them with `marks` on the way; returns how many there were
+/// (fewer at its end) and what they hold, as [`compare`] does for the marks (the head is the
+/// caller's to check).
+pub fn skip_comparing(
+    stream: &mut impl io::Read,
+    n: u64,
+    marks: &[StreamMark],
+) -> io::Result<(u64, Holds)> {
+    const CHUNK: usize = 64 * 1024;
+    // The last bytes of the previous chunk, then the chunk: a mark's window may straddle them.
+    let mut buf = vec![0; TAIL_BYTES + CHUNK];
+    let (mut kept, mut at, mut proven_to) = (0usize, 0u64, 0u64);
+    let mut pending = marks.iter().filter(|m| m.end <= n && m.len > 0).peekable();
+    while at < n {
+        let want = CHUNK.min((n - at) as usize);
+        let got = match stream.read(&mut buf[kept..kept + want]) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let (start, end) = (at - kept as u64, at + got as u64);
+        while let Some(mark) = pending.next_if(|m| m.end <= end) {
+            let from = mark.end - u64::from(mark.len);
+            if from < start {
+                // Its window began before the bytes kept: nothing to compare it with.
+                continue;
+            }
+            let window = &buf[(from - start) as usize..(mark.end - start) as usize];
+            if xxhash_rust::xxh3::xxh3_64(window) != mark.hash {
+                return Ok((end, Holds::Differs));
+            }
+            proven_to = mark.end;
+        }
+        let filled = kept + got;
+        kept = filled.min(TAIL_BYTES);
+        buf.copy_within(filled - kept..filled, 0);
+        at = end;
+    }
+    Ok((at, Holds::ProvenTo(proven_to)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +443,52 @@ mod tests {
             for mark in marks.all() {
                 let window = &stream[(mark.end - u64::from(mark.len)) as usize..mark.end as usize];
                 assert_eq!(StreamMark::of(mark.end, window), *mark);
+            }
+        }
+    }
+
+    #[test]
+    fn skipping_a_stream_compares_it_with_the_marks() {
+        let stream: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let marks = marks_of(&stream, &[1_000, 70_000, 131_072, 200_000]);
+        let mut other = stream.clone();
+        other[199_990] ^= 1;
+        // (what, stream, skip, expected skipped, expected holds)
+        let cases: Vec<(&str, &[u8], u64, u64, Holds)> = vec![
+            (
+                "the same, past every mark",
+                &stream,
+                250_000,
+                250_000,
+                Holds::ProvenTo(200_000),
+            ),
+            (
+                "the same, to a mark",
+                &stream,
+                131_072,
+                131_072,
+                Holds::ProvenTo(131_072),
+            ),
+            (
+                "shorter than the skip",
+                &stream[..150_000],
+                250_000,
+                150_000,
+                Holds::ProvenTo(131_072),
+            ),
+            (
+                "differs at the last mark",
+                &other,
+                250_000,
+                262_144,
+                Holds::Differs,
+            ),
+        ];
+        for (what, content, n, skipped, holds) in cases {
+            let got = skip_comparing(&mut &content[..], n, &marks).unwrap();
+            assert_eq!(got.1, holds, "{what}");
+            if holds != Holds::Differs {
+                assert_eq!(got.0, skipped, "{what}");
             }
         }
     }

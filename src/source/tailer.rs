@@ -39,7 +39,7 @@ use super::discovery::{Globs, SkipReason};
 use super::fingerprint::{Fingerprint, read_head};
 use super::framing::{Framed, Framer, ReadMark, TAIL_BYTES};
 use super::head_index::HeadIndex;
-use super::marks::{Holds, PROOF_GAP, StreamHead, compare};
+use super::marks::{Holds, PROOF_GAP, StreamHead, compare, skip_comparing};
 use super::open::{OpenError, open_regular, stat};
 use super::watcher::Watcher;
 use crate::event::{Chunk, FileKey, FileMeta};
@@ -1345,6 +1345,9 @@ where
             if offset > 0 {
                 framer.set_tail(&tail_before(&file, offset)?, &marks);
             }
+        } else {
+            // Compared with what is skipped when the file is resumed inside.
+            framer.set_tail(&[], &marks);
         }
         let fingerprint = Fingerprint::of(&head);
         let meta = Arc::new(FileMeta::new(key, Arc::clone(&self.name), &*path_text));
@@ -1482,6 +1485,7 @@ where
             Arc::clone(&tracked.meta.path),
         ));
         tracked.framer = Framer::new(record.offset, self.config.max_line_bytes);
+        tracked.framer.set_tail(&[], &record.marks);
         tracked.emitted = record.offset;
         self.store.track(
             FileRecord {
@@ -1491,6 +1495,36 @@ where
                 fingerprint: tracked.fingerprint,
                 finished: false,
                 ..record
+            },
+            &self.sinks,
+        );
+    }
+
+    /// A compressed file resumed where the file it was taken for the compressed copy of was left
+    /// holds other bytes before that point: it is read whole, as a file of its own.
+    fn not_a_copy_after_all(&self, tracked: &mut TrackedFile) {
+        tracing::info!(source = %self.name, file = %tracked.meta.path, offset = tracked.framer.read_offset(), "compressed file starts like a file read before but holds other lines: read whole");
+        self.store.forget(tracked.meta.key);
+        let key = new_key(tracked.dev, tracked.ino);
+        tracked.meta = Arc::new(FileMeta::new(
+            key,
+            Arc::clone(&self.name),
+            Arc::clone(&tracked.meta.path),
+        ));
+        tracked.framer = Framer::new(0, self.config.max_line_bytes);
+        tracked.emitted = 0;
+        self.store.track(
+            FileRecord {
+                source: Arc::clone(&self.name),
+                path: Arc::clone(&tracked.meta.path),
+                dev: tracked.dev,
+                ino: tracked.ino,
+                fingerprint: tracked.fingerprint,
+                key,
+                offset: 0,
+                updated_unix: 0,
+                finished: false,
+                marks: Vec::new(),
             },
             &self.sinks,
         );
@@ -1507,12 +1541,32 @@ where
         };
         if tracked.decoder.is_none() {
             let offset = tracked.framer.read_offset();
-            let opened = file.try_clone().and_then(|mut handle| {
-                handle.seek(SeekFrom::Start(0))?;
-                let mut decoder = Decoded::with_codec(handle, tracked.codec, Arc::default())?;
-                let skipped = decoder.skip(offset)?;
-                Ok((decoder, skipped))
+            let codec = tracked.codec;
+            let open = |file: &File| {
+                file.try_clone().and_then(|mut handle| {
+                    handle.seek(SeekFrom::Start(0))?;
+                    Decoded::with_codec(handle, codec, Arc::default())
+                })
+            };
+            let base = file.try_clone();
+            // Resuming inside it (where the file it is the compressed copy of was left): what
+            // is skipped is compared with that file's marks on the way, so that a file that
+            // only starts like it is not taken for it.
+            let opened = base.and_then(|base| {
+                let mut decoder = open(&base)?;
+                let marks = tracked.framer.marks().all();
+                let (skipped, holds) = skip_comparing(&mut decoder, offset, marks)?;
+                Ok((base, decoder, skipped, holds))
             });
+            let opened = match opened {
+                Ok((base, _, _, Holds::Differs)) => {
+                    self.not_a_copy_after_all(tracked);
+                    open(&base).map(|decoder| (decoder, 0))
+                }
+                Ok((_, decoder, skipped, _)) => Ok((decoder, skipped)),
+                Err(e) => Err(e),
+            };
+            let offset = tracked.framer.read_offset();
             match opened {
                 Ok((decoder, skipped)) if skipped == offset => tracked.decoder = Some(decoder),
                 Ok((_, skipped)) => {
