@@ -4,20 +4,43 @@
 //! and JSON application lines with multi-line stack traces), runs the release `log-agent` binary
 //! over it in several set-ups, and measures for each the input MiB/s, lines/s, CPU seconds per
 //! GiB (user + sys, from /proc) and peak RSS (VmHWM), taking the median of a few runs. In the same
-//! run it times the physical limit (`wc -l` over the same files) and a peer, rsyslog's imfile ->
-//! omfile (installed from Debian's packages if missing), and gives every figure as a ratio to
-//! both. A last set-up blocks the sink (a FIFO nobody reads) while 1 GiB is appended and records
-//! the agent's RSS curve. Results go to `outputs/bench.md` and `outputs/bench.png`.
+//! run it times the physical limit (`wc -l` over the same files) and two peers: rsyslog's imfile
+//! -> omfile (installed from Debian's packages if missing), and Fluent Bit (tail -> file, raw,
+//! JSON-parsed and nginx-parsed, each run in turn with the log-agent row of the same workload,
+//! its output's line count checked against the input's; see `e2e/peers.rs`). Every figure is
+//! given as a ratio to `wc -l` and rsyslog, and to Fluent Bit where it has a counterpart. A
+//! set-up blocks the sink (a FIFO nobody reads) while 1 GiB is appended and records the agent's
+//! RSS curve, and another kills the agent with SIGKILL part-way at full speed and compares what it
+//! delivered with its persisted checkpoint: the lines a restart repeats (`e2e/kill9.rs`).
+//! Results go to `outputs/bench.md` and `outputs/bench.png`.
 //!
 //! Knobs (environment): `BENCH_MIB` corpus size in MiB (default 512), `BENCH_RUNS` runs per
 //! set-up (default 3), `BENCH_BACKPRESSURE_MIB` bytes appended behind the blocked sink (1024),
-//! `BENCH_SKIP_PEER=1` to leave rsyslog out.
+//! `BENCH_SKIP_PEER=1` to leave rsyslog out, `BENCH_FLUENT_BIT_DIR` the directory of the Fluent
+//! Bit binary and its configs (default `../shared/peers/fluent-bit`, relative to the repository;
+//! when the binary is missing the report says so and the Fluent Bit ratios are left out),
+//! `BENCH_BEFORE_BIN` an older `log-agent` binary whose `kill -9` repeats are measured beside
+//! this build's, `BENCH_KILL_FORMAT` the source format of the `kill -9` runs (default
+//! `nginx_combined`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 /// The Tansu broker helper the Kafka tests use.
 #[path = "../tests/common/broker.rs"]
 #[allow(dead_code)]
 mod broker;
+
+/// The generated corpus.
+#[path = "e2e/corpus.rs"]
+mod corpus;
+/// What a `kill -9` at full speed repeats at a restart.
+#[path = "e2e/kill9.rs"]
+mod kill9;
+/// rsyslog and Fluent Bit, run on the same bytes.
+#[path = "e2e/peers.rs"]
+mod peers;
+
+use corpus::{app_lines, corpus, nginx_line};
+use peers::FbWorkload;
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -37,131 +60,6 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Corpus
-
-/// One nginx combined line, deterministic from the generator.
-fn nginx_line(rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
-    const PATHS: &[&str] = &[
-        "/",
-        "/api/orders",
-        "/static/app.js",
-        "/favicon.ico",
-        "/api/users/42?expand=orders",
-        "/healthz",
-        "/login",
-    ];
-    const AGENTS: &[&str] = &[
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-        "curl/8.5.0",
-        "kube-probe/1.31",
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
-    ];
-    const STATUS: &[u16] = &[200, 200, 200, 200, 201, 304, 404, 500];
-    let _ = writeln!(
-        Fmt(out),
-        "10.{}.{}.{} - - [25/Nov/2026:{:02}:{:02}:{:02} +0000] \"{} {} HTTP/1.1\" {} {} \"{}\" \"{}\"",
-        rng.u8(..),
-        rng.u8(..),
-        rng.u8(..),
-        rng.u8(0..24),
-        rng.u8(0..60),
-        rng.u8(0..60),
-        if rng.u8(0..5) == 0 { "POST" } else { "GET" },
-        PATHS[rng.usize(..PATHS.len())],
-        STATUS[rng.usize(..STATUS.len())],
-        rng.u32(10..60_000),
-        if rng.bool() {
-            "-"
-        } else {
-            "https://example.test/"
-        },
-        AGENTS[rng.usize(..AGENTS.len())],
-    );
-}
-
-/// One JSON application line, one in 50 followed by a multi-line stack trace.
-fn app_lines(rng: &mut fastrand::Rng, seq: u64, out: &mut Vec<u8>) {
-    const LEVELS: &[&str] = &["info", "info", "info", "debug", "warn", "error"];
-    let _ = writeln!(
-        Fmt(out),
-        "{{\"ts\":\"2026-11-25T04:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"msg\":\"request served\",\"path\":\"/api/orders/{}\",\"status\":{},\"duration_ms\":{},\"request_id\":\"{:016x}\"}}",
-        rng.u8(0..60),
-        rng.u8(0..60),
-        rng.u16(0..1000),
-        LEVELS[rng.usize(..LEVELS.len())],
-        seq,
-        if rng.u8(0..10) == 0 { 500 } else { 200 },
-        rng.u32(1..2000),
-        rng.u64(..),
-    );
-    if rng.u8(0..50) == 0 {
-        out.extend_from_slice(
-            b"Exception in thread \"main\" java.lang.IllegalStateException: order not found\n",
-        );
-        for depth in 0..rng.usize(5..25) {
-            let _ = writeln!(
-                Fmt(out),
-                "\tat com.example.orders.Service.step{depth}(Service.java:{})",
-                rng.u16(10..900)
-            );
-        }
-    }
-}
-
-struct Fmt<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Fmt<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// Writes `files` files of lines from `generate` totalling about `mib` MiB into `dir` (kept
-/// between runs: regenerated only when missing). Returns the files, total bytes and lines.
-fn corpus(
-    dir: &Path,
-    files: usize,
-    mib: usize,
-    seed: u64,
-    generate: fn(&mut fastrand::Rng, u64, &mut Vec<u8>),
-) -> (Vec<PathBuf>, u64, u64) {
-    let done = dir.join(".complete");
-    let paths: Vec<PathBuf> = (0..files)
-        .map(|i| dir.join(format!("f{i:03}.log")))
-        .collect();
-    if !done.exists() {
-        let _ = fs::remove_dir_all(dir);
-        fs::create_dir_all(dir).unwrap();
-        let per_file = (mib << 20) / files;
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let mut seq = 0;
-        for path in &paths {
-            let mut out = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
-            let mut written = 0;
-            let mut line = Vec::with_capacity(4096);
-            while written < per_file {
-                line.clear();
-                generate(&mut rng, seq, &mut line);
-                seq += 1;
-                out.write_all(&line).unwrap();
-                written += line.len();
-            }
-            out.flush().unwrap();
-        }
-        fs::write(&done, b"").unwrap();
-    }
-    let (bytes, lines) = paths.iter().fold((0, 0), |(b, l), p| {
-        let data = fs::read(p).unwrap();
-        (
-            b + data.len() as u64,
-            l + memchr::memchr_iter(b'\n', &data).count() as u64,
-        )
-    });
-    (paths, bytes, lines)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,6 +115,9 @@ struct Scenario {
     bytes: u64,
     lines: u64,
     samples: Vec<Sample>,
+    /// The Fluent Bit workload doing the same work on the same bytes (for Fluent Bit's own rows,
+    /// the one it ran).
+    fluent_bit: Option<FbWorkload>,
 }
 
 impl Scenario {
@@ -383,82 +284,6 @@ fn run_wc(files: &[PathBuf]) -> Sample {
     }
 }
 
-/// rsyslog imfile -> omfile on the same files, if rsyslogd can be had.
-fn run_rsyslog(work: &Path, files: &[PathBuf], total: u64) -> Option<Sample> {
-    if Command::new("rsyslogd").arg("-v").output().is_err() {
-        eprintln!("installing rsyslog from Debian's packages for the peer comparison");
-        let ok = Command::new("sh")
-            .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("rsyslog unavailable; peer left out");
-            return None;
-        }
-    }
-    let _ = fs::remove_dir_all(work);
-    let logs = work.join("logs");
-    fs::create_dir_all(&logs).unwrap();
-    for (i, file) in files.iter().enumerate() {
-        fs::hard_link(file, logs.join(format!("f{i:03}.log"))).unwrap();
-    }
-    let out = work.join("out.log");
-    settle(files);
-    let config = work.join("rsyslog.conf");
-    fs::write(
-        &config,
-        format!(
-            "global(workDirectory=\"{work}\" maxMessageSize=\"64k\")\nmodule(load=\"imfile\")\ntemplate(name=\"msg\" type=\"string\" string=\"%msg%\\n\")\ninput(type=\"imfile\" file=\"{logs}/*.log\" tag=\"app\" ruleset=\"out\")\nruleset(name=\"out\") {{ action(type=\"omfile\" file=\"{out}\" template=\"msg\") }}\n",
-            work = work.display(),
-            logs = logs.display(),
-            out = out.display(),
-        ),
-    )
-    .unwrap();
-    let start = Instant::now();
-    let mut child = Command::new("rsyslogd")
-        .args(["-n", "-f"])
-        .arg(&config)
-        .arg("-i")
-        .arg(work.join("rsyslog.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let pid = child.id();
-    // Done when the output has (about) the input's size and stopped growing.
-    let mut last = (0, Instant::now());
-    let mut cpu = 0.0;
-    let mut rss = 0;
-    loop {
-        std::thread::sleep(Duration::from_millis(20));
-        let size = fs::metadata(&out).map_or(0, |m| m.len());
-        cpu = f64::max(cpu, cpu_seconds(pid));
-        rss = rss.max(status_kib(pid, "VmHWM:"));
-        if size != last.0 {
-            last = (size, Instant::now());
-        } else if size > 0 && last.1.elapsed() > Duration::from_secs(2) {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(900) {
-            break;
-        }
-    }
-    let seconds = last.1.duration_since(start).as_secs_f64();
-    kill(&mut child, "-TERM");
-    let _ = child.wait();
-    let written = fs::metadata(&out).map_or(0, |m| m.len());
-    let _ = fs::remove_dir_all(work);
-    if written + written / 50 < total {
-        eprintln!("rsyslog wrote {written} of {total} bytes; peer figure is incomplete");
-    }
-    Some(Sample {
-        seconds,
-        cpu_seconds: cpu,
-        peak_rss_kib: rss,
-    })
-}
-
 /// RSS of the agent, every 100 ms, while `mib` MiB are appended behind a sink that never
 /// accepts anything.
 fn backpressure_curve(work: &Path, corpus_file: &Path, mib: usize) -> Vec<(f64, f64)> {
@@ -566,6 +391,8 @@ fn report(
     scenarios: &[Scenario],
     limit: &Scenario,
     peer: Option<&Scenario>,
+    fluent_bit: &[Scenario],
+    fluent_bit_section: &str,
     curve: &[(f64, f64)],
     runs: usize,
 ) -> String {
@@ -580,18 +407,19 @@ fn report(
     );
     let _ = writeln!(
         md,
-        "Each figure is the median of {runs} runs; time runs from the agent's start until every input byte is checkpointed (delivered and acked). CPU is user + sys of the process; RSS is its peak (VmHWM). Ratios compare with `wc -l` over the same files (the physical limit) and with rsyslog imfile -> omfile (the peer) in the same run.\n"
+        "Each figure is the median of {runs} runs; time runs from the agent's start until every input byte is checkpointed (delivered and acked). CPU is user + sys of the process; RSS is its peak (VmHWM). Ratios compare with `wc -l` over the same files (the physical limit), with rsyslog imfile -> omfile (the peer) in the same run, and, where it ran the same workload on the same file, with Fluent Bit (`x Fluent Bit`: log-agent's MiB/s over Fluent Bit's; `-` where it has no counterpart).\n"
     );
     let _ = writeln!(
         md,
-        "| set-up | input MiB | MiB/s | lines/s | CPU s/GiB | peak RSS MiB | x wc -l | x rsyslog |"
+        "| set-up | input MiB | MiB/s | lines/s | CPU s/GiB | peak RSS MiB | x wc -l | x rsyslog | x Fluent Bit |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows: Vec<&Scenario> = scenarios.iter().collect();
     rows.push(limit);
     if let Some(peer) = peer {
         rows.push(peer);
     }
+    rows.extend(fluent_bit);
     for s in rows {
         let m = s.median();
         let gib = s.bytes as f64 / (1u64 << 30) as f64;
@@ -606,9 +434,13 @@ fn report(
             "-".into()
         };
         let vs_peer = peer.map_or("-".into(), |p| format!("{:.2}", s.mib_s() / p.mib_s()));
+        let vs_fluent_bit = s
+            .fluent_bit
+            .and_then(|w| fluent_bit.iter().find(|f| f.fluent_bit == Some(w)))
+            .map_or("-".into(), |f| format!("{:.2}", s.mib_s() / f.mib_s()));
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.3} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.3} | {} | {} |",
             s.name,
             s.bytes as f64 / 1048576.0,
             s.mib_s(),
@@ -617,13 +449,15 @@ fn report(
             rss,
             s.mib_s() / limit.mib_s(),
             vs_peer,
+            vs_fluent_bit,
         );
     }
+    let _ = writeln!(md, "\n{fluent_bit_section}");
     let max_rss = curve.iter().map(|(_, r)| *r).fold(0.0, f64::max);
     let first = curve.first().map_or(0.0, |(_, r)| *r);
     let _ = writeln!(
         md,
-        "\nMemory under backpressure: the sink blocked (a FIFO nobody reads) while {} MiB were appended; RSS went from {:.1} MiB to at most {:.1} MiB over {} samples (curve in `bench.png`).\n",
+        "Memory under backpressure: the sink blocked (a FIFO nobody reads) while {} MiB were appended; RSS went from {:.1} MiB to at most {:.1} MiB over {} samples (curve in `bench.png`).\n",
         env_usize("BENCH_BACKPRESSURE_MIB", 1024),
         first,
         max_rss,
@@ -757,92 +591,126 @@ fn main() {
         )
     };
     let blackhole = "    type: blackhole".to_owned();
-    type Setup<'a> = (&'a str, &'a [PathBuf], u64, u64, &'a str, String, bool);
+    /// A set-up of `log-agent run`, and the Fluent Bit workload run in turn with it.
+    struct Setup<'a> {
+        name: &'a str,
+        files: &'a [PathBuf],
+        bytes: u64,
+        lines: u64,
+        format: &'a str,
+        sink: String,
+        grow: bool,
+        fluent_bit: Option<FbWorkload>,
+    }
+    impl<'a> Setup<'a> {
+        fn new(
+            name: &'a str,
+            (files, bytes, lines): (&'a [PathBuf], u64, u64),
+            format: &'a str,
+            sink: String,
+        ) -> Self {
+            Setup {
+                name,
+                files,
+                bytes,
+                lines,
+                format,
+                sink,
+                grow: false,
+                fluent_bit: None,
+            }
+        }
+    }
+    let one_c = (&one[..], one_bytes, one_lines);
+    let many_c = (&many[..], many_bytes, many_lines);
     let setups: Vec<Setup> = vec![
-        (
-            "run 1 file -> blackhole",
-            &one,
-            one_bytes,
-            one_lines,
-            "raw",
-            blackhole.clone(),
-            false,
-        ),
-        (
-            "run 1 file -> file (text)",
-            &one,
-            one_bytes,
-            one_lines,
-            "raw",
-            file_sink("text"),
-            false,
-        ),
-        (
+        Setup::new("run 1 file -> blackhole", one_c, "raw", blackhole.clone()),
+        Setup {
+            fluent_bit: Some(FbWorkload::Raw),
+            ..Setup::new("run 1 file -> file (text)", one_c, "raw", file_sink("text"))
+        },
+        Setup::new(
             "run 1 file -> file (NDJSON)",
-            &one,
-            one_bytes,
-            one_lines,
+            one_c,
             "raw",
             file_sink("json"),
-            false,
         ),
-        (
-            "run 1 growing file -> file (NDJSON)",
-            &one,
-            one_bytes,
-            one_lines,
-            "raw",
-            file_sink("json"),
-            true,
-        ),
-        (
+        Setup {
+            grow: true,
+            ..Setup::new(
+                "run 1 growing file -> file (NDJSON)",
+                one_c,
+                "raw",
+                file_sink("json"),
+            )
+        },
+        Setup::new(
             "run 100 files -> blackhole",
-            &many,
-            many_bytes,
-            many_lines,
+            many_c,
             "raw",
             blackhole.clone(),
-            false,
         ),
-        (
+        Setup::new(
             "run 100 files -> file (NDJSON)",
-            &many,
-            many_bytes,
-            many_lines,
+            many_c,
             "raw",
             file_sink("json"),
-            false,
         ),
-        (
+        Setup::new(
             &crowd_name,
-            &crowd,
-            crowd_bytes,
-            crowd_lines,
+            (&crowd[..], crowd_bytes, crowd_lines),
             "raw",
             blackhole.clone(),
-            false,
         ),
-        (
-            "run JSON app lines, format json -> file (NDJSON)",
-            &app,
-            app_bytes,
-            app_lines_n,
-            "json",
-            file_sink("json"),
-            false,
-        ),
+        Setup {
+            fluent_bit: Some(FbWorkload::Json),
+            ..Setup::new(
+                "run JSON app lines, format json -> file (NDJSON)",
+                (&app[..], app_bytes, app_lines_n),
+                "json",
+                file_sink("json"),
+            )
+        },
+        Setup {
+            fluent_bit: Some(FbWorkload::Nginx),
+            ..Setup::new(
+                "run 1 file, format nginx_combined -> file (NDJSON)",
+                one_c,
+                "nginx_combined",
+                file_sink("json"),
+            )
+        },
     ];
+    // Fluent Bit, when it is there: each of its runs follows the log-agent run of the same
+    // workload on the same file (round-robin), and is reported in rows of its own.
+    let mut fluent_bit = peers::fluent_bit();
+    if let Ok(fb) = &mut fluent_bit {
+        fb.match_json_time(&work.join("fluent-bit-conf"), &app[0]);
+        eprintln!("peer: {} at {}", fb.version, fb.bin.display());
+    }
+    if let Err(why) = &fluent_bit {
+        eprintln!("{why}");
+    }
+    let mut fb_runs: Vec<(FbWorkload, &Setup, Vec<peers::FbRun>)> = Vec::new();
     let mut scenarios = Vec::new();
-    for (name, files, bytes, lines, format, sink, grow) in setups {
+    for setup in &setups {
+        let Setup {
+            name,
+            files,
+            bytes,
+            lines,
+            ..
+        } = *setup;
         let mut samples = Vec::new();
+        let mut fb_samples = Vec::new();
         for run in 0..runs {
             let sample = run_agent(
                 &work.join("agent"),
                 files,
                 bytes,
-                format,
-                &sink,
-                grow.then(|| files[0].as_path()),
+                setup.format,
+                &setup.sink,
+                setup.grow.then(|| files[0].as_path()),
             );
             eprintln!(
                 "{name} #{run}: {:.0} MiB/s, {:.2} CPU s, {} KiB peak",
@@ -851,13 +719,33 @@ fn main() {
                 sample.peak_rss_kib
             );
             samples.push(sample);
+            if let (Some(workload), Ok(fb)) = (setup.fluent_bit, &fluent_bit) {
+                assert_eq!(files.len(), 1, "Fluent Bit's configs read one file");
+                let fb_run =
+                    peers::run_fluent_bit(fb, &work.join("fluent-bit"), workload, &files[0], lines);
+                eprintln!(
+                    "Fluent Bit, {} #{run}: {:.0} MiB/s (output complete at {:.2} s, input read at {}, exit at {:.2} s), {:.2} CPU s, {} KiB peak",
+                    workload.label(),
+                    bytes as f64 / 1048576.0 / fb_run.sample.seconds,
+                    fb_run.sample.seconds,
+                    fb_run.read_end.map_or("?".into(), |t| format!("{t:.2} s")),
+                    fb_run.exited,
+                    fb_run.sample.cpu_seconds,
+                    fb_run.sample.peak_rss_kib
+                );
+                fb_samples.push(fb_run);
+            }
         }
         scenarios.push(Scenario {
             name: name.to_owned(),
             bytes,
             lines,
             samples,
+            fluent_bit: setup.fluent_bit,
         });
+        if let Some(workload) = setup.fluent_bit.filter(|_| !fb_samples.is_empty()) {
+            fb_runs.push((workload, setup, fb_samples));
+        }
     }
     let one_gzip = [gzip_copy(&one[0])];
     for (name, files) in [
@@ -871,6 +759,7 @@ fn main() {
             bytes: one_bytes,
             lines: one_lines,
             samples,
+            fluent_bit: None,
         });
     }
     let tansu_dir = tempfile::tempdir().unwrap();
@@ -913,6 +802,7 @@ fn main() {
             bytes: small_bytes,
             lines: small_lines,
             samples,
+            fluent_bit: None,
         });
     } else {
         eprintln!("tansu unavailable: the kafka row is left out");
@@ -922,18 +812,20 @@ fn main() {
         bytes: one_bytes,
         lines: one_lines,
         samples: (0..runs).map(|_| run_wc(&one)).collect(),
+        fluent_bit: None,
     };
     let peer = if std::env::var("BENCH_SKIP_PEER").is_ok() {
         None
     } else {
         let samples: Vec<Sample> = (0..runs)
-            .filter_map(|_| run_rsyslog(&work.join("rsyslog"), &one, one_bytes))
+            .filter_map(|_| peers::run_rsyslog(&work.join("rsyslog"), &one, one_bytes))
             .collect();
         (!samples.is_empty()).then(|| Scenario {
             name: "rsyslog imfile -> omfile, 1 file (peer)".into(),
             bytes: one_bytes,
             lines: one_lines,
             samples,
+            fluent_bit: None,
         })
     };
     eprintln!("memory under backpressure");
@@ -942,9 +834,82 @@ fn main() {
         &one[0],
         env_usize("BENCH_BACKPRESSURE_MIB", 1024),
     );
+    let fb_rows: Vec<Scenario> = match &fluent_bit {
+        Ok(fb) => fb_runs
+            .iter()
+            .map(|(workload, setup, runs)| Scenario {
+                name: workload.row(&fb.version),
+                bytes: setup.bytes,
+                lines: setup.lines,
+                samples: runs.iter().map(|r| r.sample).collect(),
+                fluent_bit: Some(*workload),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let fb_section = match &fluent_bit {
+        Ok(fb) => {
+            let runs: Vec<(FbWorkload, &str, &[peers::FbRun])> = fb_runs
+                .iter()
+                .map(|(w, setup, runs)| (*w, setup.name, &runs[..]))
+                .collect();
+            peers::fluent_bit_section(fb, &runs)
+        }
+        Err(why) => format!("{why}\n"),
+    };
+
+    // What a kill -9 repeats: every set-up at each share of the input, in turn.
+    let kill_format =
+        std::env::var("BENCH_KILL_FORMAT").unwrap_or_else(|_| "nginx_combined".into());
+    let kill_setups = kill9::setups(AGENT, &commit());
+    let ends = kill9::line_ends(&one[0]);
+    let mut kills = vec![Vec::new(); kill_setups.len()];
+    for run in 0..runs {
+        for share in kill9::KILL_AT {
+            for (setup, samples) in kill_setups.iter().zip(&mut kills) {
+                let k = kill9::kill_run(
+                    &work.join("kill9"),
+                    setup,
+                    &one[0],
+                    &ends,
+                    &kill_format,
+                    share,
+                );
+                eprintln!(
+                    "kill -9 at {share}, {} #{run}: delivered {} B in {:.2} s, checkpoint {}, {} lines ({} B, {:.0} ms) repeated",
+                    setup.name,
+                    k.delivered,
+                    k.seconds,
+                    k.checkpoint,
+                    k.lines,
+                    k.bytes,
+                    k.ms()
+                );
+                samples.push(k);
+            }
+        }
+    }
+    drop(ends);
+    let kill_md = kill9::report(
+        &kill_setups,
+        &kills,
+        one_bytes as f64 / 1048576.0,
+        &kill_format,
+        runs,
+    );
+
     let outputs = root().join("outputs");
     fs::create_dir_all(&outputs).unwrap();
-    let md = report(&scenarios, &limit, peer.as_ref(), &curve, runs);
+    let md = report(
+        &scenarios,
+        &limit,
+        peer.as_ref(),
+        &fb_rows,
+        &fb_section,
+        &curve,
+        runs,
+    );
+    let md = format!("{md}{kill_md}");
     let notes = outputs.join("bench-notes.md");
     let md = match fs::read_to_string(&notes) {
         Ok(notes) => format!("{md}\n{notes}"),

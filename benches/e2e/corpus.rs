@@ -1,0 +1,129 @@
+//! The deterministic corpus: nginx combined access lines, and JSON application lines with
+//! multi-line stack traces, written once under `target/bench-corpus/` and kept between runs.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// One nginx combined line, deterministic from the generator.
+pub fn nginx_line(rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
+    const PATHS: &[&str] = &[
+        "/",
+        "/api/orders",
+        "/static/app.js",
+        "/favicon.ico",
+        "/api/users/42?expand=orders",
+        "/healthz",
+        "/login",
+    ];
+    const AGENTS: &[&str] = &[
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        "curl/8.5.0",
+        "kube-probe/1.31",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    ];
+    const STATUS: &[u16] = &[200, 200, 200, 200, 201, 304, 404, 500];
+    let _ = writeln!(
+        Fmt(out),
+        "10.{}.{}.{} - - [25/Nov/2026:{:02}:{:02}:{:02} +0000] \"{} {} HTTP/1.1\" {} {} \"{}\" \"{}\"",
+        rng.u8(..),
+        rng.u8(..),
+        rng.u8(..),
+        rng.u8(0..24),
+        rng.u8(0..60),
+        rng.u8(0..60),
+        if rng.u8(0..5) == 0 { "POST" } else { "GET" },
+        PATHS[rng.usize(..PATHS.len())],
+        STATUS[rng.usize(..STATUS.len())],
+        rng.u32(10..60_000),
+        if rng.bool() {
+            "-"
+        } else {
+            "https://example.test/"
+        },
+        AGENTS[rng.usize(..AGENTS.len())],
+    );
+}
+
+/// One JSON application line, one in 50 followed by a multi-line stack trace.
+pub fn app_lines(rng: &mut fastrand::Rng, seq: u64, out: &mut Vec<u8>) {
+    const LEVELS: &[&str] = &["info", "info", "info", "debug", "warn", "error"];
+    let _ = writeln!(
+        Fmt(out),
+        "{{\"ts\":\"2026-11-25T04:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"msg\":\"request served\",\"path\":\"/api/orders/{}\",\"status\":{},\"duration_ms\":{},\"request_id\":\"{:016x}\"}}",
+        rng.u8(0..60),
+        rng.u8(0..60),
+        rng.u16(0..1000),
+        LEVELS[rng.usize(..LEVELS.len())],
+        seq,
+        if rng.u8(0..10) == 0 { 500 } else { 200 },
+        rng.u32(1..2000),
+        rng.u64(..),
+    );
+    if rng.u8(0..50) == 0 {
+        out.extend_from_slice(
+            b"Exception in thread \"main\" java.lang.IllegalStateException: order not found\n",
+        );
+        for depth in 0..rng.usize(5..25) {
+            let _ = writeln!(
+                Fmt(out),
+                "\tat com.example.orders.Service.step{depth}(Service.java:{})",
+                rng.u16(10..900)
+            );
+        }
+    }
+}
+
+struct Fmt<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Fmt<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Writes `files` files of lines from `generate` totalling about `mib` MiB into `dir` (kept
+/// between runs: regenerated only when missing). Returns the files, total bytes and lines.
+pub fn corpus(
+    dir: &Path,
+    files: usize,
+    mib: usize,
+    seed: u64,
+    generate: fn(&mut fastrand::Rng, u64, &mut Vec<u8>),
+) -> (Vec<PathBuf>, u64, u64) {
+    let done = dir.join(".complete");
+    let paths: Vec<PathBuf> = (0..files)
+        .map(|i| dir.join(format!("f{i:03}.log")))
+        .collect();
+    if !done.exists() {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir).unwrap();
+        let per_file = (mib << 20) / files;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut seq = 0;
+        for path in &paths {
+            let mut out = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
+            let mut written = 0;
+            let mut line = Vec::with_capacity(4096);
+            while written < per_file {
+                line.clear();
+                generate(&mut rng, seq, &mut line);
+                seq += 1;
+                out.write_all(&line).unwrap();
+                written += line.len();
+            }
+            out.flush().unwrap();
+        }
+        fs::write(&done, b"").unwrap();
+    }
+    let (bytes, lines) = paths.iter().fold((0, 0), |(b, l), p| {
+        let data = fs::read(p).unwrap();
+        (
+            b + data.len() as u64,
+            l + memchr::memchr_iter(b'\n', &data).count() as u64,
+        )
+    });
+    (paths, bytes, lines)
+}
