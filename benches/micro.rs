@@ -196,6 +196,7 @@ fn chunk_of(lines: usize, generate: impl FnMut(&mut fastrand::Rng) -> String) ->
         end_offset: data.len() as u64,
         data: Bytes::from(data),
         events,
+        fields: Vec::new(),
     }
 }
 
@@ -265,8 +266,11 @@ impl Corpora {
         let nginx = corpus(CORPUS_BYTES, "\n", nginx_line);
         let json = corpus(CORPUS_BYTES, "\n", json_line);
         let mut parsed = chunk_of(BATCH_LINES, json_line);
-        let failed =
-            LineParser::new(Format::Json, None).parse_all(&parsed.data, &mut parsed.events);
+        let failed = LineParser::new(Format::Json, None).parse_all(
+            &parsed.data,
+            &mut parsed.events,
+            &mut parsed.fields,
+        );
         assert_eq!(failed, 0, "the JSON corpus parses");
         let corpora = Corpora {
             nginx_crlf: corpus(CORPUS_BYTES, "\r\n", nginx_line),
@@ -382,7 +386,9 @@ impl FormatCase {
         match &self.stage {
             Stage::Lines(parser) => {
                 let mut events = events;
-                parser.parse_all(data, &mut events);
+                let mut fields = Vec::new();
+                parser.parse_all(data, &mut events, &mut fields);
+                black_box(&fields);
                 events
             }
             Stage::Assembled(assembler) => {

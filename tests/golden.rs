@@ -31,8 +31,16 @@ const CASES: &[(&str, &str, &str)] = &[
     fields: { env: test, n: 1 }",
     ),
     ("logfmt", "logfmt.log", "format: logfmt"),
-    ("nginx_combined", "nginx_combined.log", "format: nginx_combined"),
-    ("apache_common", "apache_common.log", "format: apache_common"),
+    (
+        "nginx_combined",
+        "nginx_combined.log",
+        "format: nginx_combined",
+    ),
+    (
+        "apache_common",
+        "apache_common.log",
+        "format: apache_common",
+    ),
     ("nginx_error", "nginx_error.log", "format: nginx_error"),
     (
         "regex",
@@ -69,12 +77,14 @@ sinks:
     let mut events = Vec::new();
     let framed = framer.finish(&mut events);
     let parsed = parser.process(&mut FileState::default(), framed.data, events, Release::All);
-    let meta = FileMeta::new(0xab, "app", "/logs/app.log").with_enrichment(Arc::clone(parser.enrichment()));
+    let meta = FileMeta::new(0xab, "app", "/logs/app.log")
+        .with_enrichment(Arc::clone(parser.enrichment()));
     let chunk = Chunk {
         file: Arc::new(meta),
         read_time: "2026-12-06T00:00:00.000000Z".into(),
         data: parsed.data,
         events: parsed.events,
+        fields: parsed.fields,
         end_offset: bytes.len() as u64,
     };
     let mut out = Vec::new();

@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use log_agent::event::{Event, Stream};
+use log_agent::event::{Event, FieldsView, Stream};
 use log_agent::parse::assemble::{Assembler, FileState, Release, Runtime};
 use log_agent::parse::multiline::{MultilineConfig, Preset, Rules};
-use log_agent::parse::{
-    Format, LineParser, Pattern, access, cri, docker, logfmt, nginx_error, time,
-};
+use log_agent::parse::{Format, LineParser, Pattern, access, cri, docker, time};
 use log_agent::source::framing::Framer;
 use proptest::prelude::*;
 
@@ -50,17 +48,31 @@ proptest! {
             Format::NginxError, Format::ApacheCommon, Format::ApacheCombined,
         ] {
             let parser = LineParser::new(format, Some(&regex));
-            let mut event = Event::default();
-            let parsed = parser.parse(&mut event, &line);
+            let mut event = Event::new(0, line.len() as u32, 0);
+            let mut store = Vec::new();
+            let parsed = parser.parse(&mut event, &line, &mut store);
             prop_assert_eq!(parsed, event.fields.is_some());
             prop_assert_eq!(parsed, event.parse_error.is_none());
-            let size = event.fields.as_ref().map_or(0, |f| serde_json::to_vec(f).unwrap().len())
+            let object: serde_json::Map<String, serde_json::Value> = event
+                .fields
+                .map(|range| FieldsView::new(&line, &store, range))
+                .iter()
+                .flat_map(|fields| fields.iter())
+                .map(|field| (field.name().into_owned(), field.to_value()))
+                .collect();
+            if format == Format::Json {
+                // The members kept where they are in the line are what serde_json reads.
+                let whole = serde_json::from_slice::<serde_json::Value>(&line).ok();
+                prop_assert_eq!(
+                    whole.filter(serde_json::Value::is_object),
+                    parsed.then(|| serde_json::Value::Object(object.clone()))
+                );
+            }
+            let size = serde_json::to_vec(&object).unwrap().len()
                 + event.parse_error.as_ref().map_or(0, |e| e.len());
             prop_assert!(size <= bound(line.len()), "{:?}: {} bytes from {}", format, size, line.len());
         }
-        let _ = logfmt::parse(&line);
         let _ = access::scan(&line, access::Layout::NginxCombined);
-        let _ = nginx_error::parse(&line);
         if let Ok(c) = cri::parse(&line) {
             prop_assert!(c.message_start <= line.len());
         }

@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use log_agent::event::Event;
-use log_agent::parse::{Format, LineParser, Pattern, cri, docker, logfmt, time};
+use log_agent::event::{Event, FieldsView};
+use log_agent::parse::{Format, LineParser, Pattern, cri, docker, time};
 
 const FORMATS: [Format; 7] = [
     Format::Json,
@@ -42,10 +42,17 @@ fuzz_target!(|input: &[u8]| {
     match which % 10 {
         n @ 0..7 => {
             let parser = LineParser::new(FORMATS[n], PATTERN.as_ref());
-            let mut event = Event::default();
-            let parsed = parser.parse(&mut event, line);
+            let mut event = Event::new(0, u32::try_from(line.len()).unwrap_or(u32::MAX), 0);
+            let mut store = Vec::new();
+            let parsed = parser.parse(&mut event, line, &mut store);
             assert_eq!(parsed, event.fields.is_some());
             assert_eq!(parsed, event.parse_error.is_none());
+            if let Some(range) = event.fields {
+                // Every field reads back as a value (the spans are inside the line).
+                for field in FieldsView::new(line, &store, range).iter() {
+                    let _ = field.to_value();
+                }
+            }
         }
         7 => {
             if let Ok(parsed) = cri::parse(line) {
@@ -57,7 +64,6 @@ fuzz_target!(|input: &[u8]| {
                 let mut out = Vec::new();
                 let _ = parsed.unescape_into(&mut out);
             }
-            let _ = logfmt::parse(line);
         }
         _ => {
             if let Ok(format) = time::TimeFormat::from_name(TIME_FORMATS[which / 10 % 7]) {

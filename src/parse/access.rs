@@ -8,11 +8,8 @@
 //! The time becomes the event's `timestamp`. Quoted fields stay as logged (nginx writes `"` as
 //! `\x22`, Apache as `\"`).
 
-use serde_json::Value;
-
 use super::time::parse_common_log;
-use super::{insert_field, text_value};
-use crate::event::Fields;
+use crate::event::fields::{Field, FieldName, FieldValue, FieldsBuilder, Span, unsigned};
 
 /// Which access-log layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +45,10 @@ pub struct AccessLine<'a> {
     pub time: &'a [u8],
     /// `%r` without its quotes.
     pub request: &'a [u8],
-    /// `%>s`.
-    pub status: u64,
-    /// `%b`; `None` for `-`.
-    pub bytes: Option<u64>,
+    /// `%>s`, and its digits.
+    pub status: (u64, &'a [u8]),
+    /// `%b`, and its digits; `None` for `-`.
+    pub bytes: Option<(u64, &'a [u8])>,
     /// Combined only.
     pub referer: Option<&'a [u8]>,
     /// Combined only.
@@ -92,13 +89,14 @@ impl<'a> Cursor<'a> {
         Ok(&rest[..len])
     }
 
-    fn number(&mut self, what: &'static str) -> Result<u64, AccessError> {
+    fn number(&mut self, what: &'static str) -> Result<(u64, &'a [u8]), AccessError> {
         let start = self.at;
         let word = self.word(what)?;
-        parse_u64(word).ok_or(AccessError {
+        let number = parse_u64(word).ok_or(AccessError {
             expected: what,
             at: start,
-        })
+        })?;
+        Ok((number, word))
     }
 
     /// `[...]`, without the brackets.
@@ -166,10 +164,13 @@ pub fn scan(line: &[u8], layout: Layout) -> Result<AccessLine<'_>, AccessError> 
     let bytes_at = c.at;
     let bytes = match c.word("the size")? {
         b"-" => None,
-        word => Some(parse_u64(word).ok_or(AccessError {
-            expected: "the size",
-            at: bytes_at,
-        })?),
+        word => Some((
+            parse_u64(word).ok_or(AccessError {
+                expected: "the size",
+                at: bytes_at,
+            })?,
+            word,
+        )),
     };
     let mut parsed = AccessLine {
         client,
@@ -199,52 +200,64 @@ pub fn scan(line: &[u8], layout: Layout) -> Result<AccessLine<'_>, AccessError> 
     Ok(parsed)
 }
 
-/// The fields of `line` and its time (Unix nanoseconds).
-pub fn parse(line: &[u8], layout: Layout) -> Result<(Fields, i64), AccessError> {
+/// Adds the fields of `line` (at offset `base` of its chunk's data) to `fields`; gives its
+/// time (Unix nanoseconds).
+pub fn parse(
+    line: &[u8],
+    layout: Layout,
+    base: usize,
+    fields: &mut FieldsBuilder<'_>,
+) -> Result<i64, AccessError> {
     let parsed = scan(line, layout)?;
     let time = parse_common_log(parsed.time).ok_or(AccessError {
         expected: "a time like 25/Nov/2026:04:55:03 +0000",
         at: 0,
     })?;
-    let mut fields = Fields::new();
-    let mut text = |key: &str, value: Option<&[u8]>| {
+    let span = |part: &[u8]| Span::of(line, base, part);
+    let text = |fields: &mut FieldsBuilder<'_>, name: &'static str, value: Option<&[u8]>| {
         if let Some(value) = value.filter(|v| *v != b"-") {
-            insert_field(&mut fields, key.as_bytes(), text_value(value));
+            fields.push(Field {
+                name: FieldName::Static(name),
+                value: FieldValue::Text(span(value)),
+            });
         }
     };
-    text("client", Some(parsed.client));
-    text("ident", Some(parsed.ident));
-    text("user", Some(parsed.user));
+    text(fields, "client", Some(parsed.client));
+    text(fields, "ident", Some(parsed.ident));
+    text(fields, "user", Some(parsed.user));
     let mut words = parsed.request.split(|&b| b == b' ');
     match (words.next(), words.next(), words.next(), words.next()) {
         (Some(method), Some(path), Some(protocol), None)
             if !method.is_empty() && !path.is_empty() =>
         {
-            text("method", Some(method));
-            text("path", Some(path));
-            text("protocol", Some(protocol));
+            text(fields, "method", Some(method));
+            text(fields, "path", Some(path));
+            text(fields, "protocol", Some(protocol));
         }
-        _ => text("request", Some(parsed.request)),
+        _ => text(fields, "request", Some(parsed.request)),
     }
-    fields.insert("status".into(), Value::from(parsed.status));
-    if let Some(bytes) = parsed.bytes {
-        fields.insert("bytes".into(), Value::from(bytes));
+    let (status, digits) = parsed.status;
+    fields.push(Field {
+        name: FieldName::Static("status"),
+        value: unsigned(digits, span(digits), status),
+    });
+    if let Some((bytes, digits)) = parsed.bytes {
+        fields.push(Field {
+            name: FieldName::Static("bytes"),
+            value: unsigned(digits, span(digits), bytes),
+        });
     }
-    let mut text = |key: &str, value: Option<&[u8]>| {
-        if let Some(value) = value.filter(|v| *v != b"-") {
-            insert_field(&mut fields, key.as_bytes(), text_value(value));
-        }
-    };
-    text("referer", parsed.referer);
-    text("user_agent", parsed.user_agent);
-    text("forwarded_for", parsed.forwarded_for);
-    Ok((fields, time))
+    text(fields, "referer", parsed.referer);
+    text(fields, "user_agent", parsed.user_agent);
+    text(fields, "forwarded_for", parsed.forwarded_for);
+    Ok(time)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::event::fields::testing::object;
+    use serde_json::{Value, json};
 
     const NGINX: &[u8] = br#"93.184.216.34 - - [25/Nov/2026:04:55:03 +0000] "GET /api/v1/items?id=7 HTTP/1.1" 200 1534 "https://example.com/shop" "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0""#;
 
@@ -298,8 +311,8 @@ mod tests {
             (Layout::NginxCombined, b"", Err(0)),
         ];
         for (layout, line, want) in cases {
-            let got = parse(line, *layout)
-                .map(|(f, _)| Value::Object(f))
+            let got = object(line, |fields| parse(line, *layout, 0, fields))
+                .map(|(object, _)| object)
                 .map_err(|e| e.at);
             assert_eq!(&got, want, "{layout:?}: {}", String::from_utf8_lossy(line));
         }
@@ -307,7 +320,10 @@ mod tests {
 
     #[test]
     fn the_time_is_the_event_time() {
-        let (_, time) = parse(NGINX, Layout::NginxCombined).unwrap();
+        let (_, time) = object(NGINX, |fields| {
+            parse(NGINX, Layout::NginxCombined, 0, fields)
+        })
+        .unwrap();
         let want = chrono::DateTime::parse_from_rfc3339("2026-11-25T04:55:03Z").unwrap();
         assert_eq!(Some(time), want.timestamp_nanos_opt());
     }

@@ -6,7 +6,7 @@
 //!   set (and not empty), under one object. The variables are read once, where the
 //!   configuration is loaded ([`PodIdentity::from_lookup`]), so tests pass their own.
 
-use crate::event::Fields;
+use crate::event::StaticFields;
 use crate::sink::encoding::{json_string, write_json_str};
 
 /// The Downward API variables, and the key each becomes under `kubernetes`.
@@ -69,7 +69,7 @@ pub struct Enrichment {
 
 impl Enrichment {
     /// The enrichment of static `fields` and a pod identity.
-    pub fn new(fields: &Fields, pod: &PodIdentity) -> Self {
+    pub fn new(fields: &StaticFields, pod: &PodIdentity) -> Self {
         let mut json = Vec::new();
         let mut keys: Vec<Box<str>> = Vec::new();
         for (key, value) in fields {
@@ -124,7 +124,7 @@ impl Enrichment {
 }
 
 /// The first key of `fields` that the agent writes itself, if any.
-pub fn reserved_key(fields: &Fields) -> Option<&str> {
+pub fn reserved_key(fields: &StaticFields) -> Option<&str> {
     fields
         .keys()
         .map(String::as_str)
@@ -163,14 +163,14 @@ mod tests {
         };
         let pod = PodIdentity(vec![("pod_name".into(), "web\"1".into())]);
         let cases = [
-            (Fields::new(), PodIdentity::default(), json!({})),
+            (StaticFields::new(), PodIdentity::default(), json!({})),
             (
                 fields.clone(),
                 PodIdentity::default(),
                 json!({"env": "prod", "team \"a\"": {"n": 1}, "tier": 2}),
             ),
             (
-                Fields::new(),
+                StaticFields::new(),
                 pod.clone(),
                 json!({"kubernetes": {"pod_name": "web\"1"}}),
             ),
@@ -199,6 +199,6 @@ mod tests {
             unreachable!()
         };
         assert_eq!(reserved_key(&fields), Some("offset"));
-        assert_eq!(reserved_key(&Fields::new()), None);
+        assert_eq!(reserved_key(&StaticFields::new()), None);
     }
 }

@@ -7,8 +7,7 @@
 
 use serde_json::Value;
 
-use super::{insert_field, typed_value};
-use crate::event::Fields;
+use crate::event::fields::{Field, FieldName, FieldValue, FieldsBuilder, Span, typed};
 
 /// Why a line is not logfmt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -95,18 +94,24 @@ pub fn scan<'a>(
     Ok(())
 }
 
-/// The fields of a logfmt line (a later duplicate key replaces an earlier one).
-pub fn parse(line: &[u8]) -> Result<Fields, LogfmtError> {
-    let mut fields = Fields::new();
+/// Adds the fields of a logfmt `line` (at offset `base` of its chunk's data) to `fields` (a
+/// later duplicate key replaces an earlier one).
+pub fn parse(line: &[u8], base: usize, fields: &mut FieldsBuilder<'_>) -> Result<(), LogfmtError> {
+    let span = |part: &[u8]| Span::of(line, base, part);
     scan(line, |key, value| {
         let value = match value {
-            LogfmtValue::Bare => Value::Bool(true),
-            LogfmtValue::Plain(text) => typed_value(text),
-            LogfmtValue::Quoted(text) => Value::String(unescape(text)),
+            LogfmtValue::Bare => FieldValue::Owned(Box::new(Value::Bool(true))),
+            LogfmtValue::Plain(text) => typed(text, span(text)),
+            LogfmtValue::Quoted(text) if memchr::memchr(b'\\', text).is_none() => {
+                FieldValue::Text(span(text))
+            }
+            LogfmtValue::Quoted(text) => FieldValue::Owned(Box::new(Value::String(unescape(text)))),
         };
-        insert_field(&mut fields, key, value);
-    })?;
-    Ok(fields)
+        fields.push(Field {
+            name: FieldName::Text(span(key)),
+            value,
+        });
+    })
 }
 
 /// Resolves `\"`, `\\`, `\n`, `\t`, `\r`; any other escaped byte stands for itself.
@@ -135,6 +140,7 @@ fn unescape(text: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::fields::testing::object;
     use serde_json::json;
 
     #[test]
@@ -166,7 +172,7 @@ mod tests {
             (br#"a"b=1"#, Err(LogfmtError::QuoteInKey(1))),
         ];
         for (line, want) in cases {
-            let got = parse(line).map(Value::Object);
+            let got = object(line, |fields| parse(line, 0, fields)).map(|(object, ())| object);
             assert_eq!(&got, want, "{}", String::from_utf8_lossy(line));
         }
     }

@@ -26,14 +26,14 @@ use std::sync::Arc;
 
 use ::regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
 
 use self::access::Layout;
 use self::assemble::{Assembler, FileState, Release, Runtime};
 use self::enrich::Enrichment;
 use self::regex::{RegexFormatError, RegexParser};
 use self::time::TimeFormat;
-use crate::event::{Event, Fields};
+use crate::event::Event;
+use crate::event::fields::{Field, FieldName, FieldRef, FieldsBuilder, FieldsView};
 use crate::source::FileSourceConfig;
 
 /// How a source's lines are parsed.
@@ -178,43 +178,6 @@ pub enum FilterAction {
     Drop,
 }
 
-/// Builds field values without copying more than once.
-pub(crate) fn text_value(text: &[u8]) -> Value {
-    Value::String(String::from_utf8_lossy(text).into_owned())
-}
-
-/// A canonical integer (`0`, `-12`, no leading zeros, fits 64 bits) or decimal (`12.5`)
-/// becomes a number; anything else a string.
-pub(crate) fn typed_value(text: &[u8]) -> Value {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    let (int, frac) = match memchr::memchr(b'.', digits) {
-        Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
-        None => (digits, None),
-    };
-    let canonical = !int.is_empty()
-        && int.iter().all(u8::is_ascii_digit)
-        && (int.len() == 1 || int[0] != b'0')
-        && frac.is_none_or(|f| !f.is_empty() && f.iter().all(u8::is_ascii_digit));
-    if canonical && let Ok(text) = std::str::from_utf8(text) {
-        let number = match frac {
-            None => text.parse::<i64>().ok().map(Value::from),
-            Some(_) => text
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number),
-        };
-        if let Some(number) = number {
-            return number;
-        }
-    }
-    text_value(text)
-}
-
-pub(crate) fn insert_field(fields: &mut Fields, key: &[u8], value: Value) {
-    fields.insert(String::from_utf8_lossy(key).into_owned(), value);
-}
-
 /// The line formats, compiled (the regex of `format: regex`).
 #[derive(Debug)]
 pub struct LineParser {
@@ -233,62 +196,71 @@ impl LineParser {
         LineParser { format, regex }
     }
 
-    /// Parses `message` into the event's fields (and time, for formats that carry one); on
-    /// failure sets `parse_error` and returns false.
-    pub fn parse(&self, event: &mut Event, message: &[u8]) -> bool {
-        let result: Result<(Fields, Option<i64>), String> = match self.format {
-            Format::Raw | Format::Cri | Format::Docker => return true,
-            Format::Json => return json::parse(event, message),
-            Format::Logfmt => logfmt::parse(message)
-                .map(|f| (f, None))
+    /// Parses the message of `event` (in `data`) into fields added to `store` (and its time,
+    /// for formats that carry one); on failure sets `parse_error` and returns false.
+    pub fn parse(&self, event: &mut Event, data: &[u8], store: &mut Vec<Field>) -> bool {
+        if matches!(self.format, Format::Raw | Format::Cri | Format::Docker) {
+            return true;
+        }
+        let base = event.start as usize;
+        let message = message_of(data, event);
+        let mut fields = FieldsBuilder::new(store, data);
+        let result: Result<Option<i64>, String> = match self.format {
+            Format::Raw | Format::Cri | Format::Docker => Ok(None),
+            Format::Json => json::parse(message, base, &mut fields).map(|()| None),
+            Format::Logfmt => logfmt::parse(message, base, &mut fields)
+                .map(|()| None)
                 .map_err(|e| e.to_string()),
             Format::Regex => match &self.regex {
-                Some(Ok(parser)) => parser.parse(message).map(|f| (f, None)),
+                Some(Ok(parser)) => parser.parse(message, base, &mut fields).map(|()| None),
                 Some(Err(e)) => Err(e.clone()),
                 None => Err(RegexFormatError::NoNamedGroup),
             }
             .map_err(|e| e.to_string()),
-            Format::NginxCombined => access(message, Layout::NginxCombined),
-            Format::ApacheCommon => access(message, Layout::Common),
-            Format::ApacheCombined => access(message, Layout::Combined),
-            Format::NginxError => nginx_error::parse(message)
-                .map(|(f, t)| (f, Some(t)))
+            Format::NginxCombined => access(message, Layout::NginxCombined, base, &mut fields),
+            Format::ApacheCommon => access(message, Layout::Common, base, &mut fields),
+            Format::ApacheCombined => access(message, Layout::Combined, base, &mut fields),
+            Format::NginxError => nginx_error::parse(message, base, &mut fields)
+                .map(Some)
                 .map_err(|e| e.to_string()),
         };
         match result {
-            Ok((fields, time)) => {
-                event.fields = Some(Box::new(fields));
+            Ok(time) => {
+                event.fields = Some(fields.finish());
                 if time.is_some() {
                     event.time = time;
                 }
                 true
             }
             Err(error) => {
+                fields.abandon();
                 event.parse_error = Some(error.into_boxed_str());
                 false
             }
         }
     }
 
-    /// Parses every event of a chunk in place (their messages are in `data`); returns how many
-    /// failed to parse.
-    pub fn parse_all(&self, data: &[u8], events: &mut [Event]) -> u64 {
+    /// Parses every event of a chunk in place (their messages are in `data`, their fields go
+    /// into `store`); returns how many failed to parse.
+    pub fn parse_all(&self, data: &[u8], events: &mut [Event], store: &mut Vec<Field>) -> u64 {
         if matches!(self.format, Format::Raw | Format::Cri | Format::Docker) {
             return 0;
         }
         events
             .iter_mut()
-            .map(|e| {
-                let message = message_of(data, e);
-                u64::from(!self.parse(e, message))
-            })
+            .map(|e| u64::from(!self.parse(e, data, store)))
             .sum()
     }
 }
 
-fn access(message: &[u8], layout: Layout) -> Result<(Fields, Option<i64>), String> {
-    access::parse(message, layout)
-        .map(|(f, t)| (f, Some(t)))
+fn access(
+    message: &[u8],
+    layout: Layout,
+    base: usize,
+    fields: &mut FieldsBuilder<'_>,
+) -> Result<Option<i64>, String> {
+    access::parse(message, layout, base, fields)
+        .map(Some)
         .map_err(|e| e.to_string())
 }
 
@@ -321,6 +293,8 @@ pub struct Parsed {
     pub data: bytes::Bytes,
     /// The events, in file order.
     pub events: Vec<Event>,
+    /// The parsed fields of the events (see [`Event::fields`]).
+    pub fields: Vec<Field>,
     /// The offset of the first line held back for a later chunk (an unfinished multiline
     /// group, a partial container line): the checkpoint must not pass it.
     pub hold_from: Option<u64>,
@@ -390,6 +364,7 @@ impl SourceParser {
             return Parsed {
                 data,
                 events,
+                fields: Vec::new(),
                 hold_from: None,
                 counts: ParseCounts::default(),
             };
@@ -402,10 +377,15 @@ impl SourceParser {
             parse_errors: events.iter().filter(|e| e.parse_error.is_some()).count() as u64,
             ..ParseCounts::default()
         };
-        counts.parse_errors += self.line.parse_all(&data, &mut events);
+        // About one field per 24 bytes of structured lines, so that the vector rarely grows.
+        let mut fields = Vec::new();
+        if self.line.format.has_fields() {
+            fields.reserve(data.len() / 24);
+        }
+        counts.parse_errors += self.line.parse_all(&data, &mut events, &mut fields);
         if let Some(rule) = &self.timestamp {
             for event in &mut events {
-                if !take_timestamp(rule, event) {
+                if !take_timestamp(rule, event, &data, &mut fields) {
                     event.flags.timestamp_failed = true;
                     counts.timestamp_failures += 1;
                 }
@@ -414,7 +394,7 @@ impl SourceParser {
         if let Some(filter) = &self.filter {
             let before = events.len();
             events.retain(|event| {
-                let matched = field_text(event, &data, &filter.field)
+                let matched = field_text(event, &data, &fields, &filter.field)
                     .is_some_and(|text| filter.pattern.regex().is_match(&text));
                 matched == (filter.action == FilterAction::Keep)
             });
@@ -423,6 +403,7 @@ impl SourceParser {
         Parsed {
             data,
             events,
+            fields,
             hold_from: assembled.hold_from,
             counts,
         }
@@ -430,37 +411,49 @@ impl SourceParser {
 }
 
 /// Sets the event's time from the configured field; false when it cannot. A `timestamp` field
-/// that does not parse is kept as `timestamp_unparsed`, since the event's own `timestamp` must
-/// be RFC 3339.
-fn take_timestamp(rule: &TimestampConfig, event: &mut Event) -> bool {
-    let Some(fields) = event.fields.as_mut() else {
+/// that does not parse is kept as `timestamp_unparsed` (moved to the end, as a map's removal and
+/// insertion would), since the event's own `timestamp` must be RFC 3339.
+fn take_timestamp(
+    rule: &TimestampConfig,
+    event: &mut Event,
+    data: &[u8],
+    store: &mut [Field],
+) -> bool {
+    let Some(range) = event.fields else {
         return false;
     };
-    let time = fields
+    let view = FieldsView::new(data, store, range);
+    if let Some(time) = view
         .get(&rule.field)
-        .and_then(|v| rule.format.parse_value(v));
-    match time {
-        Some(time) => {
-            event.time = Some(time);
-            true
-        }
-        None => {
-            if let Some(value) = fields.shift_remove("timestamp") {
-                fields.insert("timestamp_unparsed".into(), value);
+        .and_then(|field| rule.format.parse_field(&field))
+    {
+        event.time = Some(time);
+        return true;
+    }
+    let at = view.iter().position(|field| field.is_named("timestamp"));
+    if let Some(at) = at {
+        let (start, len) = (range.start as usize, range.len as usize);
+        if let Some(own) = store.get_mut(start + at..start + len) {
+            own.rotate_left(1);
+            if let Some(last) = own.last_mut() {
+                last.name = FieldName::Static("timestamp_unparsed");
             }
-            false
         }
     }
+    false
 }
 
 /// The text of `field` of an event, for filters: a parsed field (numbers and other values as
 /// JSON), `stream`, or the message when the event has no fields of its own.
-fn field_text<'a>(event: &'a Event, data: &'a [u8], field: &str) -> Option<Cow<'a, [u8]>> {
-    if let Some(fields) = &event.fields {
-        return match fields.get(field)? {
-            Value::String(text) => Some(Cow::Borrowed(text.as_bytes())),
-            other => Some(Cow::Owned(other.to_string().into_bytes())),
-        };
+fn field_text<'a>(
+    event: &'a Event,
+    data: &'a [u8],
+    store: &'a [Field],
+    field: &str,
+) -> Option<Cow<'a, [u8]>> {
+    if let Some(range) = event.fields {
+        let view = FieldsView::new(data, store, range);
+        return view.get(field).map(|found: FieldRef<'a>| found.text());
     }
     match field {
         "message" => Some(Cow::Borrowed(message_of(data, event))),
@@ -472,35 +465,8 @@ fn field_text<'a>(event: &'a Event, data: &'a [u8], field: &str) -> Option<Cow<'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::fields::testing::owned;
     use serde_json::json;
-
-    #[test]
-    fn typed_values_table() {
-        let cases: &[(&[u8], Value)] = &[
-            (b"0", json!(0)),
-            (b"404", json!(404)),
-            (b"-7", json!(-7)),
-            (b"12.5", json!(12.5)),
-            (b"-0.25", json!(-0.25)),
-            (b"007", json!("007")),
-            (b"1.", json!("1.")),
-            (b".5", json!(".5")),
-            (b"1e3", json!("1e3")),
-            (b"-", json!("-")),
-            (b"", json!("")),
-            (b"99999999999999999999", json!("99999999999999999999")),
-            (b"1.2.3", json!("1.2.3")),
-            (b"\xff", json!("\u{fffd}")),
-        ];
-        for (text, want) in cases {
-            assert_eq!(
-                &typed_value(text),
-                want,
-                "{}",
-                String::from_utf8_lossy(text)
-            );
-        }
-    }
 
     #[test]
     fn bad_patterns_are_one_line_errors() {
@@ -544,31 +510,31 @@ mod tests {
                 "level",
             ),
         ];
+        let parse = |parser: &LineParser, line: &[u8]| {
+            let mut event = Event::new(0, line.len() as u32, 0);
+            let mut store = Vec::new();
+            let ok = parser.parse(&mut event, line, &mut store);
+            (ok, event, store)
+        };
         for (format, line, key) in cases {
             let parser = LineParser::new(*format, None);
-            let mut event = Event::default();
-            assert!(parser.parse(&mut event, line), "{format:?}");
+            let (ok, event, store) = parse(&parser, line);
+            assert!(ok, "{format:?}");
+            let fields = FieldsView::new(line, &store, event.fields.unwrap());
+            assert!(fields.get(key).is_some(), "{format:?}");
+            let (ok, bad, store) = parse(&parser, b"\x00 not a line \xff");
+            assert!(!ok, "{format:?}");
             assert!(
-                event.fields.as_ref().unwrap().contains_key(*key),
-                "{format:?}"
-            );
-            let mut bad = Event::default();
-            assert!(
-                !parser.parse(&mut bad, b"\x00 not a line \xff"),
-                "{format:?}"
-            );
-            assert!(
-                bad.fields.is_none() && bad.parse_error.is_some(),
+                bad.fields.is_none() && bad.parse_error.is_some() && store.is_empty(),
                 "{format:?}"
             );
         }
         // The access and error layouts carry the event time.
-        let mut event = Event::default();
-        LineParser::new(Format::NginxError, None).parse(&mut event, cases[5].1);
+        let (_, event, _) = parse(&LineParser::new(Format::NginxError, None), cases[5].1);
         assert!(event.time.is_some());
         // `regex` without a usable pattern fails every line rather than dropping it.
-        let mut event = Event::default();
-        assert!(!LineParser::new(Format::Regex, None).parse(&mut event, b"x"));
+        let (ok, event, _) = parse(&LineParser::new(Format::Regex, None), b"x");
+        assert!(!ok);
         assert!(event.parse_error.is_some());
     }
 
@@ -594,29 +560,27 @@ mod tests {
             (json!({"timestamp": "junk"}), None, true),
         ];
         for (object, want, renamed) in cases {
-            let Value::Object(map) = object.clone() else {
-                unreachable!()
-            };
+            let (mut store, range) = owned(&object);
             let mut event = Event {
-                fields: Some(Box::new(map)),
+                fields: Some(range),
                 ..Event::default()
             };
             assert_eq!(
-                take_timestamp(&rule, &mut event),
+                take_timestamp(&rule, &mut event, b"", &mut store),
                 want.is_some(),
                 "{object}"
             );
             assert_eq!(event.time, want, "{object}");
-            let fields = event.fields.unwrap();
+            let fields = FieldsView::new(b"", &store, range);
             assert_eq!(
-                fields.contains_key("timestamp_unparsed"),
+                fields.get("timestamp_unparsed").is_some(),
                 renamed,
                 "{object}"
             );
-            assert!(!fields.contains_key("timestamp") || !renamed);
+            assert!(fields.get("timestamp").is_none() || !renamed);
         }
         let mut unparsed = Event::default();
-        assert!(!take_timestamp(&rule, &mut unparsed));
+        assert!(!take_timestamp(&rule, &mut unparsed, b"", &mut []));
     }
 
     #[test]
@@ -624,10 +588,8 @@ mod tests {
         let data = b"GET /healthz kube-probe/1.29";
         let raw = Event::new(0, data.len() as u32, 0);
         let mut parsed = Event::default();
-        let Value::Object(map) = json!({"status": 200, "user_agent": "kube-probe/1.29"}) else {
-            unreachable!()
-        };
-        parsed.fields = Some(Box::new(map));
+        let (store, range) = owned(&json!({"status": 200, "user_agent": "kube-probe/1.29"}));
+        parsed.fields = Some(range);
         let mut cri = Event::new(0, 3, 0);
         cri.stream = Some(crate::event::Stream::Stderr);
         let cases: &[(&Event, &str, Option<&[u8]>)] = &[
@@ -640,7 +602,11 @@ mod tests {
             (&cri, "message", Some(b"GET")),
         ];
         for (event, field, want) in cases {
-            assert_eq!(field_text(event, data, field).as_deref(), *want, "{field}");
+            assert_eq!(
+                field_text(event, data, &store, field).as_deref(),
+                *want,
+                "{field}"
+            );
         }
     }
 }

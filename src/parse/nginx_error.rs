@@ -7,19 +7,21 @@
 //! `request`, `upstream`, `host`, `referrer`, ...) with quotes removed. The time (local time of
 //! the server, no zone in the line) is taken as UTC.
 
-use serde_json::Value;
-
 use super::time::parse_nginx_error;
-use super::{insert_field, text_value};
-use crate::event::Fields;
+use crate::event::fields::{Field, FieldName, FieldValue, FieldsBuilder, Span, unsigned};
 
 /// Why a line is not an nginx error-log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("nginx error log: expected {0}")]
 pub struct NginxErrorError(&'static str);
 
-/// The fields of `line` and its time (Unix nanoseconds).
-pub fn parse(line: &[u8]) -> Result<(Fields, i64), NginxErrorError> {
+/// Adds the fields of `line` (at offset `base` of its chunk's data) to `fields`; gives its
+/// time (Unix nanoseconds).
+pub fn parse(
+    line: &[u8],
+    base: usize,
+    fields: &mut FieldsBuilder<'_>,
+) -> Result<i64, NginxErrorError> {
     const TIME_LEN: usize = "2026/11/25 04:55:03".len();
     let time = line
         .get(..TIME_LEN)
@@ -36,83 +38,99 @@ pub fn parse(line: &[u8]) -> Result<(Fields, i64), NginxErrorError> {
         .ok_or(NginxErrorError("a space after the level"))?;
     let hash = memchr::memchr(b'#', rest).ok_or(NginxErrorError("`pid#tid:`"))?;
     let colon = memchr::memchr(b':', rest).ok_or(NginxErrorError("`pid#tid:`"))?;
-    let pid = number(&rest[..hash]).ok_or(NginxErrorError("a process id"))?;
-    let tid = rest
-        .get(hash + 1..colon)
-        .and_then(number)
-        .ok_or(NginxErrorError("a thread id"))?;
+    let pid_digits = &rest[..hash];
+    let pid = number(pid_digits).ok_or(NginxErrorError("a process id"))?;
+    let tid_digits = rest.get(hash + 1..colon).unwrap_or_default();
+    let tid = number(tid_digits).ok_or(NginxErrorError("a thread id"))?;
     let mut rest = rest[colon + 1..]
         .strip_prefix(b" ")
         .unwrap_or(&rest[colon + 1..]);
-    let mut fields = Fields::new();
-    insert_field(&mut fields, b"level", text_value(level));
-    fields.insert("pid".into(), Value::from(pid));
-    fields.insert("tid".into(), Value::from(tid));
+    let span = |part: &[u8]| Span::of(line, base, part);
+    let text = |fields: &mut FieldsBuilder<'_>, name: FieldName, value: &[u8]| {
+        fields.push(Field {
+            name,
+            value: FieldValue::Text(span(value)),
+        });
+    };
+    let integer = |fields: &mut FieldsBuilder<'_>, name: &'static str, digits: &[u8], n: u64| {
+        fields.push(Field {
+            name: FieldName::Static(name),
+            value: unsigned(digits, span(digits), n),
+        });
+    };
+    text(fields, FieldName::Static("level"), level);
+    integer(fields, "pid", pid_digits, pid);
+    integer(fields, "tid", tid_digits, tid);
     if let Some(after_star) = rest.strip_prefix(b"*") {
         let end = memchr::memchr(b' ', after_star).unwrap_or(after_star.len());
-        if let Some(connection) = number(&after_star[..end]) {
-            fields.insert("connection".into(), Value::from(connection));
+        let digits = &after_star[..end];
+        if let Some(connection) = number(digits) {
+            integer(fields, "connection", digits, connection);
             rest = after_star.get(end + 1..).unwrap_or_default();
         }
     }
     let (message, context) = split_context(rest);
-    insert_field(&mut fields, b"message", text_value(message));
-    for (key, value) in context {
-        insert_field(&mut fields, key, text_value(value));
-    }
-    Ok((fields, time))
+    text(fields, FieldName::Static("message"), message);
+    context_pairs(context, |key, value| {
+        text(fields, FieldName::Text(span(key)), value);
+    });
+    Ok(time)
 }
 
 fn number(digits: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// A context pair: key, value.
-type Pair<'a> = (&'a [u8], &'a [u8]);
-
 /// Splits the text after the connection into the message and the `, key: value` pairs that
 /// follow it. The message ends at the first `, key: ` whose key is a lowercase word and whose
 /// pairs run to the end of the line; a message that merely contains `, x: ` stays whole.
-fn split_context(text: &[u8]) -> (&[u8], Vec<Pair<'_>>) {
+fn split_context(text: &[u8]) -> (&[u8], &[u8]) {
     let mut search_from = 0;
     while let Some(found) = memchr::memmem::find(&text[search_from..], b", ") {
         let at = search_from + found;
-        if let Some(pairs) = context_pairs(&text[at..]) {
-            return (&text[..at], pairs);
+        if context_pairs(&text[at..], |_, _| {}) {
+            return (&text[..at], &text[at..]);
         }
         search_from = at + 2;
     }
-    (text, Vec::new())
+    (text, &[])
 }
 
-/// `, key: value, key: "value"...` to the end of `text`, or None if it is not that.
-fn context_pairs(mut text: &[u8]) -> Option<Vec<Pair<'_>>> {
-    let mut pairs = Vec::new();
+/// Calls `pair` with each key and value of `, key: value, key: "value"...` up to the end of
+/// `text`; false (and some pairs given) when `text` is not that.
+fn context_pairs<'a>(mut text: &'a [u8], mut pair: impl FnMut(&'a [u8], &'a [u8])) -> bool {
     while !text.is_empty() {
-        text = text.strip_prefix(b", ")?;
-        let colon = memchr::memmem::find(text, b": ")?;
-        let key = &text[..colon];
+        let Some(after) = text.strip_prefix(b", ") else {
+            return false;
+        };
+        let Some(colon) = memchr::memmem::find(after, b": ") else {
+            return false;
+        };
+        let key = &after[..colon];
         if key.is_empty() || !key.iter().all(|b| b.is_ascii_lowercase() || *b == b'_') {
-            return None;
+            return false;
         }
-        text = &text[colon + 2..];
-        let (value, rest) = if let Some(inner) = text.strip_prefix(b"\"") {
-            let close = memchr::memchr(b'"', inner)?;
+        let after = &after[colon + 2..];
+        let (value, rest) = if let Some(inner) = after.strip_prefix(b"\"") {
+            let Some(close) = memchr::memchr(b'"', inner) else {
+                return false;
+            };
             (&inner[..close], &inner[close + 1..])
         } else {
-            let end = memchr::memmem::find(text, b", ").unwrap_or(text.len());
-            (&text[..end], &text[end..])
+            let end = memchr::memmem::find(after, b", ").unwrap_or(after.len());
+            (&after[..end], &after[end..])
         };
-        pairs.push((key, value));
+        pair(key, value);
         text = rest;
     }
-    Some(pairs)
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::event::fields::testing::object;
+    use serde_json::{Value, json};
 
     #[test]
     fn parses_table() {
@@ -147,7 +165,9 @@ mod tests {
             (b"", Err("a time like 2026/11/25 04:55:03")),
         ];
         for (line, want) in cases {
-            let got = parse(line).map(|(f, _)| Value::Object(f)).map_err(|e| e.0);
+            let got = object(line, |fields| parse(line, 0, fields))
+                .map(|(object, _)| object)
+                .map_err(|e| e.0);
             assert_eq!(&got, want, "{}", String::from_utf8_lossy(line));
         }
     }

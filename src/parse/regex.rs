@@ -7,8 +7,8 @@ use std::cell::RefCell;
 
 use regex::bytes::{CaptureLocations, Regex};
 
-use super::{Pattern, insert_field, typed_value};
-use crate::event::Fields;
+use super::Pattern;
+use crate::event::fields::{Field, FieldName, FieldsBuilder, Span, typed};
 
 /// Why a line did not parse, or why a pattern cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,8 +25,9 @@ pub enum RegexFormatError {
 #[derive(Debug)]
 pub struct RegexParser {
     regex: Regex,
-    /// (group index, field name) of every named group.
-    names: Vec<(usize, Box<str>)>,
+    /// (group index, field name) of every named group; the names are interned (see
+    /// [`intern`]), so that fields name them without a copy or a count per line.
+    names: Vec<(usize, &'static str)>,
     /// Capture positions, reused: a parser belongs to one tailer thread.
     locations: RefCell<CaptureLocations>,
 }
@@ -35,10 +36,10 @@ impl RegexParser {
     /// A parser for `pattern`, which must name at least one group.
     pub fn new(pattern: &Pattern) -> Result<Self, RegexFormatError> {
         let regex = pattern.regex().clone();
-        let names: Vec<(usize, Box<str>)> = regex
+        let names: Vec<(usize, &'static str)> = regex
             .capture_names()
             .enumerate()
-            .filter_map(|(i, name)| Some((i, name?.into())))
+            .filter_map(|(i, name)| Some((i, intern(name?))))
             .collect();
         if names.is_empty() {
             return Err(RegexFormatError::NoNamedGroup);
@@ -51,25 +52,53 @@ impl RegexParser {
         })
     }
 
-    /// The fields of `line`.
-    pub fn parse(&self, line: &[u8]) -> Result<Fields, RegexFormatError> {
+    /// Adds the fields of `line` (at offset `base` of its chunk's data) to `fields`.
+    pub fn parse(
+        &self,
+        line: &[u8],
+        base: usize,
+        fields: &mut FieldsBuilder<'_>,
+    ) -> Result<(), RegexFormatError> {
         let mut locations = self.locations.borrow_mut();
         if self.regex.captures_read(&mut locations, line).is_none() {
             return Err(RegexFormatError::NoMatch);
         }
-        let mut fields = Fields::new();
         for (index, name) in &self.names {
             if let Some((start, end)) = locations.get(*index) {
-                insert_field(&mut fields, name.as_bytes(), typed_value(&line[start..end]));
+                let text = &line[start..end];
+                fields.push(Field {
+                    name: FieldName::Static(name),
+                    value: typed(text, Span::at(base + start, text.len())),
+                });
             }
         }
-        Ok(fields)
+        Ok(())
     }
+}
+
+/// The one copy of a capture name that every parser of it shares. Each distinct name is
+/// kept for the life of the process: they come from configurations, not from lines, so there
+/// are few of them, however often a configuration is loaded.
+fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::fields::testing::object;
     use serde_json::{Value, json};
 
     #[test]
@@ -106,7 +135,7 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(
-                &parser.parse(line).map(Value::Object),
+                &object(line, |fields| parser.parse(line, 0, fields)).map(|(object, ())| object),
                 want,
                 "{}",
                 String::from_utf8_lossy(line)

@@ -85,6 +85,20 @@ impl TimeFormat {
         }
     }
 
+    /// The time a parsed field stands for, in Unix nanoseconds: a string in this format, or a
+    /// number for the Unix formats.
+    pub fn parse_field(&self, field: &crate::event::fields::FieldRef<'_>) -> Option<i64> {
+        if let Some(text) = field.as_str() {
+            return self.parse(text.as_bytes());
+        }
+        let number = field.number_text()?;
+        let scale = self.unix_scale()?;
+        match number.parse::<i64>() {
+            Ok(n) => n.checked_mul(scale),
+            Err(_) => decimal_scaled(&number, scale),
+        }
+    }
+
     /// The time `text` stands for, in Unix nanoseconds.
     pub fn parse(&self, text: &[u8]) -> Option<i64> {
         match self {

@@ -207,6 +207,7 @@ impl BufferSender {
             read_time: Arc::clone(&chunk.read_time),
             data: bytes::Bytes::new(),
             events: Vec::new(),
+            fields: Vec::new(),
             end_offset: chunk.end_offset,
         });
         match self.tx.try_send(marker) {
@@ -315,6 +316,7 @@ mod tests {
             read_time: "t".into(),
             data: bytes::Bytes::from(vec![b'x'; bytes]),
             events: (0..events).map(|i| Event::new(0, 1, i as u64)).collect(),
+            fields: Vec::new(),
             end_offset,
         })
     }

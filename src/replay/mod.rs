@@ -25,7 +25,7 @@ pub use progress::ProgressMode;
 use progress::ProgressState;
 
 use crate::config::Config;
-use crate::event::{Chunk, Event, FileMeta};
+use crate::event::{Chunk, Event, Field, FieldsView, FileMeta};
 use crate::metrics::{Metrics, add};
 use crate::parse::assemble::{FileState, Release};
 use crate::parse::{Format, SourceParser};
@@ -626,7 +626,8 @@ impl Reader {
             let (since, until) = (self.since, self.until);
             let before = events.len();
             let mut undated = 0;
-            events.retain(|event| match event_time(event) {
+            let (data, fields) = (&parsed.data, &parsed.fields);
+            events.retain(|event| match event_time(event, data, fields) {
                 Some(at) => since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u),
                 None => {
                     undated += 1;
@@ -648,6 +649,7 @@ impl Reader {
             read_time: now_rfc3339().into(),
             data: parsed.data,
             events,
+            fields: parsed.fields,
             end_offset,
         };
         self.runtime
@@ -662,15 +664,15 @@ impl Reader {
 
 /// The time an event says it happened: the time parsed out of its line (the access and error
 /// log formats, `timestamp:`), else an RFC 3339 `timestamp`, `time`, `@timestamp` or `ts` field.
-fn event_time(event: &Event) -> Option<DateTime<FixedOffset>> {
+fn event_time(event: &Event, data: &[u8], store: &[Field]) -> Option<DateTime<FixedOffset>> {
     if let Some(nanos) = event.time {
         return Some(DateTime::from_timestamp_nanos(nanos).fixed_offset());
     }
-    let fields = event.fields.as_ref()?;
+    let fields = FieldsView::new(data, store, event.fields?);
     ["timestamp", "time", "@timestamp", "ts"]
         .iter()
-        .filter_map(|key| fields.get(*key)?.as_str())
-        .find_map(|text| DateTime::parse_from_rfc3339(text).ok())
+        .filter_map(|key| fields.get(key)?.as_str())
+        .find_map(|text| DateTime::parse_from_rfc3339(&text).ok())
 }
 
 /// Bytes of a file's (uncompressed) head that go into its key.

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::fields::{FieldName, FieldRef, FieldValue};
 use crate::event::{Chunk, Event, FileMeta};
 use crate::parse::time::write_rfc3339;
 use crate::pipeline::batcher::Batch;
@@ -48,11 +49,12 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
     out.push(b'{');
     // A time parsed from the line replaces a parsed object's own `timestamp`.
     let mut has_timestamp = event.time.is_some();
-    match &event.fields {
+    match chunk.fields(event) {
         Some(fields) => {
             let mut first = true;
-            for (key, value) in fields.iter() {
-                let key = key.as_str();
+            for field in fields.iter() {
+                let name = field.name();
+                let key = &*name;
                 if AGENT_KEYS.contains(&key)
                     || (key == "timestamp" && event.time.is_some())
                     || (!enrichment.is_empty() && enrichment.has_key(key))
@@ -65,10 +67,7 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
                     out.push(b',');
                 }
                 first = false;
-                write_json_str(out, key.as_bytes());
-                out.push(b':');
-                // Writing a Value into a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut *out, value);
+                write_field(out, &field);
             }
             if !first {
                 out.push(b',');
@@ -124,6 +123,36 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
         write_json_str(out, error.as_bytes());
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// Appends `"name":value` as `serde_json` would write the pair (see
+/// [`crate::event::fields`]): what stands in the line as it will be written is copied.
+fn write_field(out: &mut Vec<u8>, field: &FieldRef<'_>) {
+    let data = field.data();
+    let field = field.field();
+    match &field.name {
+        FieldName::Json(span) => out.extend_from_slice(span.bytes(data)),
+        FieldName::Text(span) => write_text(out, span.bytes(data)),
+        FieldName::Static(name) => write_json_str(out, name.as_bytes()),
+        FieldName::Owned(name) => write_json_str(out, name.as_bytes()),
+    }
+    out.push(b':');
+    match &field.value {
+        FieldValue::Json(span) => out.extend_from_slice(span.bytes(data)),
+        FieldValue::Text(span) => write_text(out, span.bytes(data)),
+        // Writing a Value into a Vec cannot fail.
+        FieldValue::Owned(value) => {
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+    }
+}
+
+/// Appends bytes of a line as a JSON string, invalid UTF-8 replaced.
+fn write_text(out: &mut Vec<u8>, text: &[u8]) {
+    match std::str::from_utf8(text) {
+        Ok(text) => write_json_str(out, text.as_bytes()),
+        Err(_) => write_json_str(out, String::from_utf8_lossy(text).as_bytes()),
+    }
 }
 
 fn write_message(out: &mut Vec<u8>, message: &[u8], event: &Event) {
@@ -303,10 +332,11 @@ mod tests {
             ),
         ];
         for (object, subset, timestamp) in cases {
-            let Value::Object(map) = object.clone() else {
-                unreachable!()
-            };
-            let got = encode_one(b"ignored", 7, |e| e.fields = Some(Box::new(map)));
+            let mut chunk = chunk(&[(b"ignored", 7)]);
+            testing::set_fields(&mut chunk, 0, &object);
+            let mut out = Vec::new();
+            encode_json(&chunk, &chunk.events[0], &mut out);
+            let got: Value = serde_json::from_slice(&out).unwrap();
             for (key, value) in subset.as_object().unwrap() {
                 assert_eq!(&got[key], value, "{object}: {key}");
             }
@@ -337,7 +367,7 @@ mod tests {
         // The Downward API identity of the agent's pod, and a static field.
         let identity =
             crate::parse::enrich::PodIdentity(vec![("pod_name".into(), "agent-0".into())]);
-        let mut static_fields = crate::event::Fields::new();
+        let mut static_fields = crate::event::StaticFields::new();
         static_fields.insert("env".into(), json!("prod"));
         let enrichment = Arc::new(crate::parse::enrich::Enrichment::new(
             &static_fields,
@@ -350,8 +380,8 @@ mod tests {
                     meta = meta.with_enrichment(Arc::clone(&enrichment));
                 }
                 let mut chunk = testing::chunk(meta, &[(b"m", 0)], 2);
-                if let Some(Value::Object(map)) = fields.clone() {
-                    chunk.events[0].fields = Some(Box::new(map));
+                if let Some(object) = &fields {
+                    testing::set_fields(&mut chunk, 0, object);
                 }
                 let mut out = Vec::new();
                 encode_json(&chunk, &chunk.events[0], &mut out);

@@ -132,13 +132,14 @@ pub fn push_field(chunk: &Chunk, event: &Event, name: &str, out: &mut String) {
         "message" if event.fields.is_none() => {
             out.push_str(&String::from_utf8_lossy(chunk.message(event)))
         }
-        _ => match event.fields.as_ref().and_then(|f| f.get(name)) {
-            Some(serde_json::Value::String(s)) => out.push_str(s),
-            Some(other) => {
-                let _ = write!(out, "{other}");
+        _ => {
+            if let Some(field) = chunk.fields(event).and_then(|f| f.get(name)) {
+                match field.as_str() {
+                    Some(text) => out.push_str(&text),
+                    None => out.push_str(&String::from_utf8_lossy(&field.text())),
+                }
             }
-            None => {}
-        },
+        }
     }
 }
 
@@ -156,12 +157,15 @@ impl EventClock {
         if let Some(nanos) = event.time {
             return DateTime::from_timestamp_nanos(nanos);
         }
-        let own = event
-            .fields
-            .as_ref()
+        let own = chunk
+            .fields(event)
             .and_then(|fields| fields.get("timestamp"))
-            .and_then(serde_json::Value::as_str)
-            .and_then(|text| DateTime::parse_from_rfc3339(text).ok());
+            .and_then(|field| {
+                field
+                    .as_str()
+                    .map(|text| DateTime::parse_from_rfc3339(&text))
+            })
+            .and_then(Result::ok);
         if let Some(time) = own {
             return time.with_timezone(&Utc);
         }
@@ -183,19 +187,19 @@ impl EventClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Fields, FileMeta, testing};
+    use crate::event::{FileMeta, StaticFields, testing};
     use serde_json::json;
 
-    fn chunk_with_fields(fields: Fields) -> Chunk {
+    fn chunk_with_fields(fields: StaticFields) -> Chunk {
         let file = FileMeta::new(0xab, "web", "/logs/a.log");
         let mut chunk = testing::chunk(file, &[(b"line", 7)], 100);
-        chunk.events[0].fields = Some(Box::new(fields));
+        testing::set_fields(&mut chunk, 0, &serde_json::Value::Object(fields));
         chunk
     }
 
     #[test]
     fn templates_table() {
-        let mut fields = Fields::new();
+        let mut fields = StaticFields::new();
         fields.insert("team".into(), json!("payments"));
         fields.insert("shard".into(), json!(3));
         fields.insert("pct".into(), json!("100%Y"));
@@ -257,13 +261,13 @@ mod tests {
             (json!(1234), "2026-11-25T04:00:00+00:00"),
         ];
         for (timestamp, want) in cases {
-            let mut fields = Fields::new();
+            let mut fields = StaticFields::new();
             fields.insert("timestamp".into(), timestamp.clone());
             let chunk = chunk_with_fields(fields);
             let time = clock.time_of(&chunk, &chunk.events[0]);
             assert_eq!(time.to_rfc3339(), want, "{timestamp}");
         }
-        let mut chunk = chunk_with_fields(Fields::new());
+        let mut chunk = chunk_with_fields(StaticFields::new());
         chunk.events[0].time = Some(1_000_000_000);
         let parsed = clock.time_of(&chunk, &chunk.events[0]);
         assert_eq!(

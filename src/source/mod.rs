@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
 use crate::config::{ConfigError, from_value};
-use crate::event::Fields;
+use crate::event::StaticFields;
 use crate::parse::enrich::{PodIdentity, reserved_key};
 use crate::parse::multiline::MultilineConfig;
 use crate::parse::regex::RegexParser;
@@ -108,8 +108,8 @@ pub struct FileSourceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<TimestampConfig>,
     /// Keys added to every event of the source.
-    #[serde(default, skip_serializing_if = "Fields::is_empty")]
-    pub fields: Fields,
+    #[serde(default, skip_serializing_if = "StaticFields::is_empty")]
+    pub fields: StaticFields,
     /// Keeps or drops events by a regex on a field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<FilterConfig>,

@@ -2087,6 +2087,7 @@ where
             read_time: now_rfc3339().into(),
             data: parsed.data,
             events: parsed.events,
+            fields: parsed.fields,
             end_offset,
         };
         let emit = &mut self.emit;

@@ -127,7 +127,7 @@ impl Push {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Fields, FileMeta, testing};
+    use crate::event::{FileMeta, testing};
     use crate::pipeline::batcher::BatchPart;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
@@ -194,11 +194,8 @@ mod tests {
             "2026-01-01T00:00:01Z",
             "2026-01-01T00:00:03Z",
         ];
-        for (event, time) in chunk.events.iter_mut().zip(times) {
-            let mut fields = Fields::new();
-            fields.insert("timestamp".into(), json!(time));
-            fields.insert("level".into(), json!("warn"));
-            event.fields = Some(Box::new(fields));
+        for (index, time) in times.iter().enumerate() {
+            testing::set_fields(chunk, index, &json!({"timestamp": time, "level": "warn"}));
         }
         let body = push(
             &[("level", "{{ level }}"), ("none", "{{ missing }}")],

@@ -6,18 +6,21 @@
 //! chunk's `data` by position, so there is no allocation and no reference count per line, and a
 //! chunk is shared (`Arc`) by every sink it is routed to.
 
+pub mod fields;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use self::fields::{Field, FieldName, FieldRange, FieldRef, FieldValue, FieldsView, Span};
 use crate::parse::enrich::Enrichment;
 
 /// Identifies one generation of one tracked file: a file truncated and rewritten gets a new key.
 /// It is the unit of acknowledgement and the stem of every event `id`.
 pub type FileKey = u64;
 
-/// Fields parsed out of a structured line (`format: json`): the object's own keys, in order.
-pub type Fields = serde_json::Map<String, serde_json::Value>;
+/// Static fields of a source's configuration, in the order given.
+pub type StaticFields = serde_json::Map<String, serde_json::Value>;
 
 /// One log line, or one line's worth of event.
 #[derive(Debug, Clone, Default)]
@@ -36,9 +39,10 @@ pub struct Event {
     /// The event's time taken from the line, in Unix nanoseconds (UTC), shipped as `timestamp`;
     /// `None`: the read time (or a parsed object's own `timestamp`).
     pub time: Option<i64>,
-    /// Parsed fields for structured formats; `None` for `raw`, `cri`, `docker` and for lines
-    /// that failed to parse, whose message is shipped instead.
-    pub fields: Option<Box<Fields>>,
+    /// Where the parsed fields are among the chunk's ([`Chunk::fields`]), for structured
+    /// formats; `None` for `raw`, `cri`, `docker` and for lines that failed to parse, whose
+    /// message is shipped instead.
+    pub fields: Option<FieldRange>,
     /// Why the line failed to parse, when it did.
     pub parse_error: Option<Box<str>>,
 }
@@ -156,6 +160,8 @@ pub struct Chunk {
     pub data: Bytes,
     /// The framed (and parsed) lines, in file order.
     pub events: Vec<Event>,
+    /// The parsed fields of every event, one event's after the other's.
+    pub fields: Vec<Field>,
     /// Offset up to which the file is consumed once every event of this chunk is delivered:
     /// the checkpoint this chunk allows. It can be past the last event (a skipped tail of an
     /// over-long line) or at it (an unterminated line still waiting for its newline).
@@ -169,6 +175,13 @@ impl Chunk {
         self.data
             .get(start..start + event.len as usize)
             .unwrap_or_default()
+    }
+
+    /// The parsed fields of `event`, one of this chunk's events.
+    pub fn fields(&self, event: &Event) -> Option<FieldsView<'_>> {
+        event
+            .fields
+            .map(|range| FieldsView::new(&self.data, &self.fields, range))
     }
 
     /// The checkpoint offset that delivering events `..upto` allows: the start of the first
@@ -202,8 +215,18 @@ pub(crate) mod testing {
             read_time: "2026-11-25T04:00:00.000000Z".into(),
             data: Bytes::from(data),
             events,
+            fields: Vec::new(),
             end_offset,
         }
+    }
+
+    /// Gives event `index` of `chunk` the fields of a JSON object (owned, after the chunk's
+    /// other fields).
+    pub fn set_fields(chunk: &mut Chunk, index: usize, object: &serde_json::Value) {
+        let (fields, mut range) = fields::testing::owned(object);
+        range.start = chunk.fields.len() as u32;
+        chunk.fields.extend(fields);
+        chunk.events[index].fields = Some(range);
     }
 }
 
@@ -222,6 +245,7 @@ mod tests {
                 Event::new(2, 2, 12),
                 Event::new(5, 1, 15),
             ],
+            fields: Vec::new(),
             end_offset: 17,
         };
         let cases = [(0, 10), (1, 12), (2, 15), (3, 17)];
