@@ -37,8 +37,107 @@ fn bound(len: usize) -> usize {
     16 * len + 512
 }
 
+/// Bytes that are often JSON, often nearly so: the pieces of objects, odd numbers, escapes.
+fn json_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        4 => Just(b"{".to_vec()),
+        4 => Just(b"}".to_vec()),
+        2 => Just(b"[".to_vec()),
+        2 => Just(b"]".to_vec()),
+        6 => Just(b"\"k\"".to_vec()),
+        2 => Just(b"\"k2\"".to_vec()),
+        6 => Just(b":".to_vec()),
+        6 => Just(b",".to_vec()),
+        2 => Just(b" ".to_vec()),
+        1 => Just(b"\t\r".to_vec()),
+        2 => Just(b"\"v\"".to_vec()),
+        1 => Just(b"\"caf\\u00e9 \\ud83d\\ude00\"".to_vec()),
+        1 => Just(b"\"a\\/b \\\" \\\\ \\n\"".to_vec()),
+        1 => Just(b"\"\\ud800\"".to_vec()),
+        1 => Just(b"\"k\\u0041\"".to_vec()),
+        2 => Just(b"12".to_vec()),
+        1 => Just(b"-0".to_vec()),
+        1 => Just(b"0.10".to_vec()),
+        1 => Just(b"1e3".to_vec()),
+        1 => Just(b"-12.5E-3".to_vec()),
+        1 => Just(b"01".to_vec()),
+        1 => Just(b"123456789012345678901234".to_vec()),
+        1 => Just(b"true".to_vec()),
+        1 => Just(b"nul".to_vec()),
+        1 => Just(b"\xff".to_vec()),
+        1 => Just("\"é\"".as_bytes().to_vec()),
+        1 => Just(b"\x01".to_vec()),
+    ];
+    let random = proptest::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat());
+    let key = prop_oneof![
+        Just("\"k\"".to_owned()),
+        Just("\"k2\"".to_owned()),
+        Just("\"caf\\u00e9\"".to_owned()),
+        Just("\"tab\\t\"".to_owned()),
+        Just("\"é\"".to_owned()),
+    ];
+    let scalar = prop_oneof![
+        Just("\"v\"".to_owned()),
+        Just("\"a\\/b \\\" \\\\ \\n\"".to_owned()),
+        Just("\"\\ud83d\\ude00\"".to_owned()),
+        Just("12".to_owned()),
+        Just("-0".to_owned()),
+        Just("0.10".to_owned()),
+        Just("1e3".to_owned()),
+        Just("123456789012345678901234".to_owned()),
+        Just("true".to_owned()),
+        Just("null".to_owned()),
+    ];
+    let value = scalar.prop_recursive(3, 12, 4, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4)
+                .prop_map(|v| format!("[{}]", v.join(","))),
+            proptest::collection::vec(("\"n\"", inner), 0..3).prop_map(|members| {
+                let members: Vec<String> =
+                    members.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                format!("{{ {} }}", members.join(" , "))
+            }),
+        ]
+    });
+    let object = proptest::collection::vec((key, value, any::<bool>()), 0..6).prop_map(|members| {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(k, v, spaced)| {
+                if *spaced {
+                    format!(" {k} : {v} ")
+                } else {
+                    format!("{k}:{v}")
+                }
+            })
+            .collect();
+        format!("{{{}}}", members.join(",")).into_bytes()
+    });
+    prop_oneof![random, object]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn json_lines_give_the_members_serde_json_reads(line in json_bytes()) {
+        let parser = LineParser::new(Format::Json, None);
+        let mut event = Event::new(0, line.len() as u32, 0);
+        let mut store = Vec::new();
+        let parsed = parser.parse(&mut event, &line, &mut store);
+        let object: Option<serde_json::Map<String, serde_json::Value>> = event.fields.map(|range| {
+            FieldsView::new(&line, &store, range)
+                .iter()
+                .map(|field| (field.name().into_owned(), field.to_value()))
+                .collect()
+        });
+        let whole = serde_json::from_slice::<serde_json::Value>(&line).ok();
+        prop_assert_eq!(
+            whole.filter(serde_json::Value::is_object),
+            object.map(serde_json::Value::Object),
+            "{}", String::from_utf8_lossy(&line)
+        );
+        prop_assert_eq!(parsed, event.fields.is_some());
+    }
 
     #[test]
     fn parsers_never_panic_and_stay_bounded(line in line_bytes()) {

@@ -95,19 +95,27 @@ impl FieldRange {
     }
 }
 
-/// The name as text: borrowed from the data unless it is invalid UTF-8.
-fn name_text<'a>(data: &'a [u8], name: &'a FieldName) -> Cow<'a, str> {
+/// The name's bytes (a JSON name's without its quotes).
+fn name_bytes<'a>(data: &'a [u8], name: &'a FieldName) -> &'a [u8] {
     match name {
         FieldName::Json(span) => {
             let quoted = span.bytes(data);
-            let inner = quoted
+            quoted
                 .get(1..quoted.len().saturating_sub(1))
-                .unwrap_or_default();
-            String::from_utf8_lossy(inner)
+                .unwrap_or_default()
         }
-        FieldName::Text(span) => String::from_utf8_lossy(span.bytes(data)),
+        FieldName::Text(span) => span.bytes(data),
+        FieldName::Static(name) => name.as_bytes(),
+        FieldName::Owned(name) => name.as_bytes(),
+    }
+}
+
+/// The name as text: borrowed unless it is invalid UTF-8.
+fn name_text<'a>(data: &'a [u8], name: &'a FieldName) -> Cow<'a, str> {
+    match name {
         FieldName::Static(name) => Cow::Borrowed(name),
         FieldName::Owned(name) => Cow::Borrowed(name),
+        other => String::from_utf8_lossy(name_bytes(data, other)),
     }
 }
 
@@ -174,17 +182,14 @@ impl<'a> FieldRef<'a> {
         name_text(self.data, &self.field.name)
     }
 
+    /// Its name's bytes (as written, before any replacement of invalid UTF-8).
+    pub fn name_bytes(&self) -> &'a [u8] {
+        name_bytes(self.data, &self.field.name)
+    }
+
     /// True when it is named `name`.
     pub fn is_named(&self, name: &str) -> bool {
-        match &self.field.name {
-            FieldName::Json(span) => {
-                let quoted = span.bytes(self.data);
-                quoted.len() == name.len() + 2 && &quoted[1..=name.len()] == name.as_bytes()
-            }
-            FieldName::Text(span) => span.bytes(self.data) == name.as_bytes(),
-            FieldName::Static(own) => *own == name,
-            FieldName::Owned(own) => &**own == name,
-        }
+        self.name_bytes() == name.as_bytes()
     }
 
     /// The text of a string value (escapes undone); `None` for other values.
@@ -274,8 +279,7 @@ impl<'a> FieldsBuilder<'a> {
     }
 
     fn bit(&self, name: &FieldName) -> u64 {
-        let text = name_text(self.data, name);
-        let bytes = text.as_bytes();
+        let bytes = name_bytes(self.data, name);
         let mix = bytes.len()
             ^ (usize::from(bytes.first().copied().unwrap_or(0)) << 2)
             ^ (usize::from(bytes.last().copied().unwrap_or(0)) << 4);
@@ -286,11 +290,11 @@ impl<'a> FieldsBuilder<'a> {
     pub fn push(&mut self, field: Field) {
         let bit = self.bit(&field.name);
         if self.seen & bit != 0 {
-            let name = name_text(self.data, &field.name);
             let data = self.data;
+            let name = name_bytes(data, &field.name);
             if let Some(same) = self.store[self.first..]
                 .iter_mut()
-                .find(|f| name_text(data, &f.name) == name)
+                .find(|f| name_bytes(data, &f.name) == name)
             {
                 same.value = field.value;
                 return;
@@ -311,6 +315,12 @@ impl<'a> FieldsBuilder<'a> {
     /// Drops what was added for the event (a line that turned out not to parse).
     pub fn abandon(self) {
         self.store.truncate(self.first);
+    }
+
+    /// Drops what was added for the event so far, to add its fields again another way.
+    pub fn restart(&mut self) {
+        self.store.truncate(self.first);
+        self.seen = 0;
     }
 }
 

@@ -117,15 +117,18 @@ impl<'a> Cursor<'a> {
         }
         let start = self.at + 1;
         let mut i = start;
-        while let Some(&b) = self.line.get(i) {
-            match b {
-                b'\\' => i += 2,
-                b'"' => {
-                    self.at = i + 1;
-                    return Ok(&self.line[start..i]);
-                }
-                _ => i += 1,
+        while let Some(found) = self
+            .line
+            .get(i..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            i += found;
+            if self.line[i] == b'\\' {
+                i += 2;
+                continue;
             }
+            self.at = i + 1;
+            return Ok(&self.line[start..i]);
         }
         Err(self.fail("a closing quote"))
     }

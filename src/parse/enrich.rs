@@ -114,7 +114,12 @@ impl Enrichment {
 
     /// Whether `key` is one of the enrichment's keys.
     pub fn has_key(&self, key: &str) -> bool {
-        self.keys.iter().any(|k| &**k == key)
+        self.has_key_bytes(key.as_bytes())
+    }
+
+    /// Whether the agent adds `key` (as bytes), so that a parsed field of that name gives way.
+    pub fn has_key_bytes(&self, key: &[u8]) -> bool {
+        self.keys.iter().any(|k| k.as_bytes() == key)
     }
 
     /// Whether there is nothing to add.

@@ -18,6 +18,11 @@ use crate::event::fields::{Field, FieldName, FieldValue, FieldsBuilder, Span};
 /// Parses `message` (at offset `base` of the chunk's data) as a JSON object into `fields`; the
 /// error says why it is not one.
 pub fn parse(message: &[u8], base: usize, fields: &mut FieldsBuilder<'_>) -> Result<(), String> {
+    if Scanner::members(message, base, fields).is_some() {
+        return Ok(());
+    }
+    // Not a line the scanner takes on its own (or not JSON): `serde_json` decides.
+    fields.restart();
     let mut deserializer = serde_json::Deserializer::from_slice(message);
     let members = Members {
         message,
@@ -47,6 +52,215 @@ fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Deepest nesting the scanner follows; deeper lines go to `serde_json` (which stops at 128).
+const SCAN_DEPTH: usize = 64;
+
+/// A fast path for the common line: an object whose keys have no escapes and whose strings
+/// have no `\u` escape, in valid UTF-8, nested at most [`SCAN_DEPTH`] deep. It accepts only
+/// valid JSON (what it is unsure of, it leaves to `serde_json`: `None`), finds the members'
+/// places in one pass over the bytes, and adds them to the fields as [`Members`] would.
+struct Scanner<'a> {
+    line: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn members(line: &'a [u8], base: usize, fields: &mut FieldsBuilder<'_>) -> Option<()> {
+        // One pass over the line instead of checks inside every string: printable ASCII is
+        // valid UTF-8 without a control byte; otherwise the line must be valid UTF-8, and a
+        // control byte (a tab, say, which a string may not hold raw) is left to `serde_json`.
+        if !printable_ascii(line) {
+            std::str::from_utf8(line).ok()?;
+            if line.iter().any(|&b| b < 0x20) {
+                return None;
+            }
+        }
+        let mut s = Scanner { line, at: 0 };
+        s.whitespace();
+        s.byte(b'{')?;
+        s.whitespace();
+        if s.peek()? == b'}' {
+            s.at += 1;
+        } else {
+            loop {
+                let key_start = s.at;
+                if !s.string()? {
+                    // A key with escapes: its name is not the bytes of the line.
+                    return None;
+                }
+                let key = Span::at(base + key_start, s.at - key_start);
+                s.whitespace();
+                s.byte(b':')?;
+                s.whitespace();
+                let value_start = s.at;
+                s.value(0)?;
+                let value = &line[value_start..s.at];
+                let span = Span::at(base + value_start, value.len());
+                let value = if written_as_it_stands(value) {
+                    FieldValue::Json(span)
+                } else {
+                    FieldValue::Owned(Box::new(serde_json::from_slice(value).ok()?))
+                };
+                fields.push(Field {
+                    name: FieldName::Json(key),
+                    value,
+                });
+                s.whitespace();
+                match s.next()? {
+                    b',' => s.whitespace(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        s.whitespace();
+        (s.at == line.len()).then_some(())
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.line.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn byte(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    fn whitespace(&mut self) {
+        // Lines with tabs or carriage returns are `serde_json`'s (see `members`).
+        while self.peek() == Some(b' ') {
+            self.at += 1;
+        }
+    }
+
+    /// A string, from its opening quote; true when it had no escape at all. A `\u` escape (a
+    /// surrogate may need its pair) is left to `serde_json`, and so were lines with a control
+    /// byte (see `members`).
+    fn string(&mut self) -> Option<bool> {
+        self.byte(b'"')?;
+        let mut plain = true;
+        loop {
+            let rest = &self.line[self.at..];
+            let found = memchr::memchr2(b'"', b'\\', rest)?;
+            self.at += found + 1;
+            if rest[found] == b'"' {
+                return Some(plain);
+            }
+            plain = false;
+            match self.next()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                _ => return None,
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'{' => self.nested(depth, b'}', true),
+            b'[' => self.nested(depth, b']', false),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// An object (members) or an array, from its opening byte.
+    fn nested(&mut self, depth: usize, close: u8, members: bool) -> Option<()> {
+        if depth >= SCAN_DEPTH {
+            return None;
+        }
+        self.at += 1;
+        self.whitespace();
+        if self.peek()? == close {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            if members {
+                self.string()?;
+                self.whitespace();
+                self.byte(b':')?;
+                self.whitespace();
+            }
+            self.value(depth + 1)?;
+            self.whitespace();
+            match self.next()? {
+                b',' => self.whitespace(),
+                byte if byte == close => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.line.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        if self.peek()? == b'-' {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+}
+
+/// True when every byte is printable ASCII (0x20 to 0x7f), eight at a time.
+fn printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let words_ok = words.by_ref().all(|word| {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let word = u64::from_le_bytes(eight);
+        // No high bit, and no byte below 0x20 (the borrow trick flags those).
+        (word & HIGHS) == 0 && (word.wrapping_sub(ONES * 0x20) & !word & HIGHS) == 0
+    });
+    words_ok
+        && words
+            .remainder()
+            .iter()
+            .all(|&b| b.wrapping_sub(0x20) < 0x60)
 }
 
 /// The members of the object, added to `fields` as they are met.
@@ -197,6 +411,24 @@ mod tests {
                     assert!(e.contains(fragment), "{e}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn printable_ascii_table() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"", true),
+            (b"{\"a\":1}", true),
+            (b"0123456789abcdef~ ", true),
+            (b"0123456789abcdef\x7f", true),
+            (b"0123456789\tabcdef", false),
+            (b"01234567\x1f", false),
+            (b"0123456\x80", false),
+            ("café".as_bytes(), false),
+            (b"\x00", false),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(printable_ascii(bytes), *want, "{bytes:?}");
         }
     }
 

@@ -53,21 +53,20 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
         Some(fields) => {
             let mut first = true;
             for field in fields.iter() {
-                let name = field.name();
-                let key = &*name;
-                if AGENT_KEYS.contains(&key)
-                    || (key == "timestamp" && event.time.is_some())
-                    || (!enrichment.is_empty() && enrichment.has_key(key))
-                    || (key == "kubernetes" && path_kubernetes.is_some())
+                let key = field.name_bytes();
+                if AGENT_KEYS.iter().any(|agent| agent.as_bytes() == key)
+                    || (key == b"timestamp" && event.time.is_some())
+                    || (!enrichment.is_empty() && enrichment.has_key_bytes(key))
+                    || (key == b"kubernetes" && path_kubernetes.is_some())
                 {
                     continue;
                 }
-                has_timestamp |= key == "timestamp";
+                has_timestamp |= key == b"timestamp";
                 if !first {
                     out.push(b',');
                 }
                 first = false;
-                write_field(out, &field);
+                write_field(out, &field, !event.flags.invalid_utf8);
             }
             if !first {
                 out.push(b',');
@@ -127,9 +126,17 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
 
 /// Appends `"name":value` as `serde_json` would write the pair (see
 /// [`crate::event::fields`]): what stands in the line as it will be written is copied.
-fn write_field(out: &mut Vec<u8>, field: &FieldRef<'_>) {
+/// `valid_utf8`: the event's line is (framing checked it), so its text needs no check.
+fn write_field(out: &mut Vec<u8>, field: &FieldRef<'_>, valid_utf8: bool) {
     let data = field.data();
     let field = field.field();
+    let write_text = |out: &mut Vec<u8>, text: &[u8]| {
+        if valid_utf8 {
+            write_json_str(out, text);
+        } else {
+            write_text(out, text);
+        }
+    };
     match &field.name {
         FieldName::Json(span) => out.extend_from_slice(span.bytes(data)),
         FieldName::Text(span) => write_text(out, span.bytes(data)),

@@ -215,11 +215,15 @@ impl Framer {
         }
         let base = self.buf_offset;
         let complete_end = memchr::memrchr(b'\n', &self.buf[from..]).map_or(from, |i| from + i + 1);
+        // One check of the whole read rather than one per line: lines end at a newline, which
+        // never splits a character, so when the whole is valid every line is (but a line cut at
+        // `max_line_bytes`, checked on its own).
+        let all_valid = std::str::from_utf8(&self.buf[from..complete_end]).is_ok();
         let mut start = from;
         for newline in memchr::memchr_iter(b'\n', &self.buf[from..complete_end]) {
             let newline = from + newline;
             let end = strip_cr(&self.buf, start, newline);
-            out.push(self.line_event(start, end, base, false, &mut stats));
+            out.push(self.line_event(start, end, base, false, all_valid, &mut stats));
             start = newline + 1;
         }
         let mut take = complete_end;
@@ -233,6 +237,7 @@ impl Framer {
                 end,
                 base,
                 partial > self.max_line_bytes,
+                false,
                 &mut stats,
             ));
             if !at_end {
@@ -264,24 +269,28 @@ impl Framer {
             && !(len == self.max_line_bytes + 1 && self.buf.last() == Some(&b'\r'))
     }
 
-    /// The event of the line `buf[start..end]`; `cut` says it was cut to the limit already.
+    /// The event of the line `buf[start..end]`; `cut` says it was cut to the limit already,
+    /// `valid` that it is known to be valid UTF-8 unless it is cut here.
     fn line_event(
         &self,
         start: usize,
         mut end: usize,
         base: u64,
         cut: bool,
+        valid: bool,
         stats: &mut FrameStats,
     ) -> Event {
         let mut flags = EventFlags {
             truncated: cut,
             ..EventFlags::default()
         };
+        let mut check = !valid;
         if end - start > self.max_line_bytes {
             end = start + self.max_line_bytes;
             flags.truncated = true;
+            check = true;
         }
-        if std::str::from_utf8(&self.buf[start..end]).is_err() {
+        if check && std::str::from_utf8(&self.buf[start..end]).is_err() {
             flags.invalid_utf8 = true;
             stats.invalid_utf8 += 1;
         }
