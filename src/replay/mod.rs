@@ -519,6 +519,7 @@ impl Reader {
                 updated_unix: 0,
                 finished: false,
                 marks: Vec::new(),
+                copy: false,
             },
             &route.sinks,
         );

@@ -54,14 +54,16 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
             let mut first = true;
             for field in fields.iter() {
                 let key = field.name_bytes();
-                if AGENT_KEYS.iter().any(|agent| agent.as_bytes() == key)
-                    || (key == b"timestamp" && event.time.is_some())
+                // The names the agent sets are 2, 4, 6, 9 or 10 bytes long: most keys are not.
+                let maybe_agents = matches!(key.len(), 2 | 4 | 6 | 9 | 10);
+                if (maybe_agents && AGENT_KEYS.iter().any(|agent| agent.as_bytes() == key))
+                    || (maybe_agents && key == b"timestamp" && event.time.is_some())
                     || (!enrichment.is_empty() && enrichment.has_key_bytes(key))
-                    || (key == b"kubernetes" && path_kubernetes.is_some())
+                    || (maybe_agents && key == b"kubernetes" && path_kubernetes.is_some())
                 {
                     continue;
                 }
-                has_timestamp |= key == b"timestamp";
+                has_timestamp |= maybe_agents && key == b"timestamp";
                 if !first {
                     out.push(b',');
                 }
@@ -194,6 +196,12 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(text.len() + 2);
     out.push(b'"');
+    if !needs_escape(text) {
+        // Most strings: one copy.
+        out.extend_from_slice(text);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     let mut i = 0;
     while i < text.len() {
@@ -231,6 +239,17 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
     }
     out.extend_from_slice(&text[start..]);
     out.push(b'"');
+}
+
+/// True when some byte of `text` needs escaping, eight at a time.
+fn needs_escape(text: &[u8]) -> bool {
+    let mut words = text.chunks_exact(8);
+    let in_words = words.by_ref().any(|word| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        escape_mask(u64::from_le_bytes(bytes)) != 0
+    });
+    in_words || words.remainder().iter().any(|&b| ESCAPES[b as usize] != 0)
 }
 
 /// Flags (high bit) the bytes of `word` (little endian) that are control bytes, `"` or `\\`.

@@ -83,6 +83,11 @@ pub struct FileRecord {
     /// a copy of the file shorter than what was read of it is recognised by them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<StreamMark>,
+    /// The file holds, up to `offset`, only lines read from another file (it was taken for a
+    /// copy of them): its offset says nothing of what was delivered, so no other file (a
+    /// copy of it, compressed or not) continues from it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy: bool,
 }
 
 /// The checkpoint file (written record by record, see [`write_atomically`]).
@@ -284,20 +289,45 @@ impl CheckpointStore {
             .collect()
     }
 
-    /// Takes the loaded or retired record whose fingerprint matches the uncompressed `head` of a
-    /// gzip file of `source`, wherever that record's file was: the file being read when the agent
-    /// stopped, or one let go since, that was compressed meanwhile. The longest fingerprint wins.
-    pub fn claim_compressed(&self, source: &str, head: &[u8]) -> Option<FileRecord> {
-        let mut state = self.lock();
-        let index = state
+    /// The loaded or retired record whose fingerprint matches the uncompressed `head` of a
+    /// compressed file of `source`, wherever that record's file was: the file being read when the
+    /// agent stopped, or one let go since, that was compressed meanwhile. Of records that match,
+    /// the one at `named` (the path the compressed file was made from, as its name says) wins,
+    /// then the longest fingerprint. A record of a file let go (finished), or one whose file
+    /// `gone` says no longer holds what it covers (rotated away, deleted, truncated), is taken:
+    /// the compressed file continues that file, with its key. Any other (its file still there,
+    /// holding its lines) is left where it is for that file, and the copy given has a key of
+    /// its own (`new_key`): the compressed file may hold only a part of what the record covers.
+    /// `gone` runs without the store's lock held (it looks at files).
+    pub fn claim_compressed(
+        &self,
+        source: &str,
+        head: &[u8],
+        named: Option<&str>,
+        new_key: FileKey,
+        gone: impl Fn(&FileRecord) -> bool,
+    ) -> Option<FileRecord> {
+        let chosen = self
+            .lock()
             .dormant
             .iter()
-            .enumerate()
-            .filter(|(_, r)| {
-                *r.source == *source && r.fingerprint.len > 0 && r.fingerprint.matches(head)
+            .filter(|r| {
+                *r.source == *source
+                    && !r.copy
+                    && r.fingerprint.len > 0
+                    && r.fingerprint.matches(head)
             })
-            .max_by_key(|(_, r)| r.fingerprint.len)
-            .map(|(i, _)| i)?;
+            .max_by_key(|r| (Some(&*r.path) == named, r.fingerprint.len))
+            .cloned()?;
+        if !chosen.finished && !gone(&chosen) {
+            return Some(FileRecord {
+                key: new_key,
+                ..chosen
+            });
+        }
+        let mut state = self.lock();
+        // Taken meanwhile by another tailer's file: not there any more.
+        let index = state.dormant.iter().position(|r| r.key == chosen.key)?;
         state.dirty = true;
         self.changed.notify_one();
         Some(state.dormant.swap_remove(index))
@@ -322,6 +352,7 @@ impl CheckpointStore {
             .filter(|r| {
                 *r.source == *source
                     && !r.finished
+                    && !r.copy
                     && r.offset > 0
                     && r.fingerprint.len > 0
                     && r.fingerprint.matches(head)
@@ -475,6 +506,22 @@ impl CheckpointStore {
             .tracked
             .get(&key)
             .is_none_or(|t| t.checkpoint() >= t.emitted)
+    }
+
+    /// Stops tracking a file for now, its record kept as loaded: it is claimed again when the
+    /// file is taken again.
+    pub fn untrack(&self, key: FileKey) {
+        let mut state = self.lock();
+        let Some(tracked) = state.tracked.remove(&key) else {
+            return;
+        };
+        let offset = tracked.checkpoint();
+        state.dormant.push(FileRecord {
+            offset,
+            ..tracked.record
+        });
+        state.dirty = true;
+        self.changed.notify_one();
     }
 
     /// Stops tracking a file (deleted, or truncated into a new generation); its record goes.
@@ -656,6 +703,7 @@ mod tests {
             updated_unix: unix_now(),
             finished: false,
             marks: Vec::new(),
+            copy: false,
         }
     }
 
@@ -784,11 +832,84 @@ mod tests {
             store.claim("app", 1, 1, b"head and more", 100).is_none(),
             "a file at the same inode does not take a finished record back"
         );
-        assert!(store.claim_compressed("other", b"head and more").is_none());
-        assert!(store.claim_compressed("app", b"HEAD and more").is_none());
-        let claimed = store.claim_compressed("app", b"head and more").unwrap();
+        assert!(
+            store
+                .claim_compressed("other", b"head and more", None, 9, |_| false)
+                .is_none()
+        );
+        assert!(
+            store
+                .claim_compressed("app", b"HEAD and more", None, 9, |_| false)
+                .is_none()
+        );
+        let claimed = store
+            .claim_compressed("app", b"head and more", None, 9, |_| false)
+            .unwrap();
         assert_eq!((claimed.key, claimed.offset), (1, 70));
-        assert!(store.claim_compressed("app", b"head and more").is_none());
+        assert!(
+            store
+                .claim_compressed("app", b"head and more", None, 9, |_| false)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_compressed_copy_takes_a_finished_record_and_leaves_others_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+            for key in [1, 2, 3] {
+                store.track(record(key, 0), &[0]);
+                store.emitted(key, 10 * key);
+                store.ack(0, key, 10 * key);
+            }
+            store.retire(1);
+            store.retire(3);
+            store.persist().unwrap();
+        }
+        let (store, _) = CheckpointStore::open(dir.path()).unwrap();
+        let head = b"head and more";
+        // The one named as the file it was made from wins; one not let go stays for its file.
+        let live = store
+            .claim_compressed("app", head, Some("/logs/2.log"), 9, |_| false)
+            .unwrap();
+        assert_eq!((live.key, live.offset), (9, 20));
+        let again = store
+            .claim_compressed("app", head, Some("/logs/2.log"), 9, |_| false)
+            .unwrap();
+        assert_eq!((again.key, again.offset), (9, 20));
+        let finished = store
+            .claim_compressed("app", head, Some("/logs/1.log"), 9, |_| false)
+            .unwrap();
+        assert_eq!((finished.key, finished.offset), (1, 10));
+        let other = store
+            .claim_compressed("app", head, Some("/logs/1.log"), 9, |_| false)
+            .unwrap();
+        assert_ne!(other.key, 1, "taken once");
+        assert!(
+            store.claim("app", 1, 2, head, 100).is_some(),
+            "its own file still finds it"
+        );
+    }
+
+    #[test]
+    fn the_record_of_a_copy_is_continued_by_nothing_but_its_own_file() {
+        let store = CheckpointStore::ephemeral();
+        let mut copy = record(1, 0);
+        copy.copy = true;
+        store.track(copy, &[0]);
+        store.emitted(1, 70);
+        store.ack(0, 1, 70);
+        store.untrack(1);
+        let head = b"head and more";
+        assert!(store.claim_copy("app", head, |_| true).is_none());
+        assert!(
+            store
+                .claim_compressed("app", head, Some("/logs/1.log"), 9, |_| false)
+                .is_none()
+        );
+        let own = store.claim("app", 1, 1, head, 100).unwrap();
+        assert_eq!((own.key, own.offset, own.copy), (1, 70, true));
     }
 
     #[test]

@@ -22,9 +22,16 @@ pub struct HeadIndex {
     /// directory of one-line files has keys of a few lengths, not of every length up to
     /// [`KEY_BYTES`]).
     key_lengths: u128,
+    /// Files with no head yet (a generation that began empty): related to every head.
+    unheaded: Vec<usize>,
 }
 
 impl HeadIndex {
+    /// Adds the file at `index`, which has no head yet, as related to every head.
+    pub fn insert_unheaded(&mut self, index: usize) {
+        self.unheaded.push(index);
+    }
+
     /// Adds the file at `index` with `head` (an empty head relates to nothing and is left out).
     pub fn insert(&mut self, index: usize, head: &[u8]) {
         if head.is_empty() {
@@ -44,7 +51,7 @@ impl HeadIndex {
     /// have `head` as a prefix (a superset: heads longer than [`KEY_BYTES`] that share only
     /// their first bytes are among them).
     pub fn related(&self, head: &[u8]) -> Vec<usize> {
-        let mut found = Vec::new();
+        let mut found = self.unheaded.clone();
         if head.is_empty() {
             return found;
         }

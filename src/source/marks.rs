@@ -27,6 +27,10 @@ const MARKS_RECENT: usize = 8;
 /// Besides the end of every read, a mark is taken at every multiple of this offset: a copy
 /// ends wherever the writer was when it was made, whatever the agent's reads were.
 pub const MARK_EVERY: u64 = 4 * 1024;
+/// Below [`MARK_DENSE_UNTIL`], every multiple of this: small files' copies have marks too.
+pub const MARK_EVERY_DENSE: u64 = 1024;
+/// See [`MARK_EVERY_DENSE`].
+pub const MARK_DENSE_UNTIL: u64 = 16 * 1024;
 /// A copy shorter than what was read is taken for one only if its bytes were compared with the
 /// stream's at most this far before its end (or all of them, when it is shorter than the head):
 /// what it holds after the last comparison is taken on trust, so this bounds what a file that
@@ -110,7 +114,14 @@ impl Marks {
     /// multiple of [`MARK_EVERY`] in between and one at `to`. `window(end)` gives the bytes
     /// right before offset `end` that are still at hand (up to [`TAIL_BYTES`]).
     pub fn note_read<'a>(&mut self, from: u64, to: u64, window: impl Fn(u64) -> &'a [u8]) {
-        let mut boundary = (from / MARK_EVERY + 1) * MARK_EVERY;
+        let step = |at: u64| {
+            if at < MARK_DENSE_UNTIL {
+                MARK_EVERY_DENSE
+            } else {
+                MARK_EVERY
+            }
+        };
+        let mut boundary = (from / step(from) + 1) * step(from);
         while boundary < to {
             let bytes = window(boundary);
             // A boundary right at the start of a read has few bytes before it at hand: its
@@ -118,7 +129,7 @@ impl Marks {
             if bytes.len() >= TAIL_BYTES / 4 {
                 self.note(boundary, bytes);
             }
-            boundary += MARK_EVERY;
+            boundary += step(boundary);
         }
         self.note(to, window(to));
     }
@@ -424,14 +435,15 @@ mod tests {
 
     #[test]
     fn a_read_leaves_a_mark_at_every_block_boundary_and_at_its_end() {
-        let stream: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let stream: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
         // (read from, read to, marks left)
         let cases: &[(u64, u64, &[u64])] = &[
             (0, 100, &[100]),
-            (100, 10_000, &[4_096, 8_192, 10_000]),
-            (4_096, 8_192, &[8_192]),
+            (100, 3_000, &[1_024, 2_048, 3_000]),
+            (15_000, 26_000, &[15_360, 16_384, 20_480, 24_576, 26_000]),
+            (20_480, 24_576, &[24_576]),
             // A boundary with few bytes of the read before it says little: left out.
-            (4_090, 9_000, &[8_192, 9_000]),
+            (20_470, 25_000, &[24_576, 25_000]),
         ];
         for &(from, to, want) in cases {
             let mut marks = Marks::default();

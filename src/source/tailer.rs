@@ -139,6 +139,9 @@ struct TrackedFile {
     stamp: Option<Stamp>,
     /// A held file shown to be a copy of what was read of a tracked file (see [`CopyProof`]).
     copy_proof: Option<CopyProof>,
+    /// A compressed file that resumed where the record of another file (its device and inode)
+    /// says: another compressed copy of that file may follow, which is compared with it.
+    continues: Option<(u64, u64)>,
 }
 
 /// A held file was shown to hold what was read of the file of generation `of`, up to within
@@ -155,6 +158,12 @@ impl TrackedFile {
     fn is_compressed(&self) -> bool {
         self.codec.is_some()
     }
+
+    /// A generation that began empty (at a truncation) and has bytes its fingerprint does not
+    /// cover yet: a copy of it is compared with its bytes, while it is open.
+    fn is_unheaded(&self) -> bool {
+        self.fingerprint.len == 0 && self.file.is_some() && !self.retired && self.seen_size > 0
+    }
 }
 
 /// True when a live file has more to read than what was read of it (as its descriptor says, or
@@ -167,6 +176,128 @@ fn has_unread(f: &TrackedFile) -> bool {
         .and_then(|handle| handle.metadata().ok())
         .map_or(f.seen_size, |md| md.len());
     !f.finished && size > offset
+}
+
+/// The file a compressor made `path` from (`app.log.1` for `app.log.1.gz`), if its name says.
+fn plain_name(path: &str) -> Option<&str> {
+    [".gz", ".zst", ".bz2", ".xz"]
+        .iter()
+        .find_map(|suffix| path.strip_suffix(suffix))
+}
+
+/// The length of the content of the `codec` file `compressed` when it is the first bytes of
+/// `plain`, no longer than `upto`; `None` when it is not (or is longer).
+fn compressed_prefix_of(
+    compressed: &File,
+    codec: Codec,
+    plain: &File,
+    upto: u64,
+) -> std::io::Result<Option<u64>> {
+    use std::io::Read;
+    let mut handle = compressed.try_clone()?;
+    handle.seek(SeekFrom::Start(0))?;
+    let mut content = Decoded::with_codec(handle, Some(codec), Arc::default())?;
+    let (mut buf, mut theirs) = (vec![0; 64 * 1024], vec![0; 64 * 1024]);
+    let mut at = 0u64;
+    loop {
+        let n = match content.read(&mut buf) {
+            Ok(0) => return Ok(Some(at)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Ok(None),
+        };
+        if at + n as u64 > upto {
+            return Ok(None);
+        }
+        plain.read_exact_at(&mut theirs[..n], at)?;
+        if buf[..n] != theirs[..n] {
+            return Ok(None);
+        }
+        at += n as u64;
+    }
+}
+
+/// Which of two streams is the shorter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shorter {
+    This,
+    Other,
+}
+
+/// Whether the content of one file (compressed or not) is the beginning of another's (the
+/// shorter one, and its length), or neither (`None`).
+fn prefix_relation(
+    this: &File,
+    this_codec: Option<Codec>,
+    other: &File,
+    other_codec: Option<Codec>,
+) -> std::io::Result<Option<(Shorter, u64)>> {
+    use std::io::Read;
+    let open = |file: &File, codec| -> std::io::Result<Decoded> {
+        let mut handle = file.try_clone()?;
+        handle.seek(SeekFrom::Start(0))?;
+        Decoded::with_codec(handle, codec, Arc::default())
+    };
+    let (mut a, mut b) = (open(this, this_codec)?, open(other, other_codec)?);
+    let (mut left, mut right) = (vec![0; 64 * 1024], vec![0; 64 * 1024]);
+    let mut at = 0u64;
+    loop {
+        let n = match a.read(&mut left) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Ok(None),
+        };
+        let mut got = 0;
+        while got < n {
+            match b.read(&mut right[got..n]) {
+                Ok(0) => break,
+                Ok(m) => got += m,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        if left[..got] != right[..got] {
+            return Ok(None);
+        }
+        if n == 0 {
+            return Ok(Some((Shorter::This, at)));
+        }
+        if got < n {
+            return Ok(Some((Shorter::Other, at + got as u64)));
+        }
+        at += n as u64;
+    }
+}
+
+/// True when a tracked file's open descriptor says it was not written for `rotate_wait_ms`.
+fn is_settled(f: &TrackedFile, rotate_wait_ms: u64) -> bool {
+    f.file
+        .as_ref()
+        .and_then(|handle| handle.metadata().ok())
+        .is_some_and(|md| !is_young(&md, Duration::from_millis(rotate_wait_ms)))
+}
+
+/// True when the first `len` bytes of `a` and `b` are the same (both at least that long).
+fn same_bytes(a: &File, b: &File, len: u64) -> std::io::Result<bool> {
+    const CHUNK: usize = 64 * 1024;
+    let (mut left, mut right) = (vec![0; CHUNK], vec![0; CHUNK]);
+    let mut at = 0;
+    while at < len {
+        let n = CHUNK.min((len - at) as usize);
+        let read_all = |file: &File, buf: &mut [u8]| match file.read_exact_at(buf, at) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        };
+        if !read_all(a, &mut left[..n])?
+            || !read_all(b, &mut right[..n])?
+            || left[..n] != right[..n]
+        {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// Size and modification time of a file.
@@ -511,6 +642,14 @@ where
         for skipped in &found.skipped {
             self.report_skipped(&skipped.path, skipped.reason, None);
         }
+        // Truncations and rewrites first: a copy found by this scan is compared with the
+        // generation the file holds now, and with the one truncated away (copytruncate).
+        for file in &mut self.files {
+            if !file.finished && file.file.is_some() {
+                self.ctx.check_identity(file);
+            }
+        }
+        self.files.append(&mut self.ctx.retired);
         let cap = self.ctx.config.max_open_files;
         let follow = self.ctx.config.follow_symlinks;
         let mut open = self.open_count();
@@ -539,10 +678,15 @@ where
             .collect();
         // Files that resume from a checkpoint of their own go first, so that a copy of one (made
         // by logrotate's `copy` while the agent was down) is compared with what was read of it.
+        // And plain files before compressed ones (by their names), so that a compressed copy
+        // of a plain file found in the same scan is compared with it.
         let resuming = self.ctx.store.dormant_ids(&self.ctx.name);
-        if !resuming.is_empty() {
-            listed.sort_by_key(|(_, md)| !resuming.contains(&(md.dev(), md.ino())));
-        }
+        listed.sort_by_cached_key(|(path, md)| {
+            (
+                !resuming.contains(&(md.dev(), md.ino())),
+                plain_name(&path.to_string_lossy()).is_some(),
+            )
+        });
         for (path, md) in listed {
             let id = (md.dev(), md.ino());
             if let Some(&i) = by_inode.get(&id) {
@@ -568,16 +712,22 @@ where
             }
             match self.ctx.start_tracking(&path, first) {
                 Ok(None) => {}
-                Ok(Some(file))
+                Ok(Some((file, _)))
                     if (file.dev, file.ino) != id
                         && by_inode.contains_key(&(file.dev, file.ino)) =>
                 {
                     // Replaced by a file already tracked between listing and opening.
-                    self.ctx.store.forget(file.meta.key);
+                    self.ctx.store.untrack(file.meta.key);
                 }
-                Ok(Some(mut file)) => {
+                Ok(Some((mut file, resumed))) => {
                     let id = (file.dev, file.ino);
+                    // Decided against another copy of the same file: known, as if resumed.
+                    let decided = (file.continues.is_some() || (!resumed && file.is_compressed()))
+                        && self.another_copy_of_the_same(&mut file);
+                    let resumed = resumed || decided;
                     let lineage = match &file.file {
+                        // A file that resumes a record is known: no copy of anything.
+                        _ if resumed => Ok((Lineage::New, None)),
                         Some(_) if file.is_compressed() => {
                             let lineage = if self.compressed_original(&file, None).is_some() {
                                 Lineage::PossibleCopy
@@ -590,7 +740,12 @@ where
                             let index = head_index.get_or_insert_with(|| {
                                 let mut index = HeadIndex::default();
                                 for (i, f) in self.files.iter().enumerate() {
-                                    if !f.is_compressed() {
+                                    if f.is_compressed() {
+                                        continue;
+                                    }
+                                    if f.is_unheaded() {
+                                        index.insert_unheaded(i);
+                                    } else {
                                         index.insert(i, &f.head);
                                     }
                                 }
@@ -605,8 +760,14 @@ where
                         lineage
                     });
                     match lineage {
+                        Ok(Lineage::New) if !resumed => {
+                            self.ctx.register(&file, Vec::new(), false);
+                        }
                         Ok(Lineage::New) => {}
-                        Ok(Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind) => {
+                        Ok(held @ (Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind)) => {
+                            // Held files have no record (not registered): a restart decides
+                            // about them anew rather than reading them from offset 0.
+                            tracing::debug!(source = %self.ctx.name, file = %file.meta.path, as_ = ?held, "held until it is known whether it is a copy");
                             file.held_since = Some(Instant::now());
                         }
                         Ok(Lineage::ReadAlready(i)) => {
@@ -632,6 +793,7 @@ where
                         Err(e) => {
                             add(&self.ctx.metrics.read_errors, 1);
                             self.report(&format!("{}: {e}", path.display()));
+                            self.ctx.register(&file, Vec::new(), false);
                         }
                     }
                     if file.file.is_some() {
@@ -640,8 +802,9 @@ where
                         if open < cap {
                             open += 1;
                         } else if !self.make_room_for(&mut file) {
-                            // A gzip file that found no free slot is taken at a later scan.
-                            self.ctx.store.forget(file.meta.key);
+                            // A gzip file that found no free slot is taken at a later scan (its
+                            // record, if it resumed one, goes back for it).
+                            self.ctx.store.untrack(file.meta.key);
                             continue;
                         }
                     }
@@ -688,14 +851,10 @@ where
             if seen[i].is_some() {
                 file.gone_since = None;
             }
-            if file.file.is_some() {
-                self.ctx.check_identity(file);
-            }
             if let Some(size) = sizes[i] {
                 file.seen_size = size;
             }
         }
-        self.files.append(&mut self.ctx.retired);
         self.share_open_slots(false, &sizes);
         let open = self.open_count() as u64;
         self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
@@ -730,7 +889,7 @@ where
             Some(*i) != skip
                 && !tracked.finished
                 && tracked.held_since.is_none()
-                && tracked.fingerprint.len > 0
+                && (tracked.fingerprint.len > 0 || tracked.is_unheaded())
                 && !tracked.is_compressed()
         };
         if head.is_empty() {
@@ -749,6 +908,7 @@ where
         };
         let mut found = Lineage::New;
         let mut proof = None;
+        let mut continues: Option<(usize, u64)> = None;
         for i in candidates {
             let tracked = &self.files[i];
             if !comparable(&(i, tracked)) {
@@ -770,11 +930,21 @@ where
                     size,
                 });
             }
+            // Of the files it may be a copy of, the one it holds least beyond: a copy of what
+            // was read of one file (nothing new) over one that another file carries on past.
+            let offset = tracked.framer.read_offset();
             match relation {
-                Lineage::Continues(_) => return Ok((Lineage::Continues(i), proof)),
                 Lineage::ReadAlready(_) => return Ok((Lineage::ReadAlready(i), proof)),
+                Lineage::Continues(_) => {
+                    if continues.is_none_or(|(_, at)| offset > at) {
+                        continues = Some((i, offset));
+                    }
+                }
                 other => found = found.longer_hold(other),
             }
+        }
+        if let Some((i, _)) = continues {
+            return Ok((Lineage::Continues(i), proof));
         }
         Ok((found, proof))
     }
@@ -799,9 +969,29 @@ where
             fingerprint: tracked.fingerprint,
             bytes: Some(&tracked.head),
         };
-        let Holds::ProvenTo(to) = compare(file, size, stream, tracked.framer.marks().all())? else {
+        let Holds::ProvenTo(mut to) = compare(file, size, stream, tracked.framer.marks().all())?
+        else {
             return Ok((Lineage::New, false));
         };
+        let fingerprint_len = u64::from(tracked.fingerprint.len);
+        let close = |to: u64| to == size || (to > fingerprint_len && size - to <= PROOF_GAP);
+        let needs_more = if size >= offset {
+            to < offset
+        } else {
+            !proven && !close(to)
+        };
+        if needs_more
+            && !tracked.retired
+            && let Some(original) = &tracked.file
+        {
+            // The original is still there, holding what was read of it: compare with it, byte
+            // for byte, rather than with what the marks remember.
+            let upto = size.min(offset);
+            if !same_bytes(file, original, upto)? {
+                return Ok((Lineage::New, false));
+            }
+            to = upto;
+        }
         if size >= offset && to >= offset {
             // It holds everything read of that file, at the same offsets.
             let relation = if tracked.retired {
@@ -812,6 +1002,10 @@ where
                 Lineage::Behind
             } else if size == offset {
                 Lineage::Copying
+            } else if settled && is_settled(tracked, self.ctx.config.rotate_wait_ms) {
+                // A copy no longer written, read to its end, and a longer copy of the same
+                // stream (logrotate's `copy`, then copytruncate): the stream goes on in it.
+                Lineage::Continues(0)
             } else {
                 // More than the file holds now: a copy about to be followed by a truncation
                 // of its original, or a file of its own that starts alike.
@@ -821,10 +1015,7 @@ where
         }
         // Shorter than what was read: copytruncate under a live writer, or `copy`. Taken for a
         // copy when compared up to near its end (or whole), never by its head alone.
-        let shown = size < offset
-            && (proven
-                || to == size
-                || (to > u64::from(tracked.fingerprint.len) && size - to <= PROOF_GAP));
+        let shown = size < offset && (proven || close(to));
         let relation = match (shown, settled) {
             (true, true) => Lineage::ReadAlready(0),
             (true, false) => Lineage::Copying,
@@ -839,6 +1030,10 @@ where
     /// pipeline was full), so its head is read again when it is open.
     fn compressed_original(&self, compressed: &TrackedFile, skip: Option<usize>) -> Option<usize> {
         let same_head = |f: &TrackedFile| {
+            if !compressed.head.is_empty() && compressed.head.len() < f.fingerprint.len as usize {
+                // All it holds is less than that file's head: a copy of its beginning.
+                return f.head.starts_with(&compressed.head);
+            }
             if f.fingerprint.len as usize
                 >= compressed.head.len().min(self.ctx.config.fingerprint_bytes)
                 && f.fingerprint.len > 0
@@ -857,14 +1052,22 @@ where
         // being written starts empty), then written, rotated and compressed before it was
         // decided.
         let candidate = |(i, f): &(usize, &TrackedFile)| Some(*i) != skip && !f.is_compressed();
-        if let Some((i, _)) = self
+        // Of files that start alike (copies of one stream), the one it is named after
+        // (`app.log.1` for `app.log.1.gz`) is the one it was made from.
+        let named = plain_name(&compressed.meta.path);
+        let mut alike = self
             .files
             .iter()
             .enumerate()
             .filter(candidate)
-            .find(|(_, f)| same_head(f))
-        {
-            return Some(i);
+            .filter(|(_, f)| same_head(f))
+            .map(|(i, f)| (i, Some(&*f.meta.path) == named));
+        if let Some(first) = alike.next() {
+            let found = std::iter::once(first)
+                .chain(alike)
+                .find(|(_, named)| *named)
+                .unwrap_or(first);
+            return Some(found.0);
         }
         // A file truncated, written again, rotated and compressed before the agent looked at it
         // again: its fingerprint is the old generation's, but its descriptor reads the head the
@@ -882,6 +1085,89 @@ where
                 })
             })
             .map(|(i, _)| i)
+    }
+
+    /// A file that resumes the record of a file that another file resumes already (two copies
+    /// of one file made while the agent was down, compressed or not): compared with that one,
+    /// it holds a part of it (nothing new: taken as read to its end), or more (it goes on from
+    /// where that one ends), or something else (it resumes at the record).
+    /// A compressed file that resumes no record is compared the same way with a file that
+    /// resumed one and starts like it (the record went to that one). True when it was decided.
+    fn another_copy_of_the_same(&self, file: &mut TrackedFile) -> bool {
+        let same_record = |f: &TrackedFile| match file.continues {
+            Some(_) => f.continues == file.continues,
+            None => {
+                file.is_compressed()
+                    && f.continues.is_some()
+                    && f.fingerprint.len > 0
+                    && f.fingerprint.matches(&file.head)
+            }
+        };
+        let Some(first) = self.files.iter().find(|f| !f.finished && same_record(f)) else {
+            return false;
+        };
+        let Some(handle) = &file.file else {
+            return false;
+        };
+        let Ok(theirs) = File::open(&*first.meta.path) else {
+            return false;
+        };
+        match prefix_relation(handle, file.codec, &theirs, first.codec) {
+            Ok(Some((Shorter::This, length))) if file.is_compressed() => {
+                self.ctx.compressed_read_already(file, length);
+                true
+            }
+            Ok(Some((Shorter::This, _))) => {
+                let other = Arc::clone(&first.meta.path);
+                self.ctx.read_already(file, &other);
+                true
+            }
+            Ok(Some((Shorter::Other, length))) if length > file.framer.read_offset() => {
+                tracing::info!(source = %self.ctx.name, file = %file.meta.path, other = %first.meta.path, offset = length, "compressed copy of the same file as another, holding more: read on from where that one ends");
+                file.framer = Framer::new(length, self.ctx.config.max_line_bytes);
+                file.emitted = length;
+                self.ctx.register(file, Vec::new(), false);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The length of what the held compressed file `held` holds when that is a prefix of what
+    /// was read of the plain file `original` (a compressed copy of it, made before the file went
+    /// on): it holds nothing new. Found by decompressing it and comparing it with that file,
+    /// once per offset that file has reached, when that file has nothing more to read.
+    fn compressed_prefix(&mut self, held: usize, original: usize) -> Option<u64> {
+        let (copy, of) = (&self.files[held], &self.files[original]);
+        let offset = of.framer.read_offset();
+        if of.is_compressed() || has_unread(of) {
+            return None;
+        }
+        if copy.head.len() < self.ctx.config.fingerprint_bytes {
+            // All it holds is its head, known already.
+            return of
+                .head
+                .starts_with(&copy.head)
+                .then_some(copy.head.len() as u64)
+                .filter(|&length| length <= offset);
+        }
+        let tried = CopyProof {
+            of: of.meta.key,
+            size: offset,
+        };
+        if copy.copy_proof == Some(tried) {
+            return None;
+        }
+        let found = match (&copy.file, &of.file, copy.codec) {
+            (Some(compressed), Some(plain), Some(codec)) => {
+                compressed_prefix_of(compressed, codec, plain, offset)
+                    .ok()
+                    .flatten()
+            }
+            _ => None,
+        };
+        self.files[held].copy_proof = Some(tried);
+        found
     }
 
     fn open_count(&self) -> usize {
@@ -1099,9 +1385,17 @@ where
                 continue;
             };
             if file.is_compressed() {
-                // Held while the file it is a copy of is still read; then it continues it.
-                if self.compressed_original(file, Some(held)).is_none() {
-                    self.ctx.resume_compressed(&mut self.files[held]);
+                // Held while the file it is a copy of is still read; then it continues it. One
+                // whose whole content is less than that file's head and was read already
+                // (a compressed copy of a prefix) holds nothing new.
+                match self.compressed_original(file, Some(held)) {
+                    None => self.ctx.resume_compressed(&mut self.files[held]),
+                    Some(original) => {
+                        if let Some(length) = self.compressed_prefix(held, original) {
+                            self.ctx
+                                .compressed_read_already(&mut self.files[held], length);
+                        }
+                    }
                 }
                 continue;
             }
@@ -1121,9 +1415,9 @@ where
             };
             self.files[held].copy_proof = proof;
             match lineage {
-                Lineage::PossibleCopy if waited => self.files[held].held_since = None,
+                Lineage::PossibleCopy if waited => self.ctx.release(&mut self.files[held]),
                 Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind => {}
-                Lineage::New => self.files[held].held_since = None,
+                Lineage::New => self.ctx.release(&mut self.files[held]),
                 Lineage::ReadAlready(original) => {
                     let original = Arc::clone(&self.files[original].meta.path);
                     let copy = &mut self.files[held];
@@ -1242,7 +1536,11 @@ where
     /// Opens the file at `path` and starts tracking it. Its identity is taken from the open
     /// descriptor: the path may have been replaced since it was listed. `None` for a compressed
     /// file still being written (changed within `rotate_wait_ms`): it is taken at a later scan.
-    fn start_tracking(&self, path: &Path, first: bool) -> Result<Option<TrackedFile>, OpenError> {
+    fn start_tracking(
+        &self,
+        path: &Path,
+        first: bool,
+    ) -> Result<Option<(TrackedFile, bool)>, OpenError> {
         let mut file = open_regular(path, self.globs.root_of(path), self.config.follow_symlinks)?;
         let md = file.metadata()?;
         // An empty or too short file is taken for text for now: its first read looks again
@@ -1266,6 +1564,7 @@ where
         let size = md.len();
         let (dev, ino) = (md.dev(), md.ino());
         let path_text = path.to_string_lossy();
+        let fresh = new_key(dev, ino);
         let claimed = if codec.is_some() {
             match self.store.claim(&self.name, dev, ino, &head, u64::MAX) {
                 // Its own record at offset 0 tells nothing: it was held unread as the
@@ -1273,34 +1572,47 @@ where
                 // file's record says where it goes on.
                 Some(own) if own.offset == 0 => Some(
                     self.store
-                        .claim_compressed(&self.name, &head)
+                        .claim_compressed(
+                            &self.name,
+                            &head,
+                            plain_name(&path_text),
+                            fresh,
+                            original_gone,
+                        )
                         .unwrap_or(own),
                 ),
                 Some(own) => Some(own),
-                None => self.store.claim_compressed(&self.name, &head),
+                None => self.store.claim_compressed(
+                    &self.name,
+                    &head,
+                    plain_name(&path_text),
+                    fresh,
+                    original_gone,
+                ),
             }
         } else {
             // The record of a file that was empty tells nothing (offset 0), and any file on its
             // inode matches its empty fingerprint: a new file on a reused inode, maybe a copy
-            // whose original's record says where to go on. Nor does a record at offset 0: the
-            // file was held unread as a possible copy when the agent stopped.
-            let own = self
-                .store
+            // whose original's record says where to go on.
+            self.store
                 .claim(&self.name, dev, ino, &head, size)
-                .filter(|record| record.fingerprint.len > 0);
-            match own {
-                Some(own) if own.offset > 0 => Some(own),
-                own => {
+                .filter(|record| record.fingerprint.len > 0)
+                .or_else(|| {
                     // A copy made while the agent was down (copytruncate) continues where its
                     // truncated original was left, or holds only what was delivered of it.
-                    let copy = self.store.claim_copy(&self.name, &head, |record| {
+                    self.store.claim_copy(&self.name, &head, |record| {
                         (record.dev, record.ino) != (dev, ino) && copy_of(record, &file, size)
-                    });
-                    copy.or(own)
-                }
-            }
+                    })
+                })
         };
         let mut marks = Vec::new();
+        let resumed = claimed.is_some();
+        // A file that resumes another file's record (a copy of it: the record of another device
+        // and inode) may not be the only one: remember whose, to compare it with the others.
+        let continues = claimed
+            .as_ref()
+            .filter(|record| (record.dev, record.ino) != (dev, ino))
+            .map(|record| (record.dev, record.ino));
         let (key, offset) = match claimed {
             Some(record) if codec.is_none() && size < record.offset => {
                 // A copy shorter than what was delivered of its original: nothing in it is new.
@@ -1351,22 +1663,7 @@ where
         }
         let fingerprint = Fingerprint::of(&head);
         let meta = Arc::new(FileMeta::new(key, Arc::clone(&self.name), &*path_text));
-        self.store.track(
-            FileRecord {
-                source: Arc::clone(&meta.source),
-                path: Arc::clone(&meta.path),
-                dev,
-                ino,
-                fingerprint,
-                key,
-                offset,
-                updated_unix: 0,
-                finished: false,
-                marks,
-            },
-            &self.sinks,
-        );
-        Ok(Some(TrackedFile {
+        let tracked = TrackedFile {
             meta,
             dev,
             ino,
@@ -1387,7 +1684,41 @@ where
             stamp: codec.is_some().then(|| stamp(&md)),
             seen_size: size,
             copy_proof: None,
-        }))
+            continues,
+        };
+        // A file resumed from a record (its own, or its original's) is known; a new one is
+        // registered by the caller once it is known not to be held as a possible copy.
+        if resumed {
+            self.register(&tracked, marks, false);
+        }
+        Ok(Some((tracked, resumed)))
+    }
+
+    /// Tracks a record of `tracked` at the offset it reads from, with the `marks` its reads
+    /// left; `copy`: it holds there only lines read from another file (see
+    /// [`FileRecord::copy`]).
+    fn register(
+        &self,
+        tracked: &TrackedFile,
+        marks: Vec<crate::source::marks::StreamMark>,
+        copy: bool,
+    ) {
+        self.store.track(
+            FileRecord {
+                source: Arc::clone(&self.name),
+                path: Arc::clone(&tracked.meta.path),
+                dev: tracked.dev,
+                ino: tracked.ino,
+                fingerprint: tracked.fingerprint,
+                key: tracked.meta.key,
+                offset: tracked.framer.read_offset(),
+                updated_unix: 0,
+                finished: false,
+                marks,
+                copy,
+            },
+            &self.sinks,
+        );
     }
 
     /// True when the compressed file now at `path` has the uncompressed head of `tracked` (a
@@ -1404,6 +1735,31 @@ where
         sniffed.is_ok_and(|sniffed| sniffed == Sniffed::Compressed(codec))
             && decompressed_head(&file, codec, self.config.fingerprint_bytes)
                 .is_ok_and(|head| head == tracked.head)
+    }
+
+    /// Takes a held compressed file whose whole content (`length` bytes) was read from the file
+    /// it is a copy of as read to its end, under a record of its own at that end.
+    fn compressed_read_already(&self, tracked: &mut TrackedFile, length: u64) {
+        tracing::info!(source = %self.name, file = %tracked.meta.path, length, "compressed copy of lines already read from another file: nothing shipped from it");
+        add(&self.metrics.copies_skipped, 1);
+        tracked.framer = Framer::new(length, self.config.max_line_bytes);
+        tracked.emitted = length;
+        tracked.held_since = None;
+        tracked.copy_proof = None;
+        self.register(tracked, Vec::new(), true);
+        tracked.compressed_done = true;
+        tracked.decoder = None;
+        tracked.file = None;
+        tracked.eof_since = Some(Instant::now());
+    }
+
+    /// Lets a held file be read as a file of its own, from where it stands, under a record of
+    /// its own (held files have none).
+    fn release(&self, tracked: &mut TrackedFile) {
+        tracing::debug!(source = %self.name, file = %tracked.meta.path, "no copy: read as a file of its own");
+        tracked.held_since = None;
+        tracked.copy_proof = None;
+        self.register(tracked, Vec::new(), false);
     }
 
     /// Takes a file found to be a copy of what was read already from `original` (see
@@ -1449,31 +1805,24 @@ where
         tracked.emitted = size;
         tracked.seen_size = size;
         tracked.eof_since = None;
-        self.store.track(
-            FileRecord {
-                source: Arc::clone(&self.name),
-                path: Arc::clone(&tracked.meta.path),
-                dev: tracked.dev,
-                ino: tracked.ino,
-                fingerprint: tracked.fingerprint,
-                key,
-                offset: size,
-                updated_unix: 0,
-                finished: false,
-                marks: Vec::new(),
-            },
-            &self.sinks,
-        );
+        self.register(tracked, Vec::new(), true);
     }
 
     /// Continues a held gzip file where the file it is the compressed copy of was let go (that
     /// file's record), with that file's key, or from its start if there is no such record.
     fn resume_compressed(&self, tracked: &mut TrackedFile) {
-        tracked.held_since = None;
-        let Some(record) = self.store.claim_compressed(&self.name, &tracked.head) else {
+        let Some(record) = self.store.claim_compressed(
+            &self.name,
+            &tracked.head,
+            plain_name(&tracked.meta.path),
+            new_key(tracked.dev, tracked.ino),
+            original_gone,
+        ) else {
             tracing::debug!(source = %self.name, file = %tracked.meta.path, "compressed file with no known original: reading it whole");
+            self.release(tracked);
             return;
         };
+        tracked.held_since = None;
         tracing::info!(
             source = %self.name, file = %tracked.meta.path, original = %record.path,
             offset = record.offset, "compressed copy of a file let go: continuing where it ended"
@@ -1525,6 +1874,7 @@ where
                 updated_unix: 0,
                 finished: false,
                 marks: Vec::new(),
+                copy: false,
             },
             &self.sinks,
         );
@@ -1704,6 +2054,7 @@ where
             stamp: None,
             seen_size: tracked.seen_size,
             copy_proof: None,
+            continues: None,
         };
         tracked.eof_since = None;
         if old.framer.read_offset() > 0 {
@@ -1730,6 +2081,7 @@ where
                 updated_unix: 0,
                 finished: false,
                 marks: Vec::new(),
+                copy: false,
             },
             &self.sinks,
         );
@@ -2159,6 +2511,12 @@ enum Original {
     Truncated,
     /// Deleted, or moved out of its directory.
     Gone,
+}
+
+/// True when the file a checkpoint `record` was taken of no longer holds what the record
+/// covers: a compressed copy of it carries its stream on, with its key.
+fn original_gone(record: &FileRecord) -> bool {
+    original_of(record) != Original::Intact
 }
 
 fn original_of(record: &FileRecord) -> Original {
