@@ -203,18 +203,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn replay(options: ReplayOptions) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let result = runtime.block_on(async {
-        let stop = shutdown_signal()?;
-        let stop = async move {
-            stop.await;
-            // A second signal does not wait for the deliveries.
-            if let Ok(again) = shutdown_signal() {
-                tokio::spawn(async move {
-                    again.await;
-                    eprintln!("log-agent: stopped before every line sent was delivered");
-                    std::process::exit(1);
-                });
-            }
-        };
+        let stop = stop_signals("stopped before every line sent was delivered")?;
         Ok::<_, anyhow::Error>(log_agent::replay::replay(options, stop).await)
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -237,7 +226,9 @@ fn replay(options: ReplayOptions) -> anyhow::Result<ExitCode> {
 fn run(config: Config) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let summary = runtime.block_on(async {
-        let shutdown = shutdown_signal()?;
+        let shutdown = stop_signals(
+            "stopped before everything was delivered; it is read again at the next start",
+        )?;
         log_agent::run(config, shutdown)
             .await
             .map_err(anyhow::Error::from)
@@ -254,17 +245,43 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Completes at the first SIGTERM or SIGINT.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// Installs the SIGTERM and SIGINT handlers. The returned future completes at the first of
+/// them (the drain starts); the second ends the process at once with code 1, printing
+/// `interrupted`, whatever the drain is waiting for (a sink that is down, a long
+/// `shutdown_timeout_ms`).
+fn stop_signals(
+    interrupted: &'static str,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{first} received; a second SIGTERM or SIGINT exits at once");
+        let _ = first_tx.send(());
+        let second = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        eprintln!("log-agent: {second} received again: {interrupted}");
+        exit_now(1);
+    });
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
+        let _ = first_rx.await;
     })
+}
+
+/// Ends the process at once with `code`: no destructor, no `atexit` handler (librdkafka's and
+/// OpenSSL's threads are still running; cleaning up under them can hang or crash).
+fn exit_now(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; nothing of this process is used afterwards.
+    unsafe { libc::_exit(code) }
 }
 
 /// Makes a write past the file size limit (`RLIMIT_FSIZE`) fail with `EFBIG`, which the agent

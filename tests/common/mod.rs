@@ -502,3 +502,9 @@ pub async fn wait_for_readyz(address: std::net::SocketAddr, status: u16) -> Stri
     }
     panic!("/readyz did not answer {status} within 30 s; last: {last:?}");
 }
+
+/// A loopback address nothing listens on: a port the system gave and took back.
+pub fn closed_address() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
