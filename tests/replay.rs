@@ -340,3 +340,63 @@ fn sigint_stops_reading_and_what_was_sent_is_delivered() {
     assert_exactly_once(&shipped, "s", shipped.len() as u64);
     assert_at_least_once_in_order(&shipped, "s", shipped.len() as u64);
 }
+
+/// Runs the binary in `dir` until it exits or `limit` passes (then kills it and fails).
+fn run_binary_within(
+    args: &[&str],
+    dir: &Path,
+    limit: std::time::Duration,
+) -> (Option<i32>, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LOG_AGENT_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_kafka_broker_that_is_down_is_given_up_like_a_closed_http_port() {
+    let world = World::new();
+    let dir = world.logs();
+    fs::write(dir.join("app.log"), lines("k", 0..200)).unwrap();
+    let address = closed_address();
+    let start = std::time::Instant::now();
+    let to = format!("kafka://{address}/logs");
+    let (code, stdout, stderr) = run_binary_within(
+        &["replay", "--to", &to, "app.log"],
+        &dir,
+        std::time::Duration::from_secs(90),
+    );
+    let took = start.elapsed();
+    println!("gave up after {took:?}:\n{stdout}");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("undelivered: 200"), "{stdout}");
+    let dead = read_ndjson(&dir.join("dead_letter").join("to.ndjson"));
+    assert_exactly_once(&dead, "k", 200);
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "8 attempts took {took:?}"
+    );
+}

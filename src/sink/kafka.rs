@@ -10,6 +10,13 @@
 //! messages queued until `message.timeout.ms`. The sink's client context logs that error and
 //! tells the waiting delivery, which purges its messages and fails for good, so a wrong
 //! password dead-letters instead of stalling every file behind a silent retry loop.
+//!
+//! Every broker down is a client-level error too. With unlimited retries (the default) the
+//! messages wait in librdkafka's queue and go as soon as a broker is back. With
+//! `retry.max_attempts` (a `replay --to kafka://...`), an attempt ends there, as an HTTP attempt
+//! ends at a refused connection: the messages are purged and the attempt fails, so the attempts
+//! run out in about the time their backoff takes instead of `message.timeout.ms` (5 minutes)
+//! each.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -168,11 +175,22 @@ struct AuthFailures {
     active: bool,
 }
 
+/// librdkafka's reports that every broker is down, and how many there were: deliveries that may
+/// end early watch it.
+#[derive(Debug, Clone, Default)]
+struct BrokersDown {
+    count: u64,
+    reason: String,
+    /// Cleared by a delivery report or a metadata answer: a broker is up (again).
+    active: bool,
+}
+
 /// The producer's client context: librdkafka's logs and errors go to `tracing` under the sink's
-/// name, and authentication failures are signalled to deliveries.
+/// name, and authentication failures and every broker down are signalled to deliveries.
 struct SinkContext {
     sink: String,
     auth: Arc<watch::Sender<AuthFailures>>,
+    down: Arc<watch::Sender<BrokersDown>>,
     /// The sink's readiness: not ready while every broker is down.
     health: Arc<SinkHealth>,
 }
@@ -216,6 +234,11 @@ impl ClientContext for SinkContext {
             }
             self.health
                 .failed(&format!("kafka sink `{sink}`: all brokers down: {reason}"));
+            self.down.send_modify(|down| {
+                down.count += 1;
+                down.reason = reason.to_owned();
+                down.active = true;
+            });
         } else {
             // librdkafka logs the same through `log` above; this is the error's code.
             tracing::debug!(sink = %sink, error = %error, "kafka sink `{sink}`: {reason}");
@@ -235,11 +258,18 @@ fn is_auth_failure(code: Option<RDKafkaErrorCode>) -> bool {
 /// (`reconnect.backoff.max.ms`, 10 s by default), and a success there clears the failure.
 const AUTH_FAILURE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long an attempt that starts while every broker is known to be down waits for the
+/// cluster's metadata before it ends (`retry.max_attempts` only).
+const DOWN_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Produces batches to Kafka.
 pub struct KafkaSink {
     name: String,
     producer: FutureProducer<SinkContext, TokioRuntime>,
     auth: Arc<watch::Sender<AuthFailures>>,
+    down: Arc<watch::Sender<BrokersDown>>,
+    /// An attempt ends when every broker is down (the retries are limited).
+    end_attempts_when_down: bool,
     /// The sink's readiness, as the pipeline and the client context set it.
     health: Arc<SinkHealth>,
     /// True until the first healthcheck, the one made at start.
@@ -287,9 +317,11 @@ impl KafkaSink {
             client.set("sasl.password", password.trim_end_matches(['\n', '\r']));
         }
         let auth = Arc::new(watch::Sender::new(AuthFailures::default()));
+        let down = Arc::new(watch::Sender::new(BrokersDown::default()));
         let context = SinkContext {
             sink: name.to_owned(),
             auth: Arc::clone(&auth),
+            down: Arc::clone(&down),
             health: Arc::clone(&health),
         };
         let producer = client
@@ -299,6 +331,8 @@ impl KafkaSink {
             name: name.to_owned(),
             producer,
             auth,
+            down,
+            end_attempts_when_down: common.retry.max_attempts.is_some(),
             health,
             starting: true,
             topic,
@@ -337,8 +371,61 @@ impl KafkaSink {
         if delivered_any {
             self.auth
                 .send_if_modified(|auth| std::mem::take(&mut auth.active));
+            self.down
+                .send_if_modified(|down| std::mem::take(&mut down.active));
         }
         first_error
+    }
+
+    /// Resolves with the reason once every broker is known to be down for this delivery: down
+    /// reported after it started, or, when it started while they were down, the cluster's
+    /// metadata not coming within [`DOWN_PROBE_TIMEOUT`] (librdkafka reports every broker down
+    /// once, when the last goes). Never resolves unless attempts end when brokers are down.
+    async fn brokers_down(&self) -> String {
+        if !self.end_attempts_when_down {
+            return std::future::pending().await;
+        }
+        let mut down = self.down.subscribe();
+        let (seen, was_down) = {
+            let now = down.borrow_and_update();
+            (now.count, now.active)
+        };
+        let reported = async {
+            let reason = down
+                .wait_for(|d| d.count > seen)
+                .await
+                .map(|d| d.reason.clone());
+            match reason {
+                Ok(reason) => reason,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let still_down = async {
+            if !was_down {
+                return std::future::pending().await;
+            }
+            let producer = self.producer.clone();
+            let probe = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, DOWN_PROBE_TIMEOUT)
+                    .map(|_| ())
+            })
+            .await;
+            match probe {
+                Ok(Ok(())) => {
+                    self.down
+                        .send_if_modified(|down| std::mem::take(&mut down.active));
+                    std::future::pending().await
+                }
+                Ok(Err(e)) => format!("{} (and no metadata: {e})", self.down.borrow().reason),
+                Err(e) => e.to_string(),
+            }
+        };
+        tokio::select! {
+            reason = reported => reason,
+            reason = still_down => reason,
+        }
     }
 
     /// Resolves with the reason once authentication is known to fail for this delivery: a
@@ -467,6 +554,14 @@ impl Sink for KafkaSink {
                     self.producer.purge(PurgeConfig::default().queue().inflight());
                     Err(SinkError::Permanent(format!(
                         "kafka sink `{}`: authentication failed: {reason}",
+                        self.name
+                    )))
+                }
+                reason = self.brokers_down() => {
+                    // As above: the attempt ends here, and a retry sends the batch again.
+                    self.producer.purge(PurgeConfig::default().queue().inflight());
+                    Err(SinkError::Retriable(format!(
+                        "kafka sink `{}`: all brokers down: {reason}",
                         self.name
                     )))
                 }
