@@ -234,7 +234,7 @@ async fn probes_and_metrics_follow_what_was_written_and_a_sink_going_down_and_ba
     fs::write(&out_dir, b"not a directory").unwrap();
     append_numbered(&log, "a", 10..15, 40);
     let grown = fs::metadata(&log).unwrap().len();
-    let body = wait_for_readyz(address, 503).await;
+    let body = wait_for_probe(address, "/readyz/sinks", 503).await;
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["status"], json!("failing"));
     let reasons = answer["reasons"].as_array().unwrap();
@@ -250,6 +250,11 @@ async fn probes_and_metrics_follow_what_was_written_and_a_sink_going_down_and_ba
         get(address, "/healthz").await.0,
         200,
         "a failing sink is no reason to restart"
+    );
+    assert_eq!(
+        get(address, "/readyz").await,
+        (200, r#"{"status":"ok"}"#.to_owned()),
+        "nor to take the pod out of its Service: plain readiness leaves the sinks out"
     );
     let behind = (grown - size) as f64;
     wait_for_metrics(address, "the new lines read but not shipped", |m| {
@@ -284,7 +289,10 @@ async fn probes_and_metrics_follow_what_was_written_and_a_sink_going_down_and_ba
     // Back: ready again, and everything shipped.
     fs::remove_file(&out_dir).unwrap();
     fs::rename(&aside, &out_dir).unwrap();
-    assert_eq!(wait_for_readyz(address, 200).await, r#"{"status":"ok"}"#);
+    assert_eq!(
+        wait_for_probe(address, "/readyz/sinks", 200).await,
+        r#"{"status":"ok"}"#
+    );
     assert_eq!(wait_for_events_in(&out, 15).await, 15);
     wait_for_metrics(
         address,

@@ -37,10 +37,13 @@ pub struct AgentCollector {
     /// Checkpoints of tracked files.
     pub store: Arc<CheckpointStore>,
     /// Each sink's buffer, by sink name.
-    pub buffers: Vec<(String, BufferGauge)>,
+    pub buffers: BufferGauges,
     /// Sink health.
     pub health: Arc<Health>,
 }
+
+/// Each running sink's buffer gauge, by sink name; a config reload adds and removes them.
+pub type BufferGauges = Arc<std::sync::RwLock<BTreeMap<String, BufferGauge>>>;
 
 /// A registry holding the agent's collector, named with the `log_agent_` prefix.
 pub fn registry(collector: AgentCollector) -> Registry {
@@ -252,8 +255,11 @@ impl Collector for AgentCollector {
             ),
         ];
         let mut oldest_overall: f64 = 0.0;
-        let buffers: BTreeMap<&str, &BufferGauge> =
-            self.buffers.iter().map(|(n, g)| (n.as_str(), g)).collect();
+        let buffers = self
+            .buffers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (name, s) in &snapshot.sinks {
             let label = || vec![("sink", name.as_str())];
             let counters = [s.events_out, s.bytes_out, s.batches, s.errors, s.retries];
@@ -304,10 +310,11 @@ impl Collector for AgentCollector {
             "sink_healthy",
             "1 while the sink's deliveries go through, 0 from a failed delivery until the next one that succeeds.",
         );
-        for (name, ok) in self.health.sinks() {
+        let sink_health = self.health.sinks();
+        for (name, ok) in &sink_health {
             healthy.sample(
-                vec![("sink", name)],
-                ConstGauge::new(if ok { 1.0 } else { 0.0 }),
+                vec![("sink", name.as_str())],
+                ConstGauge::new(if *ok { 1.0 } else { 0.0 }),
             );
         }
 

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use super::encoding::{Encoding, encode_json};
 use super::template::{Template, push_field};
-use super::{BoxFuture, BuildError, Sink, SinkCommon, SinkError};
+use super::{BoxFuture, BuildError, Healthcheck, Sink, SinkCommon, SinkError};
 use crate::config::ConfigError;
 use crate::health::SinkHealth;
 use crate::pipeline::batcher::Batch;
@@ -70,7 +70,7 @@ impl Compression {
 }
 
 /// Settings of a `type: kafka` sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
     /// Bootstrap brokers, `host:port[,host:port]`.
@@ -569,16 +569,17 @@ impl Sink for KafkaSink {
         })
     }
 
-    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<Healthcheck, SinkError>> {
         let producer = self.producer.clone();
         let name = self.name.clone();
         // librdkafka says itself when every broker is down; the check is only there to see
         // that the cluster is back, so it costs nothing (and delays nothing) while all is well,
         // nor at start, where it would hold the first deliveries back.
         let known_down = self.health.failure().is_some() && !std::mem::take(&mut self.starting);
+        let down = Arc::clone(&self.down);
         Box::pin(async move {
             if !known_down {
-                return Ok(());
+                return Ok(Healthcheck::NotChecked);
             }
             // Metadata from a broker: the cluster answers (a blocking call, off the runtime).
             tokio::task::spawn_blocking(move || {
@@ -589,7 +590,9 @@ impl Sink for KafkaSink {
             })
             .await
             .map_err(|e| SinkError::Retriable(e.to_string()))?
-            .map_err(|e| SinkError::Retriable(format!("kafka sink `{name}`: {e}")))
+            .map_err(|e| SinkError::Retriable(format!("kafka sink `{name}`: {e}")))?;
+            down.send_if_modified(|down| std::mem::take(&mut down.active));
+            Ok(Healthcheck::Passed)
         })
     }
 

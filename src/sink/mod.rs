@@ -92,9 +92,10 @@ pub trait Sink: Send {
     /// Asks the destination whether it is ready, where it has a way to say so. Called when the
     /// sink starts, and again while it is unhealthy with nothing in flight (so that readiness
     /// comes back without waiting for the next line); a failure is logged and does not stop
-    /// the sink.
-    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async { Ok(()) })
+    /// the sink. A sink that has no way to ask (or nothing worth asking now) says
+    /// [`Healthcheck::NotChecked`], which is never reported as a check that passed.
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<Healthcheck, SinkError>> {
+        Box::pin(async { Ok(Healthcheck::NotChecked) })
     }
 
     /// More instances of this sink, sharing its connections, so that one batch per instance
@@ -103,6 +104,15 @@ pub trait Sink: Send {
     fn replicas(&self) -> Vec<Box<dyn Sink>> {
         Vec::new()
     }
+}
+
+/// What a healthcheck found, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Healthcheck {
+    /// The destination was asked and answered that it is ready.
+    Passed,
+    /// Nothing was asked: the sink has no way to, or no reason to now.
+    NotChecked,
 }
 
 /// Failure to build a sink from its configuration.
@@ -116,7 +126,7 @@ pub struct BuildError {
 }
 
 /// Settings every sink has.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkCommon {
     /// Names of the sources whose events this sink receives.
@@ -151,7 +161,7 @@ impl SinkCommon {
 }
 
 /// One sink of the configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SinkConfig {
     /// Settings every sink has.
     #[serde(flatten)]
@@ -174,7 +184,7 @@ impl SinkConfig {
 }
 
 /// The sink types, tagged by `type:`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkKind {
     /// Append to a file.

@@ -151,6 +151,7 @@ impl Agent {
             config,
             log_agent::RunHooks {
                 api_bound: Some(tx),
+                ..Default::default()
             },
         );
         let address = tokio::time::timeout(Duration::from_secs(10), rx)
@@ -492,15 +493,20 @@ pub async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 /// Polls `/readyz` until it answers `status`; returns the body.
 pub async fn wait_for_readyz(address: std::net::SocketAddr, status: u16) -> String {
+    wait_for_probe(address, "/readyz", status).await
+}
+
+/// Polls `path` (`/readyz`, `/readyz/sinks`) until it answers `status`; returns the body.
+pub async fn wait_for_probe(address: std::net::SocketAddr, path: &str, status: u16) -> String {
     let mut last = (0, String::new());
     for _ in 0..1500 {
-        last = get(address, "/readyz").await;
+        last = get(address, path).await;
         if last.0 == status {
             return last.1;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("/readyz did not answer {status} within 30 s; last: {last:?}");
+    panic!("{path} did not answer {status} within 30 s; last: {last:?}");
 }
 
 /// A loopback address nothing listens on: a port the system gave and took back.

@@ -18,7 +18,7 @@ use crate::sink::template::Template;
 pub const REDACTED: &str = "<redacted>";
 
 /// Settings of a `type: http` sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSinkConfig {
     /// Where requests go, `http://` or `https://`, used as it is (for Elasticsearch the
@@ -120,7 +120,7 @@ pub enum BulkAction {
 }
 
 /// Settings of `encoding: elasticsearch`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchConfig {
     /// Index of each event: `{{ field }}` references and strftime `%` parts of the event time.
@@ -156,7 +156,7 @@ pub enum LokiLine {
 }
 
 /// Settings of `encoding: loki`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LokiConfig {
     /// Stream labels: label name -> template (`{{ source }}`, `{{ file }}`, a parsed field...).
@@ -281,7 +281,7 @@ impl Secret {
 }
 
 /// Authentication.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     /// `Authorization: Basic`.
@@ -299,7 +299,7 @@ pub enum Auth {
 }
 
 /// TLS settings; without them the system's CA certificates are trusted.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of CA certificates trusted besides the system's.
@@ -314,7 +314,7 @@ pub struct TlsConfig {
 }
 
 /// The readiness request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthcheckConfig {
     /// Whether to send it.
