@@ -35,4 +35,11 @@ pub mod sink;
 pub mod source;
 
 pub use agent::{RunError, RunHooks, RunSummary, run, run_with};
+
+/// The version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit this build comes from (`unknown` outside a git checkout, unless the build was
+/// given `$LOG_AGENT_COMMIT`).
+pub const COMMIT: &str = env!("LOG_AGENT_COMMIT");
 pub use config::Config;

@@ -8,12 +8,21 @@ use std::num::NonZeroU64;
 use anyhow::Context as _;
 use chrono::{DateTime, FixedOffset};
 use clap::{Parser, Subcommand, ValueEnum};
+use log_agent::config::watch::ConfigFile;
 use log_agent::config::{Config, DEFAULT_CONFIG_PATH};
 use log_agent::replay::{ProgressMode, ReplayOptions};
 
+/// `--version`: the version and the commit of the build.
+const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LOG_AGENT_COMMIT"),
+    ")"
+);
+
 /// Tails log files and ships every line to Kafka, HTTP, files or stdout.
 #[derive(Parser)]
-#[command(name = "log-agent", version, about)]
+#[command(name = "log-agent", version = VERSION_LINE, about)]
 struct Cli {
     /// Format of the agent's own logs (on stderr); their level comes from LOG_AGENT_LOG.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -30,11 +39,16 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Tail files and ship them until SIGTERM or SIGINT, then drain and exit.
+    /// Tail files and ship them until SIGTERM or SIGINT, then drain and exit (a second signal
+    /// exits at once); SIGHUP reloads the configuration.
     Run {
         /// Configuration file [default: $LOG_AGENT_CONFIG, then /etc/log-agent/agent.yaml].
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Reload the configuration when the file's content changes (checked every second),
+        /// as when a mounted ConfigMap is updated.
+        #[arg(long)]
+        watch_config: bool,
     },
     /// Check a configuration and print it resolved; exit 2 if it is wrong.
     Validate {
@@ -100,6 +114,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => match load(config) {
             Ok(config) => {
+                // Not errors (a volume may be mounted later), but said: nothing would be read
+                // there, or delivered, until it is.
+                for warning in log_agent::config::host::warnings(&config) {
+                    eprintln!("log-agent: warning: {warning}");
+                }
                 print!("{}", config.to_yaml());
                 ExitCode::SUCCESS
             }
@@ -121,15 +140,20 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Command::Run { config } => {
-            let config = match load(config) {
+        Command::Run {
+            config,
+            watch_config,
+        } => {
+            let path = config_path(config);
+            let mut file = ConfigFile::new(&path);
+            let config = match file.load() {
                 Ok(config) => config,
                 Err(e) => {
                     eprintln!("log-agent: {e}");
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            match run(config) {
+            match run(config, file, watch_config) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("log-agent: {e:#}");
@@ -140,11 +164,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--config`, else `$LOG_AGENT_CONFIG`, else the default path.
+fn config_path(path: Option<PathBuf>) -> PathBuf {
+    path.or_else(|| std::env::var_os("LOG_AGENT_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
 fn load(path: Option<PathBuf>) -> Result<Config, log_agent::config::ConfigError> {
-    let path = path
-        .or_else(|| std::env::var_os("LOG_AGENT_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-    Config::load(&path)
+    Config::load(&config_path(path))
 }
 
 /// The replay's options from its arguments; the error is a bad-usage line.
@@ -223,13 +250,18 @@ fn replay(options: ReplayOptions) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<ExitCode> {
+fn run(config: Config, file: ConfigFile, watch: bool) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let summary = runtime.block_on(async {
         let shutdown = stop_signals(
             "stopped before everything was delivered; it is read again at the next start",
         )?;
-        log_agent::run(config, shutdown)
+        let reloads = reload_triggers(file, watch)?;
+        let hooks = log_agent::RunHooks {
+            reloads: Some(reloads),
+            ..Default::default()
+        };
+        log_agent::run_with(config, shutdown, hooks)
             .await
             .map_err(anyhow::Error::from)
     })?;
@@ -273,6 +305,37 @@ fn stop_signals(
     Ok(async move {
         let _ = first_rx.await;
     })
+}
+
+/// How often `--watch-config` reads the config file.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Installs the SIGHUP handler and, with `watch`, the config file's watcher: each SIGHUP, and
+/// each change of the file's content, loads the file and hands the outcome to the agent, which
+/// applies the new config or logs and counts why not.
+fn reload_triggers(
+    mut file: ConfigFile,
+    watch: bool,
+) -> anyhow::Result<tokio::sync::mpsc::Receiver<log_agent::agent::ReloadRequest>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    if watch {
+        tracing::info!(path = %file.path().display(), "watching the config file for changes");
+    }
+    tokio::spawn(async move {
+        loop {
+            let why = tokio::select! {
+                _ = hup.recv() => "SIGHUP received",
+                () = file.changed(WATCH_EVERY), if watch => "the config file changed",
+            };
+            tracing::info!(path = %file.path().display(), "{why}: reloading the config");
+            if tx.send(file.load()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// Ends the process at once with `code`: no destructor, no `atexit` handler (librdkafka's and

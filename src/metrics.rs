@@ -58,6 +58,8 @@ pub struct SourceMetrics {
     pub skipped_directories: AtomicU64,
     /// FIFOs, sockets and device nodes matched by the globs, never opened; each counted once.
     pub skipped_special_files: AtomicU64,
+    /// Include globs whose directory does not exist, as last checked.
+    pub missing_directories: AtomicU64,
 }
 
 /// Counters of one sink.
@@ -204,6 +206,7 @@ impl Metrics {
                         skipped_symlinks: get(&m.skipped_symlinks),
                         skipped_directories: get(&m.skipped_directories),
                         skipped_special_files: get(&m.skipped_special_files),
+                        missing_directories: get(&m.missing_directories),
                     };
                     (name, s)
                 })
@@ -254,6 +257,7 @@ pub struct SourceSnapshot {
     pub skipped_symlinks: u64,
     pub skipped_directories: u64,
     pub skipped_special_files: u64,
+    pub missing_directories: u64,
 }
 
 /// Values of a sink's counters at one moment.

@@ -327,6 +327,82 @@ async fn probes_and_metrics_follow_what_was_written_and_a_sink_going_down_and_ba
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
 
+/// Every metric name the README's metrics table lists (its first column, names written in
+/// full).
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = readme
+        .split("| metric | labels | what |")
+        .nth(1)
+        .expect("the README has a metrics table");
+    let mut names = std::collections::BTreeSet::new();
+    for row in table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+    {
+        let first = row.split('|').nth(1).unwrap();
+        for name in first.split('`').skip(1).step_by(2) {
+            assert!(
+                name.starts_with("log_agent_") || name.starts_with("process_"),
+                "not a full metric name in the README's table: {name}"
+            );
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_readme_lists_is_served_and_every_one_served_is_listed() {
+    let world = World::new();
+    let yaml = format!(
+        "api: {{ address: \"127.0.0.1:0\" }}\n{}",
+        config_yaml(
+            &world.data(),
+            &[world.log("*.log").to_str().unwrap()],
+            &world.out(),
+            "",
+            "",
+        )
+    );
+    let (agent, address) = Agent::start_with_api(config(&yaml)).await;
+    append_numbered(&world.log("app.log"), "m", 0..3, 40);
+    wait_for_events(&world, 3).await;
+    let documented = documented_metrics();
+    let names = |m: &Samples| -> std::collections::BTreeSet<String> {
+        m.keys().map(|(name, _)| name.clone()).collect()
+    };
+    wait_for_metrics(address, "every documented metric", |m| {
+        documented.is_subset(&names(m))
+    })
+    .await;
+    let m = scrape(address).await;
+    agent.stop().await;
+    let served = names(&m);
+    let undocumented: Vec<&String> = served.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served on /metrics but not in the README's table: {undocumented:?}"
+    );
+    let build = m
+        .iter()
+        .find(|((name, _), _)| name == "log_agent_build_info")
+        .unwrap();
+    assert_eq!(*build.1, 1.0);
+    let labels: BTreeMap<&str, &str> = build
+        .0
+        .1
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(labels["version"], env!("CARGO_PKG_VERSION"));
+    assert!(!labels["commit"].is_empty());
+    assert!(sample(&m, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    assert!(sample(&m, "process_open_fds", &[]).unwrap() >= 3.0);
+}
+
 /// Waits until `out` holds `n` events; returns how many it holds then.
 async fn wait_for_events_in(out: &Path, n: usize) -> usize {
     wait_for(Duration::from_secs(30), || read_ndjson(out).len() >= n).await;

@@ -4,6 +4,7 @@
 //! shutdown.
 
 mod checkpointer;
+mod missing_dirs;
 pub mod reload;
 mod running;
 
@@ -134,6 +135,8 @@ pub async fn run_with(
         Arc::clone(&health),
         Arc::clone(&gauges),
     )?;
+    let (running_config, watched_config) = watch::channel(Arc::new(running.config.clone()));
+    let dir_watch = missing_dirs::spawn(watched_config, Arc::clone(&metrics));
     let checkpointer = checkpointer::spawn(
         &store,
         &metrics.checkpoints,
@@ -178,6 +181,9 @@ pub async fn run_with(
                         break;
                     }
                 };
+                if outcome.is_ok() {
+                    running_config.send_replace(Arc::new(running.config.clone()));
+                }
                 if let Some(reloaded) = &reloaded {
                     let _ = reloaded.try_send(outcome.map_err(|e| e.to_string()));
                 }
@@ -193,6 +199,7 @@ pub async fn run_with(
         "shutting down: reading files to their end and delivering"
     );
     let mut drained = running.shutdown(deadline).await;
+    dir_watch.abort();
     checkpointer.abort();
     let last = checkpointer::persist(&store, &metrics.checkpoints).await;
     if let Err(e) = &last {

@@ -6,6 +6,7 @@
 
 pub mod metrics;
 pub mod probes;
+mod process;
 
 use std::future::Future;
 use std::net::SocketAddr;

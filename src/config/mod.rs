@@ -6,8 +6,10 @@
 //! Sources and sinks are read through their `type` key into the tagged enums of [`crate::source`]
 //! and [`crate::sink`], which keeps the error path exact down to the variant's own keys.
 
+pub mod host;
 mod interpolate;
 pub mod kubernetes;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -142,8 +144,14 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
+        Config::from_file_text(&text)
+    }
+
+    /// Interpolates (from the process environment) and checks the text of a config file;
+    /// relative paths are taken from the current directory.
+    pub fn from_file_text(text: &str) -> Result<Config, ConfigError> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        Config::from_yaml(&text, |name| std::env::var(name).ok(), &cwd)
+        Config::from_yaml(text, |name| std::env::var(name).ok(), &cwd)
     }
 
     /// Parses and checks a configuration text; relative paths are taken from `base_dir`.

@@ -170,6 +170,22 @@ impl SinkTask {
         let mut flush_at: Option<Instant> = None;
         loop {
             let received = tokio::select! {
+                // Reconfigurations first: one sent with a new buffer comes before the old
+                // buffer closes, and must be taken before that close ends the task.
+                biased;
+                request = next_request(&mut control) => {
+                    match request {
+                        Some(request) => {
+                            batch_timeout = Duration::from_millis(request.batch.timeout_ms);
+                            let generation = inputs.current;
+                            lanes.reconfigure(request, &mut batcher, generation, &mut inputs).await;
+                            flush_at = None;
+                        }
+                        // The agent let go of the control: no more reconfigurations.
+                        None => control = None,
+                    }
+                    continue;
+                }
                 Some((sink, batch)) = lanes.in_flight.next(), if !lanes.in_flight.is_empty() => {
                     lanes.finish(sink, &batch, &inputs);
                     lanes.start_waiting();
@@ -191,19 +207,6 @@ impl SinkTask {
                     }
                     continue;
                 }
-                request = next_request(&mut control) => {
-                    match request {
-                        Some(request) => {
-                            batch_timeout = Duration::from_millis(request.batch.timeout_ms);
-                            let generation = inputs.current;
-                            lanes.reconfigure(request, &mut batcher, generation, &mut inputs).await;
-                            flush_at = None;
-                        }
-                        // The agent let go of the control: no more reconfigurations.
-                        None => control = None,
-                    }
-                    continue;
-                }
                 // Not read while batches wait for a free instance: that is backpressure.
                 received = inputs.recv(), if lanes.waiting.is_empty() => received,
             };
@@ -217,7 +220,22 @@ impl SinkTask {
                     flush_at = None;
                     continue;
                 }
-                Received::Closed => break,
+                Received::Closed => {
+                    // A reconfiguration sent before the agent let go of the old buffer comes
+                    // with the buffer to read next: take it before ending.
+                    match control.as_mut().map(mpsc::Receiver::try_recv) {
+                        Some(Ok(request)) => {
+                            batch_timeout = Duration::from_millis(request.batch.timeout_ms);
+                            let generation = inputs.current;
+                            lanes
+                                .reconfigure(request, &mut batcher, generation, &mut inputs)
+                                .await;
+                            flush_at = None;
+                            continue;
+                        }
+                        _ => break,
+                    }
+                }
             };
             if lanes
                 .deliverer

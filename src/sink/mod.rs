@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
 pub use blackhole::BlackholeSinkConfig;
-pub use file::FileSinkConfig;
+pub use file::{FileSinkConfig, missing_directory};
 pub use http::HttpSinkConfig;
 pub use kafka::{Compression, KafkaSinkConfig};
 pub use stdout::StdoutSinkConfig;

@@ -768,7 +768,8 @@ mod tests {
         store.ack(0, 7, 400);
         store.ack(1, 7, 200);
         // (routes set, checkpoint after, then an ack and the checkpoint after it)
-        let steps: &[(&[SinkId], u64, (SinkId, u64), u64)] = &[
+        type Step = (&'static [SinkId], u64, (SinkId, u64), u64);
+        let steps: &[Step] = &[
             // Sink 2 added: it starts at what was handed on (500); 1 still holds at 200.
             (&[0, 1, 2], 200, (1, 450), 400),
             // Sink 0 removed: it no longer holds the checkpoint back.

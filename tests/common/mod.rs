@@ -183,6 +183,22 @@ impl Agent {
         }
     }
 
+    /// Starts the agent taking config reloads: returns where to send them and where each
+    /// reload's outcome is told.
+    pub fn start_reloadable(config: Config) -> (Agent, Reloads) {
+        let (requests, reloads) = tokio::sync::mpsc::channel(4);
+        let (reloaded, outcomes) = tokio::sync::mpsc::channel(4);
+        let agent = Agent::start_with(
+            config,
+            log_agent::RunHooks {
+                reloads: Some(reloads),
+                reloaded: Some(reloaded),
+                ..Default::default()
+            },
+        );
+        (agent, Reloads { requests, outcomes })
+    }
+
     /// Asks for a shutdown and waits for the summary.
     pub async fn stop(mut self) -> RunSummary {
         let _ = self.shutdown.take().unwrap().send(());
@@ -191,6 +207,26 @@ impl Agent {
             .expect("agent did not stop within 30 s")
             .unwrap()
             .unwrap()
+    }
+}
+
+/// Where an agent started with [`Agent::start_reloadable`] takes reloads.
+pub struct Reloads {
+    requests: tokio::sync::mpsc::Sender<log_agent::agent::ReloadRequest>,
+    outcomes: tokio::sync::mpsc::Receiver<Result<log_agent::agent::ReloadReport, String>>,
+}
+
+impl Reloads {
+    /// Reloads `request` and waits (up to 60 s) for what it did.
+    pub async fn reload(
+        &mut self,
+        request: log_agent::agent::ReloadRequest,
+    ) -> Result<log_agent::agent::ReloadReport, String> {
+        self.requests.send(request).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.outcomes.recv())
+            .await
+            .expect("the reload did not end within 60 s")
+            .expect("the agent stopped")
     }
 }
 

@@ -24,6 +24,11 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts `log-agent run --config <config>` with `info` logs appended to `stderr`.
     pub fn start(config: &Path, stderr: &Path) -> AgentProcess {
+        AgentProcess::start_with(config, &[], stderr)
+    }
+
+    /// [`AgentProcess::start`] with more arguments after `run --config <config>`.
+    pub fn start_with(config: &Path, args: &[&str], stderr: &Path) -> AgentProcess {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -31,6 +36,7 @@ impl AgentProcess {
             .unwrap();
         let child = Command::new(binary())
             .args(["run", "--config", config.to_str().unwrap()])
+            .args(args)
             .env_remove("LOG_AGENT_CONFIG")
             // `info` unless the test is run with LOG_AGENT_LOG set (`log_agent=debug`).
             .env(
