@@ -236,7 +236,12 @@ fn replay(options: ReplayOptions) -> anyhow::Result<ExitCode> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(summary) => {
-            print!("{summary}");
+            // Where events go to standard output, it carries events only.
+            if summary.events_on_stdout {
+                eprint!("{summary}");
+            } else {
+                print!("{summary}");
+            }
             Ok(if summary.succeeded() {
                 ExitCode::SUCCESS
             } else {

@@ -393,10 +393,86 @@ fn a_kafka_broker_that_is_down_is_given_up_like_a_closed_http_port() {
     println!("gave up after {took:?}:\n{stdout}");
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("undelivered: 200"), "{stdout}");
-    let dead = read_ndjson(&dir.join("dead_letter").join("to.ndjson"));
+    let dead_path = dir.join("dead_letter").join("to.ndjson");
+    let dead = read_ndjson(&dead_path);
     assert_exactly_once(&dead, "k", 200);
+    // The summary says where they went, and progress what it was waiting for.
+    assert!(
+        stdout.contains(&format!(
+            "dead-lettered: 200 events of sink `to`, kept in {}",
+            dead_path.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("waiting for sink `to`: 200 events not delivered yet, deliveries failing"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0.0/0.0 MiB"), "{stderr}");
     assert!(
         took < std::time::Duration::from_secs(60),
         "8 attempts took {took:?}"
+    );
+}
+
+#[test]
+fn with_events_on_stdout_the_summary_goes_to_stderr() {
+    let world = World::new();
+    let dir = world.logs();
+    fs::write(dir.join("app.log"), lines("o", 0..50)).unwrap();
+    let (code, stdout, stderr) = run_binary(&["replay", "--to", "stdout", "app.log"], &dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    assert_exactly_once(&events, "o", 50);
+    assert!(stderr.contains("1 files, 50 lines"), "{stderr}");
+    // A sink elsewhere: the summary stays on stdout.
+    let (_, stdout, _) = run_binary(&["replay", "--to", "blackhole", "app.log"], &dir);
+    assert!(stdout.contains("1 files, 50 lines"), "{stdout}");
+}
+
+#[test]
+fn time_ranges_that_cannot_work_are_said() {
+    let world = World::new();
+    let dir = world.logs();
+    fs::write(dir.join("app.log"), lines("t", 0..20)).unwrap();
+    // An empty range is bad usage.
+    let (code, stdout, stderr) = run_binary(
+        &[
+            "replay",
+            "--to",
+            "blackhole",
+            "--since",
+            "2026-02-01",
+            "--until",
+            "2026-01-01",
+            "app.log",
+        ],
+        &dir,
+    );
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--since") && stderr.contains("not before --until"),
+        "{stderr}"
+    );
+    // Raw lines have no time: the summary says the range judged none of them.
+    let (code, stdout, _) = run_binary(
+        &[
+            "replay",
+            "--to",
+            "blackhole",
+            "--since",
+            "2026-01-01",
+            "app.log",
+        ],
+        &dir,
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("note: none of the lines has a time to judge by")
+            && stdout.contains("--since/--until kept them"),
+        "{stdout}"
     );
 }
