@@ -99,7 +99,8 @@ pub struct KafkaSinkConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl_password_file: Option<PathBuf>,
     /// Any other librdkafka producer property (security.protocol, sasl.*, ssl.*...). Values of
-    /// keys that look secret are redacted when the configuration is printed.
+    /// options whose name speaks of a password, secret, key, token, PEM, JAAS or OAuth config
+    /// are redacted when the configuration is printed.
     #[serde(default, serialize_with = "redacted")]
     pub librdkafka_options: BTreeMap<String, String>,
 }
@@ -112,10 +113,24 @@ fn default_true() -> bool {
     true
 }
 
+/// Words in a librdkafka option's name that say its value is (or holds) a secret:
+/// `sasl.password`, `ssl.key.pem`, `ssl.keystore.password`, `sasl.oauthbearer.config` (a
+/// client secret inside), `sasl.oauthbearer.client.secret`, a JAAS config...
+const SECRET_OPTION_WORDS: &[&str] = &[
+    "password",
+    "secret",
+    "key",
+    "token",
+    "pem",
+    "jaas",
+    "oauthbearer.config",
+    "oauthbearer.extensions",
+    "credential",
+];
+
 fn is_secret(key: &str) -> bool {
-    ["password", "secret", "token"]
-        .iter()
-        .any(|word| key.contains(word))
+    let key = key.to_ascii_lowercase();
+    SECRET_OPTION_WORDS.iter().any(|word| key.contains(word))
 }
 
 fn redacted<S: Serializer>(

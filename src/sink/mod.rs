@@ -253,3 +253,117 @@ impl SinkKind {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// Prints (as `validate` does) a config with one sink of `sink_keys`.
+    fn printed(sink_keys: &str) -> String {
+        let yaml = format!(
+            "sources:\n  app:\n    type: file\n    include: [/l/*.log]\nsinks:\n  out:\n    inputs: [app]\n{sink_keys}"
+        );
+        Config::from_yaml(&yaml, |_| None, std::path::Path::new("/"))
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+            .to_yaml()
+    }
+
+    #[test]
+    fn validate_prints_no_secret_table() {
+        const KAFKA: &str = "    type: kafka\n    brokers: b:9092\n    topic: t\n";
+        const HTTP: &str = "    type: http\n";
+        // (sink keys, secret never printed, what is printed in its place or beside it)
+        let cases: &[(String, &str, &str)] = &[
+            (
+                format!("{KAFKA}    librdkafka_options: {{ sasl.password: hunter2 }}\n"),
+                "hunter2",
+                "sasl.password: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ ssl.key.pem: '-----BEGIN PRIVATE KEY-----x' }}\n"
+                ),
+                "BEGIN PRIVATE KEY",
+                "ssl.key.pem: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ sasl.oauthbearer.config: 'clientId=a clientSecret=s3cr3t' }}\n"
+                ),
+                "s3cr3t",
+                "sasl.oauthbearer.config: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ ssl.keystore.password: ks-pass, sasl.oauthbearer.client.secret: cs }}\n"
+                ),
+                "ks-pass",
+                "ssl.keystore.password: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ sasl.jaas.config: 'password=\"jaas-pw\"' }}\n"
+                ),
+                "jaas-pw",
+                "sasl.jaas.config: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ security.protocol: SASL_SSL, sasl.username: me }}\n"
+                ),
+                "<none>",
+                "sasl.username: me",
+            ),
+            (
+                format!("{HTTP}    uri: https://collector/ingest?api_key=k3y&tenant=t1\n"),
+                "k3y",
+                "https://collector/ingest?api_key=redacted&tenant=redacted",
+            ),
+            (
+                format!("{HTTP}    uri: https://user:pa55@collector/ingest\n"),
+                "pa55",
+                "https://redacted:redacted@collector/ingest",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://collector/ingest\n    headers: {{ X-Auth: x-auth-value }}\n"
+                ),
+                "x-auth-value",
+                "X-Auth: <redacted>",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://collector/ingest\n    headers: {{ X-Custom-Thing: opaque-value }}\n"
+                ),
+                "opaque-value",
+                "X-Custom-Thing: <redacted>",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://collector/ingest\n    headers: {{ X-Scope-OrgID: tenant-1, Content-Type: application/json }}\n"
+                ),
+                "<none>",
+                "X-Scope-OrgID: tenant-1",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://es/_bulk\n    encoding: elasticsearch\n    healthcheck: {{ uri: 'https://es/_cluster/health?token=hc-t0k' }}\n"
+                ),
+                "hc-t0k",
+                "token=redacted",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://es/_bulk\n    auth: {{ strategy: basic, user: elastic, password: basic-pw }}\n"
+                ),
+                "basic-pw",
+                "user: elastic",
+            ),
+        ];
+        for (keys, secret, shown) in cases {
+            let text = printed(keys);
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+            assert!(text.contains(shown), "{shown} not printed:\n{text}");
+        }
+    }
+}
