@@ -476,6 +476,7 @@ async fn daemonset_mode_reads_every_pod_but_its_own_and_names_each_events_pod() 
 pods_root: {pods}
 data_dir: {data}
 checkpoint_interval_ms: 100
+kubernetes: {{ pod_name: \"${{POD_NAME}}\", pod_namespace: \"${{POD_NAMESPACE}}\", node_name: \"${{NODE_NAME}}\" }}
 sinks:
   out:
     type: file
@@ -490,6 +491,7 @@ sinks:
     let env = |name: &str| match name {
         "POD_NAME" => Some("log-agent-k7p2m".to_owned()),
         "POD_NAMESPACE" => Some("logging".to_owned()),
+        "NODE_NAME" => Some("node-a".to_owned()),
         _ => None,
     };
     let config = log_agent::Config::from_yaml(&yaml, env, Path::new("/")).unwrap();
@@ -510,6 +512,7 @@ sinks:
     let summary = agent.stop().await;
     assert!(summary.drained);
 
+    // Each event's pod from its path, and the node every pod of it runs on.
     let pod = |namespace: &str, name: &str, uid: &str, container: &str, restarts: u64| {
         json!({
             "namespace": namespace,
@@ -517,6 +520,7 @@ sinks:
             "pod_uid": uid,
             "container_name": container,
             "restart_count": restarts,
+            "node_name": "node-a",
         })
     };
     let web_pod = |restarts| pod("shop", "web-5d8f7c-x2x5q", UID_WEB, "nginx", restarts);

@@ -166,3 +166,40 @@ sinks:
     let status = agent.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn the_pod_identity_is_only_what_the_config_names() {
+    // The quick start's config on a machine whose environment names a container, a pod and a
+    // node: none of it is stamped, as the config does not ask for it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let world = World::new();
+    let output = Command::new(binary())
+        .args([
+            "replay",
+            "--config",
+            "examples/quickstart.yaml",
+            "--to",
+            "stdout",
+        ])
+        .arg("--data-dir")
+        .arg(world.data())
+        .arg("examples/logs/app.jsonl")
+        .current_dir(root)
+        .env_remove("LOG_AGENT_CONFIG")
+        .env("CONTAINER_NAME", "web")
+        .env("POD_NAME", "web-1")
+        .env("NODE_NAME", "node-a")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(!events.is_empty());
+    for event in &events {
+        assert!(event.get("kubernetes").is_none(), "{event}");
+    }
+}

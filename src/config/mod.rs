@@ -23,7 +23,6 @@ pub(crate) use interpolate::is_identifier;
 pub use interpolate::{InterpolationError, interpolate};
 pub use kubernetes::Mode;
 
-use crate::parse::enrich::PodIdentity;
 use crate::sink::{SinkCommon, SinkConfig, SinkKind};
 use crate::source::{SourceConfig, SourceKind};
 
@@ -83,6 +82,9 @@ pub struct Config {
     /// The HTTP API (`/healthz`, `/readyz`, `/metrics`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiConfig>,
+    /// The agent's own pod, as the configuration names it (see [`kubernetes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<kubernetes::Identity>,
     /// How long SIGTERM may take to drain, deliver and checkpoint.
     pub shutdown_timeout_ms: u64,
     /// The least time between two checkpoint writes: checkpoints follow deliveries, one write
@@ -119,6 +121,8 @@ struct RawConfig {
     sinks: BTreeMap<String, Value>,
     #[serde(default)]
     api: Option<ApiConfig>,
+    #[serde(default)]
+    kubernetes: Option<kubernetes::Identity>,
     #[serde(default = "default_shutdown_timeout_ms")]
     shutdown_timeout_ms: u64,
     #[serde(default = "default_checkpoint_interval_ms")]
@@ -155,14 +159,12 @@ impl Config {
     }
 
     /// Parses and checks a configuration text; relative paths are taken from `base_dir`.
-    /// `lookup` gives the environment: for `${VAR}`, and for the pod identity (Downward API
-    /// variables) that sources add under `kubernetes`.
+    /// `lookup` gives the environment for `${VAR}`: nothing else is read from it.
     pub fn from_yaml(
         text: &str,
         lookup: impl Fn(&str) -> Option<String>,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let pod = PodIdentity::from_lookup(&lookup);
         let text = interpolate(text, &lookup)?;
         let mut raw: RawConfig = deserialize_at("", serde_norway::Deserializer::from_str(&text))?;
         let pods_root = base_dir.join(&raw.pods_root);
@@ -172,8 +174,10 @@ impl Config {
                 kubernetes::preset_source(&pods_root),
             );
         }
+        let identity = raw.kubernetes.clone().unwrap_or_default();
+        let stamped = identity.stamped(raw.mode);
         let own_pod = match raw.mode {
-            Mode::Daemonset => kubernetes::own_pod_exclude(&pods_root, &lookup),
+            Mode::Daemonset => kubernetes::own_pod_exclude(&pods_root, &identity),
             Mode::Sidecar => None,
         };
         let mut sources = raw
@@ -183,11 +187,7 @@ impl Config {
                 let key = format!("sources.{name}");
                 let mut config = read_source(&key, value, base_dir)?;
                 let SourceKind::File(file) = &mut config.kind;
-                // The Downward API names the agent's own pod: the pod of the files in sidecar
-                // mode, but not in daemonset mode, where paths name the pods.
-                if raw.mode == Mode::Sidecar {
-                    file.kubernetes = pod.clone();
-                }
+                file.kubernetes = stamped.clone();
                 Ok((name, config))
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
@@ -215,6 +215,7 @@ impl Config {
             sources,
             sinks,
             api: raw.api,
+            kubernetes: raw.kubernetes,
             shutdown_timeout_ms: raw.shutdown_timeout_ms,
             checkpoint_interval_ms: raw.checkpoint_interval_ms,
         };
@@ -595,7 +596,7 @@ sinks:
     }
 
     #[test]
-    fn parsing_settings_print_back_and_the_pod_comes_from_the_lookup() {
+    fn parsing_settings_print_back_and_the_pod_is_what_the_config_names() {
         let text = MINIMAL.replace(
             "    include: [\"/logs/*.log\"]",
             "    include: [\"/logs/*.log\"]
@@ -606,7 +607,19 @@ sinks:
     fields: { env: prod, tier: 2 }
     filter: { field: level, pattern: '^DEBUG$', action: drop }",
         );
-        let lookup = |name: &str| (name == "POD_NAME").then(|| "web-1".to_owned());
+        // The environment has more, but only what the config names is stamped.
+        let lookup = |name: &str| match name {
+            "POD_NAME" => Some("web-1".to_owned()),
+            "CONTAINER_NAME" | "NODE_NAME" | "POD_NAMESPACE" => Some("unasked".to_owned()),
+            _ => None,
+        };
+        let config = Config::from_yaml(&text, lookup, Path::new("/base")).unwrap();
+        let SourceKind::File(file) = &config.sources["app"].kind;
+        assert!(
+            file.kubernetes.0.is_empty(),
+            "nothing without `kubernetes:`"
+        );
+        let text = format!("{text}\nkubernetes: {{ pod_name: \"${{POD_NAME}}\" }}\n");
         let config = Config::from_yaml(&text, lookup, Path::new("/base")).unwrap();
         let SourceKind::File(file) = &config.sources["app"].kind;
         assert_eq!(
@@ -615,6 +628,7 @@ sinks:
         );
         let printed = config.to_yaml();
         for fragment in [
+            "kubernetes:\n  pod_name: web-1",
             "format: regex",
             "(?P<level>",
             "start_pattern",
@@ -645,6 +659,7 @@ sinks:
         const DAEMONSET: &str = "
 mode: daemonset
 pods_root: /host/pods
+kubernetes: { pod_name: \"${POD_NAME:-}\", pod_namespace: \"${POD_NAMESPACE:-}\" }
 sinks:
   out:
     type: file
