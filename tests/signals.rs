@@ -1,5 +1,7 @@
 //! Signals as an operator sends them to the binary: a second SIGTERM or SIGINT ends `run` and
-//! `replay` at once (exit 1) whatever the drain waits for.
+//! `replay` at once (exit 1) whatever the drain waits for; SIGHUP and `--watch-config` reload
+//! the config; `shutdown_delay_ms` keeps tailing after SIGTERM (a classic sidecar's web
+//! container writes its last lines meanwhile).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -287,4 +289,35 @@ fn watch_config_reloads_when_the_file_changes() {
         10,
         "the removed sink got nothing more"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_ms_reads_lines_written_after_the_stop_request() {
+    let world = World::new();
+    let config = common::config(
+        &common::config_yaml(
+            &world.data(),
+            &[world.log("*.log").to_str().unwrap()],
+            &world.out(),
+            "",
+            "",
+        )
+        .replace(
+            "shutdown_timeout_ms: 10000",
+            "shutdown_timeout_ms: 10000\nshutdown_delay_ms: 1500",
+        ),
+    );
+    assert_eq!(config.shutdown_delay_ms, 1500);
+    let agent = common::Agent::start(config);
+    append_numbered(&world.log("app.log"), "d", 0..10, 40);
+    common::wait_for_events(&world, 10).await;
+    let started = Instant::now();
+    let stopping = tokio::spawn(agent.stop());
+    // The web container's last lines, after SIGTERM reached both containers.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    append_numbered(&world.log("app.log"), "d", 10..20, 40);
+    let summary = stopping.await.unwrap();
+    assert!(summary.drained);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    common::assert_exactly_once(&world.events(), "d", 20);
 }

@@ -192,6 +192,15 @@ pub async fn run_with(
     }
     stopping_tx.send_replace(true);
     health.start_draining();
+    let delay_ms = running.config.shutdown_delay_ms;
+    if delay_ms > 0 {
+        // The web container may still be writing its last lines: read on for a while.
+        tracing::info!(
+            delay_ms,
+            "shutting down: tailing on for shutdown_delay_ms before draining"
+        );
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
     let timeout_ms = running.config.shutdown_timeout_ms;
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     tracing::info!(

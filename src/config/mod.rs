@@ -85,7 +85,10 @@ pub struct Config {
     /// The agent's own pod, as the configuration names it (see [`kubernetes`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<kubernetes::Identity>,
-    /// How long SIGTERM may take to drain, deliver and checkpoint.
+    /// How long the agent keeps tailing after SIGTERM before it drains: a classic sidecar's
+    /// web container gets SIGTERM at the same time, and may still write its last lines.
+    pub shutdown_delay_ms: u64,
+    /// How long SIGTERM may take to drain, deliver and checkpoint (after the delay).
     pub shutdown_timeout_ms: u64,
     /// The least time between two checkpoint writes: checkpoints follow deliveries, one write
     /// covering every delivery since the last (longer apart when a write costs more).
@@ -123,6 +126,8 @@ struct RawConfig {
     api: Option<ApiConfig>,
     #[serde(default)]
     kubernetes: Option<kubernetes::Identity>,
+    #[serde(default)]
+    shutdown_delay_ms: u64,
     #[serde(default = "default_shutdown_timeout_ms")]
     shutdown_timeout_ms: u64,
     #[serde(default = "default_checkpoint_interval_ms")]
@@ -216,6 +221,7 @@ impl Config {
             sinks,
             api: raw.api,
             kubernetes: raw.kubernetes,
+            shutdown_delay_ms: raw.shutdown_delay_ms,
             shutdown_timeout_ms: raw.shutdown_timeout_ms,
             checkpoint_interval_ms: raw.checkpoint_interval_ms,
         };

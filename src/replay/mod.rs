@@ -137,6 +137,7 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
                 sinks: BTreeMap::new(),
                 api: None,
                 kubernetes: None,
+                shutdown_delay_ms: 0,
                 shutdown_timeout_ms: 20_000,
                 checkpoint_interval_ms: 1_000,
             }
