@@ -123,7 +123,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("log-agent: {e}");
+                report(&e);
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
@@ -131,12 +131,12 @@ fn main() -> ExitCode {
             Ok(options) => match replay(options) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("log-agent: {e:#}");
+                    report(&format!("{e:#}"));
                     ExitCode::FAILURE
                 }
             },
             Err(e) => {
-                eprintln!("log-agent: {e}");
+                report(&e);
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
@@ -149,18 +149,26 @@ fn main() -> ExitCode {
             let config = match file.load() {
                 Ok(config) => config,
                 Err(e) => {
-                    eprintln!("log-agent: {e}");
+                    report(&e);
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
             match run(config, file, watch_config) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("log-agent: {e:#}");
+                    report(&format!("{e:#}"));
                     ExitCode::FAILURE
                 }
             }
         }
+    }
+}
+
+/// Prints an error on standard error, one `log-agent: ` line for each of its lines (a config
+/// with several errors gives one line each).
+fn report(error: &dyn std::fmt::Display) {
+    for line in error.to_string().lines() {
+        eprintln!("log-agent: {line}");
     }
 }
 
@@ -249,7 +257,7 @@ fn replay(options: ReplayOptions) -> anyhow::Result<ExitCode> {
             })
         }
         Err(e) => {
-            eprintln!("log-agent: {e}");
+            report(&e);
             Ok(ExitCode::from(EXIT_BAD_CONFIG))
         }
     }

@@ -203,3 +203,55 @@ fn the_pod_identity_is_only_what_the_config_names() {
         assert!(event.get("kubernetes").is_none(), "{event}");
     }
 }
+
+#[test]
+fn config_errors_are_all_reported_in_the_users_terms_with_their_full_path() {
+    let world = World::new();
+    let config = world.dir.path().join("agent.yaml");
+    fs::write(
+        &config,
+        "data_dirr: /tmp/x
+sources:
+  my.app:
+    type: file
+    include: [/logs/*.log]
+    formt: json
+sinks:
+  out:
+    type: stdout
+    inputs: [my.ap]
+    batch: { max_events: lots }
+",
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let output = Command::new(binary())
+            .args([command, "--config", config.to_str().unwrap()])
+            .env_remove("LOG_AGENT_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let want = [
+            "log-agent: config key `data_dirr`: unknown key; did you mean `data_dir`?",
+            "log-agent: config key `sources.my.app.formt`: unknown key; did you mean `format`?",
+            "log-agent: config key `sinks.out.batch.max_events`: expected a whole number (0 or more), got the text \"lots\"",
+            "log-agent: config key `sources.my.app`: names use only letters, digits, `_` and `-`",
+            "log-agent: config key `sinks.out.inputs`: unknown source `my.ap`; did you mean `my.app`?",
+        ];
+        for line in want {
+            assert!(
+                stderr.lines().any(|l| l.starts_with(line)),
+                "{command}: no `{line}` in:\n{stderr}"
+            );
+        }
+        // And `sources.my.app` feeds no sink (the input is a typo of it).
+        assert_eq!(
+            stderr.lines().count(),
+            want.len() + 1,
+            "{command}:\n{stderr}"
+        );
+        assert!(!stderr.contains("usize"), "Rust's words: {stderr}");
+    }
+}

@@ -29,7 +29,7 @@ pub use kafka::{Compression, KafkaSinkConfig};
 pub use stdout::StdoutSinkConfig;
 pub use target::parse_target;
 
-use crate::config::{ConfigError, from_value};
+use crate::config::{ConfigError, did_you_mean, from_value_with};
 use crate::health::SinkHealth;
 use crate::pipeline::batcher::{Batch, BatchConfig};
 use crate::pipeline::buffer::BufferConfig;
@@ -206,25 +206,28 @@ impl SinkKind {
     /// Reads the settings of a sink of type `kind` found at `key`.
     pub fn from_parts(key: &str, kind: &str, rest: Mapping) -> Result<Self, ConfigError> {
         let rest = Value::Mapping(rest);
+        // A typo of a key every sink has is told as such.
+        let common = SinkCommon::FIELDS;
         match kind {
-            "file" => Ok(SinkKind::File(from_value(key, rest)?)),
-            "stdout" => Ok(SinkKind::Stdout(from_value(key, rest)?)),
-            "blackhole" => Ok(SinkKind::Blackhole(from_value(key, rest)?)),
+            "file" => Ok(SinkKind::File(from_value_with(key, rest, common)?)),
+            "stdout" => Ok(SinkKind::Stdout(from_value_with(key, rest, common)?)),
+            "blackhole" => Ok(SinkKind::Blackhole(from_value_with(key, rest, common)?)),
             "kafka" => {
-                let config: KafkaSinkConfig = from_value(key, rest)?;
+                let config: KafkaSinkConfig = from_value_with(key, rest, common)?;
                 config.check(key)?;
                 Ok(SinkKind::Kafka(config))
             }
             "http" => {
-                let config: HttpSinkConfig = from_value(key, rest)?;
+                let config: HttpSinkConfig = from_value_with(key, rest, common)?;
                 config.check(key)?;
                 Ok(SinkKind::Http(config))
             }
             other => Err(ConfigError::invalid(
                 format!("{key}.type"),
                 format!(
-                    "unknown sink type `{other}`, expected one of {}",
-                    Self::TYPES.join(", ")
+                    "unknown sink type `{other}`, expected one of {}{}",
+                    Self::TYPES.join(", "),
+                    did_you_mean(other, Self::TYPES)
                 ),
             )),
         }
