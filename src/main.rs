@@ -59,6 +59,18 @@ enum Command {
     /// Read files (plain, gzip, zstd, bzip2 or xz) to their end once, ship them, wait for every ack and print a
     /// summary; exit 0 when everything was delivered, 1 otherwise, 2 for bad usage.
     Replay(ReplayArgs),
+    /// Print a shell completion script (e.g. `log-agent completions bash > /etc/bash_completion.d/log-agent`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff): log-agent(1), or log-agent-COMMAND(1) with a command
+    /// (e.g. `log-agent man run > log-agent-run.1 && man ./log-agent-run.1`).
+    Man {
+        /// A command (run, validate, replay...) for its own page.
+        command: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -140,6 +152,23 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "log-agent",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man { command } => match man_page(command.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report(&e);
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
         Command::Run {
             config,
             watch_config,
@@ -161,6 +190,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Writes the manual page of the agent, or of one of its commands, to standard output.
+fn man_page(command: Option<&str>) -> Result<(), String> {
+    use clap::CommandFactory;
+    let mut page = Cli::command();
+    if let Some(name) = command {
+        let known: Vec<String> = page
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        let sub = page
+            .find_subcommand(name)
+            .cloned()
+            .ok_or_else(|| format!("man: no command `{name}` (one of {})", known.join(", ")))?;
+        // A page of its own, named and titled as man expects: log-agent-run(1).
+        page = sub.name(format!("log-agent-{name}")).version(VERSION_LINE);
+    }
+    match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("man: {e}")),
+        _ => Ok(()),
     }
 }
 
