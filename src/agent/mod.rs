@@ -171,14 +171,20 @@ pub async fn run_with(
                     reloads = None;
                     continue;
                 };
-                let outcome = tokio::select! {
-                    outcome = reload::reload(
+                let mut stop_after = false;
+                let outcome = {
+                    let reload = reload::reload(
                         &mut running, request, &tunables, &metrics.reloads, &mut stopping,
-                    ) => outcome,
-                    () = &mut shutdown => {
-                        // Cut the reload's waits short; what it did so far stands.
-                        stopping_tx.send_replace(true);
-                        break;
+                    );
+                    tokio::pin!(reload);
+                    tokio::select! {
+                        outcome = &mut reload => outcome,
+                        () = &mut shutdown => {
+                            // The reload's waits are cut short, and it ends with what it did.
+                            stopping_tx.send_replace(true);
+                            stop_after = true;
+                            reload.await
+                        }
                     }
                 };
                 if outcome.is_ok() {
@@ -186,6 +192,9 @@ pub async fn run_with(
                 }
                 if let Some(reloaded) = &reloaded {
                     let _ = reloaded.try_send(outcome.map_err(|e| e.to_string()));
+                }
+                if stop_after {
+                    break;
                 }
             }
         }

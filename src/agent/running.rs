@@ -195,6 +195,7 @@ impl Running {
             .remove(name);
         let closer = sink.sender.closer();
         let mut task = sink.task;
+        self.retired.retain(|reaper| !reaper.is_finished());
         self.retired.push(tokio::spawn(async move {
             if timeout_at(deadline, &mut task).await.is_err() {
                 // A source still waiting for room in it is let go, then the rest is dropped.
