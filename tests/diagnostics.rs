@@ -173,14 +173,10 @@ fn the_pod_identity_is_only_what_the_config_names() {
     // node: none of it is stamped, as the config does not ask for it.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let world = World::new();
+    let out = world.out();
     let output = Command::new(binary())
-        .args([
-            "replay",
-            "--config",
-            "examples/quickstart.yaml",
-            "--to",
-            "stdout",
-        ])
+        .args(["replay", "--config", "examples/quickstart.yaml", "--to"])
+        .arg(format!("file:{}", out.display()))
         .arg("--data-dir")
         .arg(world.data())
         .arg("examples/logs/app.jsonl")
@@ -193,11 +189,7 @@ fn the_pod_identity_is_only_what_the_config_names() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let events: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let events = read_ndjson(&out);
     assert!(!events.is_empty());
     for event in &events {
         assert!(event.get("kubernetes").is_none(), "{event}");
