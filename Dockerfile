@@ -1,5 +1,6 @@
 # log-agent image: built in a pinned Rust image, run from Debian slim as a non-root user.
-#   docker build -t log-agent:dev .
+#   docker build -t log-agent:0.1.0 --build-arg LOG_AGENT_COMMIT="$(git rev-parse --short=12 HEAD)" .
+# (the tag the manifests in deploy/kubernetes/ name; the commit shows in `log-agent --version`)
 # At run time nothing but the binary and its shared libraries is used (no shell: the entrypoint
 # is exec form), and the only writable path is the data_dir, /var/lib/log-agent (mount a volume
 # there; the pods in deploy/kubernetes/ run with a read-only root filesystem).
@@ -12,8 +13,10 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends pkg-config libssl-dev libsasl2-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The commit `--version` and the build_info metric show (there is no .git in the context).
+ARG LOG_AGENT_COMMIT=unknown
 # Only what the binary is built from (see .dockerignore); benches/ because Cargo.toml names them.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY benches ./benches
 COPY src ./src
 RUN cargo build --release --locked --bin log-agent \

@@ -4,8 +4,15 @@
 //! [`Heartbeat`] each time it turns; a loop that has not turned for its `stale_after` makes the
 //! agent not alive. A loop waiting on the pipeline (a tailer blocked on a full sink buffer) is
 //! alive: that is backpressure, which a restart would not cure. Each sink task keeps a
-//! [`SinkHealth`]: failing from a failed delivery until the next one that succeeds. The agent is
-//! ready once every loop has turned once and no sink is failing.
+//! [`SinkHealth`]: failing from a failed delivery until the next one that succeeds.
+//!
+//! The agent is ready once every loop has turned once, until it shuts down. Whether its sinks
+//! deliver is not part of that: a sidecar's readiness is its pod's, and a log destination that
+//! is down must not take the web app out of its Service. [`Health::readiness_with_sinks`] adds
+//! the sinks, for those who opt into it (`/readyz/sinks`); the metrics carry them too.
+//!
+//! Loops and sinks come and go with config reloads: the lists are behind locks, read by the
+//! probes and written only by a reload.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -122,23 +129,51 @@ impl SinkHealth {
     }
 }
 
+type Watched<T> = std::sync::RwLock<Vec<(String, std::sync::Arc<T>)>>;
+
 /// Every heartbeat and sink health of a running agent.
 #[derive(Debug, Default)]
 pub struct Health {
-    loops: Vec<(String, std::sync::Arc<Heartbeat>)>,
-    sinks: Vec<(String, std::sync::Arc<SinkHealth>)>,
+    loops: Watched<Heartbeat>,
+    sinks: Watched<SinkHealth>,
     draining: AtomicBool,
 }
 
+/// Reads a list (a poisoned lock still holds a whole list: every change is one push or retain).
+fn read<T>(list: &Watched<T>) -> std::sync::RwLockReadGuard<'_, Vec<(String, std::sync::Arc<T>)>> {
+    list.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(
+    list: &Watched<T>,
+) -> std::sync::RwLockWriteGuard<'_, Vec<(String, std::sync::Arc<T>)>> {
+    list.write().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Health {
-    /// Watches a loop, named as probes report it (`source \`app\``).
-    pub fn add_loop(&mut self, name: String, heartbeat: std::sync::Arc<Heartbeat>) {
-        self.loops.push((name, heartbeat));
+    /// Watches a loop, named as probes report it (`source \`app\``), in place of any loop of
+    /// that name.
+    pub fn add_loop(&self, name: String, heartbeat: std::sync::Arc<Heartbeat>) {
+        let mut loops = write(&self.loops);
+        loops.retain(|(n, _)| *n != name);
+        loops.push((name, heartbeat));
     }
 
-    /// Watches a sink.
-    pub fn add_sink(&mut self, name: String, health: std::sync::Arc<SinkHealth>) {
-        self.sinks.push((name, health));
+    /// Stops watching a loop (its source was removed or is being restarted).
+    pub fn remove_loop(&self, name: &str) {
+        write(&self.loops).retain(|(n, _)| n != name);
+    }
+
+    /// Watches a sink, in place of any sink of that name.
+    pub fn add_sink(&self, name: String, health: std::sync::Arc<SinkHealth>) {
+        let mut sinks = write(&self.sinks);
+        sinks.retain(|(n, _)| *n != name);
+        sinks.push((name, health));
+    }
+
+    /// Stops watching a sink (removed by a reload).
+    pub fn remove_sink(&self, name: &str) {
+        write(&self.sinks).retain(|(n, _)| n != name);
     }
 
     /// The agent is shutting down: no longer ready.
@@ -148,8 +183,7 @@ impl Health {
 
     /// `Ok` when every loop turns, else the stale loops.
     pub fn liveness(&self, now: Instant) -> Result<(), Vec<String>> {
-        let stale: Vec<String> = self
-            .loops
+        let stale: Vec<String> = read(&self.loops)
             .iter()
             .filter_map(|(name, heartbeat)| {
                 heartbeat
@@ -160,18 +194,28 @@ impl Health {
         if stale.is_empty() { Ok(()) } else { Err(stale) }
     }
 
-    /// `Ok` when every loop has started and every sink delivers, else why not.
+    /// `Ok` when every loop has started and the agent is not shutting down, else why not.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut reasons = Vec::new();
         if self.draining.load(Ordering::Relaxed) {
             reasons.push("shutting down".to_owned());
         }
-        for (name, heartbeat) in &self.loops {
+        for (name, heartbeat) in read(&self.loops).iter() {
             if !heartbeat.has_turned() {
                 reasons.push(format!("{name}: not started yet"));
             }
         }
-        for (name, health) in &self.sinks {
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+
+    /// [`Health::readiness`], and every sink delivering.
+    pub fn readiness_with_sinks(&self) -> Result<(), Vec<String>> {
+        let mut reasons = self.readiness().err().unwrap_or_default();
+        for (name, health) in read(&self.sinks).iter() {
             if let Some(reason) = health.failure() {
                 reasons.push(format!("sink `{name}`: deliveries failing: {reason}"));
             }
@@ -184,10 +228,11 @@ impl Health {
     }
 
     /// Whether each sink delivers, by name, for the metrics.
-    pub fn sinks(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.sinks
+    pub fn sinks(&self) -> Vec<(String, bool)> {
+        read(&self.sinks)
             .iter()
-            .map(|(name, health)| (name.as_str(), health.failure().is_none()))
+            .map(|(name, health)| (name.clone(), health.failure().is_none()))
+            .collect()
     }
 }
 
@@ -244,7 +289,7 @@ mod tests {
 
     #[test]
     fn readiness_names_what_is_missing() {
-        let mut health = Health::default();
+        let health = Health::default();
         let tailer = Arc::new(Heartbeat::new(Duration::from_secs(60)));
         let sink = Arc::new(SinkHealth::default());
         health.add_loop("source `app`".into(), Arc::clone(&tailer));
@@ -256,13 +301,25 @@ mod tests {
         tailer.beat();
         assert_eq!(health.readiness(), Ok(()));
         sink.failed(&"x".repeat(1000));
-        let reasons = health.readiness().unwrap_err();
+        assert_eq!(
+            health.readiness(),
+            Ok(()),
+            "a failing sink leaves plain readiness"
+        );
+        let reasons = health.readiness_with_sinks().unwrap_err();
         assert_eq!(reasons.len(), 1);
         assert!(reasons[0].starts_with("sink `out`: deliveries failing: xxx"));
         assert!(reasons[0].len() < 400, "long errors are cut");
-        assert_eq!(health.sinks().collect::<Vec<_>>(), vec![("out", false)]);
+        assert_eq!(health.sinks(), vec![("out".to_owned(), false)]);
         sink.delivered();
-        assert_eq!(health.readiness(), Ok(()));
+        assert_eq!(health.readiness_with_sinks(), Ok(()));
+        health.remove_sink("out");
+        sink.failed("gone");
+        assert_eq!(
+            health.readiness_with_sinks(),
+            Ok(()),
+            "a removed sink is not watched"
+        );
         health.start_draining();
         assert_eq!(health.readiness(), Err(vec!["shutting down".to_owned()]));
         assert_eq!(health.liveness(Instant::now()), Ok(()));

@@ -8,12 +8,21 @@ use std::num::NonZeroU64;
 use anyhow::Context as _;
 use chrono::{DateTime, FixedOffset};
 use clap::{Parser, Subcommand, ValueEnum};
+use log_agent::config::watch::ConfigFile;
 use log_agent::config::{Config, DEFAULT_CONFIG_PATH};
 use log_agent::replay::{ProgressMode, ReplayOptions};
 
+/// `--version`: the version and the commit of the build.
+const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LOG_AGENT_COMMIT"),
+    ")"
+);
+
 /// Tails log files and ships every line to Kafka, HTTP, files or stdout.
 #[derive(Parser)]
-#[command(name = "log-agent", version, about)]
+#[command(name = "log-agent", version = VERSION_LINE, about)]
 struct Cli {
     /// Format of the agent's own logs (on stderr); their level comes from LOG_AGENT_LOG.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -30,11 +39,16 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Tail files and ship them until SIGTERM or SIGINT, then drain and exit.
+    /// Tail files and ship them until SIGTERM or SIGINT, then drain and exit (a second signal
+    /// exits at once); SIGHUP reloads the configuration.
     Run {
         /// Configuration file [default: $LOG_AGENT_CONFIG, then /etc/log-agent/agent.yaml].
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Reload the configuration when the file's content changes (checked every second),
+        /// as when a mounted ConfigMap is updated.
+        #[arg(long)]
+        watch_config: bool,
     },
     /// Check a configuration and print it resolved; exit 2 if it is wrong.
     Validate {
@@ -45,6 +59,18 @@ enum Command {
     /// Read files (plain, gzip, zstd, bzip2 or xz) to their end once, ship them, wait for every ack and print a
     /// summary; exit 0 when everything was delivered, 1 otherwise, 2 for bad usage.
     Replay(ReplayArgs),
+    /// Print a shell completion script (e.g. `log-agent completions bash > /etc/bash_completion.d/log-agent`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff): log-agent(1), or log-agent-COMMAND(1) with a command
+    /// (e.g. `log-agent man run > log-agent-run.1 && man ./log-agent-run.1`).
+    Man {
+        /// A command (run, validate, replay...) for its own page.
+        command: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -100,11 +126,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => match load(config) {
             Ok(config) => {
+                // Not errors (a volume may be mounted later), but said: nothing would be read
+                // there, or delivered, until it is.
+                for warning in log_agent::config::host::warnings(&config) {
+                    eprintln!("log-agent: warning: {warning}");
+                }
                 print!("{}", config.to_yaml());
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("log-agent: {e}");
+                report(&e);
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
@@ -112,27 +143,49 @@ fn main() -> ExitCode {
             Ok(options) => match replay(options) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("log-agent: {e:#}");
+                    report(&format!("{e:#}"));
                     ExitCode::FAILURE
                 }
             },
             Err(e) => {
-                eprintln!("log-agent: {e}");
+                report(&e);
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Command::Run { config } => {
-            let config = match load(config) {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "log-agent",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man { command } => match man_page(command.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report(&e);
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Run {
+            config,
+            watch_config,
+        } => {
+            let path = config_path(config);
+            let mut file = ConfigFile::new(&path);
+            let config = match file.load() {
                 Ok(config) => config,
                 Err(e) => {
-                    eprintln!("log-agent: {e}");
+                    report(&e);
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            match run(config) {
+            match run(config, file, watch_config) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("log-agent: {e:#}");
+                    report(&format!("{e:#}"));
                     ExitCode::FAILURE
                 }
             }
@@ -140,11 +193,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes the manual page of the agent, or of one of its commands, to standard output.
+fn man_page(command: Option<&str>) -> Result<(), String> {
+    use clap::CommandFactory;
+    let mut page = Cli::command();
+    if let Some(name) = command {
+        let known: Vec<String> = page
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        let sub = page
+            .find_subcommand(name)
+            .cloned()
+            .ok_or_else(|| format!("man: no command `{name}` (one of {})", known.join(", ")))?;
+        // A page of its own, named and titled as man expects: log-agent-run(1).
+        page = sub.name(format!("log-agent-{name}")).version(VERSION_LINE);
+    }
+    match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("man: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// Prints an error on standard error, one `log-agent: ` line for each of its lines (a config
+/// with several errors gives one line each).
+fn report(error: &dyn std::fmt::Display) {
+    for line in error.to_string().lines() {
+        eprintln!("log-agent: {line}");
+    }
+}
+
+/// `--config`, else `$LOG_AGENT_CONFIG`, else the default path.
+fn config_path(path: Option<PathBuf>) -> PathBuf {
+    path.or_else(|| std::env::var_os("LOG_AGENT_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
 fn load(path: Option<PathBuf>) -> Result<Config, log_agent::config::ConfigError> {
-    let path = path
-        .or_else(|| std::env::var_os("LOG_AGENT_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-    Config::load(&path)
+    Config::load(&config_path(path))
 }
 
 /// The replay's options from its arguments; the error is a bad-usage line.
@@ -203,24 +289,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn replay(options: ReplayOptions) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let result = runtime.block_on(async {
-        let stop = shutdown_signal()?;
-        let stop = async move {
-            stop.await;
-            // A second signal does not wait for the deliveries.
-            if let Ok(again) = shutdown_signal() {
-                tokio::spawn(async move {
-                    again.await;
-                    eprintln!("log-agent: stopped before every line sent was delivered");
-                    std::process::exit(1);
-                });
-            }
-        };
+        let stop = stop_signals("stopped before every line sent was delivered")?;
         Ok::<_, anyhow::Error>(log_agent::replay::replay(options, stop).await)
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(summary) => {
-            print!("{summary}");
+            // Where events go to standard output, it carries events only.
+            if summary.events_on_stdout {
+                eprint!("{summary}");
+            } else {
+                print!("{summary}");
+            }
             Ok(if summary.succeeded() {
                 ExitCode::SUCCESS
             } else {
@@ -228,17 +308,24 @@ fn replay(options: ReplayOptions) -> anyhow::Result<ExitCode> {
             })
         }
         Err(e) => {
-            eprintln!("log-agent: {e}");
+            report(&e);
             Ok(ExitCode::from(EXIT_BAD_CONFIG))
         }
     }
 }
 
-fn run(config: Config) -> anyhow::Result<ExitCode> {
+fn run(config: Config, file: ConfigFile, watch: bool) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let summary = runtime.block_on(async {
-        let shutdown = shutdown_signal()?;
-        log_agent::run(config, shutdown)
+        let shutdown = stop_signals(
+            "stopped before everything was delivered; it is read again at the next start",
+        )?;
+        let reloads = reload_triggers(file, watch)?;
+        let hooks = log_agent::RunHooks {
+            reloads: Some(reloads),
+            ..Default::default()
+        };
+        log_agent::run_with(config, shutdown, hooks)
             .await
             .map_err(anyhow::Error::from)
     })?;
@@ -254,17 +341,74 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Completes at the first SIGTERM or SIGINT.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// Installs the SIGTERM and SIGINT handlers. The returned future completes at the first of
+/// them (the drain starts); the second ends the process at once with code 1, printing
+/// `interrupted`, whatever the drain is waiting for (a sink that is down, a long
+/// `shutdown_timeout_ms`).
+fn stop_signals(
+    interrupted: &'static str,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{first} received; a second SIGTERM or SIGINT exits at once");
+        let _ = first_tx.send(());
+        let second = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        eprintln!("log-agent: {second} received again: {interrupted}");
+        exit_now(1);
+    });
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
+        let _ = first_rx.await;
     })
+}
+
+/// How often `--watch-config` reads the config file.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Installs the SIGHUP handler and, with `watch`, the config file's watcher: each SIGHUP, and
+/// each change of the file's content, loads the file and hands the outcome to the agent, which
+/// applies the new config or logs and counts why not.
+fn reload_triggers(
+    mut file: ConfigFile,
+    watch: bool,
+) -> anyhow::Result<tokio::sync::mpsc::Receiver<log_agent::agent::ReloadRequest>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    if watch {
+        tracing::info!(path = %file.path().display(), "watching the config file for changes");
+    }
+    tokio::spawn(async move {
+        loop {
+            let why = tokio::select! {
+                _ = hup.recv() => "SIGHUP received",
+                () = file.changed(WATCH_EVERY), if watch => "the config file changed",
+            };
+            tracing::info!(path = %file.path().display(), "{why}: reloading the config");
+            if tx.send(file.load()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Ends the process at once with `code`: no destructor, no `atexit` handler (librdkafka's and
+/// OpenSSL's threads are still running; cleaning up under them can hang or crash).
+fn exit_now(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; nothing of this process is used afterwards.
+    unsafe { libc::_exit(code) }
 }
 
 /// Makes a write past the file size limit (`RLIMIT_FSIZE`) fail with `EFBIG`, which the agent

@@ -2,11 +2,12 @@
 //!
 //! Plain atomics, bumped once per chunk or per batch (never per line), grouped per source and per
 //! sink. [`Metrics::snapshot`] copies them out, for tests, the shutdown summary and the
-//! Prometheus exporter of [`crate::api`], which renders them at scrape time.
+//! Prometheus exporter of [`crate::api`], which renders them at scrape time. Sources and sinks
+//! come and go with config reloads; one that stays (changed or not) keeps its counters.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Adds `n` to a counter.
 pub fn add(counter: &AtomicU64, n: u64) {
@@ -57,6 +58,8 @@ pub struct SourceMetrics {
     pub skipped_directories: AtomicU64,
     /// FIFOs, sockets and device nodes matched by the globs, never opened; each counted once.
     pub skipped_special_files: AtomicU64,
+    /// Include globs whose directory does not exist, as last checked.
+    pub missing_directories: AtomicU64,
 }
 
 /// Counters of one sink.
@@ -93,13 +96,46 @@ pub struct CheckpointMetrics {
     pub write_errors: AtomicU64,
 }
 
+type ByName<T> = RwLock<BTreeMap<String, Arc<T>>>;
+
 /// Every counter of one running agent.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    sources: BTreeMap<String, Arc<SourceMetrics>>,
-    sinks: BTreeMap<String, Arc<SinkMetrics>>,
+    sources: ByName<SourceMetrics>,
+    sinks: ByName<SinkMetrics>,
     /// Checkpoint store counters.
     pub checkpoints: Arc<CheckpointMetrics>,
+    /// Config reloads.
+    pub reloads: Arc<ReloadMetrics>,
+}
+
+/// Counters of config reloads (SIGHUP, `--watch-config`).
+#[derive(Debug, Default)]
+pub struct ReloadMetrics {
+    /// Reloads applied.
+    pub applied: AtomicU64,
+    /// Reloads refused: the new config was invalid (or a sink of it could not be built), and
+    /// the running one was kept.
+    pub failed: AtomicU64,
+    /// 1 when the last reload was applied (or there was none), 0 when it failed.
+    pub last_succeeded: AtomicU64,
+}
+
+/// The entry of `name`, made if missing.
+fn entry<T: Default>(map: &ByName<T>, name: &str) -> Arc<T> {
+    if let Some(found) = map.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+        return Arc::clone(found);
+    }
+    let mut map = map.write().unwrap_or_else(|p| p.into_inner());
+    Arc::clone(map.entry(name.to_owned()).or_default())
+}
+
+fn entries<T>(map: &ByName<T>) -> Vec<(String, Arc<T>)> {
+    map.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(name, m)| (name.clone(), Arc::clone(m)))
+        .collect()
 }
 
 impl Metrics {
@@ -108,35 +144,49 @@ impl Metrics {
         sources: impl IntoIterator<Item = &'a str>,
         sinks: impl IntoIterator<Item = &'a str>,
     ) -> Self {
-        Metrics {
-            sources: sources
-                .into_iter()
-                .map(|n| (n.to_owned(), Arc::default()))
-                .collect(),
-            sinks: sinks
-                .into_iter()
-                .map(|n| (n.to_owned(), Arc::default()))
-                .collect(),
-            checkpoints: Arc::default(),
+        let metrics = Metrics {
+            reloads: Arc::new(ReloadMetrics {
+                last_succeeded: AtomicU64::new(1),
+                ..ReloadMetrics::default()
+            }),
+            ..Metrics::default()
+        };
+        for name in sources {
+            metrics.source(name);
         }
+        for name in sinks {
+            metrics.sink(name);
+        }
+        metrics
     }
 
-    /// The counters of source `name` (fresh ones for a name not given to [`Metrics::new`]).
+    /// The counters of source `name` (made at the first call).
     pub fn source(&self, name: &str) -> Arc<SourceMetrics> {
-        self.sources.get(name).cloned().unwrap_or_default()
+        entry(&self.sources, name)
     }
 
-    /// The counters of sink `name` (fresh ones for a name not given to [`Metrics::new`]).
+    /// The counters of sink `name` (made at the first call).
     pub fn sink(&self, name: &str) -> Arc<SinkMetrics> {
-        self.sinks.get(name).cloned().unwrap_or_default()
+        entry(&self.sinks, name)
+    }
+
+    /// Forgets the counters of the sources and sinks not named (removed by a reload).
+    pub fn retain(&self, sources: &[&str], sinks: &[&str]) {
+        self.sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| sources.contains(&name.as_str()));
+        self.sinks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| sinks.contains(&name.as_str()));
     }
 
     /// A copy of every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
-            sources: self
-                .sources
-                .iter()
+            sources: entries(&self.sources)
+                .into_iter()
                 .map(|(name, m)| {
                     let s = SourceSnapshot {
                         events_in: get(&m.events_in),
@@ -156,13 +206,13 @@ impl Metrics {
                         skipped_symlinks: get(&m.skipped_symlinks),
                         skipped_directories: get(&m.skipped_directories),
                         skipped_special_files: get(&m.skipped_special_files),
+                        missing_directories: get(&m.missing_directories),
                     };
-                    (name.clone(), s)
+                    (name, s)
                 })
                 .collect(),
-            sinks: self
-                .sinks
-                .iter()
+            sinks: entries(&self.sinks)
+                .into_iter()
                 .map(|(name, m)| {
                     let s = SinkSnapshot {
                         events_out: get(&m.events_out),
@@ -175,11 +225,13 @@ impl Metrics {
                         buffered_events: get(&m.buffered_events),
                         oldest_unshipped_micros: get(&m.oldest_unshipped_micros),
                     };
-                    (name.clone(), s)
+                    (name, s)
                 })
                 .collect(),
             checkpoint_writes: get(&self.checkpoints.writes),
             checkpoint_write_errors: get(&self.checkpoints.write_errors),
+            reloads_applied: get(&self.reloads.applied),
+            reloads_failed: get(&self.reloads.failed),
         }
     }
 }
@@ -205,6 +257,7 @@ pub struct SourceSnapshot {
     pub skipped_symlinks: u64,
     pub skipped_directories: u64,
     pub skipped_special_files: u64,
+    pub missing_directories: u64,
 }
 
 /// Values of a sink's counters at one moment.
@@ -233,4 +286,8 @@ pub struct MetricsSnapshot {
     pub checkpoint_writes: u64,
     /// Checkpoint writes that failed.
     pub checkpoint_write_errors: u64,
+    /// Config reloads applied.
+    pub reloads_applied: u64,
+    /// Config reloads refused.
+    pub reloads_failed: u64,
 }

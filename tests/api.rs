@@ -234,7 +234,7 @@ async fn probes_and_metrics_follow_what_was_written_and_a_sink_going_down_and_ba
     fs::write(&out_dir, b"not a directory").unwrap();
     append_numbered(&log, "a", 10..15, 40);
     let grown = fs::metadata(&log).unwrap().len();
-    let body = wait_for_readyz(address, 503).await;
+    let body = wait_for_probe(address, "/readyz/sinks", 503).await;
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["status"], json!("failing"));
     let reasons = answer["reasons"].as_array().unwrap();
@@ -250,6 +250,11 @@ async fn probes_and_metrics_follow_what_was_written_and_a_sink_going_down_and_ba
         get(address, "/healthz").await.0,
         200,
         "a failing sink is no reason to restart"
+    );
+    assert_eq!(
+        get(address, "/readyz").await,
+        (200, r#"{"status":"ok"}"#.to_owned()),
+        "nor to take the pod out of its Service: plain readiness leaves the sinks out"
     );
     let behind = (grown - size) as f64;
     wait_for_metrics(address, "the new lines read but not shipped", |m| {
@@ -284,7 +289,10 @@ async fn probes_and_metrics_follow_what_was_written_and_a_sink_going_down_and_ba
     // Back: ready again, and everything shipped.
     fs::remove_file(&out_dir).unwrap();
     fs::rename(&aside, &out_dir).unwrap();
-    assert_eq!(wait_for_readyz(address, 200).await, r#"{"status":"ok"}"#);
+    assert_eq!(
+        wait_for_probe(address, "/readyz/sinks", 200).await,
+        r#"{"status":"ok"}"#
+    );
     assert_eq!(wait_for_events_in(&out, 15).await, 15);
     wait_for_metrics(
         address,
@@ -317,6 +325,82 @@ async fn probes_and_metrics_follow_what_was_written_and_a_sink_going_down_and_ba
     assert_exactly_once(&read_ndjson(&out), "a", 15);
     // The API is gone with the agent.
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
+}
+
+/// Every metric name the README's metrics table lists (its first column, names written in
+/// full).
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = readme
+        .split("| metric | labels | what |")
+        .nth(1)
+        .expect("the README has a metrics table");
+    let mut names = std::collections::BTreeSet::new();
+    for row in table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+    {
+        let first = row.split('|').nth(1).unwrap();
+        for name in first.split('`').skip(1).step_by(2) {
+            assert!(
+                name.starts_with("log_agent_") || name.starts_with("process_"),
+                "not a full metric name in the README's table: {name}"
+            );
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_readme_lists_is_served_and_every_one_served_is_listed() {
+    let world = World::new();
+    let yaml = format!(
+        "api: {{ address: \"127.0.0.1:0\" }}\n{}",
+        config_yaml(
+            &world.data(),
+            &[world.log("*.log").to_str().unwrap()],
+            &world.out(),
+            "",
+            "",
+        )
+    );
+    let (agent, address) = Agent::start_with_api(config(&yaml)).await;
+    append_numbered(&world.log("app.log"), "m", 0..3, 40);
+    wait_for_events(&world, 3).await;
+    let documented = documented_metrics();
+    let names = |m: &Samples| -> std::collections::BTreeSet<String> {
+        m.keys().map(|(name, _)| name.clone()).collect()
+    };
+    wait_for_metrics(address, "every documented metric", |m| {
+        documented.is_subset(&names(m))
+    })
+    .await;
+    let m = scrape(address).await;
+    agent.stop().await;
+    let served = names(&m);
+    let undocumented: Vec<&String> = served.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served on /metrics but not in the README's table: {undocumented:?}"
+    );
+    let build = m
+        .iter()
+        .find(|((name, _), _)| name == "log_agent_build_info")
+        .unwrap();
+    assert_eq!(*build.1, 1.0);
+    let labels: BTreeMap<&str, &str> = build
+        .0
+        .1
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(labels["version"], env!("CARGO_PKG_VERSION"));
+    assert!(!labels["commit"].is_empty());
+    assert!(sample(&m, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    assert!(sample(&m, "process_open_fds", &[]).unwrap() >= 3.0);
 }
 
 /// Waits until `out` holds `n` events; returns how many it holds then.
@@ -392,6 +476,7 @@ async fn daemonset_mode_reads_every_pod_but_its_own_and_names_each_events_pod() 
 pods_root: {pods}
 data_dir: {data}
 checkpoint_interval_ms: 100
+kubernetes: {{ pod_name: \"${{POD_NAME}}\", pod_namespace: \"${{POD_NAMESPACE}}\", node_name: \"${{NODE_NAME}}\" }}
 sinks:
   out:
     type: file
@@ -406,6 +491,7 @@ sinks:
     let env = |name: &str| match name {
         "POD_NAME" => Some("log-agent-k7p2m".to_owned()),
         "POD_NAMESPACE" => Some("logging".to_owned()),
+        "NODE_NAME" => Some("node-a".to_owned()),
         _ => None,
     };
     let config = log_agent::Config::from_yaml(&yaml, env, Path::new("/")).unwrap();
@@ -426,6 +512,7 @@ sinks:
     let summary = agent.stop().await;
     assert!(summary.drained);
 
+    // Each event's pod from its path, and the node every pod of it runs on.
     let pod = |namespace: &str, name: &str, uid: &str, container: &str, restarts: u64| {
         json!({
             "namespace": namespace,
@@ -433,6 +520,7 @@ sinks:
             "pod_uid": uid,
             "container_name": container,
             "restart_count": restarts,
+            "node_name": "node-a",
         })
     };
     let web_pod = |restarts| pod("shop", "web-5d8f7c-x2x5q", UID_WEB, "nginx", restarts);

@@ -191,7 +191,7 @@ async fn shutdown_with_the_broker_down_ends_at_the_deadline_and_the_next_start_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_says_not_ready_while_every_broker_is_down_and_ready_once_one_is_back() {
+async fn readyz_sinks_says_not_ready_while_every_broker_is_down_and_ready_once_one_is_back() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("logs-app", 1, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
@@ -213,10 +213,15 @@ async fn readyz_says_not_ready_while_every_broker_is_down_and_ready_once_one_is_
     );
     cluster.broker_down(1).unwrap();
     // Nothing needs to be written: librdkafka's own connection tells that the brokers are gone.
-    let reason = wait_for_readyz(api, 503).await;
+    let reason = wait_for_probe(api, "/readyz/sinks", 503).await;
     assert!(reason.contains("kafka"), "{reason}");
+    assert_eq!(
+        get(api, "/readyz").await.0,
+        200,
+        "plain readiness leaves sinks out"
+    );
     cluster.broker_up(1).unwrap();
     // With nothing to deliver, the sink's healthcheck finds the cluster back.
-    wait_for_readyz(api, 200).await;
+    wait_for_probe(api, "/readyz/sinks", 200).await;
     agent.stop().await;
 }

@@ -93,11 +93,13 @@ async fn cri_partials_are_joined_and_events_carry_static_fields_and_the_pod() {
         &world.out(),
         "    format: cri\n    fields: { env: prod, tier: 2, offset_note: kept }",
         "",
-    );
-    // The Downward API variables come through the same lookup as `${VAR}`: no process env.
+    ) + "kubernetes: { pod_name: \"${POD_NAME}\", pod_namespace: \"${POD_NAMESPACE}\" }\n";
+    // The identity is what the config names, through the same lookup as any `${VAR}`: the
+    // container's name is in the environment, but not asked for.
     let env = |name: &str| match name {
         "POD_NAME" => Some("web-7d9f".to_owned()),
         "POD_NAMESPACE" => Some("shop".to_owned()),
+        "CONTAINER_NAME" => Some("unasked".to_owned()),
         _ => None,
     };
     let config = Config::from_yaml(&yaml, env, Path::new("/")).unwrap();

@@ -340,3 +340,139 @@ fn sigint_stops_reading_and_what_was_sent_is_delivered() {
     assert_exactly_once(&shipped, "s", shipped.len() as u64);
     assert_at_least_once_in_order(&shipped, "s", shipped.len() as u64);
 }
+
+/// Runs the binary in `dir` until it exits or `limit` passes (then kills it and fails).
+fn run_binary_within(
+    args: &[&str],
+    dir: &Path,
+    limit: std::time::Duration,
+) -> (Option<i32>, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LOG_AGENT_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_kafka_broker_that_is_down_is_given_up_like_a_closed_http_port() {
+    let world = World::new();
+    let dir = world.logs();
+    fs::write(dir.join("app.log"), lines("k", 0..200)).unwrap();
+    let address = closed_address();
+    let start = std::time::Instant::now();
+    let to = format!("kafka://{address}/logs");
+    let (code, stdout, stderr) = run_binary_within(
+        &["replay", "--to", &to, "app.log"],
+        &dir,
+        std::time::Duration::from_secs(90),
+    );
+    let took = start.elapsed();
+    println!("gave up after {took:?}:\n{stdout}");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("undelivered: 200"), "{stdout}");
+    let dead_path = dir.join("dead_letter").join("to.ndjson");
+    let dead = read_ndjson(&dead_path);
+    assert_exactly_once(&dead, "k", 200);
+    // The summary says where they went, and progress what it was waiting for.
+    assert!(
+        stdout.contains(&format!(
+            "dead-lettered: 200 events of sink `to`, kept in {}",
+            dead_path.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("waiting for sink `to`: 200 events not delivered yet, deliveries failing"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0.0/0.0 MiB"), "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "8 attempts took {took:?}"
+    );
+}
+
+#[test]
+fn with_events_on_stdout_the_summary_goes_to_stderr() {
+    let world = World::new();
+    let dir = world.logs();
+    fs::write(dir.join("app.log"), lines("o", 0..50)).unwrap();
+    let (code, stdout, stderr) = run_binary(&["replay", "--to", "stdout", "app.log"], &dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    assert_exactly_once(&events, "o", 50);
+    assert!(stderr.contains("1 files, 50 lines"), "{stderr}");
+    // A sink elsewhere: the summary stays on stdout.
+    let (_, stdout, _) = run_binary(&["replay", "--to", "blackhole", "app.log"], &dir);
+    assert!(stdout.contains("1 files, 50 lines"), "{stdout}");
+}
+
+#[test]
+fn time_ranges_that_cannot_work_are_said() {
+    let world = World::new();
+    let dir = world.logs();
+    fs::write(dir.join("app.log"), lines("t", 0..20)).unwrap();
+    // An empty range is bad usage.
+    let (code, stdout, stderr) = run_binary(
+        &[
+            "replay",
+            "--to",
+            "blackhole",
+            "--since",
+            "2026-02-01",
+            "--until",
+            "2026-01-01",
+            "app.log",
+        ],
+        &dir,
+    );
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--since") && stderr.contains("not before --until"),
+        "{stderr}"
+    );
+    // Raw lines have no time: the summary says the range judged none of them.
+    let (code, stdout, _) = run_binary(
+        &[
+            "replay",
+            "--to",
+            "blackhole",
+            "--since",
+            "2026-01-01",
+            "app.log",
+        ],
+        &dir,
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("note: none of the lines has a time to judge by")
+            && stdout.contains("--since/--until kept them"),
+        "{stdout}"
+    );
+}

@@ -37,15 +37,22 @@ pub struct AgentCollector {
     /// Checkpoints of tracked files.
     pub store: Arc<CheckpointStore>,
     /// Each sink's buffer, by sink name.
-    pub buffers: Vec<(String, BufferGauge)>,
+    pub buffers: BufferGauges,
     /// Sink health.
     pub health: Arc<Health>,
 }
 
-/// A registry holding the agent's collector, named with the `log_agent_` prefix.
+/// Each running sink's buffer gauge, by sink name; a config reload adds and removes them.
+pub type BufferGauges = Arc<std::sync::RwLock<BTreeMap<String, BufferGauge>>>;
+
+/// A registry holding the agent's collector, named with the `log_agent_` prefix, and the
+/// standard `process_*` metrics.
 pub fn registry(collector: AgentCollector) -> Registry {
-    let mut registry = Registry::with_prefix(PREFIX);
-    registry.register_collector(Box::new(collector));
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(super::process::ProcessCollector));
+    registry
+        .sub_registry_with_prefix(PREFIX)
+        .register_collector(Box::new(collector));
     registry
 }
 
@@ -185,12 +192,44 @@ impl Collector for AgentCollector {
                 "source_copies_skipped",
                 "Files taken for copies of lines already read from another file, not shipped again.",
             ),
+            Counters::new(
+                "source_filtered_events",
+                "Events dropped by the source's filter (they count as delivered).",
+            ),
+            Counters::new(
+                "source_multiline_groups",
+                "Multiline events of more than one line.",
+            ),
+            Counters::new(
+                "source_multiline_cut",
+                "Multiline events cut at max_lines or max_bytes.",
+            ),
+            Counters::new(
+                "source_timestamp_failures",
+                "Events whose configured timestamp field was missing or did not parse.",
+            ),
+            Counters::new(
+                "source_skipped_symlinks",
+                "Symbolic links matched by the globs and not followed, each counted once.",
+            ),
+            Counters::new(
+                "source_skipped_directories",
+                "Directories matched by the globs where files were expected, each counted once.",
+            ),
+            Counters::new(
+                "source_skipped_special_files",
+                "FIFOs, sockets and device nodes matched by the globs, never opened, each counted once.",
+            ),
         ];
         let mut source_gauges = [
             Gauges::new("source_open_files", "Files open (at most max_open_files)."),
             Gauges::new(
                 "source_tracked_files",
                 "Files being read or waiting for their last acks.",
+            ),
+            Gauges::new(
+                "source_missing_directories",
+                "Include globs whose directory does not exist (nothing is read from them until it does).",
             ),
             Gauges::new(
                 "source_bytes_behind",
@@ -209,12 +248,19 @@ impl Collector for AgentCollector {
                 s.read_errors,
                 s.truncation_lost_bytes,
                 s.copies_skipped,
+                s.filtered_events,
+                s.multiline_groups,
+                s.multiline_cut,
+                s.timestamp_failures,
+                s.skipped_symlinks,
+                s.skipped_directories,
+                s.skipped_special_files,
             ];
             for (family, value) in source_counters.iter_mut().zip(counters) {
                 family.sample(label(), ConstCounter::new(value));
             }
             let (bytes_behind, tracked) = behind.per_source.get(name).copied().unwrap_or_default();
-            let gauges = [s.open_files, tracked, bytes_behind];
+            let gauges = [s.open_files, tracked, s.missing_directories, bytes_behind];
             for (family, value) in source_gauges.iter_mut().zip(gauges) {
                 family.sample(label(), ConstGauge::new(value as f64));
             }
@@ -252,8 +298,11 @@ impl Collector for AgentCollector {
             ),
         ];
         let mut oldest_overall: f64 = 0.0;
-        let buffers: BTreeMap<&str, &BufferGauge> =
-            self.buffers.iter().map(|(n, g)| (n.as_str(), g)).collect();
+        let buffers = self
+            .buffers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (name, s) in &snapshot.sinks {
             let label = || vec![("sink", name.as_str())];
             let counters = [s.events_out, s.bytes_out, s.batches, s.errors, s.retries];
@@ -304,10 +353,11 @@ impl Collector for AgentCollector {
             "sink_healthy",
             "1 while the sink's deliveries go through, 0 from a failed delivery until the next one that succeeds.",
         );
-        for (name, ok) in self.health.sinks() {
+        let sink_health = self.health.sinks();
+        for (name, ok) in &sink_health {
             healthy.sample(
-                vec![("sink", name)],
-                ConstGauge::new(if ok { 1.0 } else { 0.0 }),
+                vec![("sink", name.as_str())],
+                ConstGauge::new(if *ok { 1.0 } else { 0.0 }),
             );
         }
 
@@ -341,12 +391,44 @@ impl Collector for AgentCollector {
             Vec::new(),
             ConstCounter::new(snapshot.checkpoint_write_errors),
         );
+        let mut reloads = Counters::new(
+            "config_reloads",
+            "Config reloads (SIGHUP, --watch-config), by outcome: applied, or failed (the new config was invalid or a sink of it could not be built; the running one was kept).",
+        );
+        for (outcome, value) in [
+            ("applied", snapshot.reloads_applied),
+            ("failed", snapshot.reloads_failed),
+        ] {
+            reloads.sample(vec![("outcome", outcome)], ConstCounter::new(value));
+        }
+        let mut last_reload = Gauges::new(
+            "config_last_reload_successful",
+            "1 when the last config reload was applied (or there was none), 0 when it failed.",
+        );
+        last_reload.sample(
+            Vec::new(),
+            ConstGauge::new(
+                self.metrics
+                    .reloads
+                    .last_succeeded
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
+        );
+        let mut build = Gauges::new(
+            "build_info",
+            "Always 1; the labels say which build runs: its version and the commit it comes from.",
+        );
+        build.sample(
+            vec![("version", crate::VERSION), ("commit", crate::COMMIT)],
+            ConstGauge::new(1.0),
+        );
 
         for family in source_counters
             .iter()
             .chain(&sink_counters)
             .chain([&dropped])
             .chain(&checkpoints)
+            .chain([&reloads])
         {
             family.encode(&mut encoder)?;
         }
@@ -355,6 +437,8 @@ impl Collector for AgentCollector {
             &file_behind,
             &omitted,
             &oldest,
+            &last_reload,
+            &build,
         ]) {
             family.encode(&mut encoder)?;
         }

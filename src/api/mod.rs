@@ -1,4 +1,4 @@
-//! The HTTP API on `api.address`: `/healthz`, `/readyz` and `/metrics`.
+//! The HTTP API on `api.address`: `/healthz`, `/readyz`, `/readyz/sinks` and `/metrics`.
 //!
 //! Served by axum on the agent's runtime from [`crate::agent::run`] until the agent has drained
 //! (so the last metrics of a shutdown can still be scraped); it reads only shared state that
@@ -6,6 +6,7 @@
 
 pub mod metrics;
 pub mod probes;
+mod process;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/readyz/sinks", get(readyz_sinks))
         .route("/metrics", get(metrics_text))
         .with_state(state)
 }
@@ -84,6 +86,10 @@ async fn healthz(State(state): State<ApiState>) -> Response {
 
 async fn readyz(State(state): State<ApiState>) -> Response {
     json(probes::readyz(&state.health))
+}
+
+async fn readyz_sinks(State(state): State<ApiState>) -> Response {
+    json(probes::readyz_sinks(&state.health))
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> Response {

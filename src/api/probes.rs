@@ -1,4 +1,5 @@
-//! `/healthz` and `/readyz`: the kubelet's liveness and readiness probes.
+//! `/healthz` and `/readyz`: the kubelet's liveness and readiness probes; `/readyz/sinks`:
+//! readiness that also follows the sinks, for those who opt into it.
 //!
 //! Both answer a small JSON object: `200 {"status":"ok"}`, or `503` with the reasons
 //! (`{"status":"failing","reasons":["sink `out`: deliveries failing: ..."]}`), so that
@@ -18,9 +19,16 @@ pub fn healthz(health: &Health) -> ProbeAnswer {
     answer(health.liveness(Instant::now()))
 }
 
-/// Readiness: every source started, every sink delivering, not shutting down.
+/// Readiness: every source started, not shutting down. Sinks are left out: a sidecar's
+/// readiness is its pod's, which a log destination that is down must not take out of its
+/// Service.
 pub fn readyz(health: &Health) -> ProbeAnswer {
     answer(health.readiness())
+}
+
+/// [`readyz`], and every sink delivering.
+pub fn readyz_sinks(health: &Health) -> ProbeAnswer {
+    answer(health.readiness_with_sinks())
 }
 
 fn answer(result: Result<(), Vec<String>>) -> ProbeAnswer {
@@ -44,10 +52,10 @@ mod tests {
 
     #[test]
     fn answers_table() {
-        let mut health = Health::default();
+        let health = Health::default();
         let sink = Arc::new(SinkHealth::default());
         health.add_sink("out".into(), Arc::clone(&sink));
-        // (sink failing?, expected readyz status, expected body)
+        // (sink failing?, expected /readyz/sinks status, expected body)
         let cases = [
             (false, StatusCode::OK, r#"{"status":"ok"}"#),
             (
@@ -62,7 +70,12 @@ mod tests {
             } else {
                 sink.delivered();
             }
-            assert_eq!(readyz(&health), (status, body.to_owned()));
+            assert_eq!(readyz_sinks(&health), (status, body.to_owned()));
+            assert_eq!(
+                readyz(&health).0,
+                StatusCode::OK,
+                "plain readiness does not follow the sink"
+            );
             assert_eq!(
                 healthz(&health).0,
                 StatusCode::OK,

@@ -5,13 +5,69 @@
 //! - `daemonset`: one agent per node reads every container's log under `pods_root`
 //!   (`/var/log/pods`). Without configured sources it presets source [`DAEMONSET_SOURCE`] over
 //!   `<pods_root>/*/*/*.log` in the [`DAEMONSET_FORMAT`] format. In every file source it excludes
-//!   the agent's own pod, named by the `POD_NAMESPACE` and `POD_NAME` environment variables (set
-//!   from the Downward API), so the agent never ships its own logs.
+//!   the agent's own pod, as `kubernetes:` names it, so the agent never ships its own logs.
+//!
+//! `kubernetes:` names the agent's own pod ([`Identity`]), from what the manifest sets
+//! (`${POD_NAME}` from the Downward API...): nothing is read from the environment unless the
+//! configuration asks for it. In sidecar mode the agent's pod is the pod of the files, and every
+//! key set is stamped on events; in daemonset mode only the node's name is (the pods are the
+//! ones the paths name).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
+
+use crate::parse::enrich::PodIdentity;
+
+/// `kubernetes:` the agent's own pod, as the configuration names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The pod's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// The pod's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+    /// The pod's UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// The node the pod runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// The container whose logs the agent reads (sidecar mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+}
+
+impl Identity {
+    /// The keys set (and not empty), in a fixed order.
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("pod_name", &self.pod_name),
+            ("pod_namespace", &self.pod_namespace),
+            ("pod_uid", &self.pod_uid),
+            ("node_name", &self.node_name),
+            ("container_name", &self.container_name),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value.as_deref().filter(|v| !v.is_empty())?)))
+        .collect()
+    }
+
+    /// What events are stamped with in `mode`: every key set in sidecar mode, the node's name
+    /// only in daemonset mode.
+    pub fn stamped(&self, mode: Mode) -> PodIdentity {
+        PodIdentity(
+            self.pairs()
+                .into_iter()
+                .filter(|(key, _)| mode == Mode::Sidecar || *key == "node_name")
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .collect(),
+        )
+    }
+}
 
 /// How the agent is deployed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,22 +100,21 @@ pub(crate) fn preset_source(pods_root: &Path) -> Value {
     Value::Mapping(source)
 }
 
-/// The glob of the agent's own pod's log files, when `POD_NAME` says which pod that is
-/// (`POD_NAMESPACE` narrows it; without it, a pod of that name in any namespace).
-pub(crate) fn own_pod_exclude(
-    pods_root: &Path,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Option<String> {
-    let pod = lookup("POD_NAME").filter(|p| !p.is_empty())?;
-    let namespace = lookup("POD_NAMESPACE")
+/// The glob of the agent's own pod's log files, when `kubernetes.pod_name` says which pod that
+/// is (`pod_namespace` narrows it; without it, a pod of that name in any namespace).
+pub(crate) fn own_pod_exclude(pods_root: &Path, identity: &Identity) -> Option<String> {
+    let pod = identity.pod_name.as_deref().filter(|p| !p.is_empty())?;
+    let namespace = identity
+        .pod_namespace
+        .as_deref()
         .filter(|n| !n.is_empty())
-        .map_or_else(|| "*".to_owned(), |n| glob::Pattern::escape(&n));
+        .map_or_else(|| "*".to_owned(), glob::Pattern::escape);
     // Namespaces and pod names have no `_`, so `<ns>_<pod>_` is the prefix of this pod's
     // directories only (one per pod UID).
     Some(format!(
         "{}/{namespace}_{}_*/**",
         escaped(pods_root),
-        glob::Pattern::escape(&pod)
+        glob::Pattern::escape(pod)
     ))
 }
 
@@ -92,24 +147,24 @@ mod tests {
             (Some("a[1]"), Some("n"), Some("/pods/n_a[[]1[]]_*/**")),
         ];
         for (pod, namespace, want) in cases {
-            let lookup = |name: &str| match name {
-                "POD_NAME" => pod.map(str::to_owned),
-                "POD_NAMESPACE" => namespace.map(str::to_owned),
-                _ => None,
+            let identity = Identity {
+                pod_name: pod.map(str::to_owned),
+                pod_namespace: namespace.map(str::to_owned),
+                ..Identity::default()
             };
-            let got = own_pod_exclude(Path::new("/pods"), lookup);
+            let got = own_pod_exclude(Path::new("/pods"), &identity);
             assert_eq!(got.as_deref(), want, "{pod:?} {namespace:?}");
         }
     }
 
     #[test]
     fn the_exclude_matches_only_the_own_pods_files() {
-        let lookup = |name: &str| match name {
-            "POD_NAME" => Some("agent-x7".to_owned()),
-            "POD_NAMESPACE" => Some("logging".to_owned()),
-            _ => None,
+        let identity = Identity {
+            pod_name: Some("agent-x7".to_owned()),
+            pod_namespace: Some("logging".to_owned()),
+            ..Identity::default()
         };
-        let glob = own_pod_exclude(Path::new("/var/log/pods"), lookup).unwrap();
+        let glob = own_pod_exclude(Path::new("/var/log/pods"), &identity).unwrap();
         let pattern = glob::Pattern::new(&glob).unwrap();
         let cases = [
             (
@@ -133,5 +188,36 @@ mod tests {
         for (path, excluded) in cases {
             assert_eq!(pattern.matches(path), excluded, "{path}");
         }
+    }
+
+    #[test]
+    fn what_is_stamped_by_mode() {
+        let identity = Identity {
+            pod_name: Some("web-1".into()),
+            pod_namespace: Some("shop".into()),
+            pod_uid: Some(String::new()),
+            node_name: Some("node-a".into()),
+            container_name: Some("web".into()),
+        };
+        let pairs = |p: PodIdentity| -> Vec<String> {
+            p.0.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
+        // (mode, stamped keys; an empty value is left out)
+        let cases = [
+            (
+                Mode::Sidecar,
+                vec![
+                    "pod_name=web-1",
+                    "pod_namespace=shop",
+                    "node_name=node-a",
+                    "container_name=web",
+                ],
+            ),
+            (Mode::Daemonset, vec!["node_name=node-a"]),
+        ];
+        for (mode, want) in cases {
+            assert_eq!(pairs(identity.stamped(mode)), want, "{mode:?}");
+        }
+        assert!(Identity::default().stamped(Mode::Sidecar).0.is_empty());
     }
 }

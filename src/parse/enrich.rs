@@ -2,21 +2,15 @@
 //! fragment that the encoder copies into each event.
 //!
 //! - `fields:` of the source, a static map (values of any YAML type, written as JSON);
-//! - `kubernetes`: the pod's identity from the Downward API environment variables, only those
-//!   set (and not empty), under one object. The variables are read once, where the
-//!   configuration is loaded ([`PodIdentity::from_lookup`]), so tests pass their own.
+//! - `kubernetes`: the pod's identity as the configuration names it (`kubernetes:`, usually
+//!   `${POD_NAME}` and the like, set by the Downward API), only the keys that are set, under one
+//!   object. Nothing is read from the environment unless the configuration asks for it.
+//!
+//! A file whose path names its pod (the kubelet's layout) carries that pod's object instead,
+//! with the node's name added when the identity has one.
 
 use crate::event::StaticFields;
 use crate::sink::encoding::{json_string, write_json_str};
-
-/// The Downward API variables, and the key each becomes under `kubernetes`.
-pub const POD_VARIABLES: [(&str, &str); 5] = [
-    ("POD_NAME", "pod_name"),
-    ("POD_NAMESPACE", "pod_namespace"),
-    ("POD_UID", "pod_uid"),
-    ("NODE_NAME", "node_name"),
-    ("CONTAINER_NAME", "container_name"),
-];
 
 /// Keys of an event that static `fields` may not use: the agent writes them.
 pub const RESERVED_KEYS: [&str; 14] = [
@@ -36,23 +30,17 @@ pub const RESERVED_KEYS: [&str; 14] = [
     "timestamp_unparsed",
 ];
 
-/// The pod the agent runs in, as far as the environment tells: (key, value) pairs.
+/// The identity stamped on a source's events as `kubernetes`: (key, value) pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodIdentity(pub Vec<(String, String)>);
 
 impl PodIdentity {
-    /// Reads the Downward API variables through `lookup` (the process environment, at the
-    /// edge); unset and empty ones are left out.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        PodIdentity(
-            POD_VARIABLES
-                .iter()
-                .filter_map(|(variable, key)| {
-                    let value = lookup(variable).filter(|v| !v.is_empty())?;
-                    Some(((*key).to_owned(), value))
-                })
-                .collect(),
-        )
+    /// The value of `key` (`node_name`...), if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| value.as_str())
     }
 }
 
@@ -63,6 +51,8 @@ pub struct Enrichment {
     json: Box<str>,
     /// Where the `"kubernetes":{…},` part starts in `json` (its length when there is none).
     kubernetes_at: usize,
+    /// `,"node_name":"…"`, added to the object of a file whose path names its pod.
+    node_member: Box<str>,
     /// The top-level keys, which a parsed field of the same name gives way to.
     keys: Box<[Box<str>]>,
 }
@@ -94,11 +84,22 @@ impl Enrichment {
             json.extend_from_slice(b"},");
             keys.push("kubernetes".into());
         }
+        let node_member = pod
+            .get("node_name")
+            .map(|node| format!(",\"node_name\":{}", json_string(node)))
+            .unwrap_or_default();
         Enrichment {
             json: String::from_utf8_lossy(&json).into(),
             kubernetes_at,
+            node_member: node_member.into(),
             keys: keys.into(),
         }
+    }
+
+    /// `,"node_name":"…"` when the identity names the node, else nothing: what a file whose
+    /// path names its pod adds to that pod's object.
+    pub fn node_member(&self) -> &str {
+        &self.node_member
     }
 
     /// The fragment without the pod identity: for files whose path names their pod (the
@@ -142,25 +143,6 @@ mod tests {
     use serde_json::{Value, json};
 
     #[test]
-    fn pod_identity_takes_only_what_is_set() {
-        let env = |name: &str| match name {
-            "POD_NAME" => Some("web-7d9f".to_owned()),
-            "POD_NAMESPACE" => Some("shop".to_owned()),
-            "NODE_NAME" => Some(String::new()),
-            _ => None,
-        };
-        let pod = PodIdentity::from_lookup(env);
-        assert_eq!(
-            pod.0,
-            [
-                ("pod_name".to_owned(), "web-7d9f".to_owned()),
-                ("pod_namespace".to_owned(), "shop".to_owned())
-            ]
-        );
-        assert_eq!(PodIdentity::from_lookup(|_| None), PodIdentity::default());
-    }
-
-    #[test]
     fn fragment_is_valid_json_members() {
         let Value::Object(fields) = json!({"env": "prod", "team \"a\"": {"n": 1}, "tier": 2})
         else {
@@ -196,6 +178,13 @@ mod tests {
             }
             assert!(!enrichment.has_key("message"));
         }
+        let node = PodIdentity(vec![("node_name".into(), "n\"1".into())]);
+        let enrichment = Enrichment::new(&StaticFields::new(), &node);
+        assert_eq!(enrichment.node_member(), ",\"node_name\":\"n\\\"1\"");
+        assert_eq!(
+            Enrichment::new(&StaticFields::new(), &PodIdentity::default()).node_member(),
+            ""
+        );
     }
 
     #[test]

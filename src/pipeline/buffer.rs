@@ -237,6 +237,29 @@ impl BufferSender {
 
     /// Wakes every sender waiting for room with [`Closed`]: the agent is giving up.
     pub fn close(&self) {
+        self.closer().close();
+    }
+
+    /// What closes the buffer, without holding it open as a sender does.
+    pub fn closer(&self) -> BufferCloser {
+        BufferCloser {
+            events: Arc::clone(&self.events),
+            kib: Arc::clone(&self.kib),
+        }
+    }
+}
+
+/// Closes a buffer ([`BufferSender::close`]) without being one of its senders, so the buffer
+/// still ends once its senders are gone.
+#[derive(Debug, Clone)]
+pub struct BufferCloser {
+    events: Arc<Semaphore>,
+    kib: Arc<Semaphore>,
+}
+
+impl BufferCloser {
+    /// Wakes every sender waiting for room with [`Closed`].
+    pub fn close(&self) {
         self.events.close();
         self.kib.close();
     }

@@ -1,4 +1,14 @@
 //! The task that drives one sink: buffer -> batcher -> delivery with retries -> acks.
+//!
+//! Acks of one sink must follow the order its batches were made in (a file's checkpoint may
+//! never pass a batch still on its way), so one task owns the sink's buffer for the agent's
+//! whole life, and a config reload that changes the sink does not replace the task: it hands
+//! the task a new sink instance ([`Reconfigure`]). The task then lets the deliveries in flight
+//! finish for a moment, sends the ones that did not again with the new instance, in their
+//! order, and goes on; a new `buffer:` setting comes as a new buffer, read once the old one is
+//! empty. The task never waits inside a step for a delivery (a batch that finds every instance
+//! busy waits in a queue, and the buffer is not read meanwhile), so a reconfiguration is taken
+//! even while the destination is down.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -8,16 +18,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 
-use super::batcher::{Batch, Batcher};
+use super::batcher::{Batch, BatchConfig, Batcher};
 use super::buffer::BufferReceiver;
-use super::retry::{Backoff, RetryConfig};
+use super::deliver::Deliverer;
+use super::retry::RetryConfig;
 use crate::event::Chunk;
 use crate::health::SinkHealth;
-use crate::metrics::{SinkMetrics, add};
-use crate::sink::encoding::encode_json;
-use crate::sink::{BoxFuture, Rejected, Sink, SinkError};
+use crate::metrics::SinkMetrics;
+use crate::sink::{BoxFuture, Healthcheck, Sink};
 use crate::source::checkpoint::{CheckpointStore, SinkId};
 
 /// Everything one sink task needs.
@@ -31,26 +42,86 @@ pub struct SinkTask {
     /// Where its events wait.
     pub buffer: BufferReceiver,
     /// How they are grouped.
-    pub batcher: Batcher,
-    /// How long a batch that is not full may wait.
-    pub batch_timeout: Duration,
+    pub batch: BatchConfig,
     /// How failures are retried.
     pub retry: RetryConfig,
     /// Where acks go.
     pub store: Arc<CheckpointStore>,
     /// The sink's counters.
     pub metrics: Arc<SinkMetrics>,
-    /// Whether its deliveries go through, for `/readyz`.
+    /// Whether its deliveries go through, for `/readyz/sinks`.
     pub health: Arc<SinkHealth>,
     /// File that receives events the sink failed on for good.
     pub dead_letter_path: PathBuf,
+    /// Where reconfigurations come from; `None` for a task that is never reconfigured.
+    pub control: Option<mpsc::Receiver<Reconfigure>>,
+}
+
+/// A new configuration of a running sink (a config reload changed it).
+pub struct Reconfigure {
+    /// The new instance, built from the new settings.
+    pub sink: Box<dyn Sink>,
+    /// The new `batch:` settings.
+    pub batch: BatchConfig,
+    /// The new `retry:` settings.
+    pub retry: RetryConfig,
+    /// A new buffer when `buffer:` changed: the sources send there from now on, and the task
+    /// reads it once the old one is empty.
+    pub buffer: Option<BufferReceiver>,
 }
 
 /// How often an unhealthy sink with nothing in flight asks its destination whether it is back.
 const HEALTH_RECHECK: Duration = Duration::from_secs(5);
 
+/// How long a reconfiguration waits for the deliveries in flight before it sends them again
+/// with the new instance (a destination that is down would keep them forever).
+const HANDOVER_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the instances a reconfiguration replaces may take to close (flush).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// A batch on its way, with the sink instance delivering it; both come back when it is done.
-type Delivery = BoxFuture<'static, (Box<dyn Sink>, Batch)>;
+type Delivery = BoxFuture<'static, (Box<dyn Sink>, Arc<Batch>)>;
+
+/// The buffers the task reads, oldest first: more than one only after a reconfiguration gave a
+/// new one, until the old ones are empty. Batches are made from one buffer at a time (the
+/// batcher is flushed between two), and each goes back to the buffer it came from.
+struct Inputs {
+    buffers: Vec<BufferReceiver>,
+    /// The buffer read now; the ones before it are closed and empty.
+    current: usize,
+}
+
+/// What reading the inputs gave.
+enum Received {
+    Chunk(Arc<Chunk>),
+    /// The buffer read so far is done and a newer one follows: flush the batcher first.
+    Switched,
+    /// Every buffer is closed and empty.
+    Closed,
+}
+
+impl Inputs {
+    async fn recv(&mut self) -> Received {
+        let Some(buffer) = self.buffers.get_mut(self.current) else {
+            return Received::Closed;
+        };
+        match buffer.recv().await {
+            Some(chunk) => Received::Chunk(chunk),
+            None if self.current + 1 < self.buffers.len() => {
+                self.current += 1;
+                Received::Switched
+            }
+            None => Received::Closed,
+        }
+    }
+
+    fn release(&self, generation: usize, batch: &Batch) {
+        if let Some(buffer) = self.buffers.get(generation) {
+            buffer.release(batch);
+        }
+    }
+}
 
 impl SinkTask {
     /// Runs until every source is done sending, then delivers what is left and returns.
@@ -63,23 +134,22 @@ impl SinkTask {
             id,
             name,
             mut sink,
-            mut buffer,
-            mut batcher,
-            batch_timeout,
+            buffer,
+            batch,
             retry,
             store,
             metrics,
             health,
             dead_letter_path,
+            mut control,
         } = self;
-        match sink.healthcheck().await {
-            Ok(()) => tracing::info!(sink = %name, "healthcheck passed"),
-            Err(e) => {
-                // Not ready until a delivery goes through.
-                health.failed(&format!("healthcheck failed: {e}"));
-                tracing::warn!(sink = %name, error = %e, "healthcheck failed; delivering anyway")
-            }
-        }
+        first_healthcheck(&name, sink.as_mut(), &health).await;
+        let mut inputs = Inputs {
+            buffers: vec![buffer],
+            current: 0,
+        };
+        let mut batcher = Batcher::new(batch);
+        let mut batch_timeout = Duration::from_millis(batch.timeout_ms);
         let mut idle = sink.replicas();
         idle.push(sink);
         let mut lanes = Lanes {
@@ -94,19 +164,36 @@ impl SinkTask {
                 dead_letter_path,
             }),
             store,
-            oldest_in_flight: VecDeque::new(),
+            on_the_way: VecDeque::new(),
+            waiting: VecDeque::new(),
         };
         let mut flush_at: Option<Instant> = None;
         loop {
             let received = tokio::select! {
+                // Reconfigurations first: one sent with a new buffer comes before the old
+                // buffer closes, and must be taken before that close ends the task.
+                biased;
+                request = next_request(&mut control) => {
+                    match request {
+                        Some(request) => {
+                            batch_timeout = Duration::from_millis(request.batch.timeout_ms);
+                            let generation = inputs.current;
+                            lanes.reconfigure(request, &mut batcher, generation, &mut inputs).await;
+                            flush_at = None;
+                        }
+                        // The agent let go of the control: no more reconfigurations.
+                        None => control = None,
+                    }
+                    continue;
+                }
                 Some((sink, batch)) = lanes.in_flight.next(), if !lanes.in_flight.is_empty() => {
-                    lanes.finish(sink, &batch, &buffer);
+                    lanes.finish(sink, &batch, &inputs);
+                    lanes.start_waiting();
                     lanes.note_oldest_unshipped(batcher.oldest_chunk().map(|c| &**c));
                     continue;
                 }
                 () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
-                    let batch = batcher.take();
-                    lanes.dispatch(batch, &buffer).await;
+                    lanes.enqueue(batcher.take(), inputs.current);
                     flush_at = None;
                     continue;
                 }
@@ -120,9 +207,36 @@ impl SinkTask {
                     }
                     continue;
                 }
-                chunk = buffer.recv() => chunk,
+                // Not read while batches wait for a free instance: that is backpressure.
+                received = inputs.recv(), if lanes.waiting.is_empty() => received,
             };
-            let Some(chunk) = received else { break };
+            let chunk = match received {
+                Received::Chunk(chunk) => chunk,
+                Received::Switched => {
+                    // Batches come from one buffer each: what the old one gave goes first.
+                    if !batcher.is_empty() {
+                        lanes.enqueue(batcher.take(), inputs.current - 1);
+                    }
+                    flush_at = None;
+                    continue;
+                }
+                Received::Closed => {
+                    // A reconfiguration sent before the agent let go of the old buffer comes
+                    // with the buffer to read next: take it before ending.
+                    match control.as_mut().map(mpsc::Receiver::try_recv) {
+                        Some(Ok(request)) => {
+                            batch_timeout = Duration::from_millis(request.batch.timeout_ms);
+                            let generation = inputs.current;
+                            lanes
+                                .reconfigure(request, &mut batcher, generation, &mut inputs)
+                                .await;
+                            flush_at = None;
+                            continue;
+                        }
+                        _ => break,
+                    }
+                }
+            };
             if lanes
                 .deliverer
                 .metrics
@@ -135,7 +249,7 @@ impl SinkTask {
             batcher.push(chunk);
             let mut delivered_full = false;
             while let Some(batch) = batcher.next_full() {
-                lanes.dispatch(batch, &buffer).await;
+                lanes.enqueue(batch, inputs.current);
                 delivered_full = true;
             }
             if batcher.is_empty() {
@@ -145,11 +259,11 @@ impl SinkTask {
             }
         }
         if !batcher.is_empty() {
-            let batch = batcher.take();
-            lanes.dispatch(batch, &buffer).await;
+            lanes.enqueue(batcher.take(), inputs.current);
         }
         while let Some((sink, batch)) = lanes.in_flight.next().await {
-            lanes.finish(sink, &batch, &buffer);
+            lanes.finish(sink, &batch, &inputs);
+            lanes.start_waiting();
         }
         lanes.note_oldest_unshipped(None);
         for sink in &mut lanes.idle {
@@ -160,57 +274,161 @@ impl SinkTask {
     }
 }
 
-/// The sink instances of one sink task: idle ones, and the deliveries in flight in the order
-/// their batches were made.
+/// The next reconfiguration; never, once there can be none.
+async fn next_request(control: &mut Option<mpsc::Receiver<Reconfigure>>) -> Option<Reconfigure> {
+    match control {
+        Some(control) => control.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Asks a new sink instance's destination whether it is ready, and says what came of it: only
+/// a check that ran is reported as passed.
+async fn first_healthcheck(name: &str, sink: &mut dyn Sink, health: &SinkHealth) {
+    match sink.healthcheck().await {
+        Ok(Healthcheck::Passed) => tracing::info!(sink = %name, "healthcheck passed"),
+        Ok(Healthcheck::NotChecked) => tracing::debug!(
+            sink = %name,
+            "no healthcheck for this sink: its health follows its deliveries"
+        ),
+        Err(e) => {
+            // Not healthy until a delivery goes through.
+            health.failed(&format!("healthcheck failed: {e}"));
+            tracing::warn!(sink = %name, error = %e, "healthcheck failed; delivering anyway");
+        }
+    }
+}
+
+/// A batch made and not acked yet, with the buffer it came from.
+struct Made {
+    batch: Arc<Batch>,
+    generation: usize,
+}
+
+/// The sink instances of one sink task: idle ones, the deliveries in flight in the order their
+/// batches were made, and the batches waiting for an instance.
 struct Lanes {
     id: SinkId,
     idle: Vec<Box<dyn Sink>>,
     in_flight: FuturesOrdered<Delivery>,
     deliverer: Arc<Deliverer>,
     store: Arc<CheckpointStore>,
-    /// The first chunk of each batch in flight, in the same order (for the age of the oldest
-    /// unshipped line).
-    oldest_in_flight: VecDeque<Option<Arc<Chunk>>>,
+    /// The batches in flight, in the same order as `in_flight`.
+    on_the_way: VecDeque<Made>,
+    /// Batches made while every instance was busy, in order; they go before anything newer.
+    waiting: VecDeque<Made>,
 }
 
 impl Lanes {
-    /// Starts delivering `batch` on an idle instance, first waiting for the oldest delivery to
-    /// finish when none is idle.
-    async fn dispatch(&mut self, batch: Batch, buffer: &BufferReceiver) {
-        let sink = loop {
-            if let Some(sink) = self.idle.pop() {
-                break sink;
-            }
-            match self.in_flight.next().await {
-                Some((sink, done)) => self.finish(sink, &done, buffer),
-                // Every instance is idle or in flight, so this is unreachable; keep the batch
-                // unacked rather than panic.
-                None => {
-                    tracing::error!(sink = %self.deliverer.name, "no sink instance left; batch not delivered");
-                    return;
-                }
-            }
-        };
-        self.oldest_in_flight
-            .push_back(batch.parts.first().map(|part| Arc::clone(&part.chunk)));
-        let deliverer = Arc::clone(&self.deliverer);
-        self.in_flight.push_back(Box::pin(async move {
-            let mut sink = sink;
-            deliverer.deliver(sink.as_mut(), &batch).await;
-            (sink, batch)
-        }));
+    /// Queues a batch (from buffer `generation`) and starts it when an instance is idle.
+    fn enqueue(&mut self, batch: Batch, generation: usize) {
+        if batch.is_empty() {
+            return;
+        }
+        self.waiting.push_back(Made {
+            batch: Arc::new(batch),
+            generation,
+        });
+        self.start_waiting();
     }
 
-    /// Acks a delivered (or dead-lettered) batch, frees its room in the buffer and makes its
+    /// Starts the waiting batches, oldest first, on the idle instances.
+    fn start_waiting(&mut self) {
+        while !self.waiting.is_empty() {
+            let Some(sink) = self.idle.pop() else { return };
+            let Some(made) = self.waiting.pop_front() else {
+                self.idle.push(sink);
+                return;
+            };
+            let batch = Arc::clone(&made.batch);
+            self.on_the_way.push_back(made);
+            let deliverer = Arc::clone(&self.deliverer);
+            self.in_flight.push_back(Box::pin(async move {
+                let mut sink = sink;
+                deliverer.deliver(sink.as_mut(), &batch).await;
+                (sink, batch)
+            }));
+        }
+    }
+
+    /// Acks a delivered (or dead-lettered) batch, frees its room in its buffer and makes its
     /// sink instance idle again.
-    fn finish(&mut self, sink: Box<dyn Sink>, batch: &Batch, buffer: &BufferReceiver) {
+    fn finish(&mut self, sink: Box<dyn Sink>, batch: &Batch, inputs: &Inputs) {
         for part in &batch.parts {
             let offset = part.chunk.ack_offset(part.range.end);
             self.store.ack(self.id, part.chunk.file.key, offset);
         }
-        buffer.release(batch);
+        let generation = self
+            .on_the_way
+            .pop_front()
+            .map_or(inputs.current, |made| made.generation);
+        inputs.release(generation, batch);
         self.idle.push(sink);
-        self.oldest_in_flight.pop_front();
+    }
+
+    /// Swaps in the instance of `request`: the deliveries in flight may finish for
+    /// [`HANDOVER_GRACE`]; the others, the batches waiting, then what the batcher holds go out
+    /// again with the new instance, in the order they were made, before anything newer.
+    async fn reconfigure(
+        &mut self,
+        request: Reconfigure,
+        batcher: &mut Batcher,
+        generation: usize,
+        inputs: &mut Inputs,
+    ) {
+        let name = self.deliverer.name.clone();
+        let deadline = Instant::now() + HANDOVER_GRACE;
+        while !self.in_flight.is_empty() {
+            match timeout_at(deadline, self.in_flight.next()).await {
+                Ok(Some((sink, batch))) => self.finish(sink, &batch, inputs),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Dropping the deliveries drops the old instances that were making them.
+        self.in_flight = FuturesOrdered::new();
+        let mut again: VecDeque<Made> = self.on_the_way.drain(..).collect();
+        again.append(&mut self.waiting);
+        for mut old in self.idle.drain(..) {
+            if timeout(CLOSE_GRACE, old.close()).await.is_err() {
+                tracing::warn!(sink = %name, "the replaced sink did not close in time");
+            }
+        }
+        let Reconfigure {
+            mut sink,
+            batch,
+            retry,
+            buffer,
+        } = request;
+        tracing::info!(
+            sink = %name,
+            batches_sent_again = again.len(),
+            new_buffer = buffer.is_some(),
+            "sink reconfigured; batches that were on their way go out first"
+        );
+        // The old settings' failure says nothing about the new ones.
+        self.deliverer.health.delivered();
+        first_healthcheck(&name, sink.as_mut(), &self.deliverer.health).await;
+        self.idle = sink.replicas();
+        self.idle.push(sink);
+        self.deliverer = Arc::new(Deliverer {
+            name,
+            retry,
+            metrics: Arc::clone(&self.deliverer.metrics),
+            health: Arc::clone(&self.deliverer.health),
+            dead_letter_path: self.deliverer.dead_letter_path.clone(),
+        });
+        if let Some(buffer) = buffer {
+            inputs.buffers.push(buffer);
+        }
+        let mut held = std::mem::replace(batcher, Batcher::new(batch));
+        if !held.is_empty() {
+            again.push_back(Made {
+                batch: Arc::new(held.take()),
+                generation,
+            });
+        }
+        self.waiting = again;
+        self.start_waiting();
     }
 
     /// Asks an idle sink instance's destination whether it is back (while nothing is being
@@ -219,18 +437,19 @@ impl Lanes {
         let Some(sink) = self.idle.last_mut() else {
             return;
         };
-        if sink.healthcheck().await.is_ok() {
-            tracing::info!(sink = %self.deliverer.name, "healthcheck passed: ready again");
+        if let Ok(Healthcheck::Passed) = sink.healthcheck().await {
+            tracing::info!(sink = %self.deliverer.name, "healthcheck passed: healthy again");
             self.deliverer.health.delivered();
         }
     }
 
     /// Records the read time of the oldest event the sink now holds: in the oldest batch in
-    /// flight, else the oldest of `waiting` (the batcher's); zero when it holds none.
-    fn note_oldest_unshipped(&self, waiting: Option<&Chunk>) {
-        let oldest = match self.oldest_in_flight.front() {
-            Some(first) => first.as_deref(),
-            None => waiting,
+    /// flight or waiting, else the oldest of `waiting` (the batcher's); zero when it holds none.
+    fn note_oldest_unshipped(&self, batcher_oldest: Option<&Chunk>) {
+        let made = self.on_the_way.front().or(self.waiting.front());
+        let oldest = match made {
+            Some(made) => made.batch.parts.first().map(|part| &*part.chunk),
+            None => batcher_oldest,
         };
         let micros = oldest
             .filter(|chunk| !chunk.events.is_empty())
@@ -241,226 +460,5 @@ impl Lanes {
             .metrics
             .oldest_unshipped_micros
             .store(micros, Ordering::Relaxed);
-    }
-}
-
-/// How a sink task delivers one batch: retries, dead letters, metrics.
-struct Deliverer {
-    name: String,
-    retry: RetryConfig,
-    metrics: Arc<SinkMetrics>,
-    /// Whether deliveries go through, for `/readyz`.
-    health: Arc<SinkHealth>,
-    dead_letter_path: PathBuf,
-}
-
-impl Deliverer {
-    /// Delivers a batch, retrying as configured, dead-lettering what cannot be delivered; when
-    /// it returns, every event of the batch is delivered or dead-lettered.
-    async fn deliver(&self, sink: &mut dyn Sink, batch: &Batch) {
-        if batch.events == 0 {
-            return;
-        }
-        let mut backoff = Backoff::new(self.retry);
-        loop {
-            let error = match sink.deliver(batch).await {
-                Ok(bytes) => {
-                    self.health.delivered();
-                    self.count_delivered(batch.events, bytes, backoff.attempts());
-                    return;
-                }
-                Err(SinkError::Partial { bytes, rejected }) => {
-                    // The destination answers: the sink is healthy, some events were refused.
-                    self.health.delivered();
-                    self.count_delivered(batch.events - rejected.len(), bytes, backoff.attempts());
-                    self.dead_letter_rejected(batch, &rejected).await;
-                    return;
-                }
-                Err(error) => error,
-            };
-            add(&self.metrics.errors, 1);
-            self.health.failed(&error.to_string());
-            match retry_wait(&error, &mut backoff, &self.retry) {
-                Some(wait) => {
-                    tracing::warn!(
-                        sink = %self.name, error = %error, attempt = backoff.attempts(),
-                        retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry"
-                    );
-                    sleep(wait).await;
-                    add(&self.metrics.retries, 1);
-                }
-                None => {
-                    tracing::error!(
-                        sink = %self.name, error = %error, events = batch.events,
-                        path = %self.dead_letter_path.display(), "delivery failed for good; dead-lettering the batch"
-                    );
-                    let mut encoded = Vec::with_capacity(batch.bytes + batch.events * 128);
-                    for (chunk, event) in batch.iter() {
-                        encode_json(chunk, event, &mut encoded);
-                    }
-                    self.dead_letter(encoded, batch.events).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn count_delivered(&self, events: usize, bytes: u64, failed_attempts: u32) {
-        add(&self.metrics.events_out, events as u64);
-        add(&self.metrics.bytes_out, bytes);
-        add(&self.metrics.batches, 1);
-        if failed_attempts > 0 {
-            tracing::info!(sink = %self.name, attempts = failed_attempts + 1, "delivered after retrying");
-        }
-    }
-
-    /// Dead-letters the events of `batch` that the destination refused, logging the first
-    /// reasons.
-    async fn dead_letter_rejected(&self, batch: &Batch, rejected: &[Rejected]) {
-        if rejected.is_empty() {
-            return;
-        }
-        add(&self.metrics.errors, 1);
-        let reasons: Vec<&str> = rejected
-            .iter()
-            .take(LOGGED_REASONS)
-            .map(|r| r.reason.as_str())
-            .collect();
-        tracing::error!(
-            sink = %self.name, events = rejected.len(), reasons = ?reasons,
-            path = %self.dead_letter_path.display(), "events rejected for good; dead-lettering them"
-        );
-        let (encoded, count) = encode_rejected(batch, rejected);
-        self.dead_letter(encoded, count).await;
-    }
-
-    /// Appends encoded events to the dead-letter file, retrying until that works: an event is
-    /// acked only once it is either delivered or kept there.
-    async fn dead_letter(&self, encoded: Vec<u8>, events: usize) {
-        let encoded = Arc::new(encoded);
-        let mut backoff = Backoff::new(RetryConfig::default());
-        loop {
-            let path = self.dead_letter_path.clone();
-            let bytes = Arc::clone(&encoded);
-            let result = tokio::task::spawn_blocking(move || append_dead_letter(&path, &bytes))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
-            match result {
-                Ok(()) => {
-                    add(&self.metrics.dead_lettered, events as u64);
-                    return;
-                }
-                Err(e) => {
-                    let wait = backoff.next_wait().unwrap_or(Duration::from_secs(30));
-                    tracing::error!(
-                        sink = %self.name, error = %e, path = %self.dead_letter_path.display(),
-                        "cannot write the dead-letter file; holding the batch"
-                    );
-                    sleep(wait).await;
-                }
-            }
-        }
-    }
-}
-
-/// The events of `batch` at the positions `rejected` names (ascending), as NDJSON, and how
-/// many they are.
-fn encode_rejected(batch: &Batch, rejected: &[Rejected]) -> (Vec<u8>, usize) {
-    let mut wanted = rejected.iter().map(|r| r.index).peekable();
-    let mut encoded = Vec::new();
-    let mut count = 0;
-    for (index, (chunk, event)) in batch.iter().enumerate() {
-        // Skip positions repeated or out of order: each event goes in once.
-        while wanted.peek().is_some_and(|&w| w < index) {
-            wanted.next();
-        }
-        if wanted.peek() == Some(&index) {
-            encode_json(chunk, event, &mut encoded);
-            count += 1;
-        }
-    }
-    (encoded, count)
-}
-
-/// How many rejection reasons one log line shows.
-const LOGGED_REASONS: usize = 3;
-
-/// How long to wait before retrying after `error`, or `None` to give up. A destination's own
-/// `Retry-After` lengthens the backoff's wait, up to `max_backoff_ms`.
-fn retry_wait(error: &SinkError, backoff: &mut Backoff, retry: &RetryConfig) -> Option<Duration> {
-    match error {
-        SinkError::Retriable(_) => backoff.next_wait(),
-        SinkError::RetriableAfter { after, .. } => {
-            let cap = Duration::from_millis(retry.max_backoff_ms);
-            backoff.next_wait().map(|wait| wait.max((*after).min(cap)))
-        }
-        SinkError::Permanent(_) | SinkError::Partial { .. } => None,
-    }
-}
-
-fn append_dead_letter(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_data()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_lengthens_the_wait_up_to_the_cap() {
-        let retry = RetryConfig {
-            initial_backoff_ms: 10,
-            max_backoff_ms: 2_000,
-            max_attempts: Some(5),
-        };
-        let after = |ms| SinkError::RetriableAfter {
-            message: "429".into(),
-            after: Duration::from_millis(ms),
-        };
-        // (error, lowest wait, highest wait) in ms; None: give up.
-        let cases = [
-            (SinkError::Retriable("x".into()), Some((5, 10))),
-            (after(1_000), Some((1_000, 1_000))),
-            (after(0), Some((5, 10))),
-            (after(60_000), Some((2_000, 2_000))),
-            (SinkError::Permanent("400".into()), None),
-            (
-                SinkError::Partial {
-                    bytes: 1,
-                    rejected: vec![],
-                },
-                None,
-            ),
-        ];
-        for (error, want) in cases {
-            let mut backoff = Backoff::new(retry);
-            let got = retry_wait(&error, &mut backoff, &retry).map(|d| d.as_millis() as u64);
-            match want {
-                Some((low, high)) => {
-                    let got = got.unwrap_or_else(|| panic!("{error:?}: gave up"));
-                    assert!((low..=high).contains(&got), "{error:?}: {got}ms");
-                }
-                None => assert_eq!(got, None, "{error:?}"),
-            }
-        }
-        let mut spent = Backoff::new(RetryConfig {
-            max_attempts: Some(1),
-            ..retry
-        });
-        assert_eq!(
-            retry_wait(&after(10), &mut spent, &retry),
-            None,
-            "attempts used up"
-        );
     }
 }

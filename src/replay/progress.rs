@@ -1,8 +1,13 @@
-//! Progress of a replay: a bar on a terminal, a plain line every few seconds otherwise.
+//! Progress of a replay: a bar on a terminal, a plain line every few seconds otherwise. Once
+//! the files are read, what the replay still waits for: the sinks holding undelivered events,
+//! and why their deliveries fail when they do.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::health::SinkHealth;
+use crate::metrics::SinkMetrics;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -23,6 +28,20 @@ const LINE_EVERY: Duration = Duration::from_secs(5);
 /// How often the bar is redrawn.
 const BAR_EVERY: Duration = Duration::from_millis(100);
 
+/// A sink of the replay, as progress tells what it waits for.
+#[derive(Debug)]
+pub struct WatchedSink {
+    /// Its name.
+    pub name: String,
+    /// Its counters (events held).
+    pub metrics: Arc<SinkMetrics>,
+    /// Whether its deliveries fail, and why.
+    pub health: Arc<SinkHealth>,
+}
+
+/// Longest failure reason a progress line shows.
+const MAX_REASON_CHARS: usize = 160;
+
 /// Counters the reader updates and the reporter reads.
 #[derive(Debug)]
 pub struct ProgressState {
@@ -32,28 +51,70 @@ pub struct ProgressState {
     pub files_done: AtomicU64,
     /// Bytes of the files read so far, as they are on disk (compressed for gzip).
     pub bytes_done: AtomicU64,
+    sinks: Vec<WatchedSink>,
+}
+
+/// `bytes` in the unit that keeps it short (B, KiB, MiB, GiB).
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 impl ProgressState {
-    /// Progress over `total_files` files of `total_bytes` bytes on disk.
-    pub fn new(total_files: u64, total_bytes: u64) -> Self {
+    /// Progress over `total_files` files of `total_bytes` bytes on disk, shipped to `sinks`.
+    pub fn new(total_files: u64, total_bytes: u64, sinks: Vec<WatchedSink>) -> Self {
         ProgressState {
             total_files,
             total_bytes,
             files_done: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
+            sinks,
         }
     }
 
+    /// What the replay waits for besides reading: each sink that holds undelivered events.
+    fn waiting_for(&self) -> Vec<String> {
+        self.sinks
+            .iter()
+            .filter_map(|sink| {
+                let held = sink.metrics.buffered_events.load(Ordering::Relaxed);
+                if held == 0 {
+                    return None;
+                }
+                let mut text = format!("sink `{}`: {held} events not delivered yet", sink.name);
+                if let Some(reason) = sink.health.failure() {
+                    let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+                    text.push_str(&format!(", deliveries failing and retried: {reason}"));
+                }
+                Some(text)
+            })
+            .collect()
+    }
+
     fn line(&self) -> String {
-        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-        format!(
-            "replay: {}/{} files, {:.1}/{:.1} MiB",
-            self.files_done.load(Ordering::Relaxed),
+        let files_done = self.files_done.load(Ordering::Relaxed);
+        let mut line = format!(
+            "replay: {files_done}/{} files, {}/{} read",
             self.total_files,
-            mib(self.bytes_done.load(Ordering::Relaxed)),
-            mib(self.total_bytes)
-        )
+            size(self.bytes_done.load(Ordering::Relaxed)),
+            size(self.total_bytes)
+        );
+        let waiting = self.waiting_for();
+        if !waiting.is_empty() {
+            line.push_str("; waiting for ");
+            line.push_str(&waiting.join("; "));
+        }
+        line
     }
 }
 
@@ -87,11 +148,17 @@ pub fn spawn_reporter(mode: ProgressMode, state: Arc<ProgressState>) -> Option<R
                 let mut ticker = tokio::time::interval(BAR_EVERY);
                 loop {
                     bar.set_position(state.bytes_done.load(Ordering::Relaxed));
-                    bar.set_message(format!(
+                    let mut message = format!(
                         "{}/{} files",
                         state.files_done.load(Ordering::Relaxed),
                         state.total_files
-                    ));
+                    );
+                    let waiting = state.waiting_for();
+                    if !waiting.is_empty() {
+                        message.push_str("; waiting for ");
+                        message.push_str(&waiting.join("; "));
+                    }
+                    bar.set_message(message);
                     tokio::select! {
                         _ = ticker.tick() => {}
                         _ = &mut stopped => break,
@@ -113,4 +180,42 @@ pub fn spawn_reporter(mode: ProgressMode, state: Arc<ProgressState>) -> Option<R
         }),
     };
     Some(Reporter { stop, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_table() {
+        let metrics = Arc::new(SinkMetrics::default());
+        let health = Arc::new(SinkHealth::default());
+        let state = ProgressState::new(
+            2,
+            3 * 1024 * 1024,
+            vec![WatchedSink {
+                name: "to".into(),
+                metrics: Arc::clone(&metrics),
+                health: Arc::clone(&health),
+            }],
+        );
+        state.files_done.store(1, Ordering::Relaxed);
+        state.bytes_done.store(1536, Ordering::Relaxed);
+        assert_eq!(state.line(), "replay: 1/2 files, 1.5 KiB/3.0 MiB read");
+        metrics.buffered_events.store(200, Ordering::Relaxed);
+        assert_eq!(
+            state.line(),
+            "replay: 1/2 files, 1.5 KiB/3.0 MiB read; waiting for sink `to`: 200 events not delivered yet"
+        );
+        health.failed("connection refused");
+        assert!(
+            state
+                .line()
+                .ends_with(", deliveries failing and retried: connection refused"),
+            "{}",
+            state.line()
+        );
+        assert_eq!(size(8), "8 B");
+        assert_eq!(size(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
 }

@@ -6,7 +6,7 @@ use super::{BoxFuture, Sink, SinkError};
 use crate::pipeline::batcher::Batch;
 
 /// Settings of a `type: blackhole` sink (it has none).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Copy, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlackholeSinkConfig {}
 

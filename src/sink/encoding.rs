@@ -106,7 +106,15 @@ pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(offset);
     out.push(b'"');
     if let Some(kubernetes) = path_kubernetes {
-        out.extend_from_slice(kubernetes.as_bytes());
+        // The path's object, with the node it runs on when the identity names it.
+        match kubernetes.strip_suffix('}') {
+            Some(open) if !enrichment.node_member().is_empty() => {
+                out.extend_from_slice(open.as_bytes());
+                out.extend_from_slice(enrichment.node_member().as_bytes());
+                out.push(b'}');
+            }
+            _ => out.extend_from_slice(kubernetes.as_bytes()),
+        }
     }
     let flags = &event.flags;
     for (set, key) in [

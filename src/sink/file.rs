@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::encoding::{Encoding, encode_batch};
-use super::{BoxFuture, Sink, SinkError};
+use super::{BoxFuture, Healthcheck, Sink, SinkError};
 use crate::pipeline::batcher::Batch;
 
 /// Settings of a `type: file` sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
     /// The file to append to; created if missing (its directory is not).
@@ -89,7 +89,33 @@ fn append(file: &File, bytes: &[u8], fsync: bool) -> io::Result<()> {
     result
 }
 
+/// Why the file at `path` cannot be created: its directory is missing (or not a directory).
+/// The sink creates the file, never its directory.
+pub fn missing_directory(path: &std::path::Path) -> Option<String> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(md) if md.is_dir() => None,
+        Ok(_) => Some(format!("{} is not a directory", dir.display())),
+        Err(e) => Some(format!("directory {}: {e}", dir.display())),
+    }
+}
+
 impl Sink for FileSink {
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<Healthcheck, SinkError>> {
+        Box::pin(async move {
+            match missing_directory(&self.config.path) {
+                None => Ok(Healthcheck::Passed),
+                Some(reason) => Err(SinkError::Retriable(format!(
+                    "file sink `{}`: {reason} (the sink creates its file, not its directory)",
+                    self.name
+                ))),
+            }
+        })
+    }
+
     fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<u64, SinkError>> {
         Box::pin(async move {
             let (file, mut buf) = self.state.take().unwrap_or_default();

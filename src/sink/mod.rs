@@ -23,13 +23,13 @@ use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
 pub use blackhole::BlackholeSinkConfig;
-pub use file::FileSinkConfig;
+pub use file::{FileSinkConfig, missing_directory};
 pub use http::HttpSinkConfig;
 pub use kafka::{Compression, KafkaSinkConfig};
 pub use stdout::StdoutSinkConfig;
 pub use target::parse_target;
 
-use crate::config::{ConfigError, from_value};
+use crate::config::{ConfigError, did_you_mean, from_value_with};
 use crate::health::SinkHealth;
 use crate::pipeline::batcher::{Batch, BatchConfig};
 use crate::pipeline::buffer::BufferConfig;
@@ -92,9 +92,10 @@ pub trait Sink: Send {
     /// Asks the destination whether it is ready, where it has a way to say so. Called when the
     /// sink starts, and again while it is unhealthy with nothing in flight (so that readiness
     /// comes back without waiting for the next line); a failure is logged and does not stop
-    /// the sink.
-    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async { Ok(()) })
+    /// the sink. A sink that has no way to ask (or nothing worth asking now) says
+    /// [`Healthcheck::NotChecked`], which is never reported as a check that passed.
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<Healthcheck, SinkError>> {
+        Box::pin(async { Ok(Healthcheck::NotChecked) })
     }
 
     /// More instances of this sink, sharing its connections, so that one batch per instance
@@ -103,6 +104,15 @@ pub trait Sink: Send {
     fn replicas(&self) -> Vec<Box<dyn Sink>> {
         Vec::new()
     }
+}
+
+/// What a healthcheck found, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Healthcheck {
+    /// The destination was asked and answered that it is ready.
+    Passed,
+    /// Nothing was asked: the sink has no way to, or no reason to now.
+    NotChecked,
 }
 
 /// Failure to build a sink from its configuration.
@@ -116,7 +126,7 @@ pub struct BuildError {
 }
 
 /// Settings every sink has.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkCommon {
     /// Names of the sources whose events this sink receives.
@@ -151,7 +161,7 @@ impl SinkCommon {
 }
 
 /// One sink of the configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SinkConfig {
     /// Settings every sink has.
     #[serde(flatten)]
@@ -174,7 +184,7 @@ impl SinkConfig {
 }
 
 /// The sink types, tagged by `type:`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkKind {
     /// Append to a file.
@@ -196,25 +206,28 @@ impl SinkKind {
     /// Reads the settings of a sink of type `kind` found at `key`.
     pub fn from_parts(key: &str, kind: &str, rest: Mapping) -> Result<Self, ConfigError> {
         let rest = Value::Mapping(rest);
+        // A typo of a key every sink has is told as such.
+        let common = SinkCommon::FIELDS;
         match kind {
-            "file" => Ok(SinkKind::File(from_value(key, rest)?)),
-            "stdout" => Ok(SinkKind::Stdout(from_value(key, rest)?)),
-            "blackhole" => Ok(SinkKind::Blackhole(from_value(key, rest)?)),
+            "file" => Ok(SinkKind::File(from_value_with(key, rest, common)?)),
+            "stdout" => Ok(SinkKind::Stdout(from_value_with(key, rest, common)?)),
+            "blackhole" => Ok(SinkKind::Blackhole(from_value_with(key, rest, common)?)),
             "kafka" => {
-                let config: KafkaSinkConfig = from_value(key, rest)?;
+                let config: KafkaSinkConfig = from_value_with(key, rest, common)?;
                 config.check(key)?;
                 Ok(SinkKind::Kafka(config))
             }
             "http" => {
-                let config: HttpSinkConfig = from_value(key, rest)?;
+                let config: HttpSinkConfig = from_value_with(key, rest, common)?;
                 config.check(key)?;
                 Ok(SinkKind::Http(config))
             }
             other => Err(ConfigError::invalid(
                 format!("{key}.type"),
                 format!(
-                    "unknown sink type `{other}`, expected one of {}",
-                    Self::TYPES.join(", ")
+                    "unknown sink type `{other}`, expected one of {}{}",
+                    Self::TYPES.join(", "),
+                    did_you_mean(other, Self::TYPES)
                 ),
             )),
         }
@@ -241,5 +254,119 @@ impl SinkKind {
             SinkKind::Blackhole(_) => Box::new(blackhole::BlackholeSink),
             SinkKind::Http(config) => Box::new(http::HttpSink::new(name, config)?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// Prints (as `validate` does) a config with one sink of `sink_keys`.
+    fn printed(sink_keys: &str) -> String {
+        let yaml = format!(
+            "sources:\n  app:\n    type: file\n    include: [/l/*.log]\nsinks:\n  out:\n    inputs: [app]\n{sink_keys}"
+        );
+        Config::from_yaml(&yaml, |_| None, std::path::Path::new("/"))
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+            .to_yaml()
+    }
+
+    #[test]
+    fn validate_prints_no_secret_table() {
+        const KAFKA: &str = "    type: kafka\n    brokers: b:9092\n    topic: t\n";
+        const HTTP: &str = "    type: http\n";
+        // (sink keys, secret never printed, what is printed in its place or beside it)
+        let cases: &[(String, &str, &str)] = &[
+            (
+                format!("{KAFKA}    librdkafka_options: {{ sasl.password: hunter2 }}\n"),
+                "hunter2",
+                "sasl.password: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ ssl.key.pem: '-----BEGIN PRIVATE KEY-----x' }}\n"
+                ),
+                "BEGIN PRIVATE KEY",
+                "ssl.key.pem: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ sasl.oauthbearer.config: 'clientId=a clientSecret=s3cr3t' }}\n"
+                ),
+                "s3cr3t",
+                "sasl.oauthbearer.config: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ ssl.keystore.password: ks-pass, sasl.oauthbearer.client.secret: cs }}\n"
+                ),
+                "ks-pass",
+                "ssl.keystore.password: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ sasl.jaas.config: 'password=\"jaas-pw\"' }}\n"
+                ),
+                "jaas-pw",
+                "sasl.jaas.config: <redacted>",
+            ),
+            (
+                format!(
+                    "{KAFKA}    librdkafka_options: {{ security.protocol: SASL_SSL, sasl.username: me }}\n"
+                ),
+                "<none>",
+                "sasl.username: me",
+            ),
+            (
+                format!("{HTTP}    uri: https://collector/ingest?api_key=k3y&tenant=t1\n"),
+                "k3y",
+                "https://collector/ingest?api_key=redacted&tenant=redacted",
+            ),
+            (
+                format!("{HTTP}    uri: https://user:pa55@collector/ingest\n"),
+                "pa55",
+                "https://redacted:redacted@collector/ingest",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://collector/ingest\n    headers: {{ X-Auth: x-auth-value }}\n"
+                ),
+                "x-auth-value",
+                "X-Auth: <redacted>",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://collector/ingest\n    headers: {{ X-Custom-Thing: opaque-value }}\n"
+                ),
+                "opaque-value",
+                "X-Custom-Thing: <redacted>",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://collector/ingest\n    headers: {{ X-Scope-OrgID: tenant-1, Content-Type: application/json }}\n"
+                ),
+                "<none>",
+                "X-Scope-OrgID: tenant-1",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://es/_bulk\n    encoding: elasticsearch\n    healthcheck: {{ uri: 'https://es/_cluster/health?token=hc-t0k' }}\n"
+                ),
+                "hc-t0k",
+                "token=redacted",
+            ),
+            (
+                format!(
+                    "{HTTP}    uri: https://es/_bulk\n    auth: {{ strategy: basic, user: elastic, password: basic-pw }}\n"
+                ),
+                "basic-pw",
+                "user: elastic",
+            ),
+        ];
+        for (keys, secret, shown) in cases {
+            let text = printed(keys);
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+            assert!(text.contains(shown), "{shown} not printed:\n{text}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use super::{BoxFuture, Sink, SinkError};
 use crate::pipeline::batcher::Batch;
 
 /// Settings of a `type: stdout` sink.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Copy, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {
     /// How events are written.

@@ -154,6 +154,10 @@ struct State {
     /// Loaded records not yet claimed by a file found on disk.
     dormant: Vec<FileRecord>,
     dirty: bool,
+    /// The sinks each source routes to, where the agent set them ([`CheckpointStore::route`]):
+    /// files tracked from then on are delivered to these, whatever their tailer was started
+    /// with.
+    routes: HashMap<String, Vec<SinkId>>,
 }
 
 /// What a checkpoint write cost.
@@ -409,17 +413,91 @@ impl CheckpointStore {
         });
     }
 
-    /// Starts tracking a file whose checkpoint is `record.offset`, delivered to `sinks`.
+    /// Starts tracking a file whose checkpoint is `record.offset`, delivered to `sinks` (or to
+    /// the sinks its source is routed to, once [`CheckpointStore::route`] said).
     pub fn track(&self, record: FileRecord, sinks: &[SinkId]) {
         let offset = record.offset;
+        let mut state = self.lock();
+        let sinks = state
+            .routes
+            .get(&*record.source)
+            .map_or(sinks, Vec::as_slice);
         let tracked = Tracked {
             delivered: sinks.iter().map(|&sink| (sink, offset)).collect(),
             emitted: offset,
             record,
         };
-        let mut state = self.lock();
         state.tracked.insert(tracked.record.key, tracked);
         state.dirty = true;
+        self.changed.notify_one();
+    }
+
+    /// Routes `source` to `sinks` from now on (a reload added or removed sinks of a running
+    /// source). Each tracked file of the source keeps what the sinks it still goes to have
+    /// delivered; a sink added starts at what was handed on so far (it gets the lines read from
+    /// now on); a sink removed no longer holds the checkpoint back.
+    pub fn route(&self, source: &str, sinks: &[SinkId]) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.routes.insert(source.to_owned(), sinks.to_vec());
+        for tracked in state.tracked.values_mut() {
+            if *tracked.record.source != *source {
+                continue;
+            }
+            let before = tracked.checkpoint();
+            let emitted = tracked.emitted;
+            let delivered = sinks
+                .iter()
+                .map(|&sink| {
+                    let at = tracked
+                        .delivered
+                        .iter()
+                        .find(|(s, _)| *s == sink)
+                        .map_or(emitted, |(_, offset)| *offset);
+                    (sink, at)
+                })
+                .collect();
+            tracked.delivered = delivered;
+            if tracked.checkpoint() != before {
+                state.dirty = true;
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// True when every line of `source`'s tracked files handed to the pipeline is delivered.
+    pub fn is_source_fully_acked(&self, source: &str) -> bool {
+        self.lock()
+            .tracked
+            .values()
+            .filter(|t| *t.record.source == *source)
+            .all(|t| t.checkpoint() >= t.emitted)
+    }
+
+    /// Stops tracking the files of `source` (its tailer has stopped), keeping each at its
+    /// checkpoint as a record the next tailer of `source` claims, as after a restart: it
+    /// resumes there. Acks that come later for these files are not counted.
+    pub fn release(&self, source: &str) {
+        let now = unix_now();
+        let mut state = self.lock();
+        let state = &mut *state;
+        let keys: Vec<FileKey> = state
+            .tracked
+            .iter()
+            .filter(|(_, t)| *t.record.source == *source)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in keys {
+            if let Some(tracked) = state.tracked.remove(&key) {
+                let offset = tracked.checkpoint();
+                state.dormant.push(FileRecord {
+                    offset,
+                    updated_unix: now,
+                    ..tracked.record
+                });
+                state.dirty = true;
+            }
+        }
         self.changed.notify_one();
     }
 
@@ -728,6 +806,62 @@ mod tests {
             assert_eq!(store.checkpoint(7), Some(want), "after ack {sink}@{offset}");
             assert_eq!(store.is_fully_acked(7), acked, "after ack {sink}@{offset}");
         }
+    }
+
+    #[test]
+    fn routes_set_by_a_reload_keep_what_the_remaining_sinks_delivered() {
+        let store = CheckpointStore::ephemeral();
+        store.track(record(7, 100), &[0, 1]);
+        store.emitted(7, 500);
+        store.ack(0, 7, 400);
+        store.ack(1, 7, 200);
+        // (routes set, checkpoint after, then an ack and the checkpoint after it)
+        type Step = (&'static [SinkId], u64, (SinkId, u64), u64);
+        let steps: &[Step] = &[
+            // Sink 2 added: it starts at what was handed on (500); 1 still holds at 200.
+            (&[0, 1, 2], 200, (1, 450), 400),
+            // Sink 0 removed: it no longer holds the checkpoint back.
+            (&[1, 2], 450, (1, 500), 500),
+            // An ack of a sink routed no more counts for nothing.
+            (&[2], 500, (0, 900), 500),
+        ];
+        for (sinks, want, (sink, offset), after) in steps {
+            store.route("app", sinks);
+            assert_eq!(store.checkpoint(7), Some(*want), "routes {sinks:?}");
+            store.ack(*sink, 7, *offset);
+            assert_eq!(store.checkpoint(7), Some(*after), "routes {sinks:?}, ack");
+        }
+        // Files tracked from now on go to the routes, whatever their tailer says.
+        store.track(record(8, 0), &[0, 1]);
+        store.emitted(8, 10);
+        store.ack(2, 8, 10);
+        assert_eq!(store.checkpoint(8), Some(10));
+        assert!(store.is_source_fully_acked("app"));
+        store.emitted(8, 20);
+        assert!(!store.is_source_fully_acked("app"));
+        assert!(store.is_source_fully_acked("other"));
+    }
+
+    #[test]
+    fn a_released_source_resumes_at_its_checkpoints() {
+        let store = CheckpointStore::ephemeral();
+        store.track(record(1, 0), &[0]);
+        store.track(
+            FileRecord {
+                source: "web".into(),
+                ..record(2, 0)
+            },
+            &[0],
+        );
+        store.emitted(1, 300);
+        store.ack(0, 1, 120);
+        store.release("app");
+        assert_eq!(store.checkpoint(1), None, "no longer tracked");
+        assert_eq!(store.checkpoint(2), Some(0), "another source's file stays");
+        store.ack(0, 1, 300);
+        let claimed = store.claim("app", 1, 1, b"head and more", 1_000).unwrap();
+        assert_eq!(claimed.offset, 120, "resumes at what was delivered");
+        assert!(!claimed.finished);
     }
 
     #[test]

@@ -151,6 +151,7 @@ impl Agent {
             config,
             log_agent::RunHooks {
                 api_bound: Some(tx),
+                ..Default::default()
             },
         );
         let address = tokio::time::timeout(Duration::from_secs(10), rx)
@@ -182,6 +183,22 @@ impl Agent {
         }
     }
 
+    /// Starts the agent taking config reloads: returns where to send them and where each
+    /// reload's outcome is told.
+    pub fn start_reloadable(config: Config) -> (Agent, Reloads) {
+        let (requests, reloads) = tokio::sync::mpsc::channel(4);
+        let (reloaded, outcomes) = tokio::sync::mpsc::channel(4);
+        let agent = Agent::start_with(
+            config,
+            log_agent::RunHooks {
+                reloads: Some(reloads),
+                reloaded: Some(reloaded),
+                ..Default::default()
+            },
+        );
+        (agent, Reloads { requests, outcomes })
+    }
+
     /// Asks for a shutdown and waits for the summary.
     pub async fn stop(mut self) -> RunSummary {
         let _ = self.shutdown.take().unwrap().send(());
@@ -190,6 +207,26 @@ impl Agent {
             .expect("agent did not stop within 30 s")
             .unwrap()
             .unwrap()
+    }
+}
+
+/// Where an agent started with [`Agent::start_reloadable`] takes reloads.
+pub struct Reloads {
+    requests: tokio::sync::mpsc::Sender<log_agent::agent::ReloadRequest>,
+    outcomes: tokio::sync::mpsc::Receiver<Result<log_agent::agent::ReloadReport, String>>,
+}
+
+impl Reloads {
+    /// Reloads `request` and waits (up to 60 s) for what it did.
+    pub async fn reload(
+        &mut self,
+        request: log_agent::agent::ReloadRequest,
+    ) -> Result<log_agent::agent::ReloadReport, String> {
+        self.requests.send(request).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.outcomes.recv())
+            .await
+            .expect("the reload did not end within 60 s")
+            .expect("the agent stopped")
     }
 }
 
@@ -492,13 +529,24 @@ pub async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 /// Polls `/readyz` until it answers `status`; returns the body.
 pub async fn wait_for_readyz(address: std::net::SocketAddr, status: u16) -> String {
+    wait_for_probe(address, "/readyz", status).await
+}
+
+/// Polls `path` (`/readyz`, `/readyz/sinks`) until it answers `status`; returns the body.
+pub async fn wait_for_probe(address: std::net::SocketAddr, path: &str, status: u16) -> String {
     let mut last = (0, String::new());
     for _ in 0..1500 {
-        last = get(address, "/readyz").await;
+        last = get(address, path).await;
         if last.0 == status {
             return last.1;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("/readyz did not answer {status} within 30 s; last: {last:?}");
+    panic!("{path} did not answer {status} within 30 s; last: {last:?}");
+}
+
+/// A loopback address nothing listens on: a port the system gave and took back.
+pub fn closed_address() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
 }

@@ -24,6 +24,11 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts `log-agent run --config <config>` with `info` logs appended to `stderr`.
     pub fn start(config: &Path, stderr: &Path) -> AgentProcess {
+        AgentProcess::start_with(config, &[], stderr)
+    }
+
+    /// [`AgentProcess::start`] with more arguments after `run --config <config>`.
+    pub fn start_with(config: &Path, args: &[&str], stderr: &Path) -> AgentProcess {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -31,6 +36,7 @@ impl AgentProcess {
             .unwrap();
         let child = Command::new(binary())
             .args(["run", "--config", config.to_str().unwrap()])
+            .args(args)
             .env_remove("LOG_AGENT_CONFIG")
             // `info` unless the test is run with LOG_AGENT_LOG set (`log_agent=debug`).
             .env(
@@ -77,42 +83,37 @@ impl AgentProcess {
         assert_eq!(status.code(), None, "the agent was not killed: {status}");
     }
 
-    /// True once the agent has installed its SIGTERM handler (`SigCgt` of `/proc/<pid>/status`):
-    /// a SIGTERM sent before that kills it instead of draining it.
-    fn catches_sigterm(&self) -> bool {
-        const SIGTERM_BIT: u64 = 1 << (15 - 1);
-        let Ok(text) = fs::read_to_string(format!("/proc/{}/status", self.pid())) else {
-            return false;
-        };
-        text.lines()
-            .find_map(|line| line.strip_prefix("SigCgt:"))
-            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-            .is_some_and(|mask| mask & SIGTERM_BIT != 0)
-    }
-
     /// Sends SIGTERM (once the agent handles it) and waits up to `patience` for the exit.
     pub fn terminate(&mut self, patience: Duration) -> ExitStatus {
+        self.signal("TERM", patience);
+        self.wait_exit(patience)
+    }
+
+    /// Sends `SIG<name>` (`TERM`, `INT`, `HUP`) once the agent handles it, waiting up to
+    /// `patience` for its handler.
+    pub fn signal(&mut self, name: &str, patience: Duration) {
         let start = Instant::now();
-        while !self.catches_sigterm() {
+        while !catches(self.pid(), name) {
             self.assert_alive();
             assert!(
                 start.elapsed() < patience,
-                "the agent did not install its SIGTERM handler within {patience:?}"
+                "the agent did not install its SIG{name} handler within {patience:?}"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed: {status}");
+        send_signal(self.pid(), name);
+    }
+
+    /// Waits up to `patience` for the agent to exit.
+    pub fn wait_exit(&mut self, patience: Duration) -> ExitStatus {
+        let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             assert!(
                 start.elapsed() < patience,
-                "the agent did not exit within {patience:?} of SIGTERM; its logs:\n{}",
+                "the agent did not exit within {patience:?}; its logs:\n{}",
                 self.logs(40)
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -145,6 +146,39 @@ impl AgentProcess {
             .filter_map(|fd| fs::metadata(fd.path()).ok())
             .any(|open| (open.dev(), open.ino()) == (file.dev(), file.ino()))
     }
+}
+
+/// The number of signal `SIG<name>`.
+fn signal_number(name: &str) -> u32 {
+    match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "TERM" => 15,
+        other => panic!("no number for SIG{other}"),
+    }
+}
+
+/// True once process `pid` has installed a handler for `SIG<name>` (`SigCgt` of
+/// `/proc/<pid>/status`): a signal sent before that gets its default action (for SIGTERM,
+/// SIGINT and SIGHUP: the process dies) instead of the agent's handling.
+pub fn catches(pid: u32, name: &str) -> bool {
+    let bit = 1u64 << (signal_number(name) - 1);
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & bit != 0)
+}
+
+/// `kill -<name> <pid>`.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
 impl Drop for AgentProcess {

@@ -18,11 +18,12 @@ use crate::sink::template::Template;
 pub const REDACTED: &str = "<redacted>";
 
 /// Settings of a `type: http` sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSinkConfig {
     /// Where requests go, `http://` or `https://`, used as it is (for Elasticsearch the
-    /// `_bulk` endpoint, for Loki `/loki/api/v1/push`). A password in it is never printed.
+    /// `_bulk` endpoint, for Loki `/loki/api/v1/push`). Its user info and query values are
+    /// never printed.
     #[serde(serialize_with = "redacted_uri")]
     pub uri: String,
     /// The request method.
@@ -38,7 +39,7 @@ pub struct HttpSinkConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loki: Option<LokiConfig>,
     /// Extra request headers: name -> value, `{ env: VAR }` or `{ file: PATH }`. Plain values
-    /// of headers whose name looks secret (authorization, token, key...) are not printed.
+    /// are not printed, but for a few harmless headers (`Content-Type`, `X-Scope-OrgID`...).
     #[serde(default, serialize_with = "redacted_headers")]
     pub headers: BTreeMap<String, Secret>,
     /// Basic or bearer authentication.
@@ -120,7 +121,7 @@ pub enum BulkAction {
 }
 
 /// Settings of `encoding: elasticsearch`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchConfig {
     /// Index of each event: `{{ field }}` references and strftime `%` parts of the event time.
@@ -156,7 +157,7 @@ pub enum LokiLine {
 }
 
 /// Settings of `encoding: loki`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LokiConfig {
     /// Stream labels: label name -> template (`{{ source }}`, `{{ file }}`, a parsed field...).
@@ -281,7 +282,7 @@ impl Secret {
 }
 
 /// Authentication.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     /// `Authorization: Basic`.
@@ -299,7 +300,7 @@ pub enum Auth {
 }
 
 /// TLS settings; without them the system's CA certificates are trusted.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of CA certificates trusted besides the system's.
@@ -314,15 +315,19 @@ pub struct TlsConfig {
 }
 
 /// The readiness request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthcheckConfig {
     /// Whether to send it.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// What to `GET`; by default `/_cluster/health` (Elasticsearch) or `/ready` (Loki) on the
-    /// sink's host, and nothing for `ndjson`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// sink's host, and nothing for `ndjson`. Its user info and query values are not printed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redacted_optional_uri"
+    )]
     pub uri: Option<String>,
 }
 
@@ -339,19 +344,21 @@ fn default_true() -> bool {
     true
 }
 
-/// Header names whose plain values are not printed.
-fn is_secret_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "authorization",
-        "token",
-        "key",
-        "secret",
-        "password",
-        "cookie",
-    ]
-    .iter()
-    .any(|word| name.contains(word))
+/// Headers whose values are printed: a short list known to hold nothing secret. Every other
+/// header's plain value is printed as `<redacted>` (`X-Auth`, `X-Api-Key`, a custom token...):
+/// a header name cannot tell whether its value is a secret.
+const HARMLESS_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "content-type",
+    "user-agent",
+    "x-scope-orgid",
+];
+
+fn is_harmless_header(name: &str) -> bool {
+    HARMLESS_HEADERS.contains(&name.to_ascii_lowercase().as_str())
 }
 
 fn redacted_headers<S: Serializer>(
@@ -368,7 +375,7 @@ fn redacted_headers<S: Serializer>(
         .iter()
         .map(|(name, value)| {
             let shown = match value {
-                Secret::Value(plain) if !is_secret_header(name) => Shown::Plain(plain),
+                Secret::Value(plain) if is_harmless_header(name) => Shown::Plain(plain),
                 other => Shown::Secret(other),
             };
             (name.as_str(), shown)
@@ -377,14 +384,34 @@ fn redacted_headers<S: Serializer>(
     shown.serialize(serializer)
 }
 
-/// `uri` with its password, if any, replaced.
+/// `uri` as it may be printed: its user info and the values of its query (`?api_key=...`)
+/// replaced by `redacted`.
 pub fn redact_uri(uri: &str) -> String {
-    match Url::parse(uri) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("redacted"));
-            url.to_string()
-        }
-        _ => uri.to_owned(),
+    let Ok(mut url) = Url::parse(uri) else {
+        return uri.to_owned();
+    };
+    if !url.username().is_empty() {
+        let _ = url.set_username("redacted");
+    }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("redacted"));
+    }
+    if url.query().is_some() {
+        let keys: Vec<String> = url.query_pairs().map(|(key, _)| key.into_owned()).collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|key| (key.as_str(), "redacted")));
+    }
+    url.to_string()
+}
+
+fn redacted_optional_uri<S: Serializer>(
+    uri: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match uri {
+        Some(uri) => serializer.serialize_some(&redact_uri(uri)),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -659,7 +686,7 @@ auth: { strategy: basic, user: elastic, password: sekrit-2 }
             "SOME_VAR",
             "elastic",
             REDACTED,
-            "me:redacted@es",
+            "redacted:redacted@es",
         ] {
             assert!(printed.contains(shown), "{shown} not in {printed}");
         }

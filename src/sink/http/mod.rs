@@ -33,7 +33,7 @@ pub use config::{
 
 use super::encoding::{Encoding, encode_batch};
 use super::template::EventClock;
-use super::{BoxFuture, BuildError, Sink, SinkError};
+use super::{BoxFuture, BuildError, Healthcheck, Sink, SinkError};
 use crate::pipeline::batcher::Batch;
 
 /// How much of an error response's body is kept (and shown in the log line).
@@ -112,9 +112,9 @@ impl Endpoint {
     }
 
     /// Sends the healthcheck request, when there is one.
-    async fn healthcheck(&self) -> Result<(), SinkError> {
+    async fn healthcheck(&self) -> Result<Healthcheck, SinkError> {
         let Some(url) = &self.healthcheck else {
-            return Ok(());
+            return Ok(Healthcheck::NotChecked);
         };
         let response = self
             .authorize(self.client.get(url.clone()))
@@ -123,7 +123,7 @@ impl Endpoint {
             .map_err(|e| self.transport_error(&e))?;
         self.check_response(response, ERROR_BODY_PREVIEW)
             .await
-            .map(|_| ())
+            .map(|_| Healthcheck::Passed)
     }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -443,7 +443,7 @@ impl Sink for HttpSink {
         })
     }
 
-    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<Healthcheck, SinkError>> {
         Box::pin(async move { self.endpoint.healthcheck().await })
     }
 

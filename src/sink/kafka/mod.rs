@@ -10,9 +10,16 @@
 //! messages queued until `message.timeout.ms`. The sink's client context logs that error and
 //! tells the waiting delivery, which purges its messages and fails for good, so a wrong
 //! password dead-letters instead of stalling every file behind a silent retry loop.
+//!
+//! Every broker down is a client-level error too. With unlimited retries (the default) the
+//! messages wait in librdkafka's queue and go as soon as a broker is back. With
+//! `retry.max_attempts` (a `replay --to kafka://...`), an attempt ends there, as an HTTP attempt
+//! ends at a refused connection: the messages are purged and the attempt fails, so the attempts
+//! run out in about the time their backoff takes instead of `message.timeout.ms` (5 minutes)
+//! each.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod config;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,140 +30,15 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::TokioRuntime;
 use rdkafka::{ClientConfig, producer::DeliveryFuture};
-use serde::{Deserialize, Serialize, Serializer};
 use tokio::sync::watch;
+
+pub use config::{Compression, KafkaSinkConfig};
 
 use super::encoding::{Encoding, encode_json};
 use super::template::{Template, push_field};
-use super::{BoxFuture, BuildError, Sink, SinkCommon, SinkError};
-use crate::config::ConfigError;
+use super::{BoxFuture, BuildError, Healthcheck, Sink, SinkCommon, SinkError};
 use crate::health::SinkHealth;
 use crate::pipeline::batcher::Batch;
-
-/// Compression codecs librdkafka is built with here.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    /// No compression.
-    None,
-    /// gzip.
-    Gzip,
-    /// snappy.
-    Snappy,
-    /// lz4.
-    Lz4,
-    /// zstd (the default).
-    #[default]
-    Zstd,
-}
-
-impl Compression {
-    fn as_librdkafka(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
-
-/// Settings of a `type: kafka` sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSinkConfig {
-    /// Bootstrap brokers, `host:port[,host:port]`.
-    pub brokers: String,
-    /// Topic, a template: `{{ source }}`, `{{ file }}` or any top-level field of a parsed event.
-    pub topic: String,
-    /// Event field whose value is the message key; the event `id` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// Compression codec.
-    #[serde(default)]
-    pub compression: Compression,
-    /// `acks`: `all` (default), `1` or `0`.
-    #[serde(default = "default_acks")]
-    pub acks: String,
-    /// Idempotent producer (no duplicates from librdkafka's own retries).
-    #[serde(default = "default_true")]
-    pub idempotence: bool,
-    /// Message headers: header name -> event field.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// How events are written in the message value.
-    #[serde(default)]
-    pub encoding: Encoding,
-    /// File holding the SASL password (`sasl.password`), read at start; never printed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sasl_password_file: Option<PathBuf>,
-    /// Any other librdkafka producer property (security.protocol, sasl.*, ssl.*...). Values of
-    /// keys that look secret are redacted when the configuration is printed.
-    #[serde(default, serialize_with = "redacted")]
-    pub librdkafka_options: BTreeMap<String, String>,
-}
-
-fn default_acks() -> String {
-    "all".into()
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn is_secret(key: &str) -> bool {
-    ["password", "secret", "token"]
-        .iter()
-        .any(|word| key.contains(word))
-}
-
-fn redacted<S: Serializer>(
-    options: &BTreeMap<String, String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let shown: BTreeMap<&str, &str> = options
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str(),
-                if is_secret(k) {
-                    "<redacted>"
-                } else {
-                    v.as_str()
-                },
-            )
-        })
-        .collect();
-    shown.serialize(serializer)
-}
-
-impl KafkaSinkConfig {
-    /// Checks the values; `key` is the sink's.
-    pub fn check(&self, key: &str) -> Result<(), ConfigError> {
-        if self.brokers.trim().is_empty() {
-            return Err(ConfigError::invalid(
-                format!("{key}.brokers"),
-                "at least one broker is needed",
-            ));
-        }
-        Template::parse(&self.topic)
-            .map_err(|e| ConfigError::invalid(format!("{key}.topic"), e.to_string()))?;
-        if !["all", "-1", "0", "1"].contains(&self.acks.as_str()) {
-            return Err(ConfigError::invalid(
-                format!("{key}.acks"),
-                "expected all, 1 or 0",
-            ));
-        }
-        if self.idempotence && self.acks != "all" && self.acks != "-1" {
-            return Err(ConfigError::invalid(
-                format!("{key}.acks"),
-                "the idempotent producer needs acks: all",
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// The last authentication failure librdkafka reported, and how many there were: deliveries
 /// waiting for their reports watch it.
@@ -168,11 +50,22 @@ struct AuthFailures {
     active: bool,
 }
 
+/// librdkafka's reports that every broker is down, and how many there were: deliveries that may
+/// end early watch it.
+#[derive(Debug, Clone, Default)]
+struct BrokersDown {
+    count: u64,
+    reason: String,
+    /// Cleared by a delivery report or a metadata answer: a broker is up (again).
+    active: bool,
+}
+
 /// The producer's client context: librdkafka's logs and errors go to `tracing` under the sink's
-/// name, and authentication failures are signalled to deliveries.
+/// name, and authentication failures and every broker down are signalled to deliveries.
 struct SinkContext {
     sink: String,
     auth: Arc<watch::Sender<AuthFailures>>,
+    down: Arc<watch::Sender<BrokersDown>>,
     /// The sink's readiness: not ready while every broker is down.
     health: Arc<SinkHealth>,
 }
@@ -216,6 +109,11 @@ impl ClientContext for SinkContext {
             }
             self.health
                 .failed(&format!("kafka sink `{sink}`: all brokers down: {reason}"));
+            self.down.send_modify(|down| {
+                down.count += 1;
+                down.reason = reason.to_owned();
+                down.active = true;
+            });
         } else {
             // librdkafka logs the same through `log` above; this is the error's code.
             tracing::debug!(sink = %sink, error = %error, "kafka sink `{sink}`: {reason}");
@@ -235,11 +133,18 @@ fn is_auth_failure(code: Option<RDKafkaErrorCode>) -> bool {
 /// (`reconnect.backoff.max.ms`, 10 s by default), and a success there clears the failure.
 const AUTH_FAILURE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long an attempt that starts while every broker is known to be down waits for the
+/// cluster's metadata before it ends (`retry.max_attempts` only).
+const DOWN_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Produces batches to Kafka.
 pub struct KafkaSink {
     name: String,
     producer: FutureProducer<SinkContext, TokioRuntime>,
     auth: Arc<watch::Sender<AuthFailures>>,
+    down: Arc<watch::Sender<BrokersDown>>,
+    /// An attempt ends when every broker is down (the retries are limited).
+    end_attempts_when_down: bool,
     /// The sink's readiness, as the pipeline and the client context set it.
     health: Arc<SinkHealth>,
     /// True until the first healthcheck, the one made at start.
@@ -287,9 +192,11 @@ impl KafkaSink {
             client.set("sasl.password", password.trim_end_matches(['\n', '\r']));
         }
         let auth = Arc::new(watch::Sender::new(AuthFailures::default()));
+        let down = Arc::new(watch::Sender::new(BrokersDown::default()));
         let context = SinkContext {
             sink: name.to_owned(),
             auth: Arc::clone(&auth),
+            down: Arc::clone(&down),
             health: Arc::clone(&health),
         };
         let producer = client
@@ -299,6 +206,8 @@ impl KafkaSink {
             name: name.to_owned(),
             producer,
             auth,
+            down,
+            end_attempts_when_down: common.retry.max_attempts.is_some(),
             health,
             starting: true,
             topic,
@@ -337,8 +246,61 @@ impl KafkaSink {
         if delivered_any {
             self.auth
                 .send_if_modified(|auth| std::mem::take(&mut auth.active));
+            self.down
+                .send_if_modified(|down| std::mem::take(&mut down.active));
         }
         first_error
+    }
+
+    /// Resolves with the reason once every broker is known to be down for this delivery: down
+    /// reported after it started, or, when it started while they were down, the cluster's
+    /// metadata not coming within [`DOWN_PROBE_TIMEOUT`] (librdkafka reports every broker down
+    /// once, when the last goes). Never resolves unless attempts end when brokers are down.
+    async fn brokers_down(&self) -> String {
+        if !self.end_attempts_when_down {
+            return std::future::pending().await;
+        }
+        let mut down = self.down.subscribe();
+        let (seen, was_down) = {
+            let now = down.borrow_and_update();
+            (now.count, now.active)
+        };
+        let reported = async {
+            let reason = down
+                .wait_for(|d| d.count > seen)
+                .await
+                .map(|d| d.reason.clone());
+            match reason {
+                Ok(reason) => reason,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let still_down = async {
+            if !was_down {
+                return std::future::pending().await;
+            }
+            let producer = self.producer.clone();
+            let probe = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, DOWN_PROBE_TIMEOUT)
+                    .map(|_| ())
+            })
+            .await;
+            match probe {
+                Ok(Ok(())) => {
+                    self.down
+                        .send_if_modified(|down| std::mem::take(&mut down.active));
+                    std::future::pending().await
+                }
+                Ok(Err(e)) => format!("{} (and no metadata: {e})", self.down.borrow().reason),
+                Err(e) => e.to_string(),
+            }
+        };
+        tokio::select! {
+            reason = reported => reason,
+            reason = still_down => reason,
+        }
     }
 
     /// Resolves with the reason once authentication is known to fail for this delivery: a
@@ -470,20 +432,29 @@ impl Sink for KafkaSink {
                         self.name
                     )))
                 }
+                reason = self.brokers_down() => {
+                    // As above: the attempt ends here, and a retry sends the batch again.
+                    self.producer.purge(PurgeConfig::default().queue().inflight());
+                    Err(SinkError::Retriable(format!(
+                        "kafka sink `{}`: all brokers down: {reason}",
+                        self.name
+                    )))
+                }
             }
         })
     }
 
-    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<Healthcheck, SinkError>> {
         let producer = self.producer.clone();
         let name = self.name.clone();
         // librdkafka says itself when every broker is down; the check is only there to see
         // that the cluster is back, so it costs nothing (and delays nothing) while all is well,
         // nor at start, where it would hold the first deliveries back.
         let known_down = self.health.failure().is_some() && !std::mem::take(&mut self.starting);
+        let down = Arc::clone(&self.down);
         Box::pin(async move {
             if !known_down {
-                return Ok(());
+                return Ok(Healthcheck::NotChecked);
             }
             // Metadata from a broker: the cluster answers (a blocking call, off the runtime).
             tokio::task::spawn_blocking(move || {
@@ -494,7 +465,9 @@ impl Sink for KafkaSink {
             })
             .await
             .map_err(|e| SinkError::Retriable(e.to_string()))?
-            .map_err(|e| SinkError::Retriable(format!("kafka sink `{name}`: {e}")))
+            .map_err(|e| SinkError::Retriable(format!("kafka sink `{name}`: {e}")))?;
+            down.send_if_modified(|down| std::mem::take(&mut down.active));
+            Ok(Healthcheck::Passed)
         })
     }
 
@@ -548,21 +521,5 @@ mod tests {
                 "{code:?}"
             );
         }
-    }
-
-    #[test]
-    fn secrets_are_redacted_when_printed() {
-        let yaml = "brokers: b:9092\ntopic: t\nlibrdkafka_options: { sasl.password: hunter2, sasl.username: me }\n";
-        let config: KafkaSinkConfig = serde_norway::from_str(yaml).unwrap();
-        config.check("sinks.k").unwrap();
-        let printed = serde_norway::to_string(&config).unwrap();
-        assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(
-            printed.contains("<redacted>") && printed.contains("me"),
-            "{printed}"
-        );
-        let bad: KafkaSinkConfig =
-            serde_norway::from_str("brokers: b\ntopic: t\nacks: \"1\"\n").unwrap();
-        assert!(bad.check("sinks.k").is_err(), "idempotence needs acks all");
     }
 }
