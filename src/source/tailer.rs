@@ -722,7 +722,8 @@ where
                 Ok(Some((mut file, resumed))) => {
                     let id = (file.dev, file.ino);
                     // Decided against another copy of the same file: known, as if resumed.
-                    let decided = (file.continues.is_some() || (!resumed && file.is_compressed()))
+                    let decided = (file.continues.is_some()
+                        || (!resumed && (file.is_compressed() || first)))
                         && self.another_copy_of_the_same(&mut file);
                     let resumed = resumed || decided;
                     let lineage = match &file.file {
@@ -1091,16 +1092,16 @@ where
     /// of one file made while the agent was down, compressed or not): compared with that one,
     /// it holds a part of it (nothing new: taken as read to its end), or more (it goes on from
     /// where that one ends), or something else (it resumes at the record).
-    /// A compressed file that resumes no record is compared the same way with a file that
-    /// resumed one and starts like it (the record went to that one). True when it was decided.
+    /// A file that resumes no record is compared the same way with a file that resumed one and
+    /// starts like it (the record went to that one, found first): a compressed file at any
+    /// scan, a plain one at the first scan only, where the two copies were made while the agent
+    /// was down (running, a plain copy is compared with the file it copies as it is written).
+    /// True when it was decided.
     fn another_copy_of_the_same(&self, file: &mut TrackedFile) -> bool {
         let same_record = |f: &TrackedFile| match file.continues {
             Some(_) => f.continues == file.continues,
             None => {
-                file.is_compressed()
-                    && f.continues.is_some()
-                    && f.fingerprint.len > 0
-                    && f.fingerprint.matches(&file.head)
+                f.continues.is_some() && f.fingerprint.len > 0 && f.fingerprint.matches(&file.head)
             }
         };
         let Some(first) = self.files.iter().find(|f| !f.finished && same_record(f)) else {
@@ -1123,8 +1124,20 @@ where
                 true
             }
             Ok(Some((Shorter::Other, length))) if length > file.framer.read_offset() => {
-                tracing::info!(source = %self.ctx.name, file = %file.meta.path, other = %first.meta.path, offset = length, "compressed copy of the same file as another, holding more: read on from where that one ends");
-                file.framer = Framer::new(length, self.ctx.config.max_line_bytes);
+                if !file.is_compressed() {
+                    let Some(tail) = file.file.as_mut().and_then(|handle| {
+                        let tail = tail_before(handle, length).ok()?;
+                        handle.seek(SeekFrom::Start(length)).ok()?;
+                        Some(tail)
+                    }) else {
+                        return false;
+                    };
+                    file.framer = Framer::new(length, self.ctx.config.max_line_bytes);
+                    file.framer.set_tail(&tail, &[]);
+                } else {
+                    file.framer = Framer::new(length, self.ctx.config.max_line_bytes);
+                }
+                tracing::info!(source = %self.ctx.name, file = %file.meta.path, other = %first.meta.path, offset = length, "copy of the same file as another, holding more: read on from where that one ends");
                 file.emitted = length;
                 self.ctx.register(file, Vec::new(), false);
                 true
