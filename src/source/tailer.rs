@@ -2228,7 +2228,7 @@ where
             tracked.eof_since = None;
             total += got;
             add(&self.metrics.bytes_in, got as u64);
-            self.cover_what_was_read(tracked);
+            self.cover_what_was_read(tracked, &mark);
             self.emit_framed(tracked, false)?;
         }
         // Between turns a file keeps only its partial line, not a read buffer: memory does not
@@ -2265,14 +2265,29 @@ where
         true
     }
 
-    /// Grows the fingerprint of a file shorter than `fingerprint_bytes` over what was just read,
-    /// so that a rewrite of a young file shows as a changed head, not as more lines.
-    fn cover_what_was_read(&mut self, tracked: &mut TrackedFile) {
+    /// Grows the fingerprint of a file shorter than `fingerprint_bytes` over what was just read
+    /// (since `mark`), so that a rewrite of a young file shows as a changed head, not as more
+    /// lines. The head grows from the bytes read, not from the file read again: under a fast
+    /// writer (copytruncate in a loop) the file may already hold the next generation, whose
+    /// head would then name lines it does not hold, and the copy of the generation read would
+    /// not be known for one.
+    fn cover_what_was_read(&mut self, tracked: &mut TrackedFile, mark: &ReadMark) {
         let want = tracked
             .framer
             .read_offset()
             .min(self.config.fingerprint_bytes as u64) as usize;
-        if tracked.fingerprint.len as usize >= want {
+        let have = tracked.fingerprint.len as usize;
+        if have >= want {
+            return;
+        }
+        if tracked.head.len() == have && mark.offset() == have as u64 {
+            let read = tracked.framer.read_since(mark);
+            let mut head = std::mem::take(&mut tracked.head);
+            head.extend_from_slice(&read[..(want - have).min(read.len())]);
+            tracked.fingerprint = Fingerprint::of(&head);
+            tracked.head = head;
+            self.store
+                .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
             return;
         }
         let Some(file) = &tracked.file else { return };
