@@ -95,10 +95,17 @@ impl<'a> Scanner<'a> {
                 s.byte(b':')?;
                 s.whitespace();
                 let value_start = s.at;
-                s.value(0)?;
+                let kind = s.value(0)?;
                 let value = &line[value_start..s.at];
                 let span = Span::at(base + value_start, value.len());
-                let value = if written_as_it_stands(value) {
+                let as_it_stands = match kind {
+                    // What the scan saw decides most values without a second look.
+                    Kind::PlainString | Kind::Literal => true,
+                    Kind::ShortInteger => value != b"-0",
+                    Kind::Nested => false,
+                    Kind::Other => written_as_it_stands(value),
+                };
+                let value = if as_it_stands {
                     FieldValue::Json(span)
                 } else {
                     FieldValue::Owned(Box::new(serde_json::from_slice(value).ok()?))
@@ -148,7 +155,7 @@ impl<'a> Scanner<'a> {
         let mut plain = true;
         loop {
             let rest = &self.line[self.at..];
-            let found = memchr::memchr2(b'"', b'\\', rest)?;
+            let found = quote_or_backslash(rest)?;
             self.at += found + 1;
             if rest[found] == b'"' {
                 return Some(plain);
@@ -161,17 +168,22 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.string().map(|_| ()),
-            b'{' => self.nested(depth, b'}', true),
-            b'[' => self.nested(depth, b']', false),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => None,
-        }
+    /// A value, from its first byte; what kind it was.
+    fn value(&mut self, depth: usize) -> Option<Kind> {
+        let kind = match self.peek()? {
+            b'"' => match self.string()? {
+                true => Kind::PlainString,
+                false => Kind::Other,
+            },
+            b'{' => self.nested(depth, b'}', true).map(|()| Kind::Nested)?,
+            b'[' => self.nested(depth, b']', false).map(|()| Kind::Nested)?,
+            b't' => self.literal(b"true").map(|()| Kind::Literal)?,
+            b'f' => self.literal(b"false").map(|()| Kind::Literal)?,
+            b'n' => self.literal(b"null").map(|()| Kind::Literal)?,
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return None,
+        };
+        Some(kind)
     }
 
     /// An object (members) or an array, from its opening byte.
@@ -208,18 +220,25 @@ impl<'a> Scanner<'a> {
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Option<()> {
+    fn number(&mut self) -> Option<Kind> {
         if self.peek()? == b'-' {
             self.at += 1;
         }
+        let digits_start = self.at;
         match self.next()? {
             b'0' => {}
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
+        let mut kind = if self.at - digits_start <= MAX_SURE_DIGITS {
+            Kind::ShortInteger
+        } else {
+            Kind::Other
+        };
         if self.peek() == Some(b'.') {
             self.at += 1;
             self.some_digits()?;
+            kind = Kind::Other;
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
             self.at += 1;
@@ -227,8 +246,9 @@ impl<'a> Scanner<'a> {
                 self.at += 1;
             }
             self.some_digits()?;
+            kind = Kind::Other;
         }
-        Some(())
+        Some(kind)
     }
 
     fn digits(&mut self) {
@@ -242,6 +262,55 @@ impl<'a> Scanner<'a> {
         self.digits();
         (self.at > start).then_some(())
     }
+}
+
+/// What the scanner saw of a value: enough to tell, for most, whether `serde_json` writes it
+/// back as it stands (see [`written_as_it_stands`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A string without escapes.
+    PlainString,
+    /// `true`, `false`, `null`.
+    Literal,
+    /// An integer of at most [`MAX_SURE_DIGITS`] digits: it fits 64 bits.
+    ShortInteger,
+    /// An object or an array.
+    Nested,
+    /// A string with escapes, a longer integer, a decimal: looked at again.
+    Other,
+}
+
+/// Integers of at most this many digits fit an `i64` whatever they are.
+const MAX_SURE_DIGITS: usize = 18;
+
+/// The index of the first `"` or `\\` in `bytes`, eight bytes at a time (strings are short:
+/// a call to `memchr2` costs more than it saves on them).
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The lowest flagged byte of each mask is exact (flags above one may be spurious), so the
+    // lowest flag of their union is the first match.
+    let flags = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGHS
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let word = u64::from_le_bytes(eight);
+        let mask = flags(word, b'"') | flags(word, b'\\');
+        if mask != 0 {
+            return Some(at + (mask.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|found| at + found)
 }
 
 /// True when every byte is printable ASCII (0x20 to 0x7f), eight at a time.
@@ -465,6 +534,61 @@ mod tests {
         let value: Value = serde_json::from_slice(line).unwrap();
         for field in view.iter() {
             assert_eq!(field.to_value(), value[&*field.name()], "{}", field.name());
+        }
+    }
+
+    #[test]
+    fn the_scanners_kinds_agree_with_a_second_look() {
+        // No `\u`: the scanner takes this line, and decides most values from what it saw.
+        let line = br#"{"s":"plain","e":"a\"b\\c\n","sl":"a\/b","i":-12,"z":-0,"zero":0,"i18":999999999999999999,"n18":-999999999999999999,"i19":9999999999999999999,"i20":99999999999999999999,"f":0.10,"x":1e3,"t":true,"n":null,"o":{"a":"\/"},"a":[1,"x"]}"#;
+        let (store, range) = parsed(line);
+        let view = FieldsView::new(line, &store, range.unwrap());
+        let value: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(view.iter().count(), value.as_object().unwrap().len());
+        for field in view.iter() {
+            let name = field.name().into_owned();
+            let text = serde_json::to_string(&value[&*name]).unwrap();
+            let in_line = match field.field().value {
+                FieldValue::Json(span) => Some(span.bytes(line).to_vec()),
+                _ => None,
+            };
+            // Kept in the line exactly when serde_json writes the value back as it stands.
+            let raw = &line[..];
+            let start = raw
+                .windows(name.len() + 3)
+                .position(|w| w == format!("\"{name}\":").as_bytes())
+                .unwrap()
+                + name.len()
+                + 3;
+            let written_alike = raw[start..].starts_with(text.as_bytes())
+                && matches!(raw.get(start + text.len()), Some(b',' | b'}'));
+            assert_eq!(in_line.is_some(), written_alike, "{name}");
+            assert_eq!(field.to_value(), value[&*name], "{name}");
+        }
+    }
+
+    #[test]
+    fn quote_or_backslash_table() {
+        let cases: &[(&[u8], Option<usize>)] = &[
+            (b"", None),
+            (b"abc", None),
+            (b"\"", Some(0)),
+            (b"abcdefg\"", Some(7)),
+            (b"abcdefgh\"", Some(8)),
+            (b"abcdefgh\\\"", Some(8)),
+            (b"ab\\cdefgh\"", Some(2)),
+            (b"abcdefghijklmnopq", None),
+            // Bytes above 0x7f and next to the searched ones never pass for them.
+            ("é\"".as_bytes(), Some(2)),
+            (b"!#[]]]]]]]]]]]]\"", Some(15)),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(
+                quote_or_backslash(bytes),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 }
