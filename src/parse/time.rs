@@ -399,43 +399,37 @@ pub fn write_rfc3339(out: &mut Vec<u8>, nanos: i64) {
     let fraction = nanos.rem_euclid(1_000_000_000);
     let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
     let of_day = seconds.rem_euclid(86_400);
-    let mut digits = [0u8; 32];
-    let mut at = 0;
-    let mut put = |value: i64, width: usize| {
-        let mut v = value;
-        for i in (0..width).rev() {
-            digits[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        at += width;
-    };
-    put(year.clamp(0, 9999), 4);
-    put(i64::from(month), 2);
-    put(i64::from(day), 2);
-    put(of_day / 3600, 2);
-    put(of_day / 60 % 60, 2);
-    put(of_day % 60, 2);
-    let (fraction, width) = if fraction % 1000 == 0 {
+    // Written into one buffer, two digits at a time, and appended at once: this runs once per
+    // event with a parsed time.
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    let year = year.clamp(0, 9999);
+    put_pair(&mut text, 0, year / 100);
+    put_pair(&mut text, 2, year % 100);
+    put_pair(&mut text, 5, i64::from(month));
+    put_pair(&mut text, 8, i64::from(day));
+    put_pair(&mut text, 11, of_day / 3600);
+    put_pair(&mut text, 14, of_day / 60 % 60);
+    put_pair(&mut text, 17, of_day % 60);
+    let (mut fraction, width) = if fraction % 1000 == 0 {
         (fraction / 1000, 6)
     } else {
         (fraction, 9)
     };
-    put(fraction, width);
-    let d = &digits;
-    out.extend_from_slice(&d[0..4]);
-    out.push(b'-');
-    out.extend_from_slice(&d[4..6]);
-    out.push(b'-');
-    out.extend_from_slice(&d[6..8]);
-    out.push(b'T');
-    out.extend_from_slice(&d[8..10]);
-    out.push(b':');
-    out.extend_from_slice(&d[10..12]);
-    out.push(b':');
-    out.extend_from_slice(&d[12..14]);
-    out.push(b'.');
-    out.extend_from_slice(&d[14..14 + width]);
-    out.push(b'Z');
+    let mut end = 20 + width;
+    while fraction > 0 && end > 20 {
+        end -= 1;
+        text[end] = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
+    text[20 + width] = b'Z';
+    out.extend_from_slice(&text[..21 + width]);
+}
+
+/// Writes `value` (0 to 99) as two digits at `at`.
+fn put_pair(text: &mut [u8; 30], at: usize, value: i64) {
+    let value = value.clamp(0, 99) as u8;
+    text[at] = b'0' + value / 10;
+    text[at + 1] = b'0' + value % 10;
 }
 
 #[cfg(test)]
