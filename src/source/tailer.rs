@@ -687,6 +687,16 @@ where
                 plain_name(&path.to_string_lossy()).is_some(),
             )
         });
+        // The files that resumed another file's record (copies made while the agent was down):
+        // a new file is compared with those (see `another_copy_of_the_same`), not with every
+        // file, which made a first scan of 100,000 files quadratic.
+        let mut continuing: Vec<usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.continues.is_some() && !f.finished)
+            .map(|(i, _)| i)
+            .collect();
         for (path, md) in listed {
             let id = (md.dev(), md.ino());
             if let Some(&i) = by_inode.get(&id) {
@@ -724,7 +734,7 @@ where
                     // Decided against another copy of the same file: known, as if resumed.
                     let decided = (file.continues.is_some()
                         || (!resumed && (file.is_compressed() || first)))
-                        && self.another_copy_of_the_same(&mut file);
+                        && self.another_copy_of_the_same(&mut file, &continuing);
                     let resumed = resumed || decided;
                     let lineage = match &file.file {
                         // A file that resumes a record is known: no copy of anything.
@@ -814,6 +824,9 @@ where
                         && !file.is_compressed()
                     {
                         index.insert(self.files.len(), &file.head);
+                    }
+                    if file.continues.is_some() {
+                        continuing.push(self.files.len());
                     }
                     self.files.push(file);
                     seen.push(Some(path));
@@ -1096,15 +1109,20 @@ where
     /// starts like it (the record went to that one, found first): a compressed file at any
     /// scan, a plain one at the first scan only, where the two copies were made while the agent
     /// was down (running, a plain copy is compared with the file it copies as it is written).
-    /// True when it was decided.
-    fn another_copy_of_the_same(&self, file: &mut TrackedFile) -> bool {
+    /// `continuing`: the indices of the files that resumed another file's record. True when it
+    /// was decided.
+    fn another_copy_of_the_same(&self, file: &mut TrackedFile, continuing: &[usize]) -> bool {
         let same_record = |f: &TrackedFile| match file.continues {
             Some(_) => f.continues == file.continues,
             None => {
                 f.continues.is_some() && f.fingerprint.len > 0 && f.fingerprint.matches(&file.head)
             }
         };
-        let Some(first) = self.files.iter().find(|f| !f.finished && same_record(f)) else {
+        let Some(first) = continuing
+            .iter()
+            .map(|&i| &self.files[i])
+            .find(|f| !f.finished && same_record(f))
+        else {
             return false;
         };
         let Some(handle) = &file.file else {
