@@ -1,13 +1,14 @@
 //! End-to-end throughput and memory harness: `cargo bench --bench e2e`.
 //!
 //! Generates a deterministic corpus under `target/bench-corpus/` (nginx combined access lines,
-//! and JSON application lines with multi-line stack traces), runs the release `log-agent` binary
-//! over it in several set-ups, and measures for each the input MiB/s, lines/s, CPU seconds per
-//! GiB (user + sys, from /proc) and peak RSS (VmHWM), taking the median of a few runs. In the same
-//! run it times the physical limit (`wc -l` over the same files) and two peers: rsyslog's imfile
-//! -> omfile (installed from Debian's packages if missing), and Fluent Bit (tail -> file, raw,
-//! JSON-parsed and nginx-parsed, each run in turn with the log-agent row of the same workload,
-//! its output's line count checked against the input's; see `e2e/peers.rs`). Every figure is
+//! and JSON application lines of 14 keys, one in 50 with a stack trace in an escaped string),
+//! runs the release `log-agent` binary over it in several set-ups, and measures for each the
+//! input MiB/s, lines/s, CPU seconds per GiB (user + sys, from /proc) and peak RSS (VmHWM),
+//! taking the median of a few runs. In the same run it times the physical limit (`wc -l` over
+//! the same files) and two peers: rsyslog's imfile -> omfile (installed from Debian's packages
+//! if missing), and Fluent Bit (tail -> file, raw, JSON-parsed and nginx-parsed, each run in
+//! turn with the log-agent row of the same workload, its output's line count checked against
+//! the input's; see `e2e/peers.rs`). Every figure is
 //! given as a ratio to `wc -l` and rsyslog, and to Fluent Bit where it has a counterpart. A
 //! set-up blocks the sink (a FIFO nobody reads) while 1 GiB is appended and records the agent's
 //! RSS curve, and another kills the agent with SIGKILL part-way at full speed and compares what it
@@ -39,7 +40,7 @@ mod kill9;
 #[path = "e2e/peers.rs"]
 mod peers;
 
-use corpus::{app_lines, corpus, nginx_line};
+use corpus::{app_lines, corpus, cri_line, docker_line, logfmt_line, nginx_line};
 use peers::FbWorkload;
 
 use std::fmt::Write as _;
@@ -140,6 +141,11 @@ fn kill(child: &mut Child, signal: &str) {
 
 /// Runs the agent over `files` into the sink described by `sink_yaml` until every byte is
 /// checkpointed; `grow` appends to the first file while it runs.
+/// `format: regex` with the fields of `nginx_combined` (written into the source's YAML after
+/// `format:`): the cost of a user's own pattern against the hand-written parser.
+const NGINX_REGEX_FORMAT: &str = r#"regex
+    pattern: '^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d+) (?P<bytes>\d+) "(?P<referer>[^"]*)" "(?P<user_agent>[^"]*)"'"#;
+
 fn run_agent(
     work: &Path,
     files: &[PathBuf],
@@ -576,12 +582,22 @@ fn main() {
         crowd_bytes as f64 / 1024.0 / small_files as f64
     );
     let (app, app_bytes, app_lines_n) = corpus(
-        &base.join(format!("app-1x{}", mib / 4)),
+        &base.join(format!("app14-1x{}", mib / 4)),
         1,
         mib / 4,
         3,
         app_lines,
     );
+    // The other formats, a quarter of the size each: no peer row (Fluent Bit's configs here
+    // cover raw, JSON and nginx lines only).
+    let quarter = |name: &str, seed: u64, generate: fn(&mut fastrand::Rng, u64, &mut Vec<u8>)| {
+        corpus(&base.join(name), 1, mib / 4, seed, generate)
+    };
+    let (logfmt, logfmt_bytes, logfmt_lines) =
+        quarter(&format!("logfmt-1x{}", mib / 4), 6, logfmt_line);
+    let (cri, cri_bytes, cri_lines) = quarter(&format!("cri-1x{}", mib / 4), 7, cri_line);
+    let (docker, docker_bytes, docker_lines) =
+        quarter(&format!("docker-1x{}", mib / 4), 8, docker_line);
 
     let file_sink = |encoding: &str| {
         format!(
@@ -680,6 +696,30 @@ fn main() {
                 file_sink("json"),
             )
         },
+        Setup::new(
+            "run 1 file, format regex (nginx fields) -> file (NDJSON)",
+            one_c,
+            NGINX_REGEX_FORMAT,
+            file_sink("json"),
+        ),
+        Setup::new(
+            "run logfmt app lines, format logfmt -> file (NDJSON)",
+            (&logfmt[..], logfmt_bytes, logfmt_lines),
+            "logfmt",
+            file_sink("json"),
+        ),
+        Setup::new(
+            "run CRI lines, format cri -> file (NDJSON)",
+            (&cri[..], cri_bytes, cri_lines),
+            "cri",
+            file_sink("json"),
+        ),
+        Setup::new(
+            "run Docker json-file lines, format docker -> file (NDJSON)",
+            (&docker[..], docker_bytes, docker_lines),
+            "docker",
+            file_sink("json"),
+        ),
     ];
     // Fluent Bit, when it is there: each of its runs follows the log-agent run of the same
     // workload on the same file (round-robin), and is reported in rows of its own.

@@ -46,12 +46,61 @@ pub fn nginx_line(rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
     );
 }
 
-/// One JSON application line, one in 50 followed by a multi-line stack trace.
+/// One JSON application line as a Java service's JSON logger writes it: 14 keys, about 330
+/// bytes; one in 50 is an error carrying its stack trace in a `stack` key (newlines and tabs
+/// escaped), so that escaped strings are part of the load.
 pub fn app_lines(rng: &mut fastrand::Rng, seq: u64, out: &mut Vec<u8>) {
+    const LEVELS: &[&str] = &["info", "info", "info", "debug", "warn"];
+    const METHODS: &[&str] = &["GET", "GET", "GET", "POST", "PUT", "DELETE"];
+    let failed = rng.u8(0..50) == 0;
+    let _ = write!(
+        Fmt(out),
+        "{{\"ts\":\"2026-11-25T04:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"logger\":\"com.example.orders.Service\",\"thread\":\"http-nio-8080-exec-{}\",\"msg\":\"{}\",\"method\":\"{}\",\"path\":\"/api/orders/{}\",\"status\":{},\"duration_ms\":{},\"bytes\":{},\"user\":\"u{}\",\"request_id\":\"{:016x}\",\"trace_id\":\"{:016x}{:016x}\",\"ok\":{}",
+        rng.u8(0..60),
+        rng.u8(0..60),
+        rng.u16(0..1000),
+        if failed {
+            "error"
+        } else {
+            LEVELS[rng.usize(..LEVELS.len())]
+        },
+        rng.u8(0..200),
+        if failed {
+            "order not found"
+        } else {
+            "request served in time"
+        },
+        METHODS[rng.usize(..METHODS.len())],
+        seq,
+        if failed { 500 } else { 200 },
+        rng.u32(1..2000),
+        rng.u32(100..100_000),
+        rng.u16(0..5000),
+        rng.u64(..),
+        rng.u64(..),
+        rng.u64(..),
+        !failed,
+    );
+    if failed {
+        out.extend_from_slice(b",\"stack\":\"java.lang.IllegalStateException: order not found");
+        for depth in 0..rng.usize(5..25) {
+            let _ = write!(
+                Fmt(out),
+                "\\n\\tat com.example.orders.Service.step{depth}(Service.java:{})",
+                rng.u16(10..900)
+            );
+        }
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// One logfmt line of the same service as [`app_lines`]: 12 keys, one quoted value.
+pub fn logfmt_line(rng: &mut fastrand::Rng, seq: u64, out: &mut Vec<u8>) {
     const LEVELS: &[&str] = &["info", "info", "info", "debug", "warn", "error"];
     let _ = writeln!(
         Fmt(out),
-        "{{\"ts\":\"2026-11-25T04:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"msg\":\"request served\",\"path\":\"/api/orders/{}\",\"status\":{},\"duration_ms\":{},\"request_id\":\"{:016x}\"}}",
+        "ts=2026-11-25T04:{:02}:{:02}.{:03}Z level={} logger=com.example.orders.Service msg=\"request served in time\" method=GET path=/api/orders/{} status={} duration_ms={} bytes={} user=u{} request_id={:016x} trace_id={:016x}{:016x}",
         rng.u8(0..60),
         rng.u8(0..60),
         rng.u16(0..1000),
@@ -59,20 +108,58 @@ pub fn app_lines(rng: &mut fastrand::Rng, seq: u64, out: &mut Vec<u8>) {
         seq,
         if rng.u8(0..10) == 0 { 500 } else { 200 },
         rng.u32(1..2000),
+        rng.u32(100..100_000),
+        rng.u16(0..5000),
+        rng.u64(..),
+        rng.u64(..),
         rng.u64(..),
     );
-    if rng.u8(0..50) == 0 {
-        out.extend_from_slice(
-            b"Exception in thread \"main\" java.lang.IllegalStateException: order not found\n",
-        );
-        for depth in 0..rng.usize(5..25) {
-            let _ = writeln!(
-                Fmt(out),
-                "\tat com.example.orders.Service.step{depth}(Service.java:{})",
-                rng.u16(10..900)
-            );
-        }
+}
+
+/// One nginx line as the kubelet writes a container's stdout (CRI): time, stream, tag; one in
+/// 100 split into a partial piece (`P`) and its end (`F`).
+pub fn cri_line(rng: &mut fastrand::Rng, _seq: u64, out: &mut Vec<u8>) {
+    let mut line = Vec::with_capacity(256);
+    nginx_line(rng, &mut line);
+    let time = kubelet_time(rng);
+    if rng.u8(0..100) == 0 {
+        let cut = line.len() / 2;
+        let _ = write!(Fmt(out), "{time} stdout P ");
+        out.extend_from_slice(&line[..cut]);
+        out.push(b'\n');
+        let _ = write!(Fmt(out), "{time} stdout F ");
+        out.extend_from_slice(&line[cut..]);
+    } else {
+        let _ = write!(Fmt(out), "{time} stdout F ");
+        out.extend_from_slice(&line);
     }
+}
+
+/// One nginx line as Docker's json-file driver writes a container's stdout.
+pub fn docker_line(rng: &mut fastrand::Rng, _seq: u64, out: &mut Vec<u8>) {
+    let mut line = Vec::with_capacity(256);
+    nginx_line(rng, &mut line);
+    out.extend_from_slice(b"{\"log\":\"");
+    for &byte in line.strip_suffix(b"\n").unwrap_or(&line) {
+        if byte == b'"' || byte == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(byte);
+    }
+    let _ = writeln!(
+        Fmt(out),
+        "\\n\",\"stream\":\"stdout\",\"time\":\"{}\"}}",
+        kubelet_time(rng)
+    );
+}
+
+fn kubelet_time(rng: &mut fastrand::Rng) -> String {
+    format!(
+        "2026-11-25T04:{:02}:{:02}.{:09}Z",
+        rng.u8(0..60),
+        rng.u8(0..60),
+        rng.u32(0..1_000_000_000)
+    )
 }
 
 struct Fmt<'a>(&'a mut Vec<u8>);
