@@ -84,8 +84,9 @@ pub struct FileRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<StreamMark>,
     /// The file holds, up to `offset`, only lines read from another file (it was taken for a
-    /// copy of them): its offset says nothing of what was delivered, so no other file (a
-    /// copy of it, compressed or not) continues from it.
+    /// copy of them): its offset says nothing of what was delivered, so no other file
+    /// continues from it, but for the compressed file made of it (named after it), which holds
+    /// the same lines and keeps this flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub copy: bool,
 }
@@ -317,7 +318,9 @@ impl CheckpointStore {
             .iter()
             .filter(|r| {
                 *r.source == *source
-                    && !r.copy
+                    // A copy's record goes only to a compressed file made of that copy (named
+                    // after it), which then holds the same lines read elsewhere.
+                    && (!r.copy || Some(&*r.path) == named)
                     && r.fingerprint.len > 0
                     && r.fingerprint.matches(head)
             })
@@ -1027,7 +1030,7 @@ mod tests {
     }
 
     #[test]
-    fn the_record_of_a_copy_is_continued_by_nothing_but_its_own_file() {
+    fn the_record_of_a_copy_is_continued_only_by_its_own_file_and_its_compressed_self() {
         let store = CheckpointStore::ephemeral();
         let mut copy = record(1, 0);
         copy.copy = true;
@@ -1039,11 +1042,29 @@ mod tests {
         assert!(store.claim_copy("app", head, |_| true).is_none());
         assert!(
             store
-                .claim_compressed("app", head, Some("/logs/1.log"), 9, |_| false)
-                .is_none()
+                .claim_compressed("app", head, Some("/logs/2.log"), 9, |_| false)
+                .is_none(),
+            "a compressed file named after another file"
+        );
+        assert!(
+            store
+                .claim_compressed("app", head, None, 9, |_| false)
+                .is_none(),
+            "a compressed file named after no file"
         );
         let own = store.claim("app", 1, 1, head, 100).unwrap();
         assert_eq!((own.key, own.offset, own.copy), (1, 70, true));
+        // Its file let go, then compressed.
+        store.track(own, &[0]);
+        store.retire(1);
+        let compressed = store
+            .claim_compressed("app", head, Some("/logs/1.log"), 9, |_| false)
+            .unwrap();
+        assert_eq!(
+            (compressed.key, compressed.offset, compressed.copy),
+            (1, 70, true),
+            "the compressed file made of the copy holds the same lines"
+        );
     }
 
     #[test]

@@ -1638,6 +1638,8 @@ where
         };
         let mut marks = Vec::new();
         let resumed = claimed.is_some();
+        // A compressed file made of a copy (see [`FileRecord::copy`]) stays one.
+        let copy = codec.is_some() && claimed.as_ref().is_some_and(|record| record.copy);
         // A file that resumes another file's record (a copy of it: the record of another device
         // and inode) may not be the only one: remember whose, to compare it with the others.
         let continues = claimed
@@ -1720,7 +1722,7 @@ where
         // A file resumed from a record (its own, or its original's) is known; a new one is
         // registered by the caller once it is known not to be held as a possible copy.
         if resumed {
-            self.register(&tracked, marks, false);
+            self.register(&tracked, marks, copy);
         }
         Ok(Some((tracked, resumed)))
     }
