@@ -188,7 +188,11 @@ impl Case {
             logrotate_runs,
             loss_allowed: self.loss_allowed,
         };
-        check(&run, &disk, &shipped);
+        if let Err(failure) = check(&run, &disk, &shipped) {
+            // What the agent decided about each file (copies held, taken for copies, read as
+            // files of their own) is in its log.
+            panic!("{failure}\nthe agent's last log lines:\n{}", agent.logs(80));
+        }
         drop(nginx);
         drop(scene);
     }

@@ -249,9 +249,9 @@ pub struct Run<'a> {
     pub loss_allowed: bool,
 }
 
-/// Prints the counts and panics with every failed check: a number on disk never shipped, an
-/// event that is not a line the writer wrote, a number shipped twice.
-pub fn check(run: &Run, disk: &Disk, shipped: &Shipped) {
+/// Prints the counts and returns every failed check as the error: a number on disk never
+/// shipped, an event that is not a line the writer wrote, a number shipped twice.
+pub fn check(run: &Run, disk: &Disk, shipped: &Shipped) -> Result<(), String> {
     let mut missing: Vec<u64> = disk
         .numbers
         .iter()
@@ -348,10 +348,11 @@ pub fn check(run: &Run, disk: &Disk, shipped: &Shipped) {
             .iter()
             .map(|(name, size, lines)| format!("{name} ({size} B, {lines} lines)"))
             .collect();
-        panic!(
+        return Err(format!(
             "{}: the agent against the real tools:\n{failures}files on disk: {}",
             run.name,
             files.join(", ")
-        );
+        ));
     }
+    Ok(())
 }
