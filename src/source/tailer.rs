@@ -1142,18 +1142,23 @@ where
                 true
             }
             Ok(Some((Shorter::Other, length))) if length > file.framer.read_offset() => {
-                if !file.is_compressed() {
-                    let Some(tail) = file.file.as_mut().and_then(|handle| {
-                        let tail = tail_before(handle, length).ok()?;
-                        handle.seek(SeekFrom::Start(length)).ok()?;
+                // A plain file is read on from `length` by its descriptor, after the bytes
+                // before it; a compressed one is decoded from its start and skips to it.
+                let tail = match (file.is_compressed(), file.file.as_mut()) {
+                    (true, _) => None,
+                    (false, Some(handle)) => {
+                        let Ok(tail) = tail_before(handle, length)
+                            .and_then(|tail| handle.seek(SeekFrom::Start(length)).map(|_| tail))
+                        else {
+                            return false;
+                        };
                         Some(tail)
-                    }) else {
-                        return false;
-                    };
-                    file.framer = Framer::new(length, self.ctx.config.max_line_bytes);
+                    }
+                    (false, None) => return false,
+                };
+                file.framer = Framer::new(length, self.ctx.config.max_line_bytes);
+                if let Some(tail) = tail {
                     file.framer.set_tail(&tail, &[]);
-                } else {
-                    file.framer = Framer::new(length, self.ctx.config.max_line_bytes);
                 }
                 tracing::info!(source = %self.ctx.name, file = %file.meta.path, other = %first.meta.path, offset = length, "copy of the same file as another, holding more: read on from where that one ends");
                 file.emitted = length;
@@ -1895,22 +1900,7 @@ where
         ));
         tracked.framer = Framer::new(0, self.config.max_line_bytes);
         tracked.emitted = 0;
-        self.store.track(
-            FileRecord {
-                source: Arc::clone(&self.name),
-                path: Arc::clone(&tracked.meta.path),
-                dev: tracked.dev,
-                ino: tracked.ino,
-                fingerprint: tracked.fingerprint,
-                key,
-                offset: 0,
-                updated_unix: 0,
-                finished: false,
-                marks: Vec::new(),
-                copy: false,
-            },
-            &self.sinks,
-        );
+        self.register(tracked, Vec::new(), false);
     }
 
     /// Reads one turn of a gzip file; true if anything was read. Its end (or damage) is final:
@@ -2102,22 +2092,7 @@ where
             tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot rewind file");
             tracked.file = None;
         }
-        self.store.track(
-            FileRecord {
-                source: Arc::clone(&self.name),
-                path: Arc::clone(&tracked.meta.path),
-                dev: tracked.dev,
-                ino: tracked.ino,
-                fingerprint: tracked.fingerprint,
-                key,
-                offset: 0,
-                updated_unix: 0,
-                finished: false,
-                marks: Vec::new(),
-                copy: false,
-            },
-            &self.sinks,
-        );
+        self.register(tracked, Vec::new(), false);
     }
 
     /// Continues a retired generation in its copy, from where the original was left.
