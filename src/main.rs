@@ -121,6 +121,7 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     ignore_file_size_signal();
+    keep_freed_memory_for_reuse();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
@@ -421,6 +422,46 @@ fn ignore_file_size_signal() {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
+
+/// glibc's malloc, left to itself, gives the top of a thread's heap back to the kernel as soon
+/// as a little of it is free (and serves the 256 KiB read buffers from fresh `mmap`s at first).
+/// A source's reader thread allocates every read buffer and event that a sink's thread frees a
+/// moment later, so the same pages went back and forth: about 65,000 page faults and a tenth of
+/// the CPU on a 512 MiB file of JSON lines, and the copies out of the page cache into cold
+/// pages. Freed memory up to [`TRIM_THRESHOLD`] stays for the next reads, and only allocations
+/// over [`MMAP_THRESHOLD`] (huge lines) get their own mapping; peak RSS is unchanged. A
+/// `MALLOC_TRIM_THRESHOLD_` or `MALLOC_MMAP_THRESHOLD_` in the environment still wins.
+fn keep_freed_memory_for_reuse() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    for (env, param, value) in [
+        (
+            "MALLOC_TRIM_THRESHOLD_",
+            libc::M_TRIM_THRESHOLD,
+            TRIM_THRESHOLD,
+        ),
+        (
+            "MALLOC_MMAP_THRESHOLD_",
+            libc::M_MMAP_THRESHOLD,
+            MMAP_THRESHOLD,
+        ),
+    ] {
+        if std::env::var_os(env).is_none() {
+            // SAFETY: called in main before any other thread exists; mallopt only sets a
+            // parameter of the allocator (it returns 0, ignored here, for a value it refuses).
+            unsafe {
+                libc::mallopt(param, value);
+            }
+        }
+    }
+}
+
+/// Free bytes a heap may keep at its top before giving them back (glibc's default: 128 KiB).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_THRESHOLD: libc::c_int = 16 << 20;
+
+/// Allocations at least this large are mapped on their own and unmapped when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 1 << 20;
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_AGENT_LOG")

@@ -221,11 +221,20 @@ fn read_sink(key: &str, value: Value, base_dir: &Path) -> Result<SinkConfig, Con
             common.insert(Value::String((*field).to_owned()), v);
         }
     }
+    let timeout_given = common
+        .get("batch")
+        .and_then(|batch| batch.get("timeout_ms"))
+        .is_some();
     let common = from_value::<SinkCommon>(key, Value::Mapping(common))
         .and_then(|common| common.check(key).map(|()| common));
     let kind = SinkKind::from_parts(key, &kind, rest);
     match (common, kind) {
-        (Ok(common), Ok(kind)) => SinkConfig { common, kind }.resolve(key, base_dir),
+        (Ok(mut common), Ok(kind)) => {
+            if !timeout_given {
+                common.batch.timeout_ms = kind.default_batch_timeout_ms();
+            }
+            SinkConfig { common, kind }.resolve(key, base_dir)
+        }
         (common, kind) => {
             let errors = [common.err(), kind.err()]
                 .into_iter()

@@ -196,6 +196,40 @@ sinks:
     }
 
     #[test]
+    fn a_batch_waits_for_more_events_only_where_the_sink_sends_over_the_network() {
+        // (the sink's own keys, the batch timeout it gets)
+        let cases = [
+            ("type: file\n    path: /tmp/out", 10),
+            ("type: stdout", 10),
+            ("type: blackhole", 10),
+            (
+                "type: file\n    path: /tmp/out\n    batch: { max_events: 5 }",
+                10,
+            ),
+            (
+                "type: file\n    path: /tmp/out\n    batch: { timeout_ms: 300 }",
+                300,
+            ),
+            ("type: http\n    uri: http://127.0.0.1:9/", 200),
+            (
+                "type: kafka\n    brokers: 127.0.0.1:9092\n    topic: t",
+                200,
+            ),
+            (
+                "type: kafka\n    brokers: 127.0.0.1:9092\n    topic: t\n    batch: { timeout_ms: 0 }",
+                0,
+            ),
+        ];
+        for (sink, want) in cases {
+            let text = format!(
+                "data_dir: /tmp/la\nsources:\n  app:\n    type: file\n    include: [\"/l/*.log\"]\nsinks:\n  out:\n    inputs: [app]\n    {sink}\n"
+            );
+            let config = parse(&text).unwrap_or_else(|e| panic!("{sink}: {e}"));
+            assert_eq!(config.sinks["out"].common.batch.timeout_ms, want, "{sink}");
+        }
+    }
+
+    #[test]
     fn relative_paths_are_taken_from_the_base_dir() {
         let text = MINIMAL
             .replace("/tmp/la", "state")

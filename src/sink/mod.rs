@@ -183,6 +183,9 @@ impl SinkConfig {
     }
 }
 
+/// `batch.timeout_ms` of the sinks that write locally (see [`SinkKind::default_batch_timeout_ms`]).
+pub const LOCAL_BATCH_TIMEOUT_MS: u64 = 10;
+
 /// The sink types, tagged by `type:`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -202,6 +205,19 @@ pub enum SinkKind {
 impl SinkKind {
     /// The type names, as `type:` spells them.
     pub const TYPES: &'static [&'static str] = &["file", "stdout", "blackhole", "kafka", "http"];
+
+    /// `batch.timeout_ms` when the configuration gives none. A sink that writes on this machine
+    /// (a file, stdout) gains nothing from holding a batch that is not full: one write more is
+    /// cheap, while the wait delays every line at the end of a burst and its checkpoint. One
+    /// that sends over the network waits [`BatchConfig`]'s default for fuller requests.
+    pub fn default_batch_timeout_ms(&self) -> u64 {
+        match self {
+            SinkKind::File(_) | SinkKind::Stdout(_) | SinkKind::Blackhole(_) => {
+                LOCAL_BATCH_TIMEOUT_MS
+            }
+            SinkKind::Kafka(_) | SinkKind::Http(_) => BatchConfig::default().timeout_ms,
+        }
+    }
 
     /// Reads the settings of a sink of type `kind` found at `key`.
     pub fn from_parts(key: &str, kind: &str, rest: Mapping) -> Result<Self, ConfigError> {
