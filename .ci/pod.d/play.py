@@ -28,11 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("POD_WORK", ROOT / "target" / "pod"))
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 WEB_IMAGE = "localhost/simple-webapp:latest"
-AGENT_IMAGE = "localhost/log-agent:0.1.0"
 SINK_MOUNT = "/ci-sink"
 SINK_NAME = "ci"
 NODE = socket.gethostname()
 AGENT_UID = 10001
+# What this run made, removed when it fails (unless POD_KEEP is set) or ends.
+PODS = []
+CONTAINERS = []
 
 
 class Failure(Exception):
@@ -62,11 +64,10 @@ def podman(*args, check=True, timeout=120, stderr=subprocess.PIPE):
 def wait_for(what, predicate, timeout=60.0, interval=0.2):
     """Polls predicate() until it returns something true; returns it, or fails naming `what`."""
     deadline = time.monotonic() + timeout
-    last = None
     while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
+        result = predicate()
+        if result:
+            return result
         time.sleep(interval)
     raise Failure(f"timed out after {timeout:.0f} s waiting for {what}")
 
@@ -324,6 +325,7 @@ class Pod:
         self.volumes = []
         self.repeats = 0
         self.written = 0
+        PODS.append(self)
 
     def prepare(self, docs, notes, sink_owner):
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -447,7 +449,7 @@ class Pod:
         _, _, pid = state(self.agent)
         status = Path(f"/proc/{pid}/status").read_text()
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+        return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
 
 
 def shipped_exactly(pod, lines_of, file, expect, what, repeats_allowed=0, timeout=60):
@@ -479,19 +481,19 @@ def shipped_exactly(pod, lines_of, file, expect, what, repeats_allowed=0, timeou
     return lines, repeats
 
 
-def stop_container(pod, container, grace):
+def stop_container(container, grace):
     started = time.monotonic()
     podman("stop", "--time", str(grace), container, timeout=grace + 60)
     took = time.monotonic() - started
-    status, code, _ = state(container)
+    _, code, _ = state(container)
     if code != 0:
         raise Failure(f"{container} exited {code} after SIGTERM ({took:.1f} s), expected 0")
     return took
 
 
 def startup_time(pod):
-    """Starts the agent and returns seconds from its start to the first 200 of /readyz, polled
-    every 10 ms from inside the pod."""
+    """Starts the agent; returns the seconds from `podman start` and from the process's start to
+    the first 200 of /readyz, polled every 10 ms from inside the pod."""
     poller = subprocess.Popen(
         ["podman", "exec", pod.web, "sh", "-c",
          "until curl -sf -o /dev/null http://localhost:8686/readyz; do sleep 0.01; done; "
@@ -499,6 +501,7 @@ def startup_time(pod):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     time.sleep(0.3)
+    before = time.time()
     podman("start", pod.agent)
     try:
         out, _ = poller.communicate(timeout=60)
@@ -507,7 +510,8 @@ def startup_time(pod):
         raise Failure(f"{pod.agent}: /readyz did not answer 200 within 60 s of its start")
     started = podman("inspect", pod.agent, "--format", "{{.State.StartedAt}}").strip()
     started_at = parse_time(started)
-    return float(out.strip()) - started_at
+    ready = float(out.strip())
+    return ready - before, ready - started_at
 
 
 def parse_time(text):
@@ -614,16 +618,21 @@ def sidecar(report):
     shipped_exactly(pod, lines_of, file, expect, "running")
     check_api(pod, 300)
     report["sidecar_rss_kib"] = pod.rss()
+    note("agent memory (KiB): " + ", ".join(f"{k} {v}" for k, v in report["sidecar_rss_kib"].items()))
 
     log("sidecar: the agent container alone stopped (SIGTERM) and started again")
-    took = stop_container(pod, pod.agent, grace)
+    took = stop_container(pod.agent, grace)
     note(f"{pod.agent} exited 0 {took:.1f} s after SIGTERM (shutdown_delay_ms 5000 included)")
     pod.send("b", 200)
     sent.append(("b", 200))
     lines_of = emptydir_lines(pod, sent)
     note("200 requests while it was down")
-    report["startup_s"] = startup_time(pod)
-    note(f"started again: /readyz 200 {report['startup_s'] * 1000:.0f} ms after its start")
+    wall, process = startup_time(pod)
+    report["startup_s"] = [wall, process]
+    note(
+        f"started again: /readyz 200 {wall * 1000:.0f} ms after `podman start`, "
+        f"{process * 1000:.0f} ms after the process started"
+    )
     shipped_exactly(pod, lines_of, file, expect, "resumed from its checkpoints")
 
     log("sidecar: the agent killed (SIGKILL) under load and started again")
@@ -631,8 +640,12 @@ def sidecar(report):
         ["podman", "exec", pod.web, "sh", "-c",
          "for i in $(seq 1 1000); do curl -s -o /dev/null http://localhost:8080/c/$i; done"],
     )
-    wait_for("requests under way", lambda: len(lines_of()) >= 500 + 300 + 0, timeout=60)
+    wait_for("requests under way", lambda: len(lines_of()) >= 500 + 300, timeout=60)
     podman("kill", pod.agent)
+    note(
+        f"killed with {len(lines_of())} lines written and {len(read_events(pod.sink))} shipped "
+        "(1,000 requests under way)"
+    )
     pod.save_logs()
     if load.wait(timeout=300) != 0:
         raise Failure("the requests during the kill failed")
@@ -667,6 +680,7 @@ def sidecar(report):
     podman("kube", "down", str(pod.played))
     if subprocess.run(["podman", "pod", "exists", pod.name], check=False).returncode == 0:
         raise Failure(f"pod {pod.name} still there after kube down")
+    pod.remove()
     note("kube down: pod removed")
 
 
@@ -704,7 +718,7 @@ def native(report):
     check_api(pod, 300)
 
     log("native sidecar: the agent container alone stopped and started again")
-    stop_container(pod, pod.agent, grace)
+    stop_container(pod.agent, grace)
     pod.send("b", 200)
     sent.append(("b", 200))
     lines_of = emptydir_lines(pod, sent)
@@ -716,10 +730,10 @@ def native(report):
     pod.send("d", 500)
     sent.append(("d", 500))
     started = time.monotonic()
-    web_took = stop_container(pod, pod.web, grace)
+    web_took = stop_container(pod.web, grace)
     if state(pod.agent)[0] != "running":
         raise Failure(f"{pod.agent} stopped with the web container")
-    agent_took = stop_container(pod, pod.agent, max(1, grace - int(web_took)))
+    agent_took = stop_container(pod.agent, max(1, grace - int(web_took)))
     pod.save_logs()
     note(
         f"web exited 0 in {web_took:.1f} s, then the agent exited 0 in {agent_took:.1f} s "
@@ -730,6 +744,7 @@ def native(report):
     report["native_lines"] = len(lines)
     podman("pod", "stop", "--time", str(grace), pod.name)
     podman("kube", "down", str(pod.played))
+    pod.remove()
     note("kube down: pod removed")
 
 
@@ -758,6 +773,7 @@ def daemonset(report):
     web_log = web_log_dir / "0.log"
     web = "ci-node-simple-webapp"
     podman("rm", "--force", "--ignore", web)
+    CONTAINERS.append(web)
     podman(
         "run", "--detach", "--name", web, "--network", "none", "--log-driver", "k8s-file",
         "--log-opt", f"path={web_log}", WEB_IMAGE,
@@ -836,6 +852,7 @@ def daemonset(report):
     if any(f"logging_{pod_name}_" in e["file"] for e in events):
         raise Failure("the agent shipped its own container log")
     podman("kube", "down", str(pod.played))
+    pod.remove()
     podman("rm", "--force", web)
     note("kube down: pod removed")
 
@@ -862,14 +879,27 @@ def main():
                 file=sys.stderr,
             )
         print(f"(played manifests and saved logs under {WORK})", file=sys.stderr)
+        if os.environ.get("POD_KEEP"):
+            print("POD_KEEP is set: the pods are left as they are", file=sys.stderr)
+        else:
+            cleanup()
         return 1
+    cleanup()
     (WORK / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
 def agent_containers():
     out = podman("ps", "--all", "--format", "{{.Names}}", check=False)
-    return [n for n in out.split() if n.endswith("-log-agent")]
+    return [n for n in out.split() if any(n == pod.agent for pod in PODS)]
+
+
+def cleanup():
+    for pod in PODS:
+        pod.remove()
+    for container in CONTAINERS:
+        podman("rm", "--force", "--ignore", container, check=False)
+    podman("secret", "rm", "log-agent-kafka", check=False)
 
 
 if __name__ == "__main__":
