@@ -9,6 +9,8 @@ extra, nothing repeated (but after a kill -9, where repeats are allowed and coun
 failed check stops the run: its message, then the agent's last log lines, exit status 1.
 
     python3 .ci/pod.d/play.py [sidecar] [native] [daemonset]   (all three by default)
+
+(.ci/pod is the way in: it makes the images first.)
 """
 
 import copy
@@ -27,6 +29,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("POD_WORK", ROOT / "target" / "pod"))
 MANIFESTS = ROOT / "deploy" / "kubernetes"
+# podman's settings for this sandbox, as .ci/pod sets them.
+os.environ.setdefault("CONTAINERS_CONF", str(ROOT / ".ci" / "pod.d" / "containers.conf"))
 WEB_IMAGE = "localhost/simple-webapp:latest"
 SINK_MOUNT = "/ci-sink"
 SINK_NAME = "ci"
@@ -324,7 +328,6 @@ class Pod:
         self.web = f"{name}-simple-webapp"
         self.volumes = []
         self.repeats = 0
-        self.written = 0
         PODS.append(self)
 
     def prepare(self, docs, notes, sink_owner):
@@ -407,7 +410,6 @@ class Pod:
         )
         if result.returncode != 0:
             raise Failure(f"curl in {web or self.web} exited {result.returncode}: {result.stderr}")
-        self.written += count
 
     def wait_ready(self, timeout=60):
         return wait_for(
