@@ -40,7 +40,9 @@ mod kill9;
 #[path = "e2e/peers.rs"]
 mod peers;
 
-use corpus::{app_lines, corpus, cri_line, docker_line, logfmt_line, nginx_line};
+use corpus::{
+    apache_common_line, app_lines, corpus, cri_line, docker_line, logfmt_line, nginx_line,
+};
 use peers::FbWorkload;
 
 use std::fmt::Write as _;
@@ -139,13 +141,13 @@ fn kill(child: &mut Child, signal: &str) {
         .status();
 }
 
-/// Runs the agent over `files` into the sink described by `sink_yaml` until every byte is
-/// checkpointed; `grow` appends to the first file while it runs.
 /// `format: regex` with the fields of `nginx_combined` (written into the source's YAML after
 /// `format:`): the cost of a user's own pattern against the hand-written parser.
 const NGINX_REGEX_FORMAT: &str = r#"regex
     pattern: '^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d+) (?P<bytes>\d+) "(?P<referer>[^"]*)" "(?P<user_agent>[^"]*)"'"#;
 
+/// Runs the agent over `files` into the sink described by `sink_yaml` until every byte is
+/// checkpointed; `grow` appends to the first file while it runs.
 fn run_agent(
     work: &Path,
     files: &[PathBuf],
@@ -599,6 +601,11 @@ fn main() {
     let (cri, cri_bytes, cri_lines) = quarter(&format!("cri-1x{}", mib / 4), 7, cri_line);
     let (docker, docker_bytes, docker_lines) =
         quarter(&format!("docker-1x{}", mib / 4), 8, docker_line);
+    let (common, common_bytes, common_lines) = quarter(
+        &format!("apache-common-1x{}", mib / 4),
+        9,
+        apache_common_line,
+    );
 
     let file_sink = |encoding: &str| {
         format!(
@@ -697,6 +704,19 @@ fn main() {
                 file_sink("json"),
             )
         },
+        // The same lines: nginx's `combined` is Apache's combined log format.
+        Setup::new(
+            "run 1 file, format apache_combined -> file (NDJSON)",
+            one_c,
+            "apache_combined",
+            file_sink("json"),
+        ),
+        Setup::new(
+            "run Apache common lines, format apache_common -> file (NDJSON)",
+            (&common[..], common_bytes, common_lines),
+            "apache_common",
+            file_sink("json"),
+        ),
         Setup::new(
             "run 1 file, format regex (nginx fields) -> file (NDJSON)",
             one_c,

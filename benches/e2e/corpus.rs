@@ -1,13 +1,42 @@
-//! The deterministic corpus: nginx combined access lines, and JSON application lines with
-//! multi-line stack traces, written once under `target/bench-corpus/` and kept between runs.
+//! The deterministic corpus, one generator per format (nginx and Apache access lines, JSON
+//! application lines, logfmt, CRI, Docker json-file), written once under `target/bench-corpus/`
+//! and kept between runs.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// One nginx combined line, deterministic from the generator.
+/// One nginx combined line (Apache's combined format too), deterministic from the generator.
 pub fn nginx_line(rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
+    const AGENTS: &[&str] = &[
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        "curl/8.5.0",
+        "kube-probe/1.31",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    ];
+    common_log_fields(rng, out);
+    let _ = writeln!(
+        Fmt(out),
+        " \"{}\" \"{}\"",
+        if rng.bool() {
+            "-"
+        } else {
+            "https://example.test/"
+        },
+        AGENTS[rng.usize(..AGENTS.len())],
+    );
+}
+
+/// One line of Apache's common log format (the combined line without referer and user agent).
+pub fn apache_common_line(rng: &mut fastrand::Rng, _seq: u64, out: &mut Vec<u8>) {
+    common_log_fields(rng, out);
+    out.push(b'\n');
+}
+
+/// Client, identity, user, time, request, status and size: what both access-log formats start
+/// with.
+fn common_log_fields(rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
     const PATHS: &[&str] = &[
         "/",
         "/api/orders",
@@ -17,16 +46,10 @@ pub fn nginx_line(rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
         "/healthz",
         "/login",
     ];
-    const AGENTS: &[&str] = &[
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-        "curl/8.5.0",
-        "kube-probe/1.31",
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
-    ];
     const STATUS: &[u16] = &[200, 200, 200, 200, 201, 304, 404, 500];
-    let _ = writeln!(
+    let _ = write!(
         Fmt(out),
-        "10.{}.{}.{} - - [25/Nov/2026:{:02}:{:02}:{:02} +0000] \"{} {} HTTP/1.1\" {} {} \"{}\" \"{}\"",
+        "10.{}.{}.{} - - [25/Nov/2026:{:02}:{:02}:{:02} +0000] \"{} {} HTTP/1.1\" {} {}",
         rng.u8(..),
         rng.u8(..),
         rng.u8(..),
@@ -37,12 +60,6 @@ pub fn nginx_line(rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
         PATHS[rng.usize(..PATHS.len())],
         STATUS[rng.usize(..STATUS.len())],
         rng.u32(10..60_000),
-        if rng.bool() {
-            "-"
-        } else {
-            "https://example.test/"
-        },
-        AGENTS[rng.usize(..AGENTS.len())],
     );
 }
 
