@@ -1,0 +1,125 @@
+//! Emitting: framed lines are parsed and handed on as chunks, and the checkpoint store is
+//! told what each chunk covers.
+//!
+//! Invariant: a checkpoint never passes a line held back (a partial line, an open multi-line
+//! event).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::tracked::TrackedFile;
+use super::{Context, Emit, Stopped, now_rfc3339};
+use crate::event::Chunk;
+use crate::metrics::add;
+use crate::parse::assemble::Release;
+use crate::source::framing::Framed;
+
+impl<E: Emit> Context<E> {
+    /// Emits what is left of a file that is let go, and closes it.
+    pub(super) fn finish(&mut self, tracked: &mut TrackedFile) -> Result<(), Stopped> {
+        if tracked.retired {
+            // A generation truncated or rewritten under the agent, with no copy of it: the rest
+            // of the line it was reading was destroyed with its content, so that piece is not
+            // shipped as if it were a line (what parsing held still goes out).
+            self.emit_parsed(tracked, false, Release::All)?;
+            let partial = tracked.framer.pending_bytes() as u64;
+            let unread = tracked
+                .seen_size
+                .saturating_sub(tracked.framer.read_offset());
+            if partial + unread > 0 {
+                // copytruncate's own loss: what the writer added after the agent's last read
+                // and before the truncation, with no copy holding it.
+                add(&self.metrics.truncation_lost_bytes, partial + unread);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, partial_line_bytes = partial, unread_bytes = unread, "file truncated before the agent read all of it, with no copy of the rest: those bytes are lost");
+            }
+        } else {
+            self.emit_framed(tracked, true)?;
+        }
+        tracing::debug!(source = %self.name, file = %tracked.meta.path, "file let go");
+        tracked.file = None;
+        tracked.finished = true;
+        Ok(())
+    }
+
+    /// Frames what was read and hands it on as one chunk.
+    pub(super) fn emit_framed(
+        &mut self,
+        tracked: &mut TrackedFile,
+        at_end: bool,
+    ) -> Result<(), Stopped> {
+        let release = if at_end {
+            Release::All
+        } else {
+            Release::Due(Instant::now())
+        };
+        self.emit_parsed(tracked, at_end, release)
+    }
+
+    /// Frames what was read, parses it, and hands it on as one chunk; `release` says what
+    /// parsing may stop holding back. The chunk's checkpoint stops at the first line held.
+    pub(super) fn emit_parsed(
+        &mut self,
+        tracked: &mut TrackedFile,
+        at_end: bool,
+        release: Release,
+    ) -> Result<(), Stopped> {
+        let mut events = Vec::with_capacity(self.chunk_hint);
+        let Framed { data, stats } = if at_end {
+            tracked.framer.finish(&mut events)
+        } else {
+            tracked.framer.frame(&mut events)
+        };
+        let lines = events.len();
+        let key = tracked.meta.key;
+        let mut state = self.held.remove(&key).unwrap_or_default();
+        let parsed = self.parser.process(&mut state, data, events, release);
+        if !state.is_idle() {
+            self.held.insert(key, state);
+        }
+        let mut end_offset = tracked.framer.commit_offset();
+        if let Some(hold) = parsed.hold_from {
+            end_offset = end_offset.min(hold);
+        }
+        if parsed.events.is_empty() && end_offset == tracked.emitted {
+            return Ok(());
+        }
+        self.chunk_hint = lines.clamp(16, 1 << 16);
+        let m = &self.metrics;
+        let counts = parsed.counts;
+        add(&m.events_in, lines as u64);
+        add(&m.truncated_lines, stats.truncated);
+        add(&m.invalid_utf8_lines, stats.invalid_utf8);
+        add(&m.parse_errors, counts.parse_errors);
+        add(&m.filtered_events, counts.filtered);
+        add(&m.multiline_groups, counts.multiline_groups);
+        add(&m.multiline_cut, counts.multiline_cut);
+        add(&m.timestamp_failures, counts.timestamp_failures);
+        self.store
+            .emitted_after(key, end_offset, tracked.framer.marks().all());
+        tracked.emitted = end_offset;
+        // FileMeta is built wherever a file is found, renamed or rewritten; the source's
+        // enrichment is attached here, once per FileMeta, rather than at each of those places.
+        let enrichment = self.parser.enrichment();
+        let attached = Arc::ptr_eq(&tracked.meta.enrichment, enrichment)
+            || (enrichment.is_empty() && tracked.meta.enrichment.is_empty());
+        if !attached {
+            tracked.meta = Arc::new(tracked.meta.with_enrichment(Arc::clone(enrichment)));
+        }
+        let chunk = Chunk {
+            file: Arc::clone(&tracked.meta),
+            read_time: now_rfc3339().into(),
+            data: parsed.data,
+            events: parsed.events,
+            fields: parsed.fields,
+            end_offset,
+        };
+        let emit = &mut self.emit;
+        self.heartbeat.waiting_on(|| emit(chunk))
+    }
+
+    /// When the earliest open multiline group is due.
+    pub(super) fn next_group_deadline(&self) -> Option<Instant> {
+        let timeout = self.parser.group_timeout()?;
+        self.held.values().filter_map(|s| s.deadline(timeout)).min()
+    }
+}

@@ -1,0 +1,427 @@
+//! Scanning: the globs listed at `scan_interval_ms` (and when the watcher asks), new files
+//! started, files no longer found noted.
+//!
+//! Invariant: scans take at most a fifth of the time (each is spaced by [`SCAN_GAP_PER_COST`]
+//! times its own cost), and a problem a scan meets is logged once, not at every scan.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::compressed::plain_name;
+use super::lineage::Lineage;
+use super::tracked::stamp;
+use super::{Emit, Tailer};
+use crate::metrics::add;
+use crate::source::discovery::SkipReason;
+use crate::source::head_index::HeadIndex;
+use crate::source::open::{OpenError, stat};
+
+/// New problems (unreadable paths, links not followed, FIFOs...) logged one by one per scan;
+/// beyond that a scan logs how many more there were, so a hostile directory cannot flood the
+/// agent's log.
+const REPORTS_PER_SCAN: usize = 20;
+
+/// When the tailer scans: every `scan_interval_ms`, and as soon as `notify` reports a name
+/// change; but a scan (a walk of the globs and a stat per file: a good part of a second with
+/// 100,000 files in a debug build) is followed by at least [`SCAN_GAP_PER_COST`] times its own
+/// duration without one, so that files created in a tight loop cannot keep the tailer scanning
+/// instead of reading.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ScanSchedule {
+    every: Duration,
+    /// When the last scan started and how long it took; `None` before the first.
+    last: Option<(Instant, Duration)>,
+}
+
+/// A scan is followed by at least this many times its duration without another.
+const SCAN_GAP_PER_COST: u32 = 4;
+
+impl ScanSchedule {
+    pub(super) fn new(every: Duration) -> Self {
+        ScanSchedule { every, last: None }
+    }
+
+    pub(super) fn is_first(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Notes a scan that started at `started` and took `took`.
+    pub(super) fn scanned(&mut self, started: Instant, took: Duration) {
+        self.last = Some((started, took));
+    }
+
+    /// When the next scan is due (`requested`: a name change was reported since the last one);
+    /// `None`: now.
+    pub(super) fn next_at(&self, requested: bool) -> Option<Instant> {
+        let (started, took) = self.last?;
+        let ended = started + took;
+        let due = if requested {
+            ended
+        } else {
+            started + self.every
+        };
+        Some(due.max(ended + took * SCAN_GAP_PER_COST))
+    }
+}
+
+/// Problems with paths, each reported (logged, and counted by the caller) once while it lasts.
+///
+/// Only the problems of the last scan are remembered, as hashes: memory follows what is on disk
+/// now, and a problem that goes away and comes back is reported again.
+#[derive(Debug, Default)]
+pub(super) struct Reports {
+    /// Problems seen at the previous scan.
+    known: HashSet<u64>,
+    /// Problems seen so far at this scan.
+    current: HashSet<u64>,
+    /// New problems logged one by one at this scan.
+    logged: usize,
+    /// New problems at this scan beyond [`REPORTS_PER_SCAN`].
+    unlogged: usize,
+}
+
+impl Reports {
+    /// Notes a problem; true when it is new (not seen at the previous scan nor yet at this one).
+    fn note(&mut self, problem: &str) -> bool {
+        let hash = xxhash_rust::xxh3::xxh3_64(problem.as_bytes());
+        self.current.insert(hash) && !self.known.contains(&hash)
+    }
+
+    /// True when one more new problem may be logged at this scan; counts those that may not.
+    fn may_log(&mut self) -> bool {
+        if self.logged < REPORTS_PER_SCAN {
+            self.logged += 1;
+            true
+        } else {
+            self.unlogged += 1;
+            false
+        }
+    }
+
+    /// Ends a scan; returns how many new problems were not logged one by one.
+    fn end_scan(&mut self) -> usize {
+        self.known = std::mem::take(&mut self.current);
+        self.logged = 0;
+        std::mem::take(&mut self.unlogged)
+    }
+}
+
+impl<E: Emit> Tailer<E> {
+    /// Expands the globs, starts tracking new files, notices files gone, truncated or
+    /// rewritten, and shares the open-file slots.
+    pub(super) fn scan(&mut self, first: bool) {
+        self.scanned_at = Some(Instant::now());
+        self.watcher.refresh();
+        let found = self.ctx.globs.expand();
+        for error in found.errors {
+            self.report(&error);
+        }
+        for skipped in &found.skipped {
+            self.report_skipped(&skipped.path, skipped.reason, None);
+        }
+        // Truncations and rewrites first: a copy found by this scan is compared with the
+        // generation the file holds now, and with the one truncated away (copytruncate).
+        for file in &mut self.files {
+            if !file.finished && file.file.is_some() {
+                self.ctx.check_identity(file);
+            }
+        }
+        self.files.append(&mut self.ctx.retired);
+        let cap = self.ctx.config.max_open_files;
+        let follow = self.ctx.config.follow_symlinks;
+        let mut open = self.open_count();
+        let mut by_inode: HashMap<(u64, u64), usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.finished && !f.retired)
+            .map(|(i, f)| ((f.dev, f.ino), i))
+            .collect();
+        // Made at the first new file that needs it: most scans find none.
+        let mut head_index: Option<HeadIndex> = None;
+        // Per file: the first path seen this scan, and whether its current path was seen.
+        let mut seen: Vec<Option<PathBuf>> = vec![None; self.files.len()];
+        let mut at_current_path = vec![false; self.files.len()];
+        // Per file: its size as this scan found it, so that sharing the open slots below need
+        // not stat every closed file again.
+        let mut sizes: Vec<Option<u64>> = vec![None; self.files.len()];
+        let mut listed: Vec<(PathBuf, fs::Metadata)> = found
+            .files
+            .into_iter()
+            .filter_map(|path| {
+                let md = stat(&path, follow).ok()?;
+                md.is_file().then_some((path, md))
+            })
+            .collect();
+        // Files that resume from a checkpoint of their own go first, so that a copy of one (made
+        // by logrotate's `copy` while the agent was down) is compared with what was read of it.
+        // And plain files before compressed ones (by their names), so that a compressed copy
+        // of a plain file found in the same scan is compared with it.
+        let resuming = self.ctx.store.dormant_ids(&self.ctx.name);
+        listed.sort_by_cached_key(|(path, md)| {
+            (
+                !resuming.contains(&(md.dev(), md.ino())),
+                plain_name(&path.to_string_lossy()).is_some(),
+            )
+        });
+        // The files that resumed another file's record (copies made while the agent was down):
+        // a new file is compared with those (see `another_copy_of_the_same`), not with every
+        // file, which made a first scan of 100,000 files quadratic.
+        let mut continuing: Vec<usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.continues.is_some() && !f.finished)
+            .map(|(i, _)| i)
+            .collect();
+        for (path, md) in listed {
+            let id = (md.dev(), md.ino());
+            if let Some(&i) = by_inode.get(&id) {
+                // A compressed file read to its end is closed: deleted, its inode may now be
+                // another file's (a copy being written, say), which must be read, not taken for
+                // it. A changed time alone does not say so (logrotate sets the times of the
+                // compressed file after gzip wrote it): its content does.
+                let changed = self.files[i].file.is_none()
+                    && self.files[i].stamp.is_some_and(|taken| taken != stamp(&md));
+                let reused = changed && !self.ctx.holds_the_same(&self.files[i], &path);
+                let tracked = &mut self.files[i];
+                if changed && !reused {
+                    tracked.stamp = Some(stamp(&md));
+                }
+                if !reused {
+                    at_current_path[i] |= *tracked.meta.path == *path.to_string_lossy();
+                    seen[i].get_or_insert(path);
+                    sizes[i] = Some(md.len());
+                    continue;
+                }
+                tracing::debug!(source = %self.ctx.name, file = %path.display(), was = %tracked.meta.path, "inode of a compressed file read and deleted reused by a new file");
+                by_inode.remove(&id);
+            }
+            match self.ctx.start_tracking(&path, first) {
+                Ok(None) => {}
+                Ok(Some((file, _)))
+                    if (file.dev, file.ino) != id
+                        && by_inode.contains_key(&(file.dev, file.ino)) =>
+                {
+                    // Replaced by a file already tracked between listing and opening.
+                    self.ctx.store.untrack(file.meta.key);
+                }
+                Ok(Some((mut file, resumed))) => {
+                    let id = (file.dev, file.ino);
+                    // Decided against another copy of the same file: known, as if resumed.
+                    let decided = (file.continues.is_some()
+                        || (!resumed && (file.is_compressed() || first)))
+                        && self.another_copy_of_the_same(&mut file, &continuing);
+                    let resumed = resumed || decided;
+                    let lineage = match &file.file {
+                        // A file that resumes a record is known: no copy of anything.
+                        _ if resumed => Ok((Lineage::New, None)),
+                        Some(_) if file.is_compressed() => {
+                            let lineage = if self.compressed_original(&file, None).is_some() {
+                                Lineage::PossibleCopy
+                            } else {
+                                Lineage::New
+                            };
+                            Ok((lineage, None))
+                        }
+                        Some(handle) => {
+                            let index = head_index.get_or_insert_with(|| {
+                                let mut index = HeadIndex::default();
+                                for (i, f) in self.files.iter().enumerate() {
+                                    if f.is_compressed() {
+                                        continue;
+                                    }
+                                    if f.is_unheaded() {
+                                        index.insert_unheaded(i);
+                                    } else {
+                                        index.insert(i, &f.head);
+                                    }
+                                }
+                                index
+                            });
+                            self.lineage(handle, None, Some(index))
+                        }
+                        None => Ok((Lineage::New, None)),
+                    };
+                    let lineage = lineage.map(|(lineage, proof)| {
+                        file.copy_proof = proof;
+                        lineage
+                    });
+                    match lineage {
+                        Ok(Lineage::New) if !resumed => {
+                            self.ctx.register(&file, Vec::new(), false);
+                        }
+                        Ok(Lineage::New) => {}
+                        Ok(held @ (Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind)) => {
+                            // Held files have no record (not registered): a restart decides
+                            // about them anew rather than reading them from offset 0.
+                            tracing::debug!(source = %self.ctx.name, file = %file.meta.path, as_ = ?held, "held until it is known whether it is a copy");
+                            file.held_since = Some(Instant::now());
+                        }
+                        Ok(Lineage::ReadAlready(i)) => {
+                            let original = Arc::clone(&self.files[i].meta.path);
+                            self.ctx.read_already(&mut file, &original);
+                        }
+                        Ok(Lineage::Continues(i)) => {
+                            self.ctx.store.forget(file.meta.key);
+                            if let Some(handle) = file.file.take() {
+                                self.ctx.adopt_copy(
+                                    &mut self.files[i],
+                                    handle,
+                                    &file.meta.path,
+                                    id,
+                                );
+                            }
+                            open += usize::from(self.files[i].file.is_some());
+                            by_inode.insert(id, i);
+                            seen[i] = Some(path);
+                            at_current_path[i] = true;
+                            continue;
+                        }
+                        Err(e) => {
+                            add(&self.ctx.metrics.read_errors, 1);
+                            self.report(&format!("{}: {e}", path.display()));
+                            self.ctx.register(&file, Vec::new(), false);
+                        }
+                    }
+                    if file.file.is_some() {
+                        // Files found at once (thousands created in the watched directory) must
+                        // not all hold a descriptor until the end of the scan.
+                        if open < cap {
+                            open += 1;
+                        } else if !self.make_room_for(&mut file) {
+                            // A gzip file that found no free slot is taken at a later scan (its
+                            // record, if it resumed one, goes back for it).
+                            self.ctx.store.untrack(file.meta.key);
+                            continue;
+                        }
+                    }
+                    by_inode.insert(id, self.files.len());
+                    if let Some(index) = &mut head_index
+                        && !file.is_compressed()
+                    {
+                        index.insert(self.files.len(), &file.head);
+                    }
+                    if file.continues.is_some() {
+                        continuing.push(self.files.len());
+                    }
+                    self.files.push(file);
+                    seen.push(Some(path));
+                    at_current_path.push(true);
+                    sizes.push(None);
+                }
+                Err(OpenError::Io(e)) => {
+                    add(&self.ctx.metrics.read_errors, 1);
+                    self.report(&format!("{}: {e}", path.display()));
+                }
+                Err(e) => {
+                    let reason = e.skip_reason().unwrap_or(SkipReason::Symlink);
+                    self.report_skipped(&path, reason, Some(&e));
+                }
+            }
+        }
+        let unlogged = self.reports.end_scan();
+        if unlogged > 0 {
+            tracing::warn!(source = %self.ctx.name, more = unlogged, "more paths cannot be read or are skipped (not logged one by one)");
+        }
+        let now = Instant::now();
+        for (i, file) in self.files.iter_mut().enumerate() {
+            if file.finished {
+                continue;
+            }
+            match &seen[i] {
+                Some(path) if !at_current_path[i] => self.ctx.renamed(file, path),
+                Some(_) => {}
+                None => {
+                    if file.gone_since.is_none() {
+                        tracing::debug!(source = %self.ctx.name, file = %file.meta.path, "file renamed away or deleted; reading it to its end");
+                        file.gone_since = Some(now);
+                    }
+                }
+            }
+            if seen[i].is_some() {
+                file.gone_since = None;
+            }
+            if let Some(size) = sizes[i] {
+                file.seen_size = size;
+            }
+        }
+        self.share_open_slots(false, &sizes);
+        let open = self.open_count() as u64;
+        self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
+    }
+
+    /// Logs an error with a path, once while it lasts: an unreadable directory would otherwise
+    /// be reported at every scan.
+    fn report(&mut self, error: &str) {
+        if self.reports.note(error) && self.reports.may_log() {
+            tracing::warn!(source = %self.ctx.name, error = %error, "cannot read");
+        }
+    }
+
+    /// Counts and logs a match that is not read, once while it stays.
+    fn report_skipped(&mut self, path: &Path, reason: SkipReason, error: Option<&OpenError>) {
+        let problem = format!("{}\0{}", path.display(), reason.as_str());
+        if !self.reports.note(&problem) {
+            return;
+        }
+        let m = &self.ctx.metrics;
+        add(
+            match reason {
+                SkipReason::Symlink => &m.skipped_symlinks,
+                SkipReason::Directory => &m.skipped_directories,
+                SkipReason::Fifo | SkipReason::Socket | SkipReason::Device => {
+                    &m.skipped_special_files
+                }
+            },
+            1,
+        );
+        if self.reports.may_log() {
+            let detail = error.map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(source = %self.ctx.name, file = %path.display(), reason = reason.as_str(), detail = %detail, "matched but not read");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_follow_the_interval_and_requests_but_never_take_most_of_the_time() {
+        let ms = Duration::from_millis;
+        // (scan_interval, last scan's duration, requested, next scan due after its start)
+        let cases = [
+            (ms(1_000), ms(1), false, ms(1_000)),
+            (ms(1_000), ms(1), true, ms(5)),
+            (ms(1_000), ms(0), true, ms(0)),
+            // Slow scans space themselves out, requested or not.
+            (ms(1_000), ms(250), false, ms(1_250)),
+            (ms(1_000), ms(250), true, ms(1_250)),
+            (ms(1_000), ms(100), true, ms(500)),
+            (ms(100), ms(100), false, ms(500)),
+        ];
+        let start = Instant::now();
+        for (every, took, requested, want) in cases {
+            let mut schedule = ScanSchedule::new(every);
+            assert!(schedule.is_first());
+            assert_eq!(
+                schedule.next_at(requested),
+                None,
+                "the first scan is due at once"
+            );
+            schedule.scanned(start, took);
+            assert!(!schedule.is_first());
+            assert_eq!(
+                schedule.next_at(requested),
+                Some(start + want),
+                "every {every:?}, took {took:?}, requested {requested}"
+            );
+        }
+    }
+}

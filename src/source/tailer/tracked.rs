@@ -1,0 +1,560 @@
+//! The tracked file and its reads: one generation of one file, read in turns, its head and
+//! identity checked before each read.
+//!
+//! Invariant: an offset belongs to one generation: a file truncated or rewritten in place is
+//! read again from 0 as a new generation, never continued at the old offset.
+
+use std::fs::{self, File};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::tracking::new_key;
+use super::{Context, Emit, READ_SIZE, Stopped, TAIL_ALIGN_BYTES, TURN_BYTES};
+use crate::event::{FileKey, FileMeta};
+use crate::metrics::add;
+use crate::source::compression::{Codec, Decoded, SNIFF_BYTES, Sniffed, sniff};
+use crate::source::fingerprint::{Fingerprint, read_head};
+use crate::source::framing::{Framer, ReadMark, TAIL_BYTES};
+use crate::source::open::open_regular;
+
+/// One file being read.
+#[derive(Debug)]
+pub(super) struct TrackedFile {
+    pub(super) meta: Arc<FileMeta>,
+    pub(super) dev: u64,
+    pub(super) ino: u64,
+    pub(super) fingerprint: Fingerprint,
+    /// The bytes the fingerprint was taken of, to recognise a copy still being written.
+    pub(super) head: Vec<u8>,
+    /// Open descriptor; `None` while closed to respect `max_open_files`, or once let go.
+    pub(super) file: Option<File>,
+    pub(super) framer: Framer,
+    /// End offset of the last chunk handed on.
+    pub(super) emitted: u64,
+    /// When the file was first found at no included path (renamed away or deleted).
+    pub(super) gone_since: Option<Instant>,
+    /// When a read last found nothing new.
+    pub(super) eof_since: Option<Instant>,
+    pub(super) opened_at: Instant,
+    /// Read to its end and let go; waiting for its last acks.
+    pub(super) finished: bool,
+    /// Looks like a copy of a tracked file (since then): not read until it is known whether it
+    /// continues a retired generation (see [`Lineage`]).
+    pub(super) held_since: Option<Instant>,
+    /// A generation whose file was truncated or rewritten under it: kept for `rotate_wait_ms`
+    /// in case a copy of it appears (copytruncate), from which it is then read to its end.
+    pub(super) retired: bool,
+    /// A compressed file's codec: read through `decoder`, checked by nothing but its path (it
+    /// never changes).
+    pub(super) codec: Option<Codec>,
+    /// The decompressing reader of a compressed file, at `framer.read_offset()`; made at its
+    /// first read.
+    pub(super) decoder: Option<Decoded>,
+    /// A compressed file read to its end (or to damage): closed, kept only to be known by its
+    /// inode.
+    pub(super) compressed_done: bool,
+    /// Its size when last seen (by a scan or before a read): what a truncation took away
+    /// unread, when no copy holds it, is counted from it.
+    pub(super) seen_size: u64,
+    /// Size and modification time of a gzip file when it was taken (it never changes): once it
+    /// is closed its inode can be freed and reused, and a file found there that differs is
+    /// another file.
+    pub(super) stamp: Option<Stamp>,
+    /// A held file shown to be a copy of what was read of a tracked file (see [`CopyProof`]).
+    pub(super) copy_proof: Option<CopyProof>,
+    /// A compressed file that resumed where the record of another file (its device and inode)
+    /// says: another compressed copy of that file may follow, which is compared with it.
+    pub(super) continues: Option<(u64, u64)>,
+}
+
+/// A held file was shown to hold what was read of the file of generation `of`, up to within
+/// [`PROOF_GAP`] of its end, when it was `size` bytes long. Kept because that file's marks move
+/// on as it is read further: a copy made by logrotate's `copy` is compared while it is written,
+/// when the marks around its end are still at hand, and decided once it is no longer written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CopyProof {
+    pub(super) of: FileKey,
+    pub(super) size: u64,
+}
+
+impl TrackedFile {
+    pub(super) fn is_compressed(&self) -> bool {
+        self.codec.is_some()
+    }
+
+    /// A generation that began empty (at a truncation) and has bytes its fingerprint does not
+    /// cover yet: a copy of it is compared with its bytes, while it is open.
+    pub(super) fn is_unheaded(&self) -> bool {
+        self.fingerprint.len == 0 && self.file.is_some() && !self.retired && self.seen_size > 0
+    }
+}
+
+/// True when a live file has more to read than what was read of it (as its descriptor says, or
+/// as it was last seen when closed for its turn).
+pub(super) fn has_unread(f: &TrackedFile) -> bool {
+    let offset = f.framer.read_offset();
+    let size = f
+        .file
+        .as_ref()
+        .and_then(|handle| handle.metadata().ok())
+        .map_or(f.seen_size, |md| md.len());
+    !f.finished && size > offset
+}
+
+/// Size and modification time of a file.
+type Stamp = (u64, Option<SystemTime>);
+
+/// True for a file modified within `wait`: a compressor or a copy may still be writing it.
+pub(super) fn is_young(md: &fs::Metadata, wait: Duration) -> bool {
+    md.modified()
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age < wait)
+}
+
+pub(super) fn stamp(md: &fs::Metadata) -> Stamp {
+    (md.len(), md.modified().ok())
+}
+
+/// Tells, after `read` was read at `offset` from `file` (fingerprinted as `fingerprint`), whether
+/// those may be another generation's bytes: the size and head were checked before the read, but
+/// a rewrite in between (copytruncate, then the application writing on past the old offset)
+/// hands the new generation's bytes to a read at the old one's offset. They are taken for the
+/// new generation's when the head no longer matches and the file now holds the very bytes read,
+/// at the same offsets; otherwise the read came before the rewrite and stands (the next check
+/// before a read notices the rewrite). Gives the file's head (`head_bytes` of it) when they are.
+fn read_raced_a_rewrite(
+    file: &File,
+    fingerprint: &Fingerprint,
+    read: &[u8],
+    offset: u64,
+    head_bytes: usize,
+) -> Option<Vec<u8>> {
+    if fingerprint.len == 0 || read.is_empty() {
+        // Nothing was fingerprinted before this read: it read the file, whichever generation.
+        return None;
+    }
+    let head = read_head(file, head_bytes).ok()?;
+    if fingerprint.matches(&head) {
+        return None;
+    }
+    let mut there = vec![0; read.len()];
+    file.read_exact_at(&mut there, offset).ok()?;
+    (there == read).then_some(head)
+}
+
+/// The last bytes (at most [`TAIL_BYTES`]) of `file` before `offset`.
+pub(super) fn tail_before(file: &File, offset: u64) -> std::io::Result<Vec<u8>> {
+    let from = offset.saturating_sub(TAIL_BYTES as u64);
+    let mut tail = vec![0; (offset - from) as usize];
+    file.read_exact_at(&mut tail, from)?;
+    Ok(tail)
+}
+
+/// The offset after the last newline within the last [`TAIL_ALIGN_BYTES`] of the file, so that
+/// `read_from: end` starts at a line's start; the size itself if there is none.
+pub(super) fn start_of_last_line(file: &File, size: u64) -> std::io::Result<u64> {
+    let start = size.saturating_sub(TAIL_ALIGN_BYTES);
+    let mut tail = vec![0; (size - start) as usize];
+    file.read_exact_at(&mut tail, start)?;
+    Ok(match memchr::memrchr(b'\n', &tail) {
+        Some(newline) => start + newline as u64 + 1,
+        None => size,
+    })
+}
+
+impl<E: Emit> Context<E> {
+    /// Lets a held file be read as a file of its own, from where it stands, under a record of
+    /// its own (held files have none).
+    pub(super) fn release(&self, tracked: &mut TrackedFile) {
+        tracing::debug!(source = %self.name, file = %tracked.meta.path, "no copy: read as a file of its own");
+        tracked.held_since = None;
+        tracked.copy_proof = None;
+        self.register(tracked, Vec::new(), false);
+    }
+
+    pub(super) fn renamed(&self, file: &mut TrackedFile, path: &Path) {
+        let path = path.to_string_lossy();
+        tracing::debug!(source = %self.name, from = %file.meta.path, to = %path, "file renamed");
+        file.meta = Arc::new(FileMeta::new(file.meta.key, Arc::clone(&self.name), &*path));
+        self.store
+            .update_identity(file.meta.key, &file.meta.path, file.fingerprint);
+    }
+
+    /// Notices deletion, truncation and in-place rewrites of an open file, and lets its
+    /// fingerprint grow with it.
+    pub(super) fn check_identity(&mut self, tracked: &mut TrackedFile) {
+        if tracked.is_compressed() {
+            return;
+        }
+        let Some(file) = &tracked.file else { return };
+        let (md, head) = match file
+            .metadata()
+            .and_then(|md| Ok((md, read_head(file, self.config.fingerprint_bytes)?)))
+        {
+            Ok(pair) => pair,
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot check file");
+                return;
+            }
+        };
+        if md.nlink() == 0 && tracked.gone_since.is_none() {
+            tracing::debug!(source = %self.name, file = %tracked.meta.path, "file deleted; reading it to its end");
+            tracked.gone_since = Some(Instant::now());
+        }
+        if md.len() < tracked.framer.read_offset() || !tracked.fingerprint.matches(&head) {
+            self.restart_from_zero(tracked, &head);
+        } else if head.len() > tracked.fingerprint.len as usize {
+            tracked.fingerprint = Fingerprint::of(&head);
+            tracked.head = head;
+            self.store
+                .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
+        }
+    }
+
+    /// The file was truncated or rewritten: its lines from offset 0 are a new generation.
+    fn restart_from_zero(&mut self, tracked: &mut TrackedFile, head: &[u8]) {
+        tracing::info!(source = %self.name, file = %tracked.meta.path, "file truncated or rewritten; reading it again from the start");
+        add(&self.metrics.truncations, 1);
+        let key = new_key(tracked.dev, tracked.ino);
+        let new_meta = Arc::new(FileMeta::new(
+            key,
+            Arc::clone(&self.name),
+            Arc::clone(&tracked.meta.path),
+        ));
+        let old = TrackedFile {
+            meta: std::mem::replace(&mut tracked.meta, new_meta),
+            dev: tracked.dev,
+            ino: tracked.ino,
+            fingerprint: std::mem::replace(&mut tracked.fingerprint, Fingerprint::of(head)),
+            head: std::mem::replace(&mut tracked.head, head.to_vec()),
+            file: None,
+            framer: std::mem::replace(
+                &mut tracked.framer,
+                Framer::new(0, self.config.max_line_bytes),
+            ),
+            emitted: std::mem::replace(&mut tracked.emitted, 0),
+            gone_since: Some(Instant::now()),
+            eof_since: None,
+            opened_at: tracked.opened_at,
+            finished: false,
+            retired: true,
+            held_since: None,
+            codec: None,
+            decoder: None,
+            compressed_done: false,
+            stamp: None,
+            seen_size: tracked.seen_size,
+            copy_proof: None,
+            continues: None,
+        };
+        tracked.eof_since = None;
+        if old.framer.read_offset() > 0 {
+            // Its copy, if one shows up, holds what was not read yet.
+            self.retired.push(old);
+        } else {
+            self.store.forget(old.meta.key);
+        }
+        if let Some(file) = &mut tracked.file
+            && let Err(e) = file.seek(SeekFrom::Start(0))
+        {
+            tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot rewind file");
+            tracked.file = None;
+        }
+        self.register(tracked, Vec::new(), false);
+    }
+
+    /// Reopens a file closed for the open-file cap, checking it is still the same file.
+    pub(super) fn reopen(&mut self, tracked: &mut TrackedFile) {
+        let path = Path::new(&*tracked.meta.path);
+        let opened = open_regular(path, self.globs.root_of(path), self.config.follow_symlinks)
+            .and_then(|file| {
+                let md = file.metadata()?;
+                // A gzip file's head is its uncompressed one: checked by inode alone (below).
+                let head = if tracked.is_compressed() {
+                    Vec::new()
+                } else {
+                    read_head(&file, self.config.fingerprint_bytes)?
+                };
+                Ok((file, md, head))
+            });
+        let (mut file, md, head) = match opened {
+            Ok(triple) => triple,
+            Err(e) if e.skip_reason().is_some() => {
+                // Replaced while closed for its turn by a link, a FIFO...: what was written to
+                // the file itself after its last read cannot be reached any more.
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "file replaced while closed for max_open_files; not following the replacement");
+                tracked.gone_since = Some(Instant::now());
+                return;
+            }
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot reopen file");
+                return;
+            }
+        };
+        if (md.dev(), md.ino()) != (tracked.dev, tracked.ino) {
+            // Rotated while closed: its new name is not included, so it cannot be read on.
+            tracing::warn!(source = %self.name, file = %tracked.meta.path, "file rotated away while closed for max_open_files; lines written to it after its last read are not shipped");
+            tracked.gone_since = Some(Instant::now());
+            return;
+        }
+        tracked.opened_at = Instant::now();
+        // What it was when closed says nothing of what it is now.
+        tracked.eof_since = None;
+        if tracked.is_compressed() {
+            // Not read yet (closed before its decoder was made); its decoder starts from here.
+            tracked.file = Some(file);
+            return;
+        }
+        if md.len() < tracked.framer.read_offset() || !tracked.fingerprint.matches(&head) {
+            tracked.file = Some(file);
+            self.restart_from_zero(tracked, &head);
+            return;
+        }
+        match file.seek(SeekFrom::Start(tracked.framer.read_offset())) {
+            Ok(_) => tracked.file = Some(file),
+            Err(e) => {
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot seek file")
+            }
+        }
+    }
+
+    /// Reads one turn of a file; true if anything was read.
+    pub(super) fn read_turn(&mut self, tracked: &mut TrackedFile) -> Result<bool, Stopped> {
+        if tracked.is_compressed() {
+            return self.read_compressed_turn(tracked);
+        }
+        if tracked.finished || tracked.held_since.is_some() || tracked.file.is_none() {
+            return Ok(false);
+        }
+        let (mut total, mut asked) = (0, false);
+        // Identity is checked before every read, not once per turn: an emit may have waited
+        // on backpressure for long, and the file may have been rewritten meanwhile.
+        while total < TURN_BYTES && self.ready_to_read(tracked) {
+            let Some(file) = tracked.file.as_mut() else {
+                break;
+            };
+            let mark = tracked.framer.mark();
+            asked = true;
+            let got = match tracked.framer.read_from(file, READ_SIZE) {
+                Ok(got) => got,
+                Err(e) => {
+                    add(&self.metrics.read_errors, 1);
+                    tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "read failed");
+                    break;
+                }
+            };
+            if got == 0 {
+                tracked.eof_since.get_or_insert_with(Instant::now);
+                break;
+            }
+            if self.took_back_a_newer_generation(tracked, &mark) {
+                continue;
+            }
+            tracked.eof_since = None;
+            total += got;
+            add(&self.metrics.bytes_in, got as u64);
+            self.cover_what_was_read(tracked, &mark);
+            self.emit_framed(tracked, false)?;
+        }
+        // Between turns a file keeps only its partial line, not a read buffer: memory does not
+        // grow with the number of files being read.
+        if asked {
+            tracked.framer.release_buffer();
+        }
+        Ok(total > 0)
+    }
+
+    /// Takes back a read that may have returned another generation's bytes (see
+    /// [`read_raced_a_rewrite`]) and reads the file again from its start; the old generation goes
+    /// on from where it was (in its copy, if one shows up). True when it did.
+    fn took_back_a_newer_generation(&mut self, tracked: &mut TrackedFile, mark: &ReadMark) -> bool {
+        let Some(file) = &tracked.file else {
+            return false;
+        };
+        let read = tracked.framer.read_since(mark);
+        let Some(head) = read_raced_a_rewrite(
+            file,
+            &tracked.fingerprint,
+            read,
+            mark.offset(),
+            self.config.fingerprint_bytes,
+        ) else {
+            return false;
+        };
+        let bytes = read.len();
+        if !tracked.framer.unread(mark) {
+            return false;
+        }
+        tracing::debug!(source = %self.name, file = %tracked.meta.path, offset = mark.offset(), bytes, "a read raced a rewrite of the file: taken back");
+        self.restart_from_zero(tracked, &head);
+        true
+    }
+
+    /// Grows the fingerprint of a file shorter than `fingerprint_bytes` over what was just read
+    /// (since `mark`), so that a rewrite of a young file shows as a changed head, not as more
+    /// lines. The head grows from the bytes read, not from the file read again: under a fast
+    /// writer (copytruncate in a loop) the file may already hold the next generation, whose
+    /// head would then name lines it does not hold, and the copy of the generation read would
+    /// not be known for one.
+    fn cover_what_was_read(&mut self, tracked: &mut TrackedFile, mark: &ReadMark) {
+        let want = tracked
+            .framer
+            .read_offset()
+            .min(self.config.fingerprint_bytes as u64) as usize;
+        let have = tracked.fingerprint.len as usize;
+        if have >= want {
+            return;
+        }
+        if tracked.head.len() == have && mark.offset() == have as u64 {
+            let read = tracked.framer.read_since(mark);
+            let mut head = std::mem::take(&mut tracked.head);
+            head.extend_from_slice(&read[..(want - have).min(read.len())]);
+            tracked.fingerprint = Fingerprint::of(&head);
+            tracked.head = head;
+            self.store
+                .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
+            return;
+        }
+        let Some(file) = &tracked.file else { return };
+        match read_head(file, want) {
+            Ok(head) if tracked.fingerprint.matches(&head) => {
+                tracked.fingerprint = Fingerprint::of(&head);
+                tracked.head = head;
+                self.store.update_identity(
+                    tracked.meta.key,
+                    &tracked.meta.path,
+                    tracked.fingerprint,
+                );
+            }
+            Ok(_) => {
+                let head = read_head(file, self.config.fingerprint_bytes).unwrap_or_default();
+                self.restart_from_zero(tracked, &head);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// True when the open file has grown past the read offset and is still the file that was
+    /// read: checked before each turn, so that a file rewritten in place (truncated, then written
+    /// past the old offset) is read again from its start, not continued at the old offset.
+    fn ready_to_read(&mut self, tracked: &mut TrackedFile) -> bool {
+        let Some(file) = &tracked.file else {
+            return false;
+        };
+        let size = match file.metadata() {
+            Ok(md) => md.len(),
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot stat file");
+                return false;
+            }
+        };
+        let offset = tracked.framer.read_offset();
+        if size == offset {
+            tracked.eof_since.get_or_insert_with(Instant::now);
+            tracked.seen_size = size;
+            return false;
+        }
+        let rewritten = size < offset
+            || (tracked.fingerprint.len > 0
+                && read_head(file, tracked.fingerprint.len as usize)
+                    .is_ok_and(|head| !tracked.fingerprint.matches(&head)));
+        if rewritten {
+            let head = read_head(file, self.config.fingerprint_bytes).unwrap_or_default();
+            self.restart_from_zero(tracked, &head);
+        }
+        tracked.seen_size = size;
+        if tracked.framer.read_offset() == 0 && !self.looks_like_text(tracked) {
+            return false;
+        }
+        tracked.file.is_some()
+    }
+
+    /// Before the first byte of a file generation is read: false when its first bytes are
+    /// those of a compressed file (it is let go, to be taken again as one by a scan once
+    /// settled) or may still become them (too few yet, and written within `rotate_wait_ms`):
+    /// compressors create their output empty and fill it afterwards.
+    fn looks_like_text(&mut self, tracked: &mut TrackedFile) -> bool {
+        let Some(file) = &tracked.file else {
+            return false;
+        };
+        let (head, md) = match read_head(file, SNIFF_BYTES).and_then(|h| Ok((h, file.metadata()?)))
+        {
+            Ok(pair) => pair,
+            Err(e) => {
+                add(&self.metrics.read_errors, 1);
+                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot read file");
+                return false;
+            }
+        };
+        match sniff(&head) {
+            Sniffed::Plain => true,
+            Sniffed::Undecided => !is_young(&md, Duration::from_millis(self.config.rotate_wait_ms)),
+            Sniffed::Compressed(codec) => {
+                tracing::debug!(source = %self.name, file = %tracked.meta.path, %codec, "a file taken for text while empty is compressed: taken again as such once settled");
+                self.store.forget(tracked.meta.key);
+                tracked.file = None;
+                tracked.finished = true;
+                self.rescan.store(true, Ordering::Release);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn start_of_last_line_table() {
+        let cases: &[(&[u8], u64)] =
+            &[(b"", 0), (b"a\nb\n", 4), (b"a\nbc", 2), (b"no newline", 10)];
+        for (content, want) in cases {
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(content).unwrap();
+            let got = start_of_last_line(&file, content.len() as u64).unwrap();
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(content));
+        }
+    }
+
+    #[test]
+    fn a_read_raced_by_a_rewrite_is_told_from_one_before_it() {
+        /// (content the fingerprint was taken of, content now, bytes read, at offset, taken
+        /// back?)
+        type Case = (&'static [u8], &'static [u8], &'static [u8], u64, bool);
+        let cases: &[Case] = &[
+            // Not rewritten: the read stands.
+            (b"old 1\n", b"old 1\nold 2\n", b"old 2\n", 6, false),
+            // Rewritten, and the read returned the new generation's bytes at the old offset.
+            (b"old 1\n", b"new 1\nnew 2\n", b"new 2\n", 6, true),
+            // Rewritten, but what was read is not what is there now: read before the rewrite.
+            (b"old 1\n", b"new 1\nnew 2\n", b"old 2\n", 6, false),
+            // Rewritten and shorter than the read: it cannot have come from there.
+            (b"old 1\n", b"new 1\nnew", b"new 2\n", 6, false),
+            // Truncated to nothing after the read.
+            (b"old 1\n", b"", b"old 2\n", 6, false),
+            // Nothing fingerprinted yet: the read is of whatever the file is.
+            (b"", b"new 1\n", b"new 1\n", 0, false),
+        ];
+        for (i, &(old, now, read, offset, taken_back)) in cases.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f.log");
+            std::fs::write(&path, now).unwrap();
+            let file = File::open(&path).unwrap();
+            let got = read_raced_a_rewrite(&file, &Fingerprint::of(old), read, offset, 1024);
+            assert_eq!(got.is_some(), taken_back, "case {i}");
+            if let Some(head) = got {
+                assert_eq!(head, now, "case {i}: the new head");
+            }
+        }
+    }
+}
