@@ -9,6 +9,7 @@ pub mod encoding;
 mod file;
 pub mod http;
 mod kafka;
+pub mod secret;
 mod stdout;
 mod target;
 pub mod template;

@@ -1,21 +1,21 @@
-//! Settings of a `type: http` sink, their checks, and the secrets they refer to.
+//! Settings of a `type: http` sink and their checks.
 //!
 //! Secrets (header values, the basic-auth password, the bearer token) are given as a value, an
-//! environment variable or a file. They are read when the sink is built, and the printed
-//! configuration (`log-agent validate`) never shows a secret's value.
+//! environment variable or a file ([`crate::sink::secret`]): read when the sink is built, never
+//! shown in the printed configuration (`log-agent validate`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, is_identifier};
+use crate::sink::secret::{
+    Secret, redact_uri, redacted_headers, redacted_optional_uri, redacted_uri,
+};
 use crate::sink::template::Template;
-
-/// What a secret is printed as.
-pub const REDACTED: &str = "<redacted>";
 
 /// Settings of a `type: http` sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,106 +181,6 @@ fn default_labels() -> BTreeMap<String, String> {
     BTreeMap::from([("source".to_owned(), "{{ source }}".to_owned())])
 }
 
-/// A secret's value, or where to read it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum Secret {
-    /// Written in the configuration (perhaps through `${VAR}`).
-    Value(String),
-    /// Read from the environment or a file when the sink is built.
-    From(SecretRef),
-}
-
-/// Where a secret is read from: exactly one of `env` and `file`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretRef {
-    /// An environment variable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<String>,
-    /// A file; its trailing newline is not part of the secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Secret::Value(_) => serializer.serialize_str(REDACTED),
-            Secret::From(from) => from.serialize(serializer),
-        }
-    }
-}
-
-/// Why a secret could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    /// The environment variable is not set (or not UTF-8).
-    #[error("environment variable `{0}` is not set")]
-    Env(String),
-    /// The file could not be read.
-    #[error("{}: {source}", path.display())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Neither `env` nor `file` is given (the configuration check catches this first).
-    #[error("neither `env` nor `file` is given")]
-    Nowhere,
-}
-
-impl Secret {
-    /// Reads the secret, from the process environment for `env`.
-    pub fn resolve(&self) -> Result<String, SecretError> {
-        self.resolve_with(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the secret, looking environment variables up with `env`.
-    pub fn resolve_with(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<String, SecretError> {
-        match self {
-            Secret::Value(value) => Ok(value.clone()),
-            Secret::From(SecretRef {
-                env: Some(name), ..
-            }) => env(name).ok_or_else(|| SecretError::Env(name.clone())),
-            Secret::From(SecretRef {
-                file: Some(path), ..
-            }) => std::fs::read_to_string(path)
-                .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|source| SecretError::File {
-                    path: path.clone(),
-                    source,
-                }),
-            Secret::From(SecretRef {
-                env: None,
-                file: None,
-            }) => Err(SecretError::Nowhere),
-        }
-    }
-
-    fn check(&self, key: &str) -> Result<(), ConfigError> {
-        match self {
-            Secret::From(SecretRef { env, file }) if env.is_some() == file.is_some() => Err(
-                ConfigError::invalid(key, "expected a value, or exactly one of `env` and `file`"),
-            ),
-            _ => Ok(()),
-        }
-    }
-
-    fn resolve_path(&mut self, base_dir: &Path) {
-        if let Secret::From(SecretRef {
-            file: Some(path), ..
-        }) = self
-        {
-            *path = base_dir.join(&*path);
-        }
-    }
-}
-
 /// Authentication.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
@@ -342,81 +242,6 @@ impl Default for HealthcheckConfig {
 
 fn default_true() -> bool {
     true
-}
-
-/// Headers whose values are printed: a short list known to hold nothing secret. Every other
-/// header's plain value is printed as `<redacted>` (`X-Auth`, `X-Api-Key`, a custom token...):
-/// a header name cannot tell whether its value is a secret.
-const HARMLESS_HEADERS: &[&str] = &[
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "cache-control",
-    "content-type",
-    "user-agent",
-    "x-scope-orgid",
-];
-
-fn is_harmless_header(name: &str) -> bool {
-    HARMLESS_HEADERS.contains(&name.to_ascii_lowercase().as_str())
-}
-
-fn redacted_headers<S: Serializer>(
-    headers: &BTreeMap<String, Secret>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    #[serde(untagged)]
-    enum Shown<'a> {
-        Plain(&'a str),
-        Secret(&'a Secret),
-    }
-    let shown: BTreeMap<&str, Shown<'_>> = headers
-        .iter()
-        .map(|(name, value)| {
-            let shown = match value {
-                Secret::Value(plain) if is_harmless_header(name) => Shown::Plain(plain),
-                other => Shown::Secret(other),
-            };
-            (name.as_str(), shown)
-        })
-        .collect();
-    shown.serialize(serializer)
-}
-
-/// `uri` as it may be printed: its user info and the values of its query (`?api_key=...`)
-/// replaced by `redacted`.
-pub fn redact_uri(uri: &str) -> String {
-    let Ok(mut url) = Url::parse(uri) else {
-        return uri.to_owned();
-    };
-    if !url.username().is_empty() {
-        let _ = url.set_username("redacted");
-    }
-    if url.password().is_some() {
-        let _ = url.set_password(Some("redacted"));
-    }
-    if url.query().is_some() {
-        let keys: Vec<String> = url.query_pairs().map(|(key, _)| key.into_owned()).collect();
-        url.query_pairs_mut()
-            .clear()
-            .extend_pairs(keys.iter().map(|key| (key.as_str(), "redacted")));
-    }
-    url.to_string()
-}
-
-fn redacted_optional_uri<S: Serializer>(
-    uri: &Option<String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match uri {
-        Some(uri) => serializer.serialize_some(&redact_uri(uri)),
-        None => serializer.serialize_none(),
-    }
-}
-
-fn redacted_uri<S: Serializer>(uri: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&redact_uri(uri))
 }
 
 /// Parses an `http://` or `https://` URI with a host.
@@ -570,6 +395,7 @@ impl HttpSinkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::secret::{REDACTED, SecretRef};
 
     fn parse(yaml: &str) -> Result<HttpSinkConfig, ConfigError> {
         let value: serde_norway::Value = serde_norway::from_str(yaml).unwrap();

@@ -25,10 +25,10 @@ use reqwest::header::{
 };
 use reqwest::{Certificate, Client, Identity, StatusCode, Url};
 
+use crate::sink::secret::{Secret, redact_uri};
 pub use config::{
     Auth, BulkAction, ElasticsearchConfig, HealthcheckConfig, HttpCompression, HttpEncoding,
-    HttpSinkConfig, LokiConfig, LokiLine, MAX_IN_FLIGHT, Method, Secret, SecretError, SecretRef,
-    TlsConfig, redact_uri,
+    HttpSinkConfig, LokiConfig, LokiLine, MAX_IN_FLIGHT, Method, TlsConfig,
 };
 
 use super::encoding::{Encoding, encode_batch};
@@ -457,6 +457,7 @@ impl Sink for HttpSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::secret::SecretRef;
     use std::io::Read;
 
     #[test]

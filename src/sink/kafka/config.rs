@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 use crate::sink::encoding::Encoding;
+use crate::sink::secret::redacted_options;
 use crate::sink::template::Template;
 
 /// Compression codecs librdkafka is built with here.
@@ -71,7 +72,7 @@ pub struct KafkaSinkConfig {
     /// Any other librdkafka producer property (security.protocol, sasl.*, ssl.*...). Values of
     /// options whose name speaks of a password, secret, key, token, PEM, JAAS or OAuth config
     /// are redacted when the configuration is printed.
-    #[serde(default, serialize_with = "redacted")]
+    #[serde(default, serialize_with = "redacted_options")]
     pub librdkafka_options: BTreeMap<String, String>,
 }
 
@@ -81,46 +82,6 @@ fn default_acks() -> String {
 
 fn default_true() -> bool {
     true
-}
-
-/// Words in a librdkafka option's name that say its value is (or holds) a secret:
-/// `sasl.password`, `ssl.key.pem`, `ssl.keystore.password`, `sasl.oauthbearer.config` (a
-/// client secret inside), `sasl.oauthbearer.client.secret`, a JAAS config...
-const SECRET_OPTION_WORDS: &[&str] = &[
-    "password",
-    "secret",
-    "key",
-    "token",
-    "pem",
-    "jaas",
-    "oauthbearer.config",
-    "oauthbearer.extensions",
-    "credential",
-];
-
-fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_OPTION_WORDS.iter().any(|word| key.contains(word))
-}
-
-fn redacted<S: Serializer>(
-    options: &BTreeMap<String, String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let shown: BTreeMap<&str, &str> = options
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str(),
-                if is_secret(k) {
-                    "<redacted>"
-                } else {
-                    v.as_str()
-                },
-            )
-        })
-        .collect();
-    shown.serialize(serializer)
 }
 
 impl KafkaSinkConfig {
