@@ -6,12 +6,14 @@
 //! chunk's `data` by position, so there is no allocation and no reference count per line, and a
 //! chunk is shared (`Arc`) by every sink it is routed to.
 
+pub mod batch;
 pub mod fields;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use self::batch::{Batch, BatchPart};
 pub use self::fields::{Field, FieldName, FieldRange, FieldRef, FieldValue, FieldsView, Span};
 use crate::parse::enrich::Enrichment;
 

@@ -4,13 +4,12 @@
 //! batch has room for is spread over several batches. A batch that is not full is closed by
 //! `timeout_ms` counted from its first event, which the sink task enforces.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
-use crate::event::{Chunk, Event};
+use crate::event::{Batch, BatchPart, Chunk};
 
 /// `batch:` settings of a sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,42 +48,6 @@ impl BatchConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// Events of one chunk that belong to a batch.
-#[derive(Debug, Clone)]
-pub struct BatchPart {
-    /// The chunk.
-    pub chunk: Arc<Chunk>,
-    /// Which of its events.
-    pub range: Range<usize>,
-}
-
-/// What a sink delivers at once: ranges of chunks, in the order they were read.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// The parts, in order.
-    pub parts: Vec<BatchPart>,
-    /// Number of events.
-    pub events: usize,
-    /// Bytes of messages.
-    pub bytes: usize,
-}
-
-impl Batch {
-    /// Every event with the chunk it belongs to, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Chunk, &Event)> {
-        self.parts.iter().flat_map(|part| {
-            part.chunk.events[part.range.clone()]
-                .iter()
-                .map(move |event| (&*part.chunk, event))
-        })
-    }
-
-    /// True when the batch holds no part at all (not even an empty chunk to ack).
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
     }
 }
 

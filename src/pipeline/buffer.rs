@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::batcher::Batch;
 use crate::config::ConfigError;
+use crate::event::Batch;
 use crate::event::{Chunk, FileKey};
 use crate::metrics::{SinkMetrics, add};
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::time::sleep;
 
-use super::batcher::Batch;
 use super::retry::{Backoff, RetryConfig};
+use crate::event::Batch;
 use crate::health::SinkHealth;
 use crate::metrics::{SinkMetrics, add};
 use crate::sink::encoding::encode_json;

@@ -21,10 +21,11 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 
-use super::batcher::{Batch, BatchConfig, Batcher};
+use super::batcher::{BatchConfig, Batcher};
 use super::buffer::BufferReceiver;
 use super::deliver::Deliverer;
 use super::retry::RetryConfig;
+use crate::event::Batch;
 use crate::event::Chunk;
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;

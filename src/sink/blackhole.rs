@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{BoxFuture, Sink, SinkError};
-use crate::pipeline::batcher::Batch;
+use crate::event::Batch;
 
 /// Settings of a `type: blackhole` sink (it has none).
 #[derive(Debug, Clone, PartialEq, Copy, Default, Serialize, Deserialize)]

@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::Batch;
 use crate::event::fields::{FieldName, FieldRef, FieldValue};
 use crate::event::{Chunk, Event, FileMeta};
 use crate::parse::time::write_rfc3339;
-use crate::pipeline::batcher::Batch;
 
 /// How a sink writes events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,8 +285,8 @@ pub fn json_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::BatchPart;
     use crate::event::{EventFlags, testing};
-    use crate::pipeline::batcher::BatchPart;
     use serde_json::{Value, json};
     use std::sync::Arc;
 

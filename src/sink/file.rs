@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encoding::{Encoding, encode_batch};
 use super::{BoxFuture, Healthcheck, Sink, SinkError};
-use crate::pipeline::batcher::Batch;
+use crate::event::Batch;
 
 /// Settings of a `type: file` sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,8 +31,9 @@ pub use stdout::StdoutSinkConfig;
 pub use target::parse_target;
 
 use crate::config::{ConfigError, did_you_mean, from_value_with};
+use crate::event::Batch;
 use crate::health::SinkHealth;
-use crate::pipeline::batcher::{Batch, BatchConfig};
+use crate::pipeline::batcher::BatchConfig;
 use crate::pipeline::buffer::BufferConfig;
 use crate::pipeline::retry::RetryConfig;
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encoding::{Encoding, encode_batch};
 use super::{BoxFuture, Sink, SinkError};
-use crate::pipeline::batcher::Batch;
+use crate::event::Batch;
 
 /// Settings of a `type: stdout` sink.
 #[derive(Debug, Clone, PartialEq, Copy, Default, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::config::{BulkAction, ElasticsearchConfig};
 use super::{Endpoint, MAX_BULK_RESPONSE_BYTES, NDJSON};
+use crate::event::{Batch, BatchPart};
 use crate::event::{Chunk, Event};
-use crate::pipeline::batcher::{Batch, BatchPart};
 use crate::sink::encoding::{encode_json, write_json_str};
 use crate::sink::template::{EventClock, Template, TemplateError, push_field};
 use crate::sink::{Rejected, SinkError};

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use super::config::{LokiConfig, LokiLine};
-use crate::pipeline::batcher::Batch;
+use crate::event::Batch;
 use crate::sink::encoding::{encode_json, write_json_str};
 use crate::sink::template::{EventClock, Template, TemplateError};
 
@@ -127,8 +127,8 @@ impl Push {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::BatchPart;
     use crate::event::{FileMeta, testing};
-    use crate::pipeline::batcher::BatchPart;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::sync::Arc;

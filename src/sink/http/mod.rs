@@ -34,7 +34,7 @@ pub use config::{
 use super::encoding::{Encoding, encode_batch};
 use super::template::EventClock;
 use super::{BoxFuture, BuildError, Healthcheck, Sink, SinkError};
-use crate::pipeline::batcher::Batch;
+use crate::event::Batch;
 
 /// How much of an error response's body is kept (and shown in the log line).
 const ERROR_BODY_PREVIEW: usize = 512;

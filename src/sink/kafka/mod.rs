@@ -37,8 +37,8 @@ pub use config::{Compression, KafkaSinkConfig};
 use super::encoding::{Encoding, encode_json};
 use super::template::{Template, push_field};
 use super::{BoxFuture, BuildError, Healthcheck, Sink, SinkCommon, SinkError};
+use crate::event::Batch;
 use crate::health::SinkHealth;
-use crate::pipeline::batcher::Batch;
 
 /// The last authentication failure librdkafka reported, and how many there were: deliveries
 /// waiting for their reports watch it.
