@@ -4,19 +4,22 @@
 
 mod common;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{append_numbered, assert_at_least_once_in_order, assert_exactly_once, read_ndjson};
+use common::process::{AgentProcess, proc_field};
+use common::{
+    Checkpoints, LineCounter, World, append_numbered, append_numbered_in_bursts,
+    assert_at_least_once_in_order, assert_exactly_once, config_yaml, numbered, numbered_lines,
+    read_ndjson,
+};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_log-agent");
 
 /// The tests that run the agent take turns: on a small machine, one writing hundreds of MiB or
 /// stealing the CPU would distort what another measures (checkpoint lag, duplicates).
@@ -31,13 +34,11 @@ fn heavy() -> MutexGuard<'static, ()> {
 /// How long any single wait of these tests may take before it is declared a failure.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The binary with `args`, without the environment variables that would change its behaviour.
+/// The binary with `args`, without the environment variables that would change its behaviour
+/// (`$LOG_AGENT_LOG` too: `validate` must print nothing on stderr).
 fn agent(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("LOG_AGENT_CONFIG")
-        .env_remove("LOG_AGENT_LOG")
-        .stdin(Stdio::null());
+    let mut cmd = common::process::command(args);
+    cmd.env_remove("LOG_AGENT_LOG");
     cmd
 }
 
@@ -51,47 +52,25 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A temporary directory with `logs/`, a data_dir, an output path and the config file.
-struct Setup {
-    dir: tempfile::TempDir,
+/// The standard test config (see `common::config_yaml`) over `logs/*.log` of `world`, writing
+/// to `sink_path`, stored as `agent.yaml`; returns the file's path.
+fn write_config(world: &World, sink_path: &Path) -> PathBuf {
+    let include = world.log("*.log");
+    let yaml = config_yaml(
+        &world.data(),
+        &[include.to_str().unwrap()],
+        sink_path,
+        "",
+        "",
+    );
+    let path = world.path("agent.yaml");
+    fs::write(&path, yaml).unwrap();
+    path
 }
 
-impl Setup {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("logs")).unwrap();
-        Setup { dir }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn log(&self) -> PathBuf {
-        self.path("logs/app.log")
-    }
-    fn data(&self) -> PathBuf {
-        self.path("data")
-    }
-    fn out(&self) -> PathBuf {
-        self.path("out.ndjson")
-    }
-    /// The standard test config (see `common::config_yaml`) over `logs/*.log`, writing to
-    /// `sink_path`, stored as `name`; returns the file's path.
-    fn write_config(&self, name: &str, sink_path: &Path, sink_extra: &str) -> PathBuf {
-        let include = self.path("logs/*.log");
-        let yaml = common::config_yaml(
-            &self.data(),
-            &[include.to_str().unwrap()],
-            sink_path,
-            "",
-            sink_extra,
-        );
-        let path = self.path(name);
-        fs::write(&path, yaml).unwrap();
-        path
-    }
-    fn config(&self) -> PathBuf {
-        self.write_config("agent.yaml", &self.out(), "")
-    }
+/// [`write_config`] writing to the world's `out.ndjson`.
+fn standard_config(world: &World) -> PathBuf {
+    write_config(world, &world.out())
 }
 
 /// Asserts a bad-config outcome: exit code 2, nothing on stdout, one `log-agent: ` line on
@@ -121,8 +100,8 @@ fn assert_bad_config(out: &Output, needle: &str) {
 
 #[test]
 fn validate_prints_the_resolved_config_and_reads_log_agent_config() {
-    let setup = Setup::new();
-    let config = setup.config();
+    let world = World::new();
+    let config = standard_config(&world);
     let config_arg = config.to_str().unwrap();
 
     let out = output(agent(&["validate", "--config", config_arg]));
@@ -143,12 +122,12 @@ fn validate_prints_the_resolved_config_and_reads_log_agent_config() {
     assert!(stdout.contains("max_events: 10000"), "{stdout}");
     assert!(stdout.contains("checkpoint_interval_ms: 100"), "{stdout}");
     assert!(
-        stdout.contains(setup.data().to_str().unwrap()),
+        stdout.contains(world.data().to_str().unwrap()),
         "data_dir missing: {stdout}"
     );
 
     // What validate prints is itself a valid config that resolves to the same text.
-    let resolved = setup.path("resolved.yaml");
+    let resolved = world.path("resolved.yaml");
     fs::write(&resolved, &stdout).unwrap();
     let again = output(agent(&["validate", "--config", resolved.to_str().unwrap()]));
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
@@ -165,7 +144,7 @@ fn validate_prints_the_resolved_config_and_reads_log_agent_config() {
     assert_eq!(text(&from_env.stdout), stdout);
 
     // ... and it is that path that is reported when it is missing (not the default path).
-    let missing = setup.path("not-there.yaml");
+    let missing = world.path("not-there.yaml");
     let from_env = output(agent(&["validate"]).env("LOG_AGENT_CONFIG", &missing));
     assert_bad_config(&from_env, missing.to_str().unwrap());
 
@@ -178,8 +157,8 @@ fn validate_prints_the_resolved_config_and_reads_log_agent_config() {
 
 #[test]
 fn bad_configs_exit_2_with_one_line_naming_the_key() {
-    let setup = Setup::new();
-    let good = fs::read_to_string(setup.config()).unwrap();
+    let world = World::new();
+    let good = fs::read_to_string(standard_config(&world)).unwrap();
     let unset_var = "LOG_AGENT_CLI_TEST_SURELY_UNSET";
     assert!(good.contains("    inputs: [app]\n"), "{good}");
     let cases: Vec<(&str, String, String)> = vec![
@@ -204,7 +183,7 @@ fn bad_configs_exit_2_with_one_line_naming_the_key() {
     ];
     for (what, yaml, needle) in cases {
         assert_ne!(yaml, good, "{what}: the edit did not apply");
-        let path = setup.path("bad.yaml");
+        let path = world.path("bad.yaml");
         fs::write(&path, &yaml).unwrap();
         let path = path.to_str().unwrap();
         for command in ["validate", "run"] {
@@ -214,7 +193,7 @@ fn bad_configs_exit_2_with_one_line_naming_the_key() {
         }
     }
 
-    let missing = setup.path("missing/agent.yaml");
+    let missing = world.path("missing/agent.yaml");
     let missing = missing.to_str().unwrap();
     for command in ["validate", "run"] {
         let out = output(agent(&[command, "--config", missing]));
@@ -223,203 +202,47 @@ fn bad_configs_exit_2_with_one_line_naming_the_key() {
     }
 }
 
-/// The agent running as a subprocess, its stderr going to a file.
-struct Running {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Running {
-    fn start(config: &Path, stderr: &Path) -> Running {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(stderr)
-            .unwrap();
-        let child = agent(&["run", "--config", config.to_str().unwrap()])
-            .env("LOG_AGENT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("cannot start the log-agent binary");
-        Running {
-            child,
-            stderr: stderr.to_owned(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The last lines the agent logged, for failure messages.
-    fn logs(&self) -> String {
-        let all = fs::read_to_string(&self.stderr).unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// Panics (with the agent's logs) unless the agent is still running.
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!(
-                "the agent exited unexpectedly with {status}; its logs:\n{}",
-                self.logs()
-            );
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed: {status}");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if start.elapsed() > PATIENCE {
-                panic!(
-                    "the agent did not exit within {PATIENCE:?} of SIGTERM; its logs:\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, and reap.
-    fn kill9(&mut self) {
-        self.assert_alive();
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        assert_eq!(status.code(), None, "the agent was not killed: {status}");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds; panics with `what()` after `PATIENCE`.
-fn wait_until(agent: &mut Running, what: impl Fn() -> String, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        agent.assert_alive();
-        if start.elapsed() > PATIENCE {
-            panic!(
-                "gave up after {PATIENCE:?} waiting for {}; the agent's logs:\n{}",
-                what(),
-                agent.logs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Records of `<data_dir>/checkpoints.json` for the file at `log` (none if it is unreadable).
-fn checkpoint_records(data: &Path, log: &Path) -> Vec<Value> {
-    let Ok(text) = fs::read_to_string(data.join("checkpoints.json")) else {
-        return Vec::new();
-    };
-    let Ok(value) = serde_json::from_str::<Value>(&text) else {
-        return Vec::new();
-    };
-    let log = log.to_str().unwrap();
-    value["files"]
-        .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .filter(|f| f["path"].as_str() == Some(log) && f["finished"] != true)
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-/// Counts the complete lines of a growing file, reading only what was added since last time.
-struct LineCounter {
-    path: PathBuf,
-    pos: u64,
-    lines: usize,
-    buf: Vec<u8>,
-}
-
-impl LineCounter {
-    fn new(path: &Path) -> Self {
-        LineCounter {
-            path: path.to_owned(),
-            pos: 0,
-            lines: 0,
-            buf: Vec::new(),
-        }
-    }
-    fn count(&mut self) -> usize {
-        let Ok(mut file) = File::open(&self.path) else {
-            return self.lines;
-        };
-        file.seek(SeekFrom::Start(self.pos)).unwrap();
-        self.buf.clear();
-        file.read_to_end(&mut self.buf).unwrap();
-        // Only up to the last newline: a line being written is counted once it is complete.
-        if let Some(last) = self.buf.iter().rposition(|&b| b == b'\n') {
-            self.lines += self.buf[..=last].iter().filter(|&&b| b == b'\n').count();
-            self.pos += last as u64 + 1;
-        }
-        self.lines
-    }
 }
 
 #[test]
 fn run_ships_every_line_and_sigterm_drains_checkpoints_and_exits_0() {
     let _turn = heavy();
-    let setup = Setup::new();
-    let log = setup.log();
+    let world = World::new();
+    let log = world.log("app.log");
     append_numbered(&log, "t", 0..1_000, 60);
-    let mut agent = Running::start(&setup.config(), &setup.path("agent.stderr"));
+    let mut agent = AgentProcess::start(&standard_config(&world), &world.path("agent.stderr"));
 
-    let out = setup.out();
-    let mut delivered = LineCounter::new(&out);
-    wait_until(
-        &mut agent,
+    let out = world.out();
+    let mut delivered = LineCounter::new(out.clone());
+    agent.wait_until(
+        PATIENCE,
         || format!("1000 lines delivered to {}", out.display()),
         || delivered.count() >= 1_000,
     );
     // Lines appended just before SIGTERM are read and delivered by the drain.
     append_numbered(&log, "t", 1_000..2_000, 60);
-    let status = agent.terminate();
+    let status = agent.terminate(PATIENCE);
     assert_eq!(
         status.code(),
         Some(0),
         "SIGTERM should end the agent with 0, got {status}; its logs:\n{}",
-        agent.logs()
+        agent.logs(30)
     );
 
     assert_exactly_once(&read_ndjson(&out), "t", 2_000);
-    let records = checkpoint_records(&setup.data(), &log);
+    let records = Checkpoints::read(&world.data()).live_at(&log);
     assert_eq!(
         records.len(),
         1,
         "expected one checkpoint record for {}, got {records:?} in {}",
         log.display(),
-        fs::read_to_string(setup.data().join("checkpoints.json")).unwrap_or_default()
+        fs::read_to_string(world.data().join("checkpoints.json")).unwrap_or_default()
     );
     assert_eq!(
-        records[0]["offset"].as_u64(),
-        Some(file_len(&log)),
+        records[0].offset,
+        file_len(&log),
         "the checkpoint should be at the end of the file: {:?}",
         records[0]
     );
@@ -466,20 +289,19 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     const BEFORE_KILL: usize = 25_000;
     const WIDTH: usize = 60;
 
-    let setup = Setup::new();
-    let config = setup.config();
-    let stderr = setup.path("agent.stderr");
-    let log = setup.log();
-    let out = setup.out();
-    let mut agent = Running::start(&config, &stderr);
+    let world = World::new();
+    let config = standard_config(&world);
+    let stderr = world.path("agent.stderr");
+    let log = world.log("app.log");
+    let out = world.out();
+    let mut agent = AgentProcess::start(&config, &stderr);
 
     let (wrote_tx, wrote_rx) = mpsc::channel::<()>();
     let (killed_tx, killed_rx) = mpsc::channel::<()>();
     let writer = {
         let log = log.clone();
         std::thread::spawn(move || {
-            for seq in (0..TOTAL).step_by(BURST as usize) {
-                append_numbered(&log, "k", seq..seq + BURST, WIDTH);
+            append_numbered_in_bursts(&log, "k", 0..TOTAL, BURST, WIDTH, |seq| {
                 if seq + BURST == KILL_AT {
                     wrote_tx.send(()).unwrap();
                     killed_rx.recv().unwrap();
@@ -487,13 +309,13 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
                 // About 50,000 lines a second at most: the lines delivered within one
                 // checkpoint interval (100 ms), which a crash repeats, stay well below the bound.
                 std::thread::sleep(Duration::from_millis(20));
-            }
+            });
         })
     };
 
-    let mut delivered = LineCounter::new(&out);
-    wait_until(
-        &mut agent,
+    let mut delivered = LineCounter::new(out.clone());
+    agent.wait_until(
+        PATIENCE,
         || format!("{BEFORE_KILL} lines delivered before the kill"),
         || delivered.count() >= BEFORE_KILL,
     );
@@ -502,11 +324,11 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
         .expect("the writer did not reach the kill point");
     agent.kill9();
     let at_kill = delivered.count() as u64;
-    let line_len = common::numbered("k", 0, WIDTH).len() as u64;
-    let checkpointed = checkpoint_records(&setup.data(), &log)
+    let line_len = numbered("k", 0, WIDTH).len() as u64;
+    let checkpointed = Checkpoints::read(&world.data())
+        .live_at(&log)
         .first()
-        .and_then(|r| r["offset"].as_u64())
-        .unwrap_or(0);
+        .map_or(0, |r| r.offset);
     println!(
         "killed with {at_kill} lines delivered, {} checkpointed",
         checkpointed / line_len
@@ -519,32 +341,33 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
         "the checkpoint ({checkpointed} lines) passed lines not delivered ({at_kill})"
     );
 
-    let mut agent = Running::start(&config, &stderr);
+    let mut agent = AgentProcess::start(&config, &stderr);
     killed_tx.send(()).unwrap();
     writer.join().expect("the writer thread panicked");
     let size = file_len(&log);
     assert_eq!(size, TOTAL * line_len);
-    let data = setup.data();
-    wait_until(
-        &mut agent,
+    let data = world.data();
+    agent.wait_until(
+        PATIENCE,
         || {
             format!(
                 "the checkpoint to reach the end of the log ({size} bytes), got {:?}",
-                checkpoint_records(&data, &log)
+                Checkpoints::read(&data).live_at(&log)
             )
         },
         || {
-            checkpoint_records(&data, &log)
+            Checkpoints::read(&data)
+                .live_at(&log)
                 .iter()
-                .any(|r| r["offset"].as_u64() == Some(size))
+                .any(|r| r.offset == size)
         },
     );
-    let status = agent.terminate();
+    let status = agent.terminate(PATIENCE);
     assert_eq!(
         status.code(),
         Some(0),
         "SIGTERM should end the agent with 0, got {status}; its logs:\n{}",
-        agent.logs()
+        agent.logs(30)
     );
 
     let (events, torn) = read_ndjson_after_crash(&out);
@@ -563,21 +386,6 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     );
 }
 
-/// A field of `/proc/<pid>/<file>` such as `VmRSS:  1234 kB` or `rchar: 5678`.
-fn proc_field(pid: u32, file: &str, field: &str) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    proc_field(pid, "status", "VmRSS")
-}
-
 const MIB: u64 = 1024 * 1024;
 
 #[test]
@@ -587,13 +395,13 @@ fn memory_stays_bounded_behind_a_sink_that_never_accepts() {
     const WIDTH: usize = 200;
     const LIMIT_KIB: u64 = 200 * 1024;
 
-    let setup = Setup::new();
+    let world = World::new();
     // A FIFO nobody reads: the file sink blocks forever opening it.
-    let fifo = setup.path("sink.fifo");
+    let fifo = world.path("sink.fifo");
     let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(status.success(), "mkfifo failed: {status}");
-    let config = setup.write_config("agent.yaml", &fifo, "");
-    let mut agent = Running::start(&config, &setup.path("agent.stderr"));
+    let config = write_config(&world, &fifo);
+    let mut agent = AgentProcess::start(&config, &world.path("agent.stderr"));
     let pid = agent.pid();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -602,7 +410,7 @@ fn memory_stays_bounded_behind_a_sink_that_never_accepts() {
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(Ordering::Relaxed) {
-                if let Some(rss) = rss_kib(pid) {
+                if let Some(rss) = proc_field(pid, "status", "VmRSS") {
                     peak = peak.max(rss);
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -611,28 +419,20 @@ fn memory_stays_bounded_behind_a_sink_that_never_accepts() {
         })
     };
 
-    // Numbered lines of WIDTH bytes, written 1 MiB at a time.
+    // Numbered lines of WIDTH bytes (the newline included), written 1 MiB at a time.
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(setup.log())
+        .open(world.log("app.log"))
         .unwrap();
-    let dots = [b'.'; WIDTH];
-    let mut piece = Vec::with_capacity(MIB as usize + WIDTH);
+    let per_piece = MIB.div_ceil(WIDTH as u64);
     let mut written = 0;
     let mut seq = 0u64;
     while written < TOTAL_BYTES {
-        piece.clear();
-        while piece.len() < MIB as usize {
-            let start = piece.len();
-            write!(piece, "m {seq:09} ").unwrap();
-            let pad = WIDTH - 1 - (piece.len() - start);
-            piece.extend_from_slice(&dots[..pad]);
-            piece.push(b'\n');
-            seq += 1;
-        }
-        file.write_all(&piece).unwrap();
+        let piece = numbered_lines("m", seq..seq + per_piece, WIDTH - 1);
+        file.write_all(piece.as_bytes()).unwrap();
         written += piece.len() as u64;
+        seq += per_piece;
     }
     drop(file);
     agent.assert_alive();
@@ -653,7 +453,7 @@ fn memory_stays_bounded_behind_a_sink_that_never_accepts() {
     stop.store(true, Ordering::Relaxed);
     let sampled_peak = sampler.join().unwrap();
     let high_water = proc_field(pid, "status", "VmHWM").unwrap_or(0);
-    let logs = agent.logs();
+    let logs = agent.logs(30);
     agent.kill9();
 
     println!(

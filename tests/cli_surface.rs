@@ -6,22 +6,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::process::binary;
+use common::process::{command, outcome};
 
 /// `log-agent <args>`: (exit code, stdout).
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new(binary())
-        .args(args)
-        .env_remove("LOG_AGENT_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    let (code, stdout, _) = outcome(&mut command(args));
+    (code, stdout)
 }
 
 /// The flags (`--to`, `-c`) a command's `--help` lists, but for `--help` and `--version`.

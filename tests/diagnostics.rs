@@ -7,38 +7,21 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::process::{AgentProcess, binary};
+use common::process::{AgentProcess, command, outcome};
 use common::{World, append_numbered, closed_address, read_ndjson};
+
+/// How long any wait of these tests may take.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `log-agent validate --config <config>`: (exit code, stdout, stderr).
 fn validate(config: &Path) -> (Option<i32>, String, String) {
-    let output = Command::new(binary())
-        .args(["validate", "--config", config.to_str().unwrap()])
-        .env_remove("LOG_AGENT_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn wait_for_log(agent: &mut AgentProcess, needle: &str) {
-    let start = Instant::now();
-    while !agent.logs(200).contains(needle) {
-        agent.assert_alive();
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "`{needle}` not logged within 30 s:\n{}",
-            agent.logs(40)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    outcome(&mut command(&[
+        "validate",
+        "--config",
+        config.to_str().unwrap(),
+    ]))
 }
 
 #[test]
@@ -46,40 +29,33 @@ fn only_healthchecks_that_ran_are_reported_passed() {
     let world = World::new();
     let missing_dir = world.dir.path().join("no-such-dir").join("out.ndjson");
     let present = world.dir.path().join("out.ndjson");
-    let yaml = format!(
-        "data_dir: {data}
-shutdown_timeout_ms: 1000
-sources:
-  app:
-    type: file
-    include: [{include:?}]
-sinks:
-  file_missing_dir:
-    type: file
-    inputs: [app]
-    path: {missing}
-  file_ok:
-    type: file
-    inputs: [app]
-    path: {present}
-  http_closed:
-    type: http
-    inputs: [app]
-    uri: http://{closed}/ingest
-  kafka_down:
-    type: kafka
-    inputs: [app]
-    brokers: {closed}
-    topic: logs
-",
-        data = world.data().display(),
-        include = world.log("*.log").to_str().unwrap(),
-        missing = missing_dir.display(),
-        present = present.display(),
-        closed = closed_address(),
-    );
-    let config = world.dir.path().join("agent.yaml");
-    fs::write(&config, yaml).unwrap();
+    let closed = closed_address();
+    let config = world
+        .yaml()
+        .top("shutdown_timeout_ms: 1000")
+        // The default scan interval: only the healthchecks are looked at.
+        .source(
+            "app",
+            &format!(
+                "type: file\ninclude: [{:?}]",
+                world.log("*.log").to_str().unwrap()
+            ),
+        )
+        .file_sink("file_missing_dir", &["app"], &missing_dir, "")
+        .file_sink("file_ok", &["app"], &present, "")
+        .sink(
+            "http_closed",
+            "http",
+            &["app"],
+            &format!("uri: http://{closed}/ingest"),
+        )
+        .sink(
+            "kafka_down",
+            "kafka",
+            &["app"],
+            &format!("brokers: {closed}\ntopic: logs"),
+        )
+        .write(&world.path("agent.yaml"));
 
     let (code, _, stderr) = validate(&config);
     assert_eq!(code, Some(0), "{stderr}");
@@ -91,8 +67,8 @@ sinks:
 
     let stderr_path = world.dir.path().join("agent.stderr");
     let mut agent = AgentProcess::start(&config, &stderr_path);
-    wait_for_log(&mut agent, "healthcheck passed sink=file_ok");
-    wait_for_log(&mut agent, "healthcheck failed");
+    agent.wait_for_log(PATIENCE, "healthcheck passed sink=file_ok");
+    agent.wait_for_log(PATIENCE, "healthcheck failed");
     // Every sink task has started by now; give the others a moment all the same.
     std::thread::sleep(Duration::from_millis(500));
     let logs = agent.logs(200);
@@ -116,26 +92,11 @@ fn a_missing_include_directory_is_warned_about_and_read_once_it_appears() {
     let world = World::new();
     let later = world.dir.path().join("later");
     let out = world.out();
-    let yaml = format!(
-        "data_dir: {data}
-sources:
-  app:
-    type: file
-    include: [{include:?}]{fast}
-sinks:
-  out:
-    type: file
-    inputs: [app]
-    path: {out}
-    batch: {{ timeout_ms: 20 }}
-",
-        data = world.data().display(),
-        include = later.join("*.log").to_str().unwrap(),
-        fast = common::FAST,
-        out = out.display(),
-    );
-    let config = world.dir.path().join("agent.yaml");
-    fs::write(&config, yaml).unwrap();
+    let config = world
+        .yaml()
+        .file_source("app", &[&later.join("*.log")], "")
+        .file_sink("out", &["app"], &out, "batch: { timeout_ms: 20 }")
+        .write(&world.path("agent.yaml"));
 
     let (code, stdout, stderr) = validate(&config);
     assert_eq!(code, Some(0), "{stderr}");
@@ -149,20 +110,16 @@ sinks:
     );
 
     let mut agent = AgentProcess::start(&config, &world.dir.path().join("agent.stderr"));
-    wait_for_log(&mut agent, "include directory does not exist");
+    agent.wait_for_log(PATIENCE, "include directory does not exist");
     assert!(agent.logs(50).contains(later.to_str().unwrap()));
     fs::create_dir(&later).unwrap();
     append_numbered(&later.join("app.log"), "l", 0..10, 40);
-    wait_for_log(&mut agent, "include directory exists now");
-    let start = Instant::now();
-    while read_ndjson(&out).len() < 10 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{}",
-            agent.logs(30)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    agent.wait_for_log(PATIENCE, "include directory exists now");
+    agent.wait_until(
+        PATIENCE,
+        || "10 lines delivered".to_owned(),
+        || read_ndjson(&out).len() >= 10,
+    );
     let status = agent.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
 }
@@ -174,18 +131,15 @@ fn the_pod_identity_is_only_what_the_config_names() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let world = World::new();
     let out = world.out();
-    let output = Command::new(binary())
-        .args(["replay", "--config", "examples/quickstart.yaml", "--to"])
+    let output = command(&["replay", "--config", "examples/quickstart.yaml", "--to"])
         .arg(format!("file:{}", out.display()))
         .arg("--data-dir")
         .arg(world.data())
         .arg("examples/logs/app.jsonl")
         .current_dir(root)
-        .env_remove("LOG_AGENT_CONFIG")
         .env("CONTAINER_NAME", "web")
         .env("POD_NAME", "web-1")
         .env("NODE_NAME", "node-a")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
@@ -217,10 +171,7 @@ sinks:
     )
     .unwrap();
     for command in ["validate", "run"] {
-        let output = Command::new(binary())
-            .args([command, "--config", config.to_str().unwrap()])
-            .env_remove("LOG_AGENT_CONFIG")
-            .stdin(Stdio::null())
+        let output = common::process::command(&[command, "--config", config.to_str().unwrap()])
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(2), "{command}");

@@ -10,17 +10,14 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::AgentProcess;
+use common::process::{AgentProcess, command, send_signal};
 use common::*;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_log-agent");
 
 /// The checkpoint store keeps at most this many records of files let go (`MAX_RETIRED`).
 const MAX_RETIRED: usize = log_agent::source::checkpoint::MAX_RETIRED;
@@ -112,12 +109,9 @@ fn open_fds(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+/// SIGTERM to `child`, and its exit status.
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(child.id(), "TERM");
     child.wait().unwrap()
 }
 
@@ -245,16 +239,10 @@ async fn files_created_and_deleted_in_a_loop_leave_a_bounded_checkpoint_file() {
     });
     churn.await.unwrap();
     // Every file is gone: once each is let go (rotate_wait_ms), only finished records remain.
-    let records = || -> Vec<Value> {
-        let text = fs::read_to_string(world.data().join("checkpoints.json")).unwrap_or_default();
-        serde_json::from_str::<Value>(&text).unwrap_or_default()["files"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
+    let records = || Checkpoints::read(&world.data()).records;
     let settled = wait_for(Duration::from_secs(30), || {
         let records = records();
-        !records.is_empty() && records.iter().all(|r| r["finished"] == true)
+        !records.is_empty() && records.iter().all(|r| r.finished)
     })
     .await;
     let summary = agent.stop().await;
@@ -339,43 +327,20 @@ fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>>
     lines
 }
 
-fn checkpoint_offset(data: &Path) -> Option<u64> {
-    let text = fs::read_to_string(data.join("checkpoints.json")).ok()?;
-    let value: Value = serde_json::from_str(&text).ok()?;
-    value["files"][0]["offset"].as_u64()
-}
-
 #[test]
 fn a_file_size_limit_fails_checkpoint_writes_without_killing_the_agent() {
     let world = World::new();
     let log = world.log("app.log");
     append_numbered(&log, "a", 0..100, 40);
     // The stdout sink writes to a pipe, which no file size limit applies to.
-    let config = world.dir.path().join("agent.yaml");
-    fs::write(
-        &config,
-        format!(
-            "data_dir: {data}
-checkpoint_interval_ms: 100
-sources:
-  app:
-    type: file
-    include: [{include:?}]{FAST}
-sinks:
-  out:
-    type: stdout
-    inputs: [app]
-",
-            data = world.data().display(),
-            include = world.log("*.log").to_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env_remove("LOG_AGENT_CONFIG")
+    let config = world
+        .yaml()
+        .top("checkpoint_interval_ms: 100")
+        .file_source("app", &[&world.log("*.log")], "")
+        .sink("out", "stdout", &["app"], "")
+        .write(&world.path("agent.yaml"));
+    let mut child = command(&["run", "--config", config.to_str().unwrap()])
         .env("LOG_AGENT_LOG", "info")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -404,7 +369,7 @@ sinks:
         out.lock().unwrap().len() >= 100
     });
     wait("the first checkpoint", &mut child, &|| {
-        checkpoint_offset(&world.data()) == Some(first)
+        Checkpoints::read(&world.data()).offset_of(&log) == Some(first)
     });
     // A limit below a checkpoint file's size: the next write fails with EFBIG (SIGXFSZ would
     // kill a process that did not ignore it).
@@ -418,7 +383,10 @@ sinks:
         logged("checkpoint write failed")
     });
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(checkpoint_offset(&world.data()), Some(first));
+    assert_eq!(
+        Checkpoints::read(&world.data()).offset_of(&log),
+        Some(first)
+    );
     assert_eq!(
         err.lock()
             .unwrap()
@@ -431,7 +399,7 @@ sinks:
     set_fsize_limit(pid, libc::RLIM_INFINITY);
     let second = fs::metadata(&log).unwrap().len();
     wait("the checkpoint written again", &mut child, &|| {
-        checkpoint_offset(&world.data()) == Some(second)
+        Checkpoints::read(&world.data()).offset_of(&log) == Some(second)
     });
     wait("the recovery logged", &mut child, &|| {
         logged("checkpoint writes succeed again")

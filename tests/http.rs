@@ -855,17 +855,6 @@ fn tls_yaml(ca_file: Option<&Path>, client: Option<&Issued>) -> String {
     format!("    tls: {{ {} }}", keys.join(", "))
 }
 
-/// The checkpoint offset recorded for `file` (None when it has no record).
-fn checkpoint_of(data_dir: &Path, file: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(data_dir.join("checkpoints.json")).ok()?;
-    let value: Value = serde_json::from_str(&text).unwrap();
-    value["files"]
-        .as_array()?
-        .iter()
-        .find(|f| f["path"].as_str() == file.to_str())
-        .map(|f| f["offset"].as_u64().unwrap())
-}
-
 /// Runs an agent over `world` whose requests to `server` cannot get through TLS: waits for
 /// several failed handshakes (the sink retries, the agent runs on), then stops it. Checks that
 /// nothing was received, acked or dead-lettered, that the agent's log gives `sink_reason` for a
@@ -900,7 +889,7 @@ async fn run_refused(
     let summary = agent.stop().await;
     assert!(!summary.drained, "nothing could be delivered");
     assert_eq!(
-        checkpoint_of(&world.data(), &log),
+        Checkpoints::read(&world.data()).offset_of(&log),
         Some(0),
         "the file is tracked and nothing of it is acked"
     );

@@ -8,11 +8,11 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 use std::time::Duration;
 
 use common::broker::Broker;
-use common::process::AgentProcess;
+use common::compress::compress;
+use common::process::{AgentProcess, command};
 use common::*;
 
 /// The values of `n` messages of `topic`, read from its start.
@@ -30,46 +30,35 @@ fn kafka_config(
     bootstrap: &str,
     idempotence: bool,
 ) -> log_agent::Config {
-    config(&kafka_yaml(
+    kafka_yaml(
         world,
         include,
         bootstrap,
         &[("kafka", &format!("topic: logs\nidempotence: {idempotence}"))],
-    ))
+    )
+    .config()
 }
 
-/// A config text over `logs/<include>` with one Kafka sink per `(name, settings)`; `settings`
-/// are YAML lines (`topic:` at least) added to the sink's common ones.
-fn kafka_yaml(world: &World, include: &str, bootstrap: &str, sinks: &[(&str, &str)]) -> String {
-    let mut yaml = format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 50
-shutdown_timeout_ms: 5000
-sources:
-  app:
-    type: file
-    include: [{include:?}]{FAST}
-sinks:
-",
-        data = world.data().display(),
-        include = world.log(include).to_str().unwrap(),
-    );
+/// A config over `logs/<include>` with one Kafka sink per `(name, settings)`; `settings` are
+/// YAML lines (`topic:` at least) added to the sink's common ones.
+fn kafka_yaml(world: &World, include: &str, bootstrap: &str, sinks: &[(&str, &str)]) -> AgentYaml {
+    let mut yaml = world.app_yaml(include).top("shutdown_timeout_ms: 5000");
     for (name, settings) in sinks {
-        yaml.push_str(&format!(
-            "  {name}:
-    type: kafka
-    inputs: [app]
-    brokers: {bootstrap}
-    batch: {{ max_events: 500, timeout_ms: 10 }}
-    retry: {{ initial_backoff_ms: 100, max_backoff_ms: 500 }}
-"
-        ));
-        for line in settings.lines() {
-            yaml.push_str(&format!("    {line}\n"));
-        }
-        if !settings.contains("librdkafka_options") {
-            yaml.push_str("    librdkafka_options: { message.timeout.ms: \"5000\" }\n");
-        }
+        // Undelivered messages fail within 5 s (rather than librdkafka's 5 minutes) unless the
+        // test sets its own options.
+        let timeout = if settings.contains("librdkafka_options") {
+            ""
+        } else {
+            "librdkafka_options: { message.timeout.ms: \"5000\" }"
+        };
+        let keys = format!(
+            "brokers: {bootstrap}
+batch: {{ max_events: 500, timeout_ms: 10 }}
+retry: {{ initial_backoff_ms: 100, max_backoff_ms: 500 }}
+{settings}
+{timeout}"
+        );
+        yaml = yaml.sink(name, "kafka", &["app"], &keys);
     }
     yaml
 }
@@ -83,14 +72,13 @@ async fn rotated_lines_reach_the_broker_once_and_in_order() {
     let path = world.log("app.log");
     let rotated = world.log("app.log.1");
     let writer = std::thread::spawn(move || {
-        for seq in (0..10_000).step_by(100) {
-            append_numbered(&path, "b", seq..seq + 100, 80);
+        append_numbered_in_bursts(&path, "b", 0..10_000, 100, 80, |seq| {
             if seq % 2_500 == 2_400 {
                 let _ = fs::remove_file(&rotated);
                 fs::rename(&path, &rotated).unwrap();
             }
             std::thread::sleep(Duration::from_millis(2));
-        }
+        });
     });
     tokio::task::spawn_blocking(move || writer.join().unwrap())
         .await
@@ -177,12 +165,7 @@ async fn every_codec_with_keys_and_headers_round_trips() {
         .iter()
         .map(|(name, yaml)| (name.as_str(), yaml.as_str()))
         .collect();
-    let agent = Agent::start(config(&kafka_yaml(
-        &world,
-        "app.log",
-        &broker.bootstrap(),
-        &sinks,
-    )));
+    let agent = Agent::start(kafka_yaml(&world, "app.log", &broker.bootstrap(), &sinks).config());
     let path = world.log("app.log");
     append_numbered(&path, "z", 0..2_000, 120);
     let file = path.to_str().unwrap().to_owned();
@@ -225,7 +208,7 @@ async fn an_unknown_topic_is_dead_lettered_and_the_checkpoint_moves_on() {
              topic.metadata.propagation.max.ms: \"1000\" }",
         )],
     );
-    let agent = Agent::start(config(&yaml));
+    let agent = Agent::start(yaml.config());
     append_numbered(&world.log("app.log"), "u", 0..300, 60);
     let size = fs::metadata(world.log("app.log")).unwrap().len();
     let dead = world.data().join("dead_letter").join("kafka.ndjson");
@@ -267,23 +250,26 @@ async fn sasl_with_the_right_password_delivers_and_a_wrong_one_is_dead_lettered(
     );
     let secrets = world.dir.path().join("secrets");
     fs::create_dir_all(&secrets).unwrap();
-    let sasl = |password: &str| {
+    // The agent's config over `world`, signing in with `password` (kept in a file).
+    let config = |world: &World, password: &str| {
         let file = secrets.join(password);
         fs::write(&file, format!("{password}\n")).unwrap();
-        format!(
+        let settings = format!(
             "topic: logs\nsasl_password_file: {file:?}\nlibrdkafka_options: {{ \
              security.protocol: SASL_PLAINTEXT, sasl.mechanism: SCRAM-SHA-512, \
              sasl.username: shipper, message.timeout.ms: \"30000\" }}"
+        );
+        kafka_yaml(
+            world,
+            "app.log",
+            &broker.bootstrap(),
+            &[("kafka", &settings)],
         )
+        .config()
     };
 
     let right = World::new();
-    let agent = Agent::start(config(&kafka_yaml(
-        &right,
-        "app.log",
-        &broker.bootstrap(),
-        &[("kafka", &sasl("right-password"))],
-    )));
+    let agent = Agent::start(config(&right, "right-password"));
     append_numbered(&right.log("app.log"), "a", 0..500, 60);
     let bootstrap = broker.bootstrap();
     let received = tokio::task::spawn_blocking(move || {
@@ -307,12 +293,7 @@ async fn sasl_with_the_right_password_delivers_and_a_wrong_one_is_dead_lettered(
     assert_exactly_once(&values, "a", 500);
 
     let wrong = World::new();
-    let agent = Agent::start(config(&kafka_yaml(
-        &wrong,
-        "app.log",
-        &broker.bootstrap(),
-        &[("kafka", &sasl("wrong-password"))],
-    )));
+    let agent = Agent::start(config(&wrong, "wrong-password"));
     append_numbered(&wrong.log("app.log"), "w", 0..200, 60);
     let size = fs::metadata(wrong.log("app.log")).unwrap().len();
     let dead = wrong.data().join("dead_letter").join("kafka.ndjson");
@@ -340,27 +321,22 @@ async fn the_agent_killed_mid_stream_loses_nothing() {
     let world = World::new();
     let broker = Broker::start(world.dir.path(), 0, "memory://tansu/");
     broker.create_topic("logs");
-    let config_path = world.dir.path().join("agent.yaml");
-    fs::write(
-        &config_path,
-        kafka_yaml(
-            &world,
-            "app.log",
-            &broker.bootstrap(),
-            &[("kafka", "topic: logs")],
-        ),
+    let config_path = kafka_yaml(
+        &world,
+        "app.log",
+        &broker.bootstrap(),
+        &[("kafka", "topic: logs")],
     )
-    .unwrap();
+    .write(&world.path("agent.yaml"));
     let stderr = world.dir.path().join("agent.stderr");
     let mut agent = AgentProcess::start(&config_path, &stderr);
     let path = world.log("app.log");
     let writer = {
         let path = path.clone();
         std::thread::spawn(move || {
-            for seq in (0..TOTAL).step_by(200) {
-                append_numbered(&path, "k", seq..seq + 200, 80);
+            append_numbered_in_bursts(&path, "k", 0..TOTAL, 200, 80, |_| {
                 std::thread::sleep(Duration::from_millis(5));
-            }
+            });
         })
     };
     // Killed once a part is acked and while lines are still coming.
@@ -413,23 +389,19 @@ async fn the_agent_killed_mid_stream_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_to_a_kafka_url_ships_every_line_of_a_rotation_family() {
-    use std::io::Write;
     let world = World::new();
     let broker = Broker::start(world.dir.path(), 0, "memory://tansu/");
     broker.create_topic("replayed");
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    for seq in 0..1_000 {
-        encoder
-            .write_all(numbered("q", seq, 60).as_bytes())
-            .unwrap();
-    }
-    fs::write(world.log("app.log.1.gz"), encoder.finish().unwrap()).unwrap();
+    let rotated = numbered_lines("q", 0..1_000, 60);
+    fs::write(
+        world.log("app.log.1.gz"),
+        compress("gz", rotated.as_bytes()),
+    )
+    .unwrap();
     append_numbered(&world.log("app.log"), "q", 1_000..1_500, 60);
-    let output = Command::new(env!("CARGO_BIN_EXE_log-agent"))
-        .args(["replay", "--to"])
+    let output = command(&["replay", "--to"])
         .arg(format!("kafka://{}/replayed", broker.bootstrap()))
         .arg(world.logs())
-        .env_remove("LOG_AGENT_CONFIG")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -12,28 +12,23 @@ use common::*;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
+/// A config over `logs/*.log` into one Kafka sink `kafka` writing to topic `logs-<source>`, with
+/// `extra` keys for it.
 fn kafka_config(world: &World, bootstrap: &str, extra: &str) -> log_agent::Config {
-    config(&format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 50
-shutdown_timeout_ms: 3000
-sources:
-  app:
-    type: file
-    include: [{include:?}]{FAST}
-sinks:
-  kafka:
-    type: kafka
-    inputs: [app]
-    brokers: {bootstrap}
-    topic: \"logs-{{{{ source }}}}\"
-    headers: {{ origin: file }}
-    batch: {{ max_events: 200, timeout_ms: 10 }}
-    retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200 }}
-{extra}",
-        data = world.data().display(),
-        include = world.log("*.log").to_str().unwrap(),
-    ))
+    let keys = format!(
+        "brokers: {bootstrap}
+topic: \"logs-{{{{ source }}}}\"
+headers: {{ origin: file }}
+batch: {{ max_events: 200, timeout_ms: 10 }}
+retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200 }}
+{}",
+        common::yaml::dedent(extra)
+    );
+    world
+        .app_yaml("*.log")
+        .top("shutdown_timeout_ms: 3000")
+        .sink("kafka", "kafka", &["app"], &keys)
+        .config()
 }
 
 fn messages(received: &[Received]) -> Vec<serde_json::Value> {

@@ -88,11 +88,11 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::compress::compress;
 use common::process::AgentProcess;
-use common::{config_yaml, numbered};
+use common::{Checkpoints, config_yaml, numbered};
 use model_support::{Capture, Codec, Delivered, key_and_offset, tag_and_seq};
 use proptest::prelude::*;
-use serde_json::Value;
 
 /// Live paths written by the application.
 const SLOTS: usize = 2;
@@ -531,10 +531,8 @@ impl Model {
         }
         let name = candidates[pick % candidates.len()].clone();
         let plain = self.logs.join(&name);
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(&fs::read(&plain).unwrap()).unwrap();
         let aside = self.root().join("tmp").join("partial.gz");
-        fs::write(&aside, encoder.finish().unwrap()).unwrap();
+        fs::write(&aside, compress("gz", &fs::read(&plain).unwrap())).unwrap();
         File::options()
             .write(true)
             .open(&aside)
@@ -823,18 +821,11 @@ impl Model {
 
     /// `(key, offset)` of every record of the persisted checkpoint file.
     fn checkpoints(&self) -> Vec<(u64, u64)> {
-        let path = self.root().join("data").join("checkpoints.json");
-        let text = fs::read_to_string(path).unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or_default();
-        value["files"]
-            .as_array()
-            .map(|files| {
-                files
-                    .iter()
-                    .filter_map(|f| Some((f["key"].as_u64()?, f["offset"].as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default()
+        Checkpoints::read(&self.root().join("data"))
+            .records
+            .iter()
+            .filter_map(|r| Some((r.key?, r.offset)))
+            .collect()
     }
 
     /// The line numbers of `stream` delivered so far.

@@ -11,30 +11,7 @@ use common::*;
 
 /// The checkpoint offset of the file whose path ends with `name`, if any.
 fn checkpoint_of(data_dir: &Path, name: &str) -> Option<u64> {
-    let text = fs::read_to_string(data_dir.join("checkpoints.json")).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["files"]
-        .as_array()?
-        .iter()
-        .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(name)))
-        .and_then(|f| f["offset"].as_u64())
-}
-
-/// A config with source `app` over `logs/*.log` and the given sinks (YAML under `sinks:`).
-fn config_with_sinks(world: &World, sinks: &str, extra_top: &str) -> log_agent::Config {
-    config(&format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 50
-{extra_top}
-sources:
-  app:
-    type: file
-    include: [{include:?}]{FAST}
-sinks:
-{sinks}",
-        data = world.data().display(),
-        include = world.log("*.log").to_str().unwrap(),
-    ))
+    Checkpoints::read(data_dir).offset_ending_with(name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,18 +19,15 @@ async fn drop_newest_drops_and_counts_while_the_sink_is_down_and_the_checkpoint_
     let world = World::new();
     let out_dir = world.dir.path().join("later");
     let out = out_dir.join("out.ndjson");
-    let sinks = format!(
-        "  out:
-    type: file
-    inputs: [app]
-    path: {out}
-    batch: {{ max_events: 50, timeout_ms: 10 }}
-    buffer: {{ max_events: 100, when_full: drop_newest }}
-    retry: {{ initial_backoff_ms: 10, max_backoff_ms: 20 }}
-",
-        out = out.display()
+    let config = world.app_yaml("*.log").file_sink(
+        "out",
+        &["app"],
+        &out,
+        "batch: { max_events: 50, timeout_ms: 10 }\n\
+         buffer: { max_events: 100, when_full: drop_newest }\n\
+         retry: { initial_backoff_ms: 10, max_backoff_ms: 20 }",
     );
-    let agent = Agent::start(config_with_sinks(&world, &sinks, ""));
+    let agent = Agent::start(config.config());
     for burst in 0..20 {
         append_numbered(
             &world.log("app.log"),
@@ -89,28 +63,18 @@ async fn the_checkpoint_waits_for_the_slowest_sink_and_a_restart_redelivers_to_i
     let good = world.dir.path().join("good.ndjson");
     let later_dir = world.dir.path().join("later");
     let late = later_dir.join("late.ndjson");
-    let sinks = format!(
-        "  good:
-    type: file
-    inputs: [app]
-    path: {good}
-    batch: {{ timeout_ms: 10 }}
-  late:
-    type: file
-    inputs: [app]
-    path: {late}
-    batch: {{ timeout_ms: 10 }}
-    retry: {{ initial_backoff_ms: 10, max_backoff_ms: 50 }}
-",
-        good = good.display(),
-        late = late.display()
-    );
+    let config = world
+        .app_yaml("*.log")
+        .file_sink("good", &["app"], &good, "batch: { timeout_ms: 10 }")
+        .file_sink(
+            "late",
+            &["app"],
+            &late,
+            "batch: { timeout_ms: 10 }\n\
+             retry: { initial_backoff_ms: 10, max_backoff_ms: 50 }",
+        );
     append_numbered(&world.log("app.log"), "m", 0..500, 40);
-    let agent = Agent::start(config_with_sinks(
-        &world,
-        &sinks,
-        "shutdown_timeout_ms: 500",
-    ));
+    let agent = Agent::start(config.clone().top("shutdown_timeout_ms: 500").config());
     assert!(wait_for(Duration::from_secs(20), || read_ndjson(&good).len() >= 500).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -123,7 +87,7 @@ async fn the_checkpoint_waits_for_the_slowest_sink_and_a_restart_redelivers_to_i
     assert_eq!(checkpoint_of(&world.data(), "app.log"), Some(0));
 
     fs::create_dir(&later_dir).unwrap();
-    let agent = Agent::start(config_with_sinks(&world, &sinks, ""));
+    let agent = Agent::start(config.config());
     assert!(wait_for(Duration::from_secs(20), || read_ndjson(&late).len() >= 500).await);
     let summary = agent.stop().await;
     assert!(summary.drained);
@@ -138,18 +102,15 @@ async fn the_checkpoint_waits_for_the_slowest_sink_and_a_restart_redelivers_to_i
 async fn batches_that_fail_for_good_go_to_the_dead_letter_file() {
     let world = World::new();
     let out = world.dir.path().join("missing-dir").join("out.ndjson");
-    let sinks = format!(
-        "  out:
-    type: file
-    inputs: [app]
-    path: {out}
-    batch: {{ timeout_ms: 10 }}
-    retry: {{ initial_backoff_ms: 5, max_backoff_ms: 10, max_attempts: 3 }}
-",
-        out = out.display()
+    let config = world.app_yaml("*.log").file_sink(
+        "out",
+        &["app"],
+        &out,
+        "batch: { timeout_ms: 10 }\n\
+         retry: { initial_backoff_ms: 5, max_backoff_ms: 10, max_attempts: 3 }",
     );
     append_numbered(&world.log("app.log"), "x", 0..300, 40);
-    let agent = Agent::start(config_with_sinks(&world, &sinks, ""));
+    let agent = Agent::start(config.config());
     let dead = world.data().join("dead_letter").join("out.ndjson");
     assert!(wait_for(Duration::from_secs(20), || read_ndjson(&dead).len() >= 300).await);
     let size = fs::metadata(world.log("app.log")).unwrap().len();
@@ -194,33 +155,12 @@ async fn two_sources_feed_their_own_and_a_shared_sink() {
     let other_glob = world.dir.path().join("other").join("*.log");
     let all = world.dir.path().join("all.ndjson");
     let only_app = world.dir.path().join("app.ndjson");
-    let text = format!(
-        "data_dir: {data}
-sources:
-  app:
-    type: file
-    include: [{app:?}]{FAST}
-  other:
-    type: file
-    include: [{other:?}]{FAST}
-sinks:
-  all:
-    type: file
-    inputs: [app, other]
-    path: {all}
-    batch: {{ timeout_ms: 10 }}
-  app_only:
-    type: file
-    inputs: [app]
-    path: {only_app}
-    batch: {{ timeout_ms: 10 }}
-",
-        data = world.data().display(),
-        app = world.log("*.log").to_str().unwrap(),
-        other = other_glob.to_str().unwrap(),
-        all = all.display(),
-        only_app = only_app.display(),
-    );
+    let config = world
+        .yaml()
+        .file_source("app", &[&world.log("*.log")], "")
+        .file_source("other", &[&other_glob], "")
+        .file_sink("all", &["app", "other"], &all, "batch: { timeout_ms: 10 }")
+        .file_sink("app_only", &["app"], &only_app, "batch: { timeout_ms: 10 }");
     append_numbered(&world.log("a.log"), "a", 0..100, 40);
     append_numbered(
         &world.dir.path().join("other").join("o.log"),
@@ -228,7 +168,7 @@ sinks:
         0..100,
         40,
     );
-    let agent = Agent::start(config(&text));
+    let agent = Agent::start(config.config());
     assert!(
         wait_for(Duration::from_secs(20), || read_ndjson(&all).len() >= 200
             && read_ndjson(&only_app).len() >= 100)
@@ -249,27 +189,18 @@ async fn a_down_drop_newest_sink_never_holds_back_a_healthy_one() {
     let world = World::new();
     let good = world.dir.path().join("good.ndjson");
     let down = world.dir.path().join("missing").join("down.ndjson");
-    let sinks = format!(
-        "  good:
-    type: file
-    inputs: [app]
-    path: {good}
-    batch: {{ timeout_ms: 5 }}
-  down:
-    type: file
-    inputs: [app]
-    path: {down}
-    buffer: {{ max_events: 20, when_full: drop_newest }}
-    retry: {{ initial_backoff_ms: 50, max_backoff_ms: 100 }}
-",
-        good = good.display(),
-        down = down.display()
-    );
-    let agent = Agent::start(config_with_sinks(
-        &world,
-        &sinks,
-        "shutdown_timeout_ms: 500",
-    ));
+    let config = world
+        .app_yaml("*.log")
+        .top("shutdown_timeout_ms: 500")
+        .file_sink("good", &["app"], &good, "batch: { timeout_ms: 5 }")
+        .file_sink(
+            "down",
+            &["app"],
+            &down,
+            "buffer: { max_events: 20, when_full: drop_newest }\n\
+             retry: { initial_backoff_ms: 50, max_backoff_ms: 100 }",
+        );
+    let agent = Agent::start(config.config());
     // Small chunks: the down sink's channel (16 slots) fills before its 20 event permits do.
     for seq in 0..6000 {
         append_numbered(&world.log("app.log"), "h", seq..seq + 1, 30);

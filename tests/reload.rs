@@ -44,40 +44,24 @@ impl Writer {
     }
 }
 
-/// A config over `logs/app*.log` (source `app`) and `logs/web*.log` (source `web`), with
-/// `sinks` (YAML, indented by two) and `web_extra` lines for source `web`.
-fn yaml(world: &World, web_extra: &str, sinks: &str) -> String {
-    format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 50
-shutdown_timeout_ms: 10000
-sources:
-  app:
-    type: file
-    include: [{app:?}]{FAST}
-  web:
-    type: file
-    include: [{web:?}]{FAST}
-{web_extra}
-sinks:
-{sinks}",
-        data = world.data().display(),
-        app = world.log("app*.log").to_str().unwrap(),
-        web = world.log("web*.log").to_str().unwrap(),
-    )
+/// A config over `logs/app*.log` (source `app`) and `logs/web*.log` (source `web`, with
+/// `web_extra` keys), for [`file_sink`]s to be added to.
+fn two_sources(world: &World, web_extra: &str) -> AgentYaml {
+    world
+        .yaml()
+        .top("checkpoint_interval_ms: 50\nshutdown_timeout_ms: 10000")
+        .file_source("app", &[&world.log("app*.log")], "")
+        .file_source("web", &[&world.log("web*.log")], web_extra)
 }
 
-/// A file sink `name` fed by `inputs` into `path`, with `extra` lines.
-fn file_sink(name: &str, inputs: &str, path: &Path, extra: &str) -> String {
-    format!(
-        "  {name}:
-    type: file
-    inputs: [{inputs}]
-    path: {path}
-    batch: {{ max_events: 50, timeout_ms: 20 }}
-{extra}",
-        path = path.display()
-    )
+/// `yaml` with a file sink `name` fed by `inputs` into `path` in small batches, with `extra`
+/// keys.
+fn file_sink(yaml: AgentYaml, name: &str, inputs: &[&str], path: &Path, extra: &str) -> AgentYaml {
+    let keys = format!(
+        "batch: {{ max_events: 50, timeout_ms: 20 }}\n{}",
+        common::yaml::dedent(extra)
+    );
+    yaml.file_sink(name, inputs, path, &keys)
 }
 
 fn out(world: &World, name: &str) -> PathBuf {
@@ -92,23 +76,24 @@ async fn a_reload_applies_sinks_added_removed_and_changed_while_unchanged_source
         out(&world, "gone"),
         out(&world, "extra"),
     );
-    let before = yaml(
-        &world,
-        "",
-        &(file_sink("all", "app, web", &all, "") + &file_sink("gone", "web", &gone, "")),
+    let before = two_sources(&world, "");
+    let before = file_sink(before, "all", &["app", "web"], &all, "");
+    let before = file_sink(before, "gone", &["web"], &gone, "");
+    let after = two_sources(&world, "fields: { generation: 2 }");
+    let after = file_sink(
+        after,
+        "all",
+        &["app", "web"],
+        &all,
+        "buffer: { max_events: 300 }",
     );
-    let after = yaml(
-        &world,
-        "    fields: { generation: 2 }",
-        &(file_sink("all", "app, web", &all, "    buffer: { max_events: 300 }\n")
-            + &file_sink("extra", "app", &extra, "")),
-    );
-    let (agent, mut reloads) = Agent::start_reloadable(config(&before));
+    let after = file_sink(after, "extra", &["app"], &extra, "");
+    let (agent, mut reloads) = Agent::start_reloadable(before.config());
     let app = Writer::start(world.log("app.log"), "a");
     let web = Writer::start(world.log("web.log"), "w");
     assert!(wait_for(Duration::from_secs(30), || read_ndjson(&all).len() > 500).await);
 
-    let report = reloads.reload(Ok(config(&after))).await.unwrap();
+    let report = reloads.reload(Ok(after.config())).await.unwrap();
     assert_eq!(report.sources_kept, ["app"]);
     assert_eq!(report.sources_restarted, ["web"]);
     assert_eq!(report.sinks_added, ["extra"]);
@@ -169,24 +154,17 @@ async fn a_sink_fixed_by_a_reload_delivers_what_it_held_while_it_was_down() {
     let world = World::new();
     let fixed = out(&world, "fixed");
     let broken = world.dir.path().join("no-such-dir").join("out.ndjson");
-    let sink = |path: &Path| {
-        file_sink(
-            "out",
-            "app, web",
-            path,
-            "    retry: { initial_backoff_ms: 20, max_backoff_ms: 200 }\n",
-        )
+    let config = |path: &Path| {
+        let retry = "retry: { initial_backoff_ms: 20, max_backoff_ms: 200 }";
+        file_sink(two_sources(&world, ""), "out", &["app", "web"], path, retry).config()
     };
-    let (agent, mut reloads) = Agent::start_reloadable(config(&yaml(&world, "", &sink(&broken))));
+    let (agent, mut reloads) = Agent::start_reloadable(config(&broken));
     append_numbered(&world.log("app.log"), "d", 0..2_000, 50);
     // Read, batched and failing: the sink holds the lines (the source waits on it).
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert!(read_ndjson(&fixed).is_empty());
 
-    let report = reloads
-        .reload(Ok(config(&yaml(&world, "", &sink(&fixed)))))
-        .await
-        .unwrap();
+    let report = reloads.reload(Ok(config(&fixed))).await.unwrap();
     assert_eq!(report.sinks_reconfigured, ["out"]);
     assert_eq!(report.sources_kept, ["app", "web"]);
     append_numbered(&world.log("app.log"), "d", 2_000..2_500, 50);
@@ -210,8 +188,8 @@ async fn a_sink_fixed_by_a_reload_delivers_what_it_held_while_it_was_down() {
 async fn a_bad_config_is_refused_and_counted_and_the_running_one_goes_on() {
     let world = World::new();
     let all = out(&world, "all");
-    let good = yaml(&world, "", &file_sink("all", "app, web", &all, ""));
-    let (agent, mut reloads) = Agent::start_reloadable(config(&good));
+    let good = file_sink(two_sources(&world, ""), "all", &["app", "web"], &all, "");
+    let (agent, mut reloads) = Agent::start_reloadable(good.config());
     append_numbered(&world.log("app.log"), "g", 0..100, 50);
     assert!(wait_for(Duration::from_secs(30), || read_ndjson(&all).len() >= 100).await);
 
@@ -221,13 +199,20 @@ async fn a_bad_config_is_refused_and_counted_and_the_running_one_goes_on() {
         .await;
     assert!(invalid.unwrap_err().contains("sinks.all.batch"));
     // Valid, but a sink of it cannot be built (its secret is missing): nothing changes.
-    let unbuildable = yaml(
-        &world,
-        "",
-        &(file_sink("all", "app, web", &all, "    fsync: true\n")
-            + "  http:\n    type: http\n    inputs: [app]\n    uri: http://127.0.0.1:9/\n    headers: { X-Key: { file: /nonexistent/key } }\n"),
+    let unbuildable = file_sink(
+        two_sources(&world, ""),
+        "all",
+        &["app", "web"],
+        &all,
+        "fsync: true",
+    )
+    .sink(
+        "http",
+        "http",
+        &["app"],
+        "uri: http://127.0.0.1:9/\nheaders: { X-Key: { file: /nonexistent/key } }",
     );
-    let refused = reloads.reload(Ok(config(&unbuildable))).await;
+    let refused = reloads.reload(Ok(unbuildable.config())).await;
     assert!(
         refused.unwrap_err().contains("http"),
         "refused for the sink"

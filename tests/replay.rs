@@ -6,29 +6,21 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::compress::compress;
+use common::process::{command, outcome, send_signal};
 use common::*;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use log_agent::replay::{ProgressMode, ReplayOptions, ReplaySummary, replay};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_log-agent");
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
+    compress("gz", bytes)
 }
 
-/// Numbered lines `range` of `tag`, as a file would hold them.
+/// Numbered lines `range` of `tag` (60 bytes wide), as a file would hold them.
 fn lines(tag: &str, range: std::ops::Range<u64>) -> Vec<u8> {
-    range
-        .flat_map(|seq| numbered(tag, seq, 60).into_bytes())
-        .collect()
+    numbered_lines(tag, range, 60).into_bytes()
 }
 
 fn to_file(paths: &[&Path], out: &Path) -> ReplayOptions {
@@ -187,22 +179,25 @@ async fn with_a_config_each_file_takes_the_settings_of_the_source_that_includes_
     fs::write(&json_path, "{\"level\":\"info\",\"n\":1}\n").unwrap();
     let raw_path = world.log("access.log");
     fs::write(&raw_path, "GET / 200\n").unwrap();
-    let yaml = format!(
-        "data_dir: {data}
-sources:
-  app: {{ type: file, include: [{json:?}], format: json }}
-  web: {{ type: file, include: [{raw:?}] }}
-sinks:
-  out: {{ type: file, inputs: [app, web], path: {out:?} }}
-",
-        data = world.data().display(),
-        json = world.logs().join("*.jsonl").to_str().unwrap(),
-        raw = world.logs().join("*.log").to_str().unwrap(),
-        out = world.out().to_str().unwrap(),
-    );
+    let include = |glob: &str| format!("{:?}", world.log(glob).to_str().unwrap());
+    let config = world
+        .yaml()
+        .source(
+            "app",
+            &format!(
+                "type: file\ninclude: [{}]\nformat: json",
+                include("*.jsonl")
+            ),
+        )
+        .source(
+            "web",
+            &format!("type: file\ninclude: [{}]", include("*.log")),
+        )
+        .file_sink("out", &["app", "web"], &world.out(), "")
+        .config();
     let mut options = to_file(&[&json_path, &raw_path], &world.out());
     options.to = None;
-    options.config = Some(config(&yaml));
+    options.config = Some(config.clone());
     let summary = replay_all(options).await;
     assert!(summary.succeeded(), "{summary}");
     let events = world.events();
@@ -215,7 +210,7 @@ sinks:
     fs::write(&stray, "x\n").unwrap();
     let mut options = to_file(&[&stray], &world.out());
     options.to = None;
-    options.config = Some(config(&yaml));
+    options.config = Some(config);
     let error = replay(options, std::future::pending()).await.unwrap_err();
     assert!(error.to_string().contains("stray.txt"), "{error}");
 }
@@ -233,17 +228,7 @@ async fn a_rate_limited_replay_still_delivers_everything() {
 }
 
 fn run_binary(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("LOG_AGENT_CONFIG")
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    outcome(command(args).current_dir(dir))
 }
 
 #[test]
@@ -300,11 +285,9 @@ fn sigint_stops_reading_and_what_was_sent_is_delivered() {
     let path = world.log("big.log");
     fs::write(&path, lines("s", 0..100_000)).unwrap();
     let out = world.out();
-    let child = Command::new(BIN)
-        .args(["replay", "--rate-limit", "2000", "--to"])
+    let child = command(&["replay", "--rate-limit", "2000", "--to"])
         .arg(format!("file:{}", out.display()))
         .arg(&path)
-        .env_remove("LOG_AGENT_CONFIG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -318,11 +301,7 @@ fn sigint_stops_reading_and_what_was_sent_is_delivered() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(child.id(), "INT");
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
@@ -347,11 +326,8 @@ fn run_binary_within(
     dir: &Path,
     limit: std::time::Duration,
 ) -> (Option<i32>, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut child = command(args)
         .current_dir(dir)
-        .env_remove("LOG_AGENT_CONFIG")
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -7,40 +7,31 @@
 mod common;
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::process::{AgentProcess, binary, catches, send_signal};
-use common::{World, append_numbered, closed_address};
+use common::process::{AgentProcess, catches, command, send_signal};
+use common::{AgentYaml, World, append_numbered, closed_address};
 
 /// How long a second signal may take to end the process.
 const AT_ONCE: Duration = Duration::from_secs(3);
 
+/// How long any other wait of these tests may take.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 /// A config over `logs/*.log` into an HTTP sink that nothing answers, retried forever, with a
 /// drain deadline far longer than any test waits.
 fn config_into_a_closed_port(world: &World) -> std::path::PathBuf {
-    let yaml = format!(
-        "data_dir: {data}
-shutdown_timeout_ms: 600000
-sources:
-  app:
-    type: file
-    include: [{include:?}]{fast}
-sinks:
-  down:
-    type: http
-    inputs: [app]
-    uri: http://{address}/ingest
-    retry: {{ initial_backoff_ms: 100, max_backoff_ms: 1000 }}
-",
-        data = world.data().display(),
-        include = world.log("*.log").to_str().unwrap(),
-        fast = common::FAST,
-        address = closed_address(),
+    let sink = format!(
+        "uri: http://{}/ingest\nretry: {{ initial_backoff_ms: 100, max_backoff_ms: 1000 }}",
+        closed_address()
     );
-    let path = world.dir.path().join("agent.yaml");
-    fs::write(&path, yaml).unwrap();
-    path
+    world
+        .yaml()
+        .top("shutdown_timeout_ms: 600000")
+        .file_source("app", &[&world.log("*.log")], "")
+        .sink("down", "http", &["app"], &sink)
+        .write(&world.path("agent.yaml"))
 }
 
 #[test]
@@ -82,14 +73,11 @@ fn a_second_signal_ends_replay_at_once_while_it_waits_for_its_sink() {
         append_numbered(&log, "r", 0..100, 40);
         // Retries of a closed port give up after 8 attempts (about 10 s): long enough to see
         // whether a signal is heard while replay waits for the sink, files all read.
-        let child = Command::new(binary())
-            .args(["replay", "--to"])
+        let child = command(&["replay", "--to"])
             .arg(format!("http://{}/", closed_address()))
             .arg("--data-dir")
             .arg(world.data())
             .arg(&log)
-            .env_remove("LOG_AGENT_CONFIG")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -128,26 +116,12 @@ fn config_into_files(
     world: &World,
     api: std::net::SocketAddr,
     sinks: &[(&str, &std::path::Path)],
-) -> String {
-    let mut yaml = format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 50
-api: {{ address: \"{api}\" }}
-sources:
-  app:
-    type: file
-    include: [{include:?}]{fast}
-sinks:
-",
-        data = world.data().display(),
-        include = world.log("*.log").to_str().unwrap(),
-        fast = common::FAST,
-    );
+) -> AgentYaml {
+    let mut yaml = world
+        .app_yaml("*.log")
+        .top(&format!("api: {{ address: \"{api}\" }}"));
     for (name, path) in sinks {
-        yaml.push_str(&format!(
-            "  {name}:\n    type: file\n    inputs: [app]\n    path: {}\n    batch: {{ timeout_ms: 20 }}\n",
-            path.display()
-        ));
+        yaml = yaml.file_sink(name, &["app"], path, "batch: { timeout_ms: 20 }");
     }
     yaml
 }
@@ -167,19 +141,6 @@ fn reloads(api: std::net::SocketAddr, outcome: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-fn wait_until(what: &str, agent: &mut AgentProcess, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        agent.assert_alive();
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{what}: not within 30 s; the agent's logs:\n{}",
-            agent.logs(30)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sighup_reloads_the_config_and_a_bad_one_is_refused_and_counted() {
     let world = World::new();
@@ -189,49 +150,51 @@ fn sighup_reloads_the_config_and_a_bad_one_is_refused_and_counted() {
     );
     let api = closed_address();
     let config = world.dir.path().join("agent.yaml");
-    fs::write(
-        &config,
-        config_into_files(&world, api, &[("first", &first)]),
-    )
-    .unwrap();
+    config_into_files(&world, api, &[("first", &first)]).write(&config);
     let stderr = world.dir.path().join("agent.stderr");
     let mut agent = AgentProcess::start(&config, &stderr);
     let log = world.log("app.log");
     append_numbered(&log, "h", 0..100, 40);
-    wait_until("100 lines in the first sink", &mut agent, || {
-        common::read_ndjson(&first).len() == 100
-    });
+    agent.wait_until(
+        PATIENCE,
+        || "100 lines in the first sink".to_owned(),
+        || common::read_ndjson(&first).len() == 100,
+    );
 
     // A second sink: SIGHUP applies it, the agent goes on.
-    fs::write(
-        &config,
-        config_into_files(&world, api, &[("first", &first), ("second", &second)]),
-    )
-    .unwrap();
+    config_into_files(&world, api, &[("first", &first), ("second", &second)]).write(&config);
     agent.signal("HUP", Duration::from_secs(30));
-    wait_until("the reload applied", &mut agent, || {
-        reloads(api, "applied") == Some(1.0)
-    });
+    agent.wait_until(
+        PATIENCE,
+        || "the reload applied".to_owned(),
+        || reloads(api, "applied") == Some(1.0),
+    );
     append_numbered(&log, "h", 100..200, 40);
-    wait_until("the new lines in both sinks", &mut agent, || {
-        common::read_ndjson(&first).len() == 200 && !common::read_ndjson(&second).is_empty()
-    });
+    agent.wait_until(
+        PATIENCE,
+        || "the new lines in both sinks".to_owned(),
+        || common::read_ndjson(&first).len() == 200 && !common::read_ndjson(&second).is_empty(),
+    );
 
     // A bad config: refused, counted, logged; the running one goes on.
     fs::write(&config, "sources: [oops]\n").unwrap();
     agent.signal("HUP", Duration::from_secs(30));
-    wait_until("the reload refused", &mut agent, || {
-        reloads(api, "failed") == Some(1.0)
-    });
+    agent.wait_until(
+        PATIENCE,
+        || "the reload refused".to_owned(),
+        || reloads(api, "failed") == Some(1.0),
+    );
     assert!(
         agent.logs(10).contains("config reload refused"),
         "{}",
         agent.logs(10)
     );
     append_numbered(&log, "h", 200..300, 40);
-    wait_until("lines still shipped", &mut agent, || {
-        common::read_ndjson(&first).len() == 300
-    });
+    agent.wait_until(
+        PATIENCE,
+        || "lines still shipped".to_owned(),
+        || common::read_ndjson(&first).len() == 300,
+    );
     let status = agent.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{}", agent.logs(20));
     common::assert_exactly_once(&common::read_ndjson(&first), "h", 300);
@@ -255,33 +218,31 @@ fn watch_config_reloads_when_the_file_changes() {
     );
     let api = closed_address();
     let config = world.dir.path().join("agent.yaml");
-    fs::write(
-        &config,
-        config_into_files(&world, api, &[("first", &first)]),
-    )
-    .unwrap();
+    config_into_files(&world, api, &[("first", &first)]).write(&config);
     let stderr = world.dir.path().join("agent.stderr");
     let mut agent = AgentProcess::start_with(&config, &["--watch-config"], &stderr);
     let log = world.log("app.log");
     append_numbered(&log, "w", 0..10, 40);
-    wait_until("the first lines", &mut agent, || {
-        common::read_ndjson(&first).len() == 10
-    });
+    agent.wait_until(
+        PATIENCE,
+        || "the first lines".to_owned(),
+        || common::read_ndjson(&first).len() == 10,
+    );
     // As a ConfigMap volume updates: a new file swapped in by a rename.
     let next = world.dir.path().join("agent.yaml.next");
-    fs::write(
-        &next,
-        config_into_files(&world, api, &[("second", &second)]),
-    )
-    .unwrap();
+    config_into_files(&world, api, &[("second", &second)]).write(&next);
     fs::rename(&next, &config).unwrap();
-    wait_until("the reload applied", &mut agent, || {
-        reloads(api, "applied") == Some(1.0)
-    });
+    agent.wait_until(
+        PATIENCE,
+        || "the reload applied".to_owned(),
+        || reloads(api, "applied") == Some(1.0),
+    );
     append_numbered(&log, "w", 10..20, 40);
-    wait_until("the new lines in the new sink", &mut agent, || {
-        common::read_ndjson(&second).len() == 10
-    });
+    agent.wait_until(
+        PATIENCE,
+        || "the new lines in the new sink".to_owned(),
+        || common::read_ndjson(&second).len() == 10,
+    );
     let status = agent.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{}", agent.logs(20));
     assert_eq!(

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
-use common::process::AgentProcess;
-use common::{append_numbered, checkpointed, consume_within};
+use common::process::{AgentProcess, proc_field};
+use common::{AgentYaml, append_numbered, checkpointed, consume_within};
 
 /// Bytes per line, the newline included.
 const WIDTH: usize = 100;
@@ -86,16 +86,7 @@ fn sample_rss(pid: Arc<AtomicU32>, stop: Arc<AtomicBool>) -> Vec<(f64, u32, u64)
     let mut samples = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let pid = pid.load(Ordering::Relaxed);
-        let status = fs::read_to_string(format!("/proc/{pid}/status"));
-        let rss = status.ok().and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        });
-        if let Some(kib) = rss {
+        if let Some(kib) = proc_field(pid, "status", "VmRSS") {
             samples.push((start.elapsed().as_secs_f64(), pid, kib));
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -103,34 +94,36 @@ fn sample_rss(pid: Arc<AtomicU32>, stop: Arc<AtomicBool>) -> Vec<(f64, u32, u64)
     samples
 }
 
+/// The agent's config: rotated files read too, into Kafka, paced as in production (slower
+/// scans and checkpoints than the other tests' `FAST` settings).
 fn config(root: &Path, logs: &Path, bootstrap: &str) -> PathBuf {
-    let yaml = format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 200
-shutdown_timeout_ms: 10000
-sources:
-  app:
-    type: file
-    include: [{include:?}]
-    scan_interval_ms: 200
-    rotate_wait_ms: 1000
-sinks:
-  kafka:
-    type: kafka
-    inputs: [app]
-    brokers: {bootstrap}
-    topic: soak
-    idempotence: false
-    batch: {{ max_events: 1000, timeout_ms: 50 }}
-    retry: {{ initial_backoff_ms: 100, max_backoff_ms: 1000 }}
-    librdkafka_options: {{ message.timeout.ms: \"5000\" }}
-",
-        data = root.join("data").display(),
-        include = logs.join("*.log*").to_str().unwrap(),
-    );
-    let path = root.join("agent.yaml");
-    fs::write(&path, yaml).unwrap();
-    path
+    let include = logs.join("*.log*");
+    AgentYaml::new(&root.join("data"))
+        .top("checkpoint_interval_ms: 200\nshutdown_timeout_ms: 10000")
+        .source(
+            "app",
+            &format!(
+                "type: file
+include: [{:?}]
+scan_interval_ms: 200
+rotate_wait_ms: 1000",
+                include.to_str().unwrap()
+            ),
+        )
+        .sink(
+            "kafka",
+            "kafka",
+            &["app"],
+            &format!(
+                "brokers: {bootstrap}
+topic: soak
+idempotence: false
+batch: {{ max_events: 1000, timeout_ms: 50 }}
+retry: {{ initial_backoff_ms: 100, max_backoff_ms: 1000 }}
+librdkafka_options: {{ message.timeout.ms: \"5000\" }}"
+            ),
+        )
+        .write(&root.join("agent.yaml"))
 }
 
 #[test]

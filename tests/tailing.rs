@@ -8,6 +8,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use common::compress::compress;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,8 +47,7 @@ async fn rename_rotation_during_continuous_writes_loses_and_repeats_nothing() {
     let rotated = world.log("app.log.1");
     let writer = std::thread::spawn(move || {
         let total = 30_000;
-        for seq in (0..total).step_by(100) {
-            append_numbered(&path, "r", seq..seq + 100, 80);
+        append_numbered_in_bursts(&path, "r", 0..total, 100, 80, |seq| {
             if seq % 5_000 == 4_900 {
                 // Like logrotate's `create` mode: rename, and the app reopens its path.
                 let _ = fs::remove_file(&rotated);
@@ -56,7 +56,7 @@ async fn rename_rotation_during_continuous_writes_loses_and_repeats_nothing() {
             if seq % 1_000 == 0 {
                 std::thread::sleep(Duration::from_millis(2));
             }
-        }
+        });
         total
     });
     let total = tokio::task::spawn_blocking(move || writer.join().unwrap())
@@ -77,8 +77,7 @@ async fn copytruncate_during_continuous_writes_loses_and_repeats_nothing() {
     let copy = world.log("app.log.1");
     let writer = std::thread::spawn(move || {
         let total = 30_000;
-        for seq in (0..total).step_by(100) {
-            append_numbered(&path, "t", seq..seq + 100, 80);
+        append_numbered_in_bursts(&path, "t", 0..total, 100, 80, |seq| {
             if seq % 5_000 == 4_900 {
                 // Like logrotate's `copytruncate`, with writes paused between copy and
                 // truncation (what is written in between is lost by copytruncate itself).
@@ -92,7 +91,7 @@ async fn copytruncate_during_continuous_writes_loses_and_repeats_nothing() {
             }
             // Rotations come a few scans apart, as they do in life (hours apart, there).
             std::thread::sleep(Duration::from_millis(5));
-        }
+        });
         total
     });
     let total = tokio::task::spawn_blocking(move || writer.join().unwrap())
@@ -232,11 +231,7 @@ async fn a_file_truncated_and_regrown_past_the_offset_between_scans_is_read_agai
     let agent = Agent::start(world.config("app.log", "", ""));
     wait_for_events(&world, 10).await;
     // Rewritten in place, larger than before: only the fingerprint shows it is not the same.
-    let mut text = String::new();
-    for seq in 0..40 {
-        text.push_str(&numbered("new", seq, 40));
-    }
-    fs::write(&path, text).unwrap();
+    fs::write(&path, numbered_lines("new", 0..40, 40)).unwrap();
     wait_for_events(&world, 50).await;
     agent.stop().await;
     let events = world.events();
@@ -259,15 +254,10 @@ async fn a_file_deleted_while_being_read_is_read_to_its_end() {
     let data = world.data();
     let size = 200_000 * numbered("d", 0, 100).len() as u64;
     let retired = wait_for(Duration::from_secs(10), || {
-        let text = fs::read_to_string(data.join("checkpoints.json")).unwrap_or_default();
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        value["files"].as_array().is_some_and(|files| {
-            files.iter().any(|f| {
-                f["path"].as_str().unwrap().ends_with("big.log")
-                    && f["finished"] == true
-                    && f["offset"] == size
-            })
-        })
+        Checkpoints::read(&data)
+            .records
+            .iter()
+            .any(|r| r.path.ends_with("big.log") && r.finished && r.offset == size)
     })
     .await;
     agent.stop().await;
@@ -549,11 +539,7 @@ async fn a_young_file_rewritten_in_place_is_read_again_from_its_start() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     append_numbered(&path, "a", 0..10, 40);
     wait_for_events(&world, 10).await;
-    let mut text = String::new();
-    for seq in 0..20 {
-        text.push_str(&numbered("b", seq, 40));
-    }
-    fs::write(&path, text).unwrap();
+    fs::write(&path, numbered_lines("b", 0..20, 40)).unwrap();
     wait_for_events(&world, 30).await;
     agent.stop().await;
     let events = world.events();
@@ -597,12 +583,9 @@ fn backdate(path: &std::path::Path) {
 /// Compresses `path` into `<path>.gz` and removes it, as logrotate's `compress` does; the
 /// compressed file's time is set in the past so that it counts as finished at once.
 fn gzip_in_place(path: &std::path::Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(&fs::read(path).unwrap()).unwrap();
     let compressed = std::path::PathBuf::from(format!("{}.gz", path.display()));
     let partial = compressed.with_extension("gz.tmp");
-    fs::write(&partial, encoder.finish().unwrap()).unwrap();
+    fs::write(&partial, compress("gz", &fs::read(path).unwrap())).unwrap();
     backdate(&partial);
     fs::rename(&partial, &compressed).unwrap();
     fs::remove_file(path).unwrap();
@@ -677,8 +660,7 @@ async fn rotation_with_compression_while_running_loses_and_repeats_nothing() {
     let path = world.log("app.log");
     let writer = std::thread::spawn(move || {
         let rotated = path.with_file_name("app.log.1");
-        for seq in (0..12_000).step_by(100) {
-            append_numbered(&path, "z", seq..seq + 100, 80);
+        append_numbered_in_bursts(&path, "z", 0..12_000, 100, 80, |seq| {
             if seq % 4_000 == 3_900 {
                 let _ = fs::remove_file(rotated.with_file_name(format!("app.log.{seq}.gz")));
                 fs::rename(&path, &rotated).unwrap();
@@ -692,7 +674,7 @@ async fn rotation_with_compression_while_running_loses_and_repeats_nothing() {
                 .unwrap();
             }
             std::thread::sleep(Duration::from_millis(2));
-        }
+        });
     });
     tokio::task::spawn_blocking(move || writer.join().unwrap())
         .await
@@ -759,16 +741,10 @@ async fn many_gzip_files_share_few_open_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_file_on_the_inode_of_a_compressed_file_read_and_deleted_is_read() {
-    use std::io::Write;
     let world = World::new();
     let compressed = world.log("old.log.gz");
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    for seq in 0..100 {
-        encoder
-            .write_all(numbered("o", seq, 60).as_bytes())
-            .unwrap();
-    }
-    fs::write(&compressed, encoder.finish().unwrap()).unwrap();
+    let old = numbered_lines("o", 0..100, 60);
+    fs::write(&compressed, compress("gz", old.as_bytes())).unwrap();
     backdate(&compressed);
     let agent = Agent::start(world.config("*.log*", "", ""));
     wait_for_events(&world, 100).await;

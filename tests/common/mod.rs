@@ -1,12 +1,22 @@
-//! Helpers shared by the integration tests: configs over temporary directories, the agent run
-//! in-process, numbered lines and the checks on what a sink received.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! The harness every integration test shares: temporary worlds, the agent run in-process
+//! ([`Agent`]) or as a process ([`process::AgentProcess`]), configs ([`yaml`]), the checkpoint
+//! file read back ([`checkpoints`]), numbered lines and the checks on what a sink received
+//! ([`numbered`]), Kafka and HTTP clients.
+// Each test crate uses a part of the harness: the rest is dead code, or an unused re-export, there.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod broker;
+pub mod checkpoints;
 pub mod compress;
+pub mod numbered;
 pub mod oracle;
 pub mod process;
 pub mod tools;
+pub mod yaml;
+
+pub use checkpoints::{Checkpoints, checkpointed};
+pub use numbered::*;
+pub use yaml::{AgentYaml, FAST, config, config_yaml, one_sink_config};
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -22,76 +32,6 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Settings that make tests quick: fast scans, short waits, small batches.
-pub const FAST: &str = "
-    scan_interval_ms: 50
-    rotate_wait_ms: 300";
-
-/// A config with one file source `app` over `include` and one NDJSON file sink `out` writing to
-/// `out`; `source_extra` and `sink_extra` are indented YAML lines added to each.
-pub fn config_yaml(
-    data_dir: &Path,
-    include: &[&str],
-    out: &Path,
-    source_extra: &str,
-    sink_extra: &str,
-) -> String {
-    let include: Vec<String> = include.iter().map(|p| format!("{p:?}")).collect();
-    format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 100
-shutdown_timeout_ms: 10000
-sources:
-  app:
-    type: file
-    include: [{include}]{FAST}
-{source_extra}
-sinks:
-  out:
-    type: file
-    inputs: [app]
-    path: {out}
-    batch: {{ max_events: 500, timeout_ms: 20 }}
-{sink_extra}
-",
-        data = data_dir.display(),
-        include = include.join(", "),
-        out = out.display(),
-    )
-}
-
-/// A config with source `app` over `logs/<glob>` and one sink `name` of type `sink_type` fed
-/// by it; `sink_keys` are its other keys, as YAML lines indented by four spaces.
-pub fn one_sink_config(
-    world: &World,
-    glob: &str,
-    name: &str,
-    sink_type: &str,
-    sink_keys: &str,
-) -> Config {
-    config(&format!(
-        "data_dir: {data}
-checkpoint_interval_ms: 50
-shutdown_timeout_ms: 5000
-sources:
-  app:
-    type: file
-    include: [{include:?}]{FAST}
-sinks:
-  {name}:
-    type: {sink_type}
-    inputs: [app]
-{sink_keys}",
-        data = world.data().display(),
-        include = world.log(glob).to_str().unwrap(),
-    ))
-}
-
-/// Parses a config text (no environment variables).
-pub fn config(yaml: &str) -> Config {
-    Config::from_yaml(yaml, |_| None, Path::new("/")).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-}
-
 /// A temporary world: a directory of logs, a data_dir and an output file.
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -102,6 +42,10 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("logs")).unwrap();
         World { dir }
+    }
+    /// `name` in the world's directory (a config file, the agent's stderr...).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
     pub fn logs(&self) -> PathBuf {
         self.dir.path().join("logs")
@@ -114,6 +58,17 @@ impl World {
     }
     pub fn out(&self) -> PathBuf {
         self.dir.path().join("out.ndjson")
+    }
+    /// A config builder with this world's data_dir.
+    pub fn yaml(&self) -> AgentYaml {
+        AgentYaml::new(&self.data())
+    }
+    /// A config builder with checkpoints every 50 ms and a file source `app` over
+    /// `logs/<glob>` (the [`FAST`] settings): what most tests add their sinks to.
+    pub fn app_yaml(&self, glob: &str) -> AgentYaml {
+        self.yaml()
+            .top("checkpoint_interval_ms: 50")
+            .file_source("app", &[&self.log(glob)], "")
     }
     /// The standard config over `logs/<glob>` with extra source and sink lines.
     pub fn config(&self, glob: &str, source_extra: &str, sink_extra: &str) -> Config {
@@ -313,40 +268,6 @@ pub async fn wait_for_events(world: &World, n: usize) -> Vec<Value> {
     events
 }
 
-/// The numbered line `seq` of stream `tag`, padded to about `width` bytes.
-pub fn numbered(tag: &str, seq: u64, width: usize) -> String {
-    let mut line = format!("{tag} {seq:09} ");
-    while line.len() < width {
-        line.push('.');
-    }
-    line.push('\n');
-    line
-}
-
-/// The events of numbered stream `tag`.
-pub fn of_tag(events: &[Value], tag: &str) -> Vec<Value> {
-    let prefix = format!("{tag} ");
-    events
-        .iter()
-        .filter(|e| e["message"].as_str().unwrap().starts_with(&prefix))
-        .cloned()
-        .collect()
-}
-
-/// Appends numbered lines `range` of `tag` to `path`.
-pub fn append_numbered(path: &Path, tag: &str, range: std::ops::Range<u64>, width: usize) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let mut text = String::new();
-    for seq in range {
-        text.push_str(&numbered(tag, seq, width));
-    }
-    file.write_all(text.as_bytes()).unwrap();
-}
-
 /// Appends raw bytes to a file.
 pub fn append(path: &Path, bytes: &[u8]) {
     let mut file: File = OpenOptions::new()
@@ -355,86 +276,6 @@ pub fn append(path: &Path, bytes: &[u8]) {
         .open(path)
         .unwrap();
     file.write_all(bytes).unwrap();
-}
-
-/// How often each sequence number of each tag was delivered, from numbered messages.
-pub fn counts(events: &[Value]) -> BTreeMap<String, BTreeMap<u64, usize>> {
-    let mut counts: BTreeMap<String, BTreeMap<u64, usize>> = BTreeMap::new();
-    for event in events {
-        let message = event["message"].as_str().unwrap_or_default();
-        let mut words = message.split(' ');
-        let (Some(tag), Some(seq)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Ok(seq) = seq.parse::<u64>() else {
-            continue;
-        };
-        *counts
-            .entry(tag.to_owned())
-            .or_default()
-            .entry(seq)
-            .or_default() += 1;
-    }
-    counts
-}
-
-/// Asserts that stream `tag` arrived with every number of `0..n` exactly once.
-pub fn assert_exactly_once(events: &[Value], tag: &str, n: u64) {
-    let counts = counts(events);
-    let seen = counts.get(tag).cloned().unwrap_or_default();
-    let missing: Vec<u64> = (0..n).filter(|s| !seen.contains_key(s)).collect();
-    let repeated: Vec<(u64, usize)> = seen
-        .iter()
-        .filter(|(_, c)| **c > 1)
-        .map(|(s, c)| (*s, *c))
-        .collect();
-    let extra: Vec<u64> = seen.keys().filter(|s| **s >= n).copied().collect();
-    assert!(
-        missing.is_empty() && repeated.is_empty() && extra.is_empty(),
-        "{tag}: {} missing (first {:?}), {} repeated (first {:?}), {} unexpected",
-        missing.len(),
-        &missing[..missing.len().min(10)],
-        repeated.len(),
-        &repeated[..repeated.len().min(10)],
-        extra.len()
-    );
-}
-
-/// Asserts that stream `tag` arrived with every number of `0..n` at least once, in order of
-/// first delivery.
-pub fn assert_at_least_once_in_order(events: &[Value], tag: &str, n: u64) {
-    let mut next = 0;
-    let mut seen = std::collections::BTreeSet::new();
-    for event in events {
-        let message = event["message"].as_str().unwrap_or_default();
-        let mut words = message.split(' ');
-        if words.next() != Some(tag) {
-            continue;
-        }
-        let seq: u64 = words.next().unwrap().parse().unwrap();
-        if seen.insert(seq) {
-            assert_eq!(
-                seq, next,
-                "{tag}: first delivery of {seq} came when {next} was expected"
-            );
-            next += 1;
-        }
-    }
-    assert_eq!(next, n, "{tag}: only 0..{next} of 0..{n} delivered");
-}
-
-/// Sum of the checkpoint offsets in `data_dir` (0 when there is no checkpoint file yet).
-pub fn checkpointed(data_dir: &Path) -> u64 {
-    let text = fs::read_to_string(data_dir.join("checkpoints.json")).unwrap_or_default();
-    let value: Value = serde_json::from_str(&text).unwrap_or_default();
-    // Records of files let go (kept for their compressed copies) are not read any more.
-    value["files"].as_array().map_or(0, |files| {
-        files
-            .iter()
-            .filter(|f| f["finished"] != true)
-            .filter_map(|f| f["offset"].as_u64())
-            .sum()
-    })
 }
 
 /// A message read back: key, value as JSON, headers.

@@ -1,5 +1,6 @@
-//! The `log-agent` binary run as a subprocess (`run --config`), for the tests that kill it with
-//! `kill -9` (which an in-process agent cannot survive) or sample its memory.
+//! The `log-agent` binary run as a subprocess: [`command`] for one-shot commands (`validate`,
+//! `replay`, `--help`), [`AgentProcess`] for `run --config`, for the tests that kill it with
+//! `kill -9` (which an in-process agent cannot survive), signal it or sample its memory.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,27 @@ pub fn binary() -> PathBuf {
     std::env::var_os("LOG_AGENT_BIN").map_or_else(
         || PathBuf::from(env!("CARGO_BIN_EXE_log-agent")),
         PathBuf::from,
+    )
+}
+
+/// `log-agent <args>`, without `$LOG_AGENT_CONFIG` (a developer's own config must not change
+/// what a test runs) and with nothing on stdin.
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_remove("LOG_AGENT_CONFIG")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `command` to its end: (exit code, `None` when a signal ended it; stdout; stderr).
+pub fn outcome(command: &mut Command) -> (Option<i32>, String, String) {
+    let output = command.output().expect("cannot start the log-agent binary");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 
@@ -34,16 +56,13 @@ impl AgentProcess {
             .append(true)
             .open(stderr)
             .unwrap();
-        let child = Command::new(binary())
-            .args(["run", "--config", config.to_str().unwrap()])
+        let child = command(&["run", "--config", config.to_str().unwrap()])
             .args(args)
-            .env_remove("LOG_AGENT_CONFIG")
             // `info` unless the test is run with LOG_AGENT_LOG set (`log_agent=debug`).
             .env(
                 "LOG_AGENT_LOG",
                 std::env::var("LOG_AGENT_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -60,9 +79,7 @@ impl AgentProcess {
 
     /// The last `n` lines the agent (all of its runs with this stderr file) logged.
     pub fn logs(&self, n: usize) -> String {
-        let all = fs::read_to_string(&self.stderr).unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        last_lines(&self.stderr, n)
     }
 
     /// Panics (with the agent's logs) unless the agent is still running.
@@ -120,15 +137,40 @@ impl AgentProcess {
         }
     }
 
+    /// Polls `condition` every 20 ms until it holds; panics, with `what()` and the agent's
+    /// logs, if the agent exits or `patience` runs out first.
+    pub fn wait_until(
+        &mut self,
+        patience: Duration,
+        what: impl Fn() -> String,
+        mut condition: impl FnMut() -> bool,
+    ) {
+        let start = Instant::now();
+        while !condition() {
+            self.assert_alive();
+            assert!(
+                start.elapsed() < patience,
+                "gave up after {patience:?} waiting for {}; the agent's logs:\n{}",
+                what(),
+                self.logs(40)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `patience` for `needle` in the agent's last 200 lines of logs.
+    pub fn wait_for_log(&mut self, patience: Duration, needle: &str) {
+        let stderr = self.stderr.clone();
+        self.wait_until(
+            patience,
+            || format!("`{needle}` to be logged"),
+            || last_lines(&stderr, 200).contains(needle),
+        );
+    }
+
     /// Resident memory in KiB, from `/proc/<pid>/status` (`None` once it has exited).
     pub fn rss_kib(&self) -> Option<u64> {
-        let text = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        text.lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+        proc_field(self.pid(), "status", "VmRSS")
     }
 
     /// True when the agent holds a descriptor open on the file at `path` (that very file: a
@@ -146,6 +188,25 @@ impl AgentProcess {
             .filter_map(|fd| fs::metadata(fd.path()).ok())
             .any(|open| (open.dev(), open.ino()) == (file.dev(), file.ino()))
     }
+}
+
+/// The last `n` lines of the file at `path` (none if it cannot be read).
+fn last_lines(path: &Path, n: usize) -> String {
+    let all = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = all.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A number field of `/proc/<pid>/<file>`, such as `VmRSS:  1234 kB` of `status` (in KiB) or
+/// `rchar: 5678` of `io` (`None` once the process has exited).
+pub fn proc_field(pid: u32, file: &str, field: &str) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The number of signal `SIG<name>`.
