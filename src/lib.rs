@@ -5,7 +5,8 @@
 //! - [`config`]: the YAML configuration, `${VAR}` interpolation, every check on it (every error
 //!   reported, in the user's terms), the `mode: daemonset` preset and the pod identity, checks
 //!   against the machine (missing directories), and the config file watched for reloads.
-//! - [`event`]: the [`event::Chunk`]s of [`event::Event`]s that flow from sources to sinks.
+//! - [`event`]: the [`event::Chunk`]s of [`event::Event`]s that flow from sources to sinks, and
+//!   the [`event::Batch`]es in which sinks deliver them.
 //! - [`source`]: the file tailer: discovery, `notify` watcher, reading, line framing,
 //!   fingerprints, the checkpoint store that acks advance, and pod metadata from kubelet paths.
 //! - [`parse`]: pure parsers that turn lines into structured events (`raw`, `json`, `logfmt`,
