@@ -231,7 +231,7 @@ fn read_sink(key: &str, value: Value, base_dir: &Path) -> Result<SinkConfig, Con
     match (common, kind) {
         (Ok(mut common), Ok(kind)) => {
             if !timeout_given {
-                common.batch.timeout_ms = kind.default_batch_timeout_ms();
+                common.batch.timeout_ms = kind.default_batch().timeout_ms;
             }
             SinkConfig { common, kind }.resolve(key, base_dir)
         }

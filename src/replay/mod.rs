@@ -160,10 +160,7 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
     if let Some(to) = options.to.take() {
         let common = SinkCommon {
             inputs: config.sources.keys().cloned().collect(),
-            batch: crate::pipeline::batcher::BatchConfig {
-                timeout_ms: to.default_batch_timeout_ms(),
-                ..Default::default()
-            },
+            batch: to.default_batch(),
             buffer: Default::default(),
             retry: crate::pipeline::retry::RetryConfig {
                 max_attempts: Some(TO_SINK_ATTEMPTS),

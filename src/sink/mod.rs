@@ -185,7 +185,7 @@ impl SinkConfig {
     }
 }
 
-/// `batch.timeout_ms` of the sinks that write locally (see [`SinkKind::default_batch_timeout_ms`]).
+/// `batch.timeout_ms` of the sinks that write locally (see [`SinkKind::default_batch`]).
 pub const LOCAL_BATCH_TIMEOUT_MS: u64 = 10;
 
 /// The sink types, tagged by `type:`.
@@ -208,16 +208,20 @@ impl SinkKind {
     /// The type names, as `type:` spells them.
     pub const TYPES: &'static [&'static str] = &["file", "stdout", "blackhole", "kafka", "http"];
 
-    /// `batch.timeout_ms` when the configuration gives none. A sink that writes on this machine
-    /// (a file, stdout) gains nothing from holding a batch that is not full: one write more is
-    /// cheap, while the wait delays every line at the end of a burst and its checkpoint. One
-    /// that sends over the network waits [`BatchConfig`]'s default for fuller requests.
-    pub fn default_batch_timeout_ms(&self) -> u64 {
+    /// The `batch:` settings of a sink of this type whose configuration gives none (or gives
+    /// some without `timeout_ms`, which then comes from here). A sink that writes on this
+    /// machine (a file, stdout) gains nothing from holding a batch that is not full: one write
+    /// more is cheap, while the wait delays every line at the end of a burst and its
+    /// checkpoint. One that sends over the network waits [`BatchConfig`]'s default for fuller
+    /// requests.
+    pub fn default_batch(&self) -> BatchConfig {
+        let network = BatchConfig::default();
         match self {
-            SinkKind::File(_) | SinkKind::Stdout(_) | SinkKind::Blackhole(_) => {
-                LOCAL_BATCH_TIMEOUT_MS
-            }
-            SinkKind::Kafka(_) | SinkKind::Http(_) => BatchConfig::default().timeout_ms,
+            SinkKind::File(_) | SinkKind::Stdout(_) | SinkKind::Blackhole(_) => BatchConfig {
+                timeout_ms: LOCAL_BATCH_TIMEOUT_MS,
+                ..network
+            },
+            SinkKind::Kafka(_) | SinkKind::Http(_) => network,
         }
     }
 
