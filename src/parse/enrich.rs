@@ -55,6 +55,10 @@ pub struct Enrichment {
     node_member: Box<str>,
     /// The top-level keys, which a parsed field of the same name gives way to.
     keys: Box<[Box<str>]>,
+    /// The static fields, for sinks that write them other than as JSON (OTLP attributes).
+    fields: StaticFields,
+    /// The pod identity, likewise (OTLP resource attributes).
+    pod: PodIdentity,
 }
 
 impl Enrichment {
@@ -93,7 +97,19 @@ impl Enrichment {
             kubernetes_at,
             node_member: node_member.into(),
             keys: keys.into(),
+            fields: fields.clone(),
+            pod: pod.clone(),
         }
+    }
+
+    /// The static fields.
+    pub fn fields(&self) -> &StaticFields {
+        &self.fields
+    }
+
+    /// The pod identity.
+    pub fn pod(&self) -> &PodIdentity {
+        &self.pod
     }
 
     /// `,"node_name":"…"` when the identity names the node, else nothing: what a file whose

@@ -9,6 +9,7 @@ pub mod encoding;
 mod file;
 pub mod http;
 mod kafka;
+pub mod otlp;
 pub mod secret;
 mod stdout;
 mod target;
@@ -27,6 +28,7 @@ pub use blackhole::BlackholeSinkConfig;
 pub use file::{FileSinkConfig, missing_directory};
 pub use http::HttpSinkConfig;
 pub use kafka::{Compression, KafkaSinkConfig};
+pub use otlp::OtlpSinkConfig;
 pub use stdout::StdoutSinkConfig;
 pub use target::parse_target;
 
@@ -179,6 +181,7 @@ impl SinkConfig {
         match &mut self.kind {
             SinkKind::File(file) => file.path = base_dir.join(&file.path),
             SinkKind::Http(http) => http.resolve_paths(base_dir),
+            SinkKind::Otlp(otlp) => otlp.resolve_paths(base_dir),
             _ => {}
         }
         Ok(self)
@@ -202,11 +205,14 @@ pub enum SinkKind {
     Kafka(KafkaSinkConfig),
     /// Send to an HTTP endpoint (NDJSON, Elasticsearch bulk, Loki push).
     Http(HttpSinkConfig),
+    /// Send OTLP log records to an OpenTelemetry receiver (gRPC or HTTP).
+    Otlp(OtlpSinkConfig),
 }
 
 impl SinkKind {
     /// The type names, as `type:` spells them.
-    pub const TYPES: &'static [&'static str] = &["file", "stdout", "blackhole", "kafka", "http"];
+    pub const TYPES: &'static [&'static str] =
+        &["file", "stdout", "blackhole", "kafka", "http", "otlp"];
 
     /// The `batch:` settings of a sink of this type whose configuration gives none (or gives
     /// some without `timeout_ms`, which then comes from here). A sink that writes on this
@@ -221,7 +227,7 @@ impl SinkKind {
                 timeout_ms: LOCAL_BATCH_TIMEOUT_MS,
                 ..network
             },
-            SinkKind::Kafka(_) | SinkKind::Http(_) => network,
+            SinkKind::Kafka(_) | SinkKind::Http(_) | SinkKind::Otlp(_) => network,
         }
     }
 
@@ -243,6 +249,11 @@ impl SinkKind {
                 let config: HttpSinkConfig = from_value_with(key, rest, common)?;
                 config.check(key)?;
                 Ok(SinkKind::Http(config))
+            }
+            "otlp" => {
+                let config: OtlpSinkConfig = from_value_with(key, rest, common)?;
+                config.check(key)?;
+                Ok(SinkKind::Otlp(config))
             }
             other => Err(ConfigError::invalid(
                 format!("{key}.type"),
@@ -275,6 +286,7 @@ impl SinkKind {
             SinkKind::Stdout(config) => Box::new(stdout::StdoutSink::new(*config)),
             SinkKind::Blackhole(_) => Box::new(blackhole::BlackholeSink),
             SinkKind::Http(config) => Box::new(http::HttpSink::new(name, config)?),
+            SinkKind::Otlp(config) => Box::new(otlp::OtlpSink::new(name, config)?),
         })
     }
 }

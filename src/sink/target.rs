@@ -1,11 +1,13 @@
 //! `--to` shortcuts: a sink named in one word or URL on the command line (`stdout`,
-//! `blackhole`, `file:PATH`, `kafka://HOST:PORT[,HOST:PORT]/TOPIC`, `http://…`, `https://…`),
-//! with each type's defaults.
+//! `blackhole`, `file:PATH`, `kafka://HOST:PORT[,HOST:PORT]/TOPIC`, `http://…`, `https://…`,
+//! `otlp://HOST:PORT` (gRPC), `otlp+http://…` and `otlp+https://…` (HTTP/protobuf)), with
+//! each type's defaults.
 
 use std::path::PathBuf;
 
+use super::otlp::Protocol;
 use super::{
-    BlackholeSinkConfig, FileSinkConfig, HttpSinkConfig, KafkaSinkConfig, SinkKind,
+    BlackholeSinkConfig, FileSinkConfig, HttpSinkConfig, KafkaSinkConfig, OtlpSinkConfig, SinkKind,
     StdoutSinkConfig,
 };
 
@@ -46,6 +48,17 @@ pub fn parse_target(target: &str) -> Result<SinkKind, String> {
         let config = HttpSinkConfig::from_uri(target).map_err(|e| e.to_string())?;
         return Ok(SinkKind::Http(config));
     }
+    for (scheme, protocol, endpoint_scheme) in [
+        ("otlp://", Protocol::Grpc, "http://"),
+        ("otlp+http://", Protocol::HttpProtobuf, "http://"),
+        ("otlp+https://", Protocol::HttpProtobuf, "https://"),
+    ] {
+        if let Some(rest) = target.strip_prefix(scheme) {
+            let config = OtlpSinkConfig::new(Some(format!("{endpoint_scheme}{rest}")), protocol);
+            config.check("--to").map_err(|e| e.to_string())?;
+            return Ok(SinkKind::Otlp(config));
+        }
+    }
     if let Some(rest) = target.strip_prefix("kafka://") {
         let (brokers, topic) = rest
             .split_once('/')
@@ -58,7 +71,7 @@ pub fn parse_target(target: &str) -> Result<SinkKind, String> {
         }
     }
     Err(format!(
-        "`{target}`: expected stdout, blackhole, file:PATH, kafka://HOST:PORT/TOPIC or an http(s) URL"
+        "`{target}`: expected stdout, blackhole, file:PATH, kafka://HOST:PORT/TOPIC, an http(s) URL, otlp://HOST:PORT or otlp+http(s)://HOST:PORT[/PATH]"
     ))
 }
 
@@ -78,6 +91,9 @@ mod tests {
                 "http://127.0.0.1:9000/ingest",
             ),
             ("https://logs.example/bulk", "https://logs.example/bulk"),
+            ("otlp://127.0.0.1:4317", "grpc http://127.0.0.1:4317/"),
+            ("otlp+http://c:4318", "http http://c:4318/v1/logs"),
+            ("otlp+https://c/otlp/v1/logs", "http https://c/otlp/v1/logs"),
         ];
         for (target, want) in ok {
             let got = match parse_target(target).unwrap() {
@@ -86,6 +102,14 @@ mod tests {
                 SinkKind::File(f) => f.path.display().to_string(),
                 SinkKind::Kafka(k) => format!("{} {}", k.brokers, k.topic),
                 SinkKind::Http(h) => h.uri.clone(),
+                SinkKind::Otlp(o) => {
+                    let protocol = if o.protocol == Protocol::Grpc {
+                        "grpc"
+                    } else {
+                        "http"
+                    };
+                    format!("{protocol} {}", o.url().unwrap())
+                }
             };
             assert_eq!(got, *want, "{target}");
         }
@@ -99,6 +123,8 @@ mod tests {
             "ftp://x",
             "http://",
             "stdout2",
+            "otlp://",
+            "otlp+http://",
         ] {
             assert!(parse_target(bad).is_err(), "{bad:?} should be refused");
         }

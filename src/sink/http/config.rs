@@ -259,6 +259,43 @@ pub fn parse_http_uri(uri: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// Checks `headers:` of the sink at `key`: names and plain values valid in HTTP, secrets
+/// given one way.
+pub fn check_headers(key: &str, headers: &BTreeMap<String, Secret>) -> Result<(), ConfigError> {
+    for (name, value) in headers {
+        let header_key = format!("{key}.headers.{name}");
+        HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConfigError::invalid(&header_key, "not a valid header name"))?;
+        value.check(&header_key)?;
+        if let Secret::Value(plain) = value {
+            HeaderValue::from_str(plain)
+                .map_err(|_| ConfigError::invalid(&header_key, "not a valid header value"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks `tls:` of the sink at `key`.
+pub fn check_tls(key: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err(ConfigError::invalid(
+            format!("{key}.tls"),
+            "`cert_file` and `key_file` go together",
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the files of `tls` absolute from `base_dir`.
+pub fn resolve_tls_paths(tls: &mut TlsConfig, base_dir: &Path) {
+    for path in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+        .into_iter()
+        .flatten()
+    {
+        *path = base_dir.join(&*path);
+    }
+}
+
 impl HttpSinkConfig {
     /// An NDJSON `POST` sink to `uri` with every other setting at its default (for `replay
     /// --to http://...`).
@@ -327,16 +364,7 @@ impl HttpSinkConfig {
             Template::parse(template)
                 .map_err(|e| ConfigError::invalid(label_key, e.to_string()))?;
         }
-        for (name, value) in &self.headers {
-            let header_key = format!("{key}.headers.{name}");
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ConfigError::invalid(&header_key, "not a valid header name"))?;
-            value.check(&header_key)?;
-            if let Secret::Value(plain) = value {
-                HeaderValue::from_str(plain)
-                    .map_err(|_| ConfigError::invalid(&header_key, "not a valid header value"))?;
-            }
-        }
+        check_headers(key, &self.headers)?;
         match &self.auth {
             Some(Auth::Basic { password, .. }) => {
                 password.check(&format!("{key}.auth.password"))?
@@ -344,12 +372,7 @@ impl HttpSinkConfig {
             Some(Auth::Bearer { token }) => token.check(&format!("{key}.auth.token"))?,
             None => {}
         }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(ConfigError::invalid(
-                format!("{key}.tls"),
-                "`cert_file` and `key_file` go together",
-            ));
-        }
+        check_tls(key, &self.tls)?;
         if self.timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 format!("{key}.timeout_ms"),
@@ -371,16 +394,7 @@ impl HttpSinkConfig {
 
     /// Makes relative file paths (TLS files, secret files) absolute from `base_dir`.
     pub fn resolve_paths(&mut self, base_dir: &Path) {
-        for path in [
-            &mut self.tls.ca_file,
-            &mut self.tls.cert_file,
-            &mut self.tls.key_file,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            *path = base_dir.join(&*path);
-        }
+        resolve_tls_paths(&mut self.tls, base_dir);
         for secret in self.headers.values_mut() {
             secret.resolve_path(base_dir);
         }

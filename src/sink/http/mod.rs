@@ -9,26 +9,24 @@
 //! `in_flight: N`, N instances share one connection pool and the pipeline acks their batches in
 //! order.
 
+pub mod client;
 mod config;
 mod elasticsearch;
 mod loki;
 
-use std::error::Error as _;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use chrono::{DateTime, Utc};
-use reqwest::header::{
-    CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-};
-use reqwest::{Certificate, Client, Identity, StatusCode, Url};
+use bytes::Bytes;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::{Client, StatusCode, Url};
 
-use crate::sink::secret::{Secret, redact_uri};
+use crate::sink::secret::redact_uri;
+use client::{error_chain, gzip, read_body};
 pub use config::{
     Auth, BulkAction, ElasticsearchConfig, HealthcheckConfig, HttpCompression, HttpEncoding,
-    HttpSinkConfig, LokiConfig, LokiLine, MAX_IN_FLIGHT, Method, TlsConfig,
+    HttpSinkConfig, LokiConfig, LokiLine, MAX_IN_FLIGHT, Method, TlsConfig, check_headers,
+    check_tls, parse_http_uri, resolve_tls_paths,
 };
 
 use super::encoding::{Encoding, encode_batch};
@@ -142,11 +140,7 @@ impl Endpoint {
         limit: usize,
     ) -> Result<Reply, SinkError> {
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| parse_retry_after(value, Utc::now()));
+        let retry_after = client::retry_after(&response);
         let limit = if status.is_success() {
             limit
         } else {
@@ -193,39 +187,6 @@ impl Endpoint {
     }
 }
 
-/// An error and its sources on one line, without the URL reqwest adds (it may hold a password).
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// Reads at most `limit` bytes of a response body; the rest is left unread.
-async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Bytes, reqwest::Error> {
-    let mut body = BytesMut::new();
-    while body.len() < limit {
-        match response.chunk().await? {
-            Some(chunk) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
-            None => break,
-        }
-    }
-    Ok(body.freeze())
-}
-
 /// The error a response status means, if any: 408, 429 and 5xx are worth retrying (after
 /// `retry_after` when the server said so), anything else that is not a success is permanent.
 fn status_error(
@@ -249,34 +210,6 @@ fn status_error(
     })
 }
 
-/// Reads a `Retry-After` value: seconds, or an HTTP date (a date in the past means now).
-fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// gzip-compresses a body, off the async threads.
-async fn gzip(body: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    tokio::task::spawn_blocking(move || {
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::default(),
-        );
-        encoder.write_all(&body)?;
-        encoder.finish()
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
 /// Sends batches to an HTTP endpoint. Each instance delivers one batch at a time; the state
 /// it keeps is that batch's bulk progress.
 pub struct HttpSink {
@@ -294,17 +227,8 @@ impl HttpSink {
             message: format!("{key}: {message}"),
         };
         let url = config::parse_http_uri(&config.uri).map_err(|e| error("uri", e))?;
-        let mut headers = HeaderMap::new();
-        for (header, secret) in &config.headers {
-            let key = format!("headers.{header}");
-            let value = secret.resolve().map_err(|e| error(&key, e.to_string()))?;
-            let name = HeaderName::from_bytes(header.as_bytes())
-                .map_err(|e| error(&key, e.to_string()))?;
-            let mut value = HeaderValue::from_str(&value)
-                .map_err(|_| error(&key, "not a valid header value".into()))?;
-            value.set_sensitive(!matches!(secret, Secret::Value(_)));
-            headers.insert(name, value);
-        }
+        let headers =
+            client::resolve_headers(&config.headers).map_err(|e| error(&e.key, e.message))?;
         let credentials = match &config.auth {
             Some(Auth::Basic { user, password }) => Some(Credentials::Basic {
                 user: user.clone(),
@@ -319,47 +243,13 @@ impl HttpSink {
             )),
             None => None,
         };
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let mut builder = Client::builder()
-            .user_agent(concat!("log-agent/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirected POST would lose its body; a redirect is a configuration error.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(config.in_flight);
-        if let Some(path) = &config.tls.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| error("tls.ca_file", format!("{}: {e}", path.display())))?;
-            let certificates = Certificate::from_pem_bundle(&pem)
-                .map_err(|e| error("tls.ca_file", format!("{}: {e}", path.display())))?;
-            if certificates.is_empty() {
-                return Err(error(
-                    "tls.ca_file",
-                    format!("{}: no PEM certificate in it", path.display()),
-                ));
-            }
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
-            let mut pem = std::fs::read(cert)
-                .map_err(|e| error("tls.cert_file", format!("{}: {e}", cert.display())))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key)
-                    .map_err(|e| error("tls.key_file", format!("{}: {e}", key.display())))?,
-            );
-            let identity = Identity::from_pem(&pem).map_err(|e| {
-                error(
-                    "tls",
-                    format!("{} and {}: {e}", cert.display(), key.display()),
-                )
-            })?;
-            builder = builder.identity(identity);
-        }
-        let client = builder.build().map_err(|e| error("tls", error_chain(&e)))?;
+        let client = client::build_client(
+            headers,
+            &config.tls,
+            Duration::from_millis(config.timeout_ms),
+            config.in_flight,
+        )
+        .map_err(|e| error(&e.key, e.message))?;
         let format = match config.encoding {
             HttpEncoding::Ndjson => Format::Ndjson,
             HttpEncoding::Elasticsearch => Format::Elasticsearch(
@@ -457,8 +347,7 @@ impl Sink for HttpSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::secret::SecretRef;
-    use std::io::Read;
+    use crate::sink::secret::{Secret, SecretRef};
 
     #[test]
     fn statuses_table() {
@@ -505,40 +394,6 @@ mod tests {
             error.to_string().len() < ERROR_BODY_PREVIEW + 100,
             "{error}"
         );
-    }
-
-    #[test]
-    fn retry_after_table() {
-        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let cases = [
-            ("7", Some(7)),
-            (" 0 ", Some(0)),
-            ("Thu, 01 Jan 2026 00:00:30 GMT", Some(30)),
-            ("Wed, 31 Dec 2025 23:00:00 GMT", Some(0)),
-            ("soon", None),
-            ("-1", None),
-        ];
-        for (value, want) in cases {
-            assert_eq!(
-                parse_retry_after(value, now).map(|d| d.as_secs()),
-                want,
-                "{value}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn gzip_round_trips() {
-        let body = b"{\"message\":\"a\"}\n".repeat(100);
-        let compressed = gzip(body.clone()).await.unwrap();
-        assert!(compressed.len() < body.len());
-        let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&compressed[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(back, body);
     }
 
     #[test]
