@@ -22,7 +22,8 @@
 //! when the binary is missing the report says so and the Fluent Bit ratios are left out),
 //! `BENCH_BEFORE_BIN` an older `log-agent` binary whose `kill -9` repeats are measured beside
 //! this build's, `BENCH_KILL_FORMAT` the source format of the `kill -9` runs (default
-//! `nginx_combined`).
+//! `nginx_combined`), `BENCH_ONLY` runs only the `log-agent run` set-ups whose name contains
+//! it (a quick look at one row; the report is then partial: do not commit it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 /// The Tansu broker helper the Kafka tests use.
@@ -36,6 +37,9 @@ mod corpus;
 /// What a `kill -9` at full speed repeats at a restart.
 #[path = "e2e/kill9.rs"]
 mod kill9;
+/// OTLP receivers that discard, for the `-> otlp` rows.
+#[path = "e2e/otlp.rs"]
+mod otlp;
 /// rsyslog and Fluent Bit, run on the same bytes.
 #[path = "e2e/peers.rs"]
 mod peers;
@@ -615,6 +619,10 @@ fn main() {
         )
     };
     let blackhole = "    type: blackhole".to_owned();
+    let receivers = otlp::start();
+    let otlp_sink = |protocol: &str, address: std::net::SocketAddr| {
+        format!("    type: otlp\n    protocol: {protocol}\n    endpoint: http://{address}")
+    };
     /// A set-up of `log-agent run`, and the Fluent Bit workload run in turn with it.
     struct Setup<'a> {
         name: &'a str,
@@ -741,7 +749,27 @@ fn main() {
             "docker",
             file_sink("json"),
         ),
+        // Into a receiver of this process that decodes every request and discards it.
+        Setup::new(
+            "run 1 file -> otlp (gRPC)",
+            one_c,
+            "raw",
+            otlp_sink("grpc", receivers.grpc),
+        ),
+        Setup::new(
+            "run 1 file -> otlp (HTTP/protobuf)",
+            one_c,
+            "raw",
+            otlp_sink("http/protobuf", receivers.http),
+        ),
+        Setup::new(
+            "run JSON app lines, format json -> otlp (gRPC)",
+            (&app[..], app_bytes, app_lines_n),
+            "json",
+            otlp_sink("grpc", receivers.grpc),
+        ),
     ];
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     // Fluent Bit, when it is there: each of its runs follows the log-agent run of the same
     // workload on the same file (round-robin), and is reported in rows of its own.
     let mut fluent_bit = peers::fluent_bit();
@@ -754,7 +782,7 @@ fn main() {
     }
     let mut fb_runs: Vec<(FbWorkload, &Setup, Vec<peers::FbRun>)> = Vec::new();
     let mut scenarios = Vec::new();
-    for setup in &setups {
+    for setup in setups.iter().filter(|s| s.name.contains(&only)) {
         let Setup {
             name,
             files,
@@ -765,6 +793,7 @@ fn main() {
         let mut samples = Vec::new();
         let mut fb_samples = Vec::new();
         for run in 0..runs {
+            let decoded_before = receivers.records.load(std::sync::atomic::Ordering::Relaxed);
             let sample = run_agent(
                 &work.join("agent"),
                 files,
@@ -773,6 +802,11 @@ fn main() {
                 &setup.sink,
                 setup.grow.then(|| files[0].as_path()),
             );
+            if setup.sink.contains("type: otlp") {
+                let decoded =
+                    receivers.records.load(std::sync::atomic::Ordering::Relaxed) - decoded_before;
+                assert_eq!(decoded, lines, "{name}: records the receiver decoded");
+            }
             eprintln!(
                 "{name} #{run}: {:.0} MiB/s, {:.2} CPU s, {} KiB peak",
                 bytes as f64 / 1048576.0 / sample.seconds,

@@ -309,6 +309,7 @@ mod tests {
     fn validate_prints_no_secret_table() {
         const KAFKA: &str = "    type: kafka\n    brokers: b:9092\n    topic: t\n";
         const HTTP: &str = "    type: http\n";
+        const OTLP: &str = "    type: otlp\n";
         // (sink keys, secret never printed, what is printed in its place or beside it)
         let cases: &[(String, &str, &str)] = &[
             (
@@ -395,6 +396,16 @@ mod tests {
                 ),
                 "basic-pw",
                 "user: elastic",
+            ),
+            (
+                format!("{OTLP}    headers: {{ authorization: 'Bearer otlp-t0k' }}\n"),
+                "otlp-t0k",
+                "authorization: <redacted>",
+            ),
+            (
+                format!("{OTLP}    endpoint: 'https://u:otlp-pw@c:4318/v1/logs?key=k'\n"),
+                "otlp-pw",
+                "https://redacted:redacted@c:4318/v1/logs?key=redacted",
             ),
         ];
         for (keys, secret, shown) in cases {

@@ -72,8 +72,10 @@ fn default_timeout_ms() -> u64 {
     10_000
 }
 
+/// Exports at once by default: a receiver decodes one while the next is built and sent (the
+/// Collector's exporters send up to 10 at once).
 fn default_in_flight() -> usize {
-    1
+    4
 }
 
 /// The OTLP transports.
@@ -236,6 +238,7 @@ mod tests {
         assert_eq!(config.protocol, Protocol::Grpc);
         assert_eq!(config.compression, OtlpCompression::None);
         assert_eq!(config.timeout_ms, 10_000);
+        assert_eq!(config.in_flight, 4);
         assert_eq!(config.body_field, "message");
         assert_eq!(config.severity_field, "level");
     }

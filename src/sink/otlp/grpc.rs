@@ -1,5 +1,7 @@
 //! OTLP over gRPC: the `LogsService/Export` call through `tonic`, on one channel that every
-//! instance of the sink shares.
+//! instance of the sink shares. The request is lent to the call and given back once it is
+//! encoded, so that the sink builds the next one over its records; the response is read with
+//! the generated types.
 //!
 //! Invariant: a status is retried only where the OTLP specification says it may succeed later:
 //! `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE`, `DATA_LOSS`, and
@@ -8,16 +10,23 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::BufMut;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use prost::Message;
 use reqwest::Url;
 use reqwest::header::HeaderMap;
-use tonic::codec::CompressionEncoding;
+use tonic::client::Grpc;
+use tonic::codec::{BufferSettings, Codec, CompressionEncoding, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
+use tonic_prost::{ProstCodec, ProstDecoder};
 use tonic_types::StatusExt;
 
 use super::config::{OtlpCompression, OtlpSinkConfig};
@@ -27,7 +36,7 @@ use crate::sink::http::client::{ClientError, TlsFiles};
 /// A gRPC client of one receiver.
 #[derive(Debug, Clone)]
 pub struct GrpcExporter {
-    client: LogsServiceClient<Channel>,
+    client: Grpc<Channel>,
     metadata: MetadataMap,
     timeout: Duration,
 }
@@ -68,15 +77,16 @@ impl GrpcExporter {
                 .tls_config(tls)
                 .map_err(|e| error("tls", error_text(&e)))?;
         }
-        let mut client = LogsServiceClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(4 * 1024 * 1024);
-        client = match config.compression {
-            OtlpCompression::None => client,
-            OtlpCompression::Gzip => client.send_compressed(CompressionEncoding::Gzip),
-            OtlpCompression::Zstd => client.send_compressed(CompressionEncoding::Zstd),
+        let mut client = Grpc::new(endpoint.connect_lazy());
+        client = client.max_decoding_message_size(4 * 1024 * 1024);
+        match config.compression {
+            OtlpCompression::None => {}
+            OtlpCompression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
+            OtlpCompression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
         }
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd);
+        client = client
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
         let mut metadata = MetadataMap::new();
         for (name, value) in headers {
             let key = format!("headers.{name}");
@@ -96,18 +106,93 @@ impl GrpcExporter {
         })
     }
 
-    /// Sends one request; what the receiver says of records it refused, if anything.
+    /// Sends `request`; what the receiver says of records it refused, if anything. The request
+    /// is given back (when the call is over) with the bytes it took.
     pub async fn export(
         &self,
         request: ExportLogsServiceRequest,
+    ) -> (
+        Option<ExportLogsServiceRequest>,
+        u64,
+        Result<Option<ExportLogsPartialSuccess>, SinkError>,
+    ) {
+        let outgoing = Arc::new(Outgoing {
+            request,
+            encoded: AtomicU64::new(0),
+        });
+        let result = self.call(Arc::clone(&outgoing)).await;
+        // tonic drops its reference once the request is encoded: the records come back.
+        match Arc::try_unwrap(outgoing) {
+            Ok(Outgoing { request, encoded }) => (Some(request), encoded.into_inner(), result),
+            Err(shared) => (None, shared.encoded.load(Ordering::Relaxed), result),
+        }
+    }
+
+    async fn call(
+        &self,
+        outgoing: Arc<Outgoing>,
     ) -> Result<Option<ExportLogsPartialSuccess>, SinkError> {
-        let mut call = tonic::Request::new(request);
+        let mut call = tonic::Request::new(outgoing);
         *call.metadata_mut() = self.metadata.clone();
         call.set_timeout(self.timeout);
-        match self.client.clone().export(call).await {
+        let mut client = self.client.clone();
+        client
+            .ready()
+            .await
+            .map_err(|e| SinkError::Retriable(format!("gRPC channel: {}", error_text(&e))))?;
+        match client
+            .unary(call, PathAndQuery::from_static(EXPORT), Lent)
+            .await
+        {
             Ok(response) => Ok(response.into_inner().partial_success),
             Err(status) => Err(status_error(&status)),
         }
+    }
+}
+
+/// The method every OTLP logs receiver serves.
+const EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// A request lent to a call, and the bytes it was encoded into.
+pub struct Outgoing {
+    request: ExportLogsServiceRequest,
+    encoded: AtomicU64,
+}
+
+/// Encodes a lent request straight into tonic's buffer; reads the response with prost.
+struct Lent;
+
+impl Codec for Lent {
+    type Encode = Arc<Outgoing>;
+    type Decode = ExportLogsServiceResponse;
+    type Encoder = LentEncoder;
+    type Decoder = ProstDecoder<ExportLogsServiceResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        LentEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstCodec::<ExportLogsServiceResponse, ExportLogsServiceResponse>::raw_decoder(
+            BufferSettings::default(),
+        )
+    }
+}
+
+struct LentEncoder;
+
+impl Encoder for LentEncoder {
+    type Item = Arc<Outgoing>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Arc<Outgoing>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        let before = dst.remaining_mut();
+        item.request
+            .encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the request: {e}")))?;
+        let written = before.saturating_sub(dst.remaining_mut());
+        item.encoded.store(written as u64, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -138,7 +223,7 @@ fn retry_delay(status: &Status) -> Option<Duration> {
 }
 
 /// An error and its sources on one line.
-fn error_text(error: &dyn std::error::Error) -> String {
+fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

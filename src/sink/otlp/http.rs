@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
 use prost::Message;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap};
@@ -51,17 +51,20 @@ impl HttpExporter {
         })
     }
 
-    /// Sends one request; what the receiver says of records it refused, if anything.
+    /// Whether requests are OTLP JSON (else protobuf).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Sends one encoded request; what the receiver says of records it refused, if anything.
     pub async fn export(
         &self,
-        request: &ExportLogsServiceRequest,
+        body: Vec<u8>,
     ) -> Result<Option<ExportLogsPartialSuccess>, SinkError> {
-        let (body, content_type) = if self.json {
-            let body = serde_json::to_vec(request)
-                .map_err(|e| SinkError::Permanent(format!("OTLP JSON: {e}")))?;
-            (body, "application/json")
+        let content_type = if self.json {
+            "application/json"
         } else {
-            (request.encode_to_vec(), "application/x-protobuf")
+            "application/x-protobuf"
         };
         let (body, encoding) = match self.compression {
             OtlpCompression::None => (Ok(body), None),

@@ -21,17 +21,23 @@
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use serde_json::Value;
 
 use super::config::OtlpSinkConfig;
-use crate::event::{Batch, Chunk, Event, FieldRef, FieldValue, FileMeta};
+use super::values::{
+    Attributes, boolean, field_value, int, json_value, key_value, kvlist, push_lossy, set_text,
+    severity_of, string,
+};
+use crate::event::{Batch, Chunk, Event, FileMeta};
 use crate::parse::time::parse_rfc3339;
 use crate::source::kubelet::PodLogPath;
+
+/// Most attributes a record may keep for reuse, and the largest body: a record that held more
+/// is let go rather than kept for the next batch.
+const KEPT_ATTRIBUTES: usize = 64;
+const KEPT_BODY_BYTES: usize = 16 * 1024;
 
 /// Turns batches into export requests, as the sink's settings say.
 #[derive(Debug, Clone)]
@@ -40,6 +46,48 @@ pub struct Mapper {
     severity_field: String,
     resource: Vec<(String, String)>,
     scope: InstrumentationScope,
+}
+
+/// The request a sink instance builds, kept to be built again: records, their attributes and
+/// strings keep their allocations from one batch to the next (a batch of raw lines then
+/// allocates nothing per line).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    request: ExportLogsServiceRequest,
+    spare: Vec<LogRecord>,
+}
+
+impl Scratch {
+    /// Lends the request last built (to a call that encodes it).
+    pub fn lend(&mut self) -> ExportLogsServiceRequest {
+        std::mem::take(&mut self.request)
+    }
+
+    /// Takes a lent request back, to build the next one over it.
+    pub fn give_back(&mut self, request: ExportLogsServiceRequest) {
+        self.request = request;
+    }
+
+    /// Takes back the records of the last request.
+    fn recycle(&mut self) {
+        for resource_logs in self.request.resource_logs.drain(..) {
+            for scope_logs in resource_logs.scope_logs {
+                self.spare
+                    .extend(scope_logs.log_records.into_iter().filter(worth_keeping));
+            }
+        }
+    }
+}
+
+/// Whether a record is small enough to be kept for reuse.
+fn worth_keeping(record: &LogRecord) -> bool {
+    let body = match &record.body {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(text)),
+        }) => text.capacity(),
+        _ => 0,
+    };
+    body <= KEPT_BODY_BYTES && record.attributes.len() <= KEPT_ATTRIBUTES
 }
 
 impl Mapper {
@@ -61,8 +109,20 @@ impl Mapper {
         }
     }
 
-    /// The request carrying every event of `batch`.
+    /// The request carrying every event of `batch` (a new one: see [`Mapper::fill`]).
     pub fn request(&self, batch: &Batch) -> ExportLogsServiceRequest {
+        let mut scratch = Scratch::default();
+        self.fill(batch, &mut scratch);
+        scratch.request
+    }
+
+    /// Builds the request carrying every event of `batch` over the one `scratch` holds.
+    pub fn fill<'s>(
+        &self,
+        batch: &Batch,
+        scratch: &'s mut Scratch,
+    ) -> &'s ExportLogsServiceRequest {
+        scratch.recycle();
         let mut groups: Vec<(Vec<KeyValue>, Vec<LogRecord>)> = Vec::new();
         // The group of the last file seen: consecutive parts are mostly of the same file.
         let mut last: Option<(*const FileMeta, usize)> = None;
@@ -90,25 +150,28 @@ impl Mapper {
             let context = ChunkContext::new(chunk);
             let records = &mut groups[group].1;
             records.reserve(events.len());
-            records.extend(events.iter().map(|event| self.record(&context, event)));
+            for event in events {
+                let mut record = scratch.spare.pop().unwrap_or_default();
+                self.fill_record(&mut record, &context, event);
+                records.push(record);
+            }
         }
-        ExportLogsServiceRequest {
-            resource_logs: groups
-                .into_iter()
-                .map(|(attributes, log_records)| ResourceLogs {
-                    resource: Some(Resource {
-                        attributes,
-                        ..Resource::default()
-                    }),
-                    scope_logs: vec![ScopeLogs {
-                        scope: Some(self.scope.clone()),
-                        log_records,
-                        schema_url: String::new(),
-                    }],
+        scratch.request.resource_logs = groups
+            .into_iter()
+            .map(|(attributes, log_records)| ResourceLogs {
+                resource: Some(Resource {
+                    attributes,
+                    ..Resource::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(self.scope.clone()),
+                    log_records,
                     schema_url: String::new(),
-                })
-                .collect(),
-        }
+                }],
+                schema_url: String::new(),
+            })
+            .collect();
+        &scratch.request
     }
 
     /// The resource of the pod that wrote `file`: from the kubelet's path when it has that
@@ -160,31 +223,34 @@ impl Mapper {
             .collect()
     }
 
-    fn record(&self, context: &ChunkContext<'_>, event: &Event) -> LogRecord {
+    /// Writes `event` over `record`.
+    fn fill_record(&self, record: &mut LogRecord, context: &ChunkContext<'_>, event: &Event) {
         let chunk = context.chunk;
         let meta = &*chunk.file;
-        let mut attributes = Vec::with_capacity(4 + meta.enrichment.fields().len());
-        attributes.push(key_value("log.file.path", string(&meta.path)));
-        attributes.push(key_value("log.file.name", string(context.file_name)));
+        let mut attributes = Attributes::over(&mut record.attributes);
+        attributes.text("log.file.path", &meta.path);
+        attributes.text("log.file.name", context.file_name);
         if let Some(stream) = event.stream {
-            attributes.push(key_value("log.iostream", string(stream.as_str())));
+            attributes.text("log.iostream", stream.as_str());
         }
-        attributes.push(key_value(
-            "log.record.uid",
-            string(&format!("{:016x}-{}", meta.key, event.offset)),
-        ));
-        let mut severity = None;
-        let body = match chunk.fields(event) {
-            None => message_value(chunk.message(event)),
+        attributes.uid("log.record.uid", meta.key, event.offset);
+        record.severity_text.clear();
+        record.severity_number = 0;
+        match chunk.fields(event) {
+            None => set_text(&mut record.body, |s| push_lossy(s, chunk.message(event))),
             Some(fields) => {
-                severity = fields.get(&self.severity_field).map(|f| severity_of(&f));
-                match fields.get(&self.body_field) {
+                if let Some(level) = fields.get(&self.severity_field) {
+                    let (text, number) = severity_of(&level);
+                    record.severity_text.push_str(&text);
+                    record.severity_number = number;
+                }
+                record.body = Some(match fields.get(&self.body_field) {
                     Some(body) => {
                         for field in fields.iter() {
                             if !field.is_named(&self.body_field)
                                 && !field.is_named(&self.severity_field)
                             {
-                                attributes.push(key_value(&field.name(), field_value(&field)));
+                                attributes.value(&field.name(), field_value(&field));
                             }
                         }
                         field_value(&body)
@@ -195,11 +261,11 @@ impl Mapper {
                             .map(|field| key_value(&field.name(), field_value(&field)))
                             .collect(),
                     ),
-                }
+                });
             }
-        };
+        }
         for (key, value) in meta.enrichment.fields() {
-            attributes.push(key_value(key, json_value(value)));
+            attributes.value(key, json_value(value));
         }
         let flags = &event.flags;
         for (set, key) in [
@@ -209,22 +275,15 @@ impl Mapper {
             (flags.timestamp_failed, "timestamp_parse_failed"),
         ] {
             if set {
-                attributes.push(key_value(key, boolean(true)));
+                attributes.value(key, boolean(true));
             }
         }
         if let Some(error) = &event.parse_error {
-            attributes.push(key_value("parse_error", string(error)));
+            attributes.text("parse_error", error);
         }
-        let (severity_text, severity_number) = severity.unwrap_or_default();
-        LogRecord {
-            time_unix_nano: event.time.and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
-            observed_time_unix_nano: context.observed,
-            severity_number,
-            severity_text,
-            body: Some(body),
-            attributes,
-            ..LogRecord::default()
-        }
+        attributes.finish();
+        record.time_unix_nano = event.time.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
+        record.observed_time_unix_nano = context.observed;
     }
 }
 
@@ -248,139 +307,13 @@ impl<'a> ChunkContext<'a> {
     }
 }
 
-/// The severity of a level's value: its text, and the OpenTelemetry number of the names in
-/// common use (syslog's, log4j's, Go's and Python's) or of pino/bunyan's numbers; 0
-/// (unspecified) for others.
-fn severity_of(field: &FieldRef<'_>) -> (String, i32) {
-    let text = match field.as_str() {
-        Some(text) => text.into_owned(),
-        None => String::from_utf8_lossy(&field.text()).into_owned(),
-    };
-    let number = severity_number(&text);
-    (text, number)
-}
-
-fn severity_number(text: &str) -> i32 {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "trace" | "finest" | "10" => 1,
-        "debug" | "fine" | "dbg" | "20" => 5,
-        "info" | "information" | "informational" | "inf" | "30" => 9,
-        "notice" => 10,
-        "warn" | "warning" | "wrn" | "40" => 13,
-        "error" | "err" | "severe" | "50" => 17,
-        "crit" | "critical" => 18,
-        "alert" => 19,
-        "fatal" | "emerg" | "emergency" | "panic" | "dpanic" | "60" => 21,
-        _ => 0,
-    }
-}
-
-/// The line as a string body (invalid UTF-8 replaced).
-fn message_value(message: &[u8]) -> AnyValue {
-    string(&String::from_utf8_lossy(message))
-}
-
-/// A parsed field's value: strings, numbers, booleans as themselves; objects and arrays as
-/// key-value lists and arrays; `null` as an empty value.
-fn field_value(field: &FieldRef<'_>) -> AnyValue {
-    match &field.field().value {
-        FieldValue::Json(span) => {
-            let json = span.bytes(field.data());
-            match json.first() {
-                Some(b'"') => match field.as_str() {
-                    Some(text) => string(&text),
-                    None => AnyValue { value: None },
-                },
-                Some(b't') => boolean(true),
-                Some(b'f') => boolean(false),
-                Some(b'n') | None => AnyValue { value: None },
-                Some(_) => number(json),
-            }
-        }
-        FieldValue::Text(span) => message_value(span.bytes(field.data())),
-        FieldValue::Owned(value) => json_value(value),
-    }
-}
-
-/// A JSON number: an integer when it is one that fits, else a double.
-fn number(json: &[u8]) -> AnyValue {
-    let text = String::from_utf8_lossy(json);
-    if let Ok(integer) = text.parse::<i64>() {
-        return int(integer);
-    }
-    match text.parse::<f64>() {
-        Ok(double) => AnyValue {
-            value: Some(any_value::Value::DoubleValue(double)),
-        },
-        Err(_) => string(&text),
-    }
-}
-
-/// A JSON value, as [`field_value`] maps one.
-fn json_value(value: &Value) -> AnyValue {
-    match value {
-        Value::Null => AnyValue { value: None },
-        Value::Bool(b) => boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => int(i),
-            None => AnyValue {
-                value: Some(any_value::Value::DoubleValue(
-                    n.as_f64().unwrap_or(f64::NAN),
-                )),
-            },
-        },
-        Value::String(s) => string(s),
-        Value::Array(values) => AnyValue {
-            value: Some(any_value::Value::ArrayValue(ArrayValue {
-                values: values.iter().map(json_value).collect(),
-            })),
-        },
-        Value::Object(map) => kvlist(
-            map.iter()
-                .map(|(key, value)| key_value(key, json_value(value)))
-                .collect(),
-        ),
-    }
-}
-
-fn string(text: &str) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::StringValue(text.to_owned())),
-    }
-}
-
-fn int(value: i64) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::IntValue(value)),
-    }
-}
-
-fn boolean(value: bool) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::BoolValue(value)),
-    }
-}
-
-fn kvlist(values: Vec<KeyValue>) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::KvlistValue(KeyValueList { values })),
-    }
-}
-
-fn key_value(key: &str, value: AnyValue) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(value),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{BatchPart, EventFlags, StaticFields, Stream, testing};
     use crate::parse::enrich::{Enrichment, PodIdentity};
     use crate::parse::{Format, LineParser};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const KUBELET_PATH: &str = "/var/log/pods/shop_web-7d9_0f1e-22/nginx/3.log";
 
@@ -573,6 +506,42 @@ mod tests {
     }
 
     #[test]
+    fn a_request_built_over_the_last_one_equals_a_new_one() {
+        let mapper = mapper(&[]);
+        let parsed = || {
+            batch(vec![chunk(
+                1,
+                "/logs/app.log",
+                Format::Json,
+                &[
+                    r#"{"message":"m","level":"info","a":1,"b":{"c":2},"d":"e"}"#,
+                    r#"{"other":true}"#,
+                ],
+                Enrichment::default(),
+            )])
+        };
+        let raw = || {
+            let mut chunk = chunk(
+                2,
+                KUBELET_PATH,
+                Format::Raw,
+                &["x", "y", "z"],
+                Enrichment::default(),
+            );
+            chunk.events[0].stream = Some(Stream::Stdout);
+            chunk.events[2].parse_error = Some("bad".into());
+            batch(vec![chunk])
+        };
+        let mut scratch = Scratch::default();
+        for (built, fresh) in [parsed(), raw(), parsed(), parsed(), raw()]
+            .iter()
+            .map(|b| (mapper.fill(b, &mut scratch).clone(), mapper.request(b)))
+        {
+            assert_eq!(built, fresh);
+        }
+    }
+
+    #[test]
     fn records_are_grouped_by_pod_in_batch_order() {
         let pod = |name: &str| {
             let identity = PodIdentity(vec![
@@ -636,72 +605,5 @@ mod tests {
         );
         let record = &request.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(attributes(&record.attributes)["env"], json!("prod"));
-    }
-
-    #[test]
-    fn severity_numbers_table() {
-        let cases = [
-            ("INFO", 9),
-            ("warn", 13),
-            ("Warning", 13),
-            ("error", 17),
-            ("crit", 18),
-            ("FATAL", 21),
-            ("debug", 5),
-            ("trace", 1),
-            ("30", 9),
-            ("50", 17),
-            ("verbose", 0),
-            ("", 0),
-        ];
-        for (text, want) in cases {
-            assert_eq!(severity_number(text), want, "{text}");
-        }
-    }
-
-    #[test]
-    fn json_values_table() {
-        let cases = [
-            (json!(null), AnyValue { value: None }),
-            (json!(true), boolean(true)),
-            (json!(-3), int(-3)),
-            (
-                json!(1.5),
-                AnyValue {
-                    value: Some(any_value::Value::DoubleValue(1.5)),
-                },
-            ),
-            (json!("x"), string("x")),
-            (
-                json!({"a": [1, "b"]}),
-                kvlist(vec![key_value(
-                    "a",
-                    AnyValue {
-                        value: Some(any_value::Value::ArrayValue(ArrayValue {
-                            values: vec![int(1), string("b")],
-                        })),
-                    },
-                )]),
-            ),
-        ];
-        for (value, want) in cases {
-            assert_eq!(json_value(&value), want, "{value}");
-        }
-    }
-
-    #[test]
-    fn numbers_table() {
-        let double = |d| AnyValue {
-            value: Some(any_value::Value::DoubleValue(d)),
-        };
-        let cases: [(&[u8], AnyValue); 4] = [
-            (b"42", int(42)),
-            (b"-7", int(-7)),
-            (b"0.25", double(0.25)),
-            (b"18446744073709551616", double(18446744073709551616.0)),
-        ];
-        for (json, want) in cases {
-            assert_eq!(number(json), want, "{}", String::from_utf8_lossy(json));
-        }
     }
 }

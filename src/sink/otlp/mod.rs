@@ -12,6 +12,7 @@ mod config;
 mod grpc;
 mod http;
 pub mod mapping;
+mod values;
 
 use std::sync::Arc;
 
@@ -28,7 +29,10 @@ use crate::sink::secret::redact_uri;
 /// The transport of a sink.
 #[derive(Debug)]
 enum Exporter {
-    Grpc(grpc::GrpcExporter),
+    /// One channel (HTTP/2 connection) per instance: one connection's frames are written by
+    /// one task, which exports in flight would otherwise queue behind.
+    Grpc(Vec<grpc::GrpcExporter>),
+    /// One client whose pool keeps a connection per request in flight.
     Http(http::HttpExporter),
 }
 
@@ -42,10 +46,14 @@ struct Shared {
     in_flight: usize,
 }
 
-/// Sends batches to an OTLP receiver; each instance has one request in flight.
+/// Sends batches to an OTLP receiver; each instance has one request in flight, and keeps the
+/// records of its last one to build the next.
 #[derive(Debug)]
 pub struct OtlpSink {
     shared: Arc<Shared>,
+    /// Which of the sink's instances this is (its gRPC channel).
+    instance: usize,
+    scratch: mapping::Scratch,
 }
 
 impl OtlpSink {
@@ -60,7 +68,10 @@ impl OtlpSink {
         let headers = resolve_headers(&config.headers).map_err(|e| error(&e.key, e.message))?;
         let shown_endpoint = redact_uri(url.as_str());
         let exporter = match config.protocol {
-            Protocol::Grpc => grpc::GrpcExporter::new(config, &url, &headers).map(Exporter::Grpc),
+            Protocol::Grpc => (0..config.in_flight)
+                .map(|_| grpc::GrpcExporter::new(config, &url, &headers))
+                .collect::<Result<_, _>>()
+                .map(Exporter::Grpc),
             Protocol::HttpProtobuf | Protocol::HttpJson => {
                 http::HttpExporter::new(config, url, headers).map(Exporter::Http)
             }
@@ -74,6 +85,8 @@ impl OtlpSink {
                 mapper: mapping::Mapper::new(config),
                 in_flight: config.in_flight,
             }),
+            instance: 0,
+            scratch: mapping::Scratch::default(),
         })
     }
 
@@ -95,12 +108,29 @@ impl OtlpSink {
 impl Sink for OtlpSink {
     fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<u64, SinkError>> {
         Box::pin(async move {
-            let shared = &*self.shared;
-            let request = shared.mapper.request(batch);
-            let bytes = request.encoded_len() as u64;
-            let answer = match &shared.exporter {
-                Exporter::Grpc(exporter) => exporter.export(request).await,
-                Exporter::Http(exporter) => exporter.export(&request).await,
+            let shared = Arc::clone(&self.shared);
+            let request = shared.mapper.fill(batch, &mut self.scratch);
+            let (bytes, answer) = match &shared.exporter {
+                Exporter::Grpc(channels) => {
+                    let Some(exporter) = channels.get(self.instance % channels.len().max(1)) else {
+                        return Err(SinkError::Permanent("no gRPC channel".into()));
+                    };
+                    let (request, bytes, answer) = exporter.export(self.scratch.lend()).await;
+                    if let Some(request) = request {
+                        self.scratch.give_back(request);
+                    }
+                    (bytes, answer)
+                }
+                Exporter::Http(exporter) => {
+                    let body = if exporter.is_json() {
+                        serde_json::to_vec(request).map_err(|e| {
+                            self.context(SinkError::Permanent(format!("OTLP JSON: {e}")))
+                        })?
+                    } else {
+                        request.encode_to_vec()
+                    };
+                    (body.len() as u64, exporter.export(body).await)
+                }
             };
             match answer.map_err(|e| self.context(e))? {
                 Some(partial) => {
@@ -131,9 +161,11 @@ impl Sink for OtlpSink {
 
     fn replicas(&self) -> Vec<Box<dyn Sink>> {
         (1..self.shared.in_flight)
-            .map(|_| {
+            .map(|instance| {
                 Box::new(OtlpSink {
                     shared: Arc::clone(&self.shared),
+                    instance,
+                    scratch: mapping::Scratch::default(),
                 }) as Box<dyn Sink>
             })
             .collect()
