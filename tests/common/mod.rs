@@ -10,6 +10,8 @@ pub mod checkpoints;
 pub mod compress;
 pub mod numbered;
 pub mod oracle;
+pub mod otlp;
+pub mod pki;
 pub mod process;
 pub mod tools;
 pub mod yaml;

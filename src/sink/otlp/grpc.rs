@@ -199,6 +199,11 @@ impl Encoder for LentEncoder {
 /// The error a failed call means, by the OTLP specification's table.
 fn status_error(status: &Status) -> SinkError {
     let message = format!("gRPC {:?}: {}", status.code(), status.message());
+    // A status tonic made itself for a failed connection (refused, reset, a TLS alert) has
+    // the transport error as its source: no receiver answered, so it is worth another try.
+    if let Some(cause) = std::error::Error::source(status) {
+        return SinkError::Retriable(format!("{message}: {}", error_text(cause)));
+    }
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
@@ -264,6 +269,11 @@ mod tests {
             (Status::permission_denied("no"), "P", 0),
             (Status::unimplemented("no"), "P", 0),
             (Status::internal("bug"), "P", 0),
+            (
+                Status::from_error(Box::new(std::io::Error::other("connection reset"))),
+                "R",
+                0,
+            ),
         ];
         for (status, want, seconds) in cases {
             let got = match status_error(&status) {
