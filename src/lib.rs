@@ -13,7 +13,8 @@
 //!   `regex`, nginx/apache, `cri`, `docker`), multiline grouping, timestamps, enrichment, filters.
 //! - [`pipeline`]: routing, per-sink bounded buffers, batching, retries with backoff, acks.
 //! - [`sink`]: the [`sink::Sink`] trait, the tagged sink config enum that builds sinks, one file
-//!   per sink (`file`, `stdout`, `blackhole`, `kafka`, `http`), the event encodings and templates.
+//!   per sink (`file`, `stdout`, `blackhole`, `kafka`, a folder each for `http` and `otlp`), the
+//!   event encodings and templates.
 //! - [`metrics`]: counters per source, per sink, of checkpoints and of config reloads.
 //! - [`health`]: heartbeats of the agent's loops and sink health, for liveness and readiness.
 //! - [`api`]: the HTTP API on `api.address`: `/healthz`, `/readyz`, `/readyz/sinks`, `/metrics`

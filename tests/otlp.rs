@@ -360,3 +360,35 @@ async fn grpc_mutual_tls_without_a_client_certificate_is_retried_and_nothing_is_
     assert!(sink.errors >= 2, "{sink:?}");
     assert_eq!(sink.dead_lettered, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_to_otlp_and_otlp_http_ships_every_line_once() {
+    for grpc in [true, false] {
+        let receiver = if grpc {
+            Receiver::grpc(loopback(), vec![Fault::Unavailable]).await
+        } else {
+            Receiver::http(vec![Fault::Unavailable]).await
+        };
+        let world = World::new();
+        append_numbered(&world.log("app.log"), "r", 0..400, 40);
+        let scheme = if grpc { "otlp" } else { "otlp+http" };
+        let to = format!("{scheme}://{}", receiver.addr);
+        let dir = world.logs();
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_log-agent"))
+                .args(["replay", "--to", &to, "app.log"])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{scheme}: {stdout}");
+        assert_exactly_once(&receiver.accepted(), "r", 400);
+        assert!(
+            receiver.exports().len() >= 2,
+            "{scheme}: the first was refused"
+        );
+    }
+}
