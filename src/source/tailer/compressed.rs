@@ -73,7 +73,7 @@ impl<E: Emit> Tailer<E> {
         let same_head = |f: &TrackedFile| {
             if !compressed.head.is_empty() && compressed.head.len() < f.fingerprint.len as usize {
                 // All it holds is less than that file's head: a copy of its beginning.
-                return f.head.starts_with(&compressed.head);
+                return f.head_starts_with(&compressed.head).unwrap_or(false);
             }
             if f.fingerprint.len as usize
                 >= compressed.head.len().min(self.ctx.config.fingerprint_bytes)
@@ -141,8 +141,8 @@ impl<E: Emit> Tailer<E> {
         if copy.head.len() < self.ctx.config.fingerprint_bytes {
             // All it holds is its head, known already.
             return of
-                .head
-                .starts_with(&copy.head)
+                .head_starts_with(&copy.head)
+                .unwrap_or(false)
                 .then_some(copy.head.len() as u64)
                 .filter(|&length| length <= offset);
         }

@@ -151,9 +151,12 @@ impl<E: Emit> Tailer<E> {
     /// it starts with: compared with what was read of each (its head, and the marks of its last
     /// reads: see [`compare`]). `skip` is the file's own index when it is tracked already (held).
     /// `index` (of `files` by head), when given, names the files worth comparing with.
+    /// `head`: the file's head when it was just read (a file found by this scan), else it is
+    /// read here.
     pub(super) fn lineage(
         &self,
         file: &File,
+        head: Option<&[u8]>,
         skip: Option<usize>,
         index: Option<&HeadIndex>,
     ) -> std::io::Result<(Lineage, Option<CopyProof>)> {
@@ -161,7 +164,14 @@ impl<E: Emit> Tailer<E> {
         let md = file.metadata()?;
         let size = md.len();
         let settled = !is_young(&md, Duration::from_millis(self.ctx.config.rotate_wait_ms));
-        let head = read_head(file, self.ctx.config.fingerprint_bytes)?;
+        let read;
+        let head = match head {
+            Some(head) => head,
+            None => {
+                read = read_head(file, self.ctx.config.fingerprint_bytes)?;
+                &read[..]
+            }
+        };
         // The head's hash per fingerprint length (indexed by it), computed once rather than
         // once per tracked file: with thousands of files found at once, hashing made each scan
         // quadratic.
@@ -190,7 +200,7 @@ impl<E: Emit> Tailer<E> {
             return Ok((lineage, None));
         }
         let candidates: Box<dyn Iterator<Item = usize>> = match index {
-            Some(index) => Box::new(index.related(&head).into_iter()),
+            Some(index) => Box::new(index.related(head).into_iter()),
             None => Box::new(0..self.files.len()),
         };
         let mut found = Lineage::New;
@@ -201,8 +211,10 @@ impl<E: Emit> Tailer<E> {
             if !comparable(&(i, tracked)) {
                 continue;
             }
-            let same_start = if head.len() < tracked.head.len() {
-                tracked.head.starts_with(&head)
+            let same_start = if head.len() < tracked.fingerprint.len as usize {
+                // Unknown (its whole head out of reach) but alike as far as kept: compared
+                // further (and held rather than read at once) as if it started alike.
+                tracked.head_starts_with(head).unwrap_or(true)
             } else {
                 matches(&tracked.fingerprint)
             };
@@ -252,9 +264,15 @@ impl<E: Emit> Tailer<E> {
         proven: bool,
     ) -> std::io::Result<(Lineage, bool)> {
         let offset = tracked.framer.read_offset();
+        // The head's bytes tell all of a file shorter than the fingerprint (see `compare`): read
+        // again for it when not kept in memory.
+        let reread = match tracked.whole_head() {
+            None if size < u64::from(tracked.fingerprint.len) => tracked.head_bytes(),
+            _ => None,
+        };
         let stream = StreamHead {
             fingerprint: tracked.fingerprint,
-            bytes: Some(&tracked.head),
+            bytes: tracked.whole_head().or(reread.as_deref()),
         };
         let Holds::ProvenTo(mut to) = compare(file, size, stream, tracked.framer.marks().all())?
         else {
@@ -418,7 +436,7 @@ impl<E: Emit> Tailer<E> {
             // descriptor: it may still be the copy of a truncated original.
             let (lineage, proof) = match &file.file {
                 Some(handle) => self
-                    .lineage(handle, Some(held), None)
+                    .lineage(handle, None, Some(held), None)
                     .unwrap_or((Lineage::New, None)),
                 None => (Lineage::New, None),
             };

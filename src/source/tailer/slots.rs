@@ -37,7 +37,7 @@ impl<E: Emit> Tailer<E> {
     /// for a gzip file, which is then left for a later scan.
     pub(super) fn make_room_for(&mut self, file: &mut TrackedFile) -> bool {
         if !file.is_compressed() && file.held_since.is_none() {
-            file.file = None;
+            file.close_for_turn();
             return true;
         }
         let victim = (0..self.files.len())
@@ -52,14 +52,14 @@ impl<E: Emit> Tailer<E> {
             .min_by_key(|&i| (self.files[i].eof_since.is_none(), self.files[i].opened_at));
         match victim {
             Some(i) => {
-                self.files[i].file = None;
+                self.files[i].close_for_turn();
                 true
             }
             None if file.is_compressed() => false,
             None => {
                 // A possible copy closed is released as a file of its own when reviewed: read
                 // from its start (duplicates, never loss).
-                file.file = None;
+                file.close_for_turn();
                 true
             }
         }
@@ -124,7 +124,7 @@ impl<E: Emit> Tailer<E> {
                 if closed >= excess && self.files[i].opened_at.elapsed() < min_turn {
                     continue;
                 }
-                self.files[i].file = None;
+                self.files[i].close_for_turn();
                 closed += 1;
                 if closed > excess {
                     free += 1;
@@ -159,7 +159,7 @@ impl<E: Emit> Tailer<E> {
                 break;
             }
             if done_with_turn(f) {
-                f.file = None;
+                f.close_for_turn();
                 open -= 1;
                 to_close -= 1;
             }
@@ -185,7 +185,7 @@ impl<E: Emit> Tailer<E> {
             progressed |= self.ctx.read_turn(f)?;
             bytes += f.framer.read_offset().saturating_sub(before);
             if done_with_turn(f) {
-                f.file = None;
+                f.close_for_turn();
             } else {
                 open += 1;
             }

@@ -28,7 +28,8 @@ pub(super) struct TrackedFile {
     pub(super) dev: u64,
     pub(super) ino: u64,
     pub(super) fingerprint: Fingerprint,
-    /// The bytes the fingerprint was taken of, to recognise a copy still being written.
+    /// The bytes the fingerprint was taken of, to recognise a copy still being written: all of
+    /// them while the head may grow, its first bytes only once it is complete (see `head`).
     pub(super) head: Vec<u8>,
     /// Open descriptor; `None` while closed to respect `max_open_files`, or once let go.
     pub(super) file: Option<File>,
@@ -86,6 +87,21 @@ impl TrackedFile {
         self.codec.is_some()
     }
 
+    /// Closes the file for its turn (`max_open_files`): it is reopened by path later. What it
+    /// keeps for its next read only is given back meanwhile.
+    pub(super) fn close_for_turn(&mut self) {
+        self.file = None;
+        self.release_idle_memory();
+    }
+
+    /// Gives back what a plain file keeps only for its next read (the last bytes read, read
+    /// again from the file then): for files idle or closed for their turn.
+    pub(super) fn release_idle_memory(&mut self) {
+        if !self.is_compressed() {
+            self.framer.release_tail();
+        }
+    }
+
     /// A generation that began empty (at a truncation) and has bytes its fingerprint does not
     /// cover yet: a copy of it is compared with its bytes, while it is open.
     pub(super) fn is_unheaded(&self) -> bool {
@@ -103,6 +119,18 @@ pub(super) fn has_unread(f: &TrackedFile) -> bool {
         .and_then(|handle| handle.metadata().ok())
         .map_or(f.seen_size, |md| md.len());
     !f.finished && size > offset
+}
+
+/// The least a read asks for (a file may have grown since it was last looked at).
+const MIN_READ: usize = 8 * 1024;
+
+/// Bytes to ask of the kernel for a file with `unread` bytes known to be unread: what there is,
+/// within [`MIN_READ`] and [`READ_SIZE`]. The read buffer is zeroed before each read, and 100,000
+/// files of a kilobyte each zeroed a quarter of a megabyte each.
+fn read_size(unread: u64) -> usize {
+    usize::try_from(unread)
+        .unwrap_or(READ_SIZE)
+        .clamp(MIN_READ, READ_SIZE)
 }
 
 /// Size and modification time of a file.
@@ -212,6 +240,7 @@ impl<E: Emit> Context<E> {
         } else if head.len() > tracked.fingerprint.len as usize {
             tracked.fingerprint = Fingerprint::of(&head);
             tracked.head = head;
+            tracked.compact_head(self.config.fingerprint_bytes);
             self.store
                 .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
         }
@@ -254,6 +283,7 @@ impl<E: Emit> Context<E> {
             continues: None,
         };
         tracked.eof_since = None;
+        tracked.compact_head(self.config.fingerprint_bytes);
         if old.framer.read_offset() > 0 {
             // Its copy, if one shows up, holds what was not read yet.
             self.retired.push(old);
@@ -340,9 +370,19 @@ impl<E: Emit> Context<E> {
             let Some(file) = tracked.file.as_mut() else {
                 break;
             };
+            if tracked.framer.tail_released() {
+                // Given back while the file was idle or closed for its turn: the marks of this
+                // read need the bytes before it.
+                if let Ok(tail) = tail_before(file, tracked.framer.read_offset()) {
+                    tracked.framer.restore_tail(&tail);
+                }
+            }
             let mark = tracked.framer.mark();
             asked = true;
-            let got = match tracked.framer.read_from(file, READ_SIZE) {
+            let unread = tracked
+                .seen_size
+                .saturating_sub(tracked.framer.read_offset());
+            let got = match tracked.framer.read_from(file, read_size(unread)) {
                 Ok(got) => got,
                 Err(e) => {
                     add(&self.metrics.read_errors, 1);
@@ -418,6 +458,7 @@ impl<E: Emit> Context<E> {
             head.extend_from_slice(&read[..(want - have).min(read.len())]);
             tracked.fingerprint = Fingerprint::of(&head);
             tracked.head = head;
+            tracked.compact_head(self.config.fingerprint_bytes);
             self.store
                 .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
             return;
@@ -427,6 +468,7 @@ impl<E: Emit> Context<E> {
             Ok(head) if tracked.fingerprint.matches(&head) => {
                 tracked.fingerprint = Fingerprint::of(&head);
                 tracked.head = head;
+                tracked.compact_head(self.config.fingerprint_bytes);
                 self.store.update_identity(
                     tracked.meta.key,
                     &tracked.meta.path,
@@ -513,6 +555,22 @@ impl<E: Emit> Context<E> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn reads_ask_for_what_there_is_within_bounds() {
+        // (bytes known to be unread, bytes asked for)
+        let cases = [
+            (0, MIN_READ),
+            (1_400, MIN_READ),
+            (MIN_READ as u64 + 1, MIN_READ + 1),
+            (100_000, 100_000),
+            (READ_SIZE as u64, READ_SIZE),
+            (u64::MAX, READ_SIZE),
+        ];
+        for (unread, want) in cases {
+            assert_eq!(read_size(unread), want, "{unread} unread");
+        }
+    }
 
     #[test]
     fn start_of_last_line_table() {
