@@ -10,10 +10,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::tracked::{CopyProof, TrackedFile, has_unread};
+use super::tracked::{CopyProof, FileId, TrackedFile, has_unread};
 use super::tracking::{new_key, original_gone};
 use super::{Context, Emit, READ_SIZE, Stopped, TURN_BYTES, Tailer};
-use crate::event::FileMeta;
 use crate::metrics::add;
 use crate::source::checkpoint::FileRecord;
 use crate::source::compression::{Codec, Decoded};
@@ -203,11 +202,7 @@ impl<E: Emit> Context<E> {
             offset = record.offset, "compressed copy of a file let go: continuing where it ended"
         );
         self.store.forget(tracked.meta.key);
-        tracked.meta = Arc::new(FileMeta::new(
-            record.key,
-            Arc::clone(&self.name),
-            Arc::clone(&tracked.meta.path),
-        ));
+        tracked.meta = FileId::new(record.key, Arc::clone(&tracked.meta.path));
         tracked.framer = Framer::new(record.offset, self.config.max_line_bytes);
         tracked.framer.set_tail(&[], &record.marks);
         tracked.emitted = record.offset;

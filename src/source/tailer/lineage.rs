@@ -10,10 +10,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::tracked::{CopyProof, TrackedFile, has_unread, is_young, tail_before};
+use super::tracked::{CopyProof, FileId, TrackedFile, has_unread, is_young, tail_before};
 use super::tracking::new_key;
 use super::{Context, Emit, Stopped, Tailer};
-use crate::event::FileMeta;
 use crate::metrics::add;
 use crate::parse::assemble::Release;
 use crate::source::compression::{Codec, Decoded};
@@ -545,11 +544,7 @@ impl<E: Emit> Context<E> {
     fn own_generation_from(&self, tracked: &mut TrackedFile, offset: u64) {
         self.store.forget(tracked.meta.key);
         let key = new_key(tracked.dev, tracked.ino);
-        tracked.meta = Arc::new(FileMeta::new(
-            key,
-            Arc::clone(&self.name),
-            Arc::clone(&tracked.meta.path),
-        ));
+        tracked.meta = FileId::new(key, Arc::clone(&tracked.meta.path));
         tracked.framer = Framer::new(offset, self.config.max_line_bytes);
         tracked.emitted = offset;
     }
@@ -578,11 +573,7 @@ impl<E: Emit> Context<E> {
         tracked.gone_since = None;
         tracked.eof_since = None;
         tracked.opened_at = Instant::now();
-        tracked.meta = Arc::new(FileMeta::new(
-            tracked.meta.key,
-            Arc::clone(&self.name),
-            path_text,
-        ));
+        tracked.meta = FileId::new(tracked.meta.key, path_text);
         self.store.relocate(
             tracked.meta.key,
             &tracked.meta.path,

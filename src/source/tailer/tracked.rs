@@ -21,10 +21,32 @@ use crate::source::fingerprint::{Fingerprint, read_head};
 use crate::source::framing::{Framer, ReadMark, TAIL_BYTES};
 use crate::source::open::open_regular;
 
+/// Which generation of which file a tracked file is: what its checkpoint record and its events
+/// are known by.
+#[derive(Debug, Clone)]
+pub(super) struct FileId {
+    pub(super) key: FileKey,
+    /// Where the file is (shared with its checkpoint record and its events' metadata).
+    pub(super) path: Arc<str>,
+}
+
+impl FileId {
+    pub(super) fn new(key: FileKey, path: impl Into<Arc<str>>) -> Self {
+        FileId {
+            key,
+            path: path.into(),
+        }
+    }
+}
+
 /// One file being read.
 #[derive(Debug)]
 pub(super) struct TrackedFile {
-    pub(super) meta: Arc<FileMeta>,
+    pub(super) meta: FileId,
+    /// What the events of its last chunk share, reused for the next chunks while it is the
+    /// same generation at the same path; made again when it changes, and given back while the
+    /// file is idle (its JSON prefixes were a fifth of the memory of 100,000 idle files).
+    pub(super) shipped: Option<Arc<FileMeta>>,
     pub(super) dev: u64,
     pub(super) ino: u64,
     pub(super) fingerprint: Fingerprint,
@@ -97,6 +119,8 @@ impl TrackedFile {
     /// Gives back what a plain file keeps only for its next read (the last bytes read, read
     /// again from the file then): for files idle or closed for their turn.
     pub(super) fn release_idle_memory(&mut self) {
+        // Chunks still on their way keep their own reference.
+        self.shipped = None;
         if !self.is_compressed() {
             self.framer.release_tail();
         }
@@ -208,7 +232,7 @@ impl<E: Emit> Context<E> {
     pub(super) fn renamed(&self, file: &mut TrackedFile, path: &Path) {
         let path = path.to_string_lossy();
         tracing::debug!(source = %self.name, from = %file.meta.path, to = %path, "file renamed");
-        file.meta = Arc::new(FileMeta::new(file.meta.key, Arc::clone(&self.name), &*path));
+        file.meta = FileId::new(file.meta.key, &*path);
         self.store
             .update_identity(file.meta.key, &file.meta.path, file.fingerprint);
     }
@@ -251,13 +275,10 @@ impl<E: Emit> Context<E> {
         tracing::info!(source = %self.name, file = %tracked.meta.path, "file truncated or rewritten; reading it again from the start");
         add(&self.metrics.truncations, 1);
         let key = new_key(tracked.dev, tracked.ino);
-        let new_meta = Arc::new(FileMeta::new(
-            key,
-            Arc::clone(&self.name),
-            Arc::clone(&tracked.meta.path),
-        ));
+        let new_meta = FileId::new(key, Arc::clone(&tracked.meta.path));
         let old = TrackedFile {
             meta: std::mem::replace(&mut tracked.meta, new_meta),
+            shipped: tracked.shipped.take(),
             dev: tracked.dev,
             ino: tracked.ino,
             fingerprint: std::mem::replace(&mut tracked.fingerprint, Fingerprint::of(head)),

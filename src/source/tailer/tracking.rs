@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::compressed::plain_name;
-use super::tracked::{TrackedFile, is_young, stamp, start_of_last_line, tail_before};
+use super::tracked::{FileId, TrackedFile, is_young, stamp, start_of_last_line, tail_before};
 use super::{Context, Emit};
-use crate::event::{FileKey, FileMeta};
+use crate::event::FileKey;
 use crate::metrics::add;
 use crate::source::ReadFrom;
 use crate::source::checkpoint::FileRecord;
@@ -263,9 +263,10 @@ impl<E: Emit> Context<E> {
             framer.set_tail(&[], &marks);
         }
         let fingerprint = Fingerprint::of(&head);
-        let meta = Arc::new(FileMeta::new(key, Arc::clone(&self.name), &*path_text));
+        let meta = FileId::new(key, &*path_text);
         let tracked = TrackedFile {
             meta,
+            shipped: None,
             dev,
             ino,
             fingerprint,
