@@ -149,7 +149,7 @@ impl<E: Emit> Tailer<E> {
             of: of.meta.key,
             size: offset,
         };
-        if copy.copy_proof == Some(tried) {
+        if copy.copy_proof.as_deref() == Some(&tried) {
             return None;
         }
         let found = match (&copy.file, &of.file, copy.codec) {
@@ -160,7 +160,7 @@ impl<E: Emit> Tailer<E> {
             }
             _ => None,
         };
-        self.files[held].copy_proof = Some(tried);
+        self.files[held].copy_proof = Some(Box::new(tried));
         found
     }
 }
@@ -260,7 +260,9 @@ impl<E: Emit> Context<E> {
             };
             let offset = tracked.framer.read_offset();
             match opened {
-                Ok((decoder, skipped)) if skipped == offset => tracked.decoder = Some(decoder),
+                Ok((decoder, skipped)) if skipped == offset => {
+                    tracked.decoder = Some(Box::new(decoder));
+                }
                 Ok((_, skipped)) => {
                     // A compressed copy of a copy that held only lines read already (copytruncate
                     // under a writer, then compress).

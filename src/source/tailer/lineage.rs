@@ -159,7 +159,7 @@ impl<E: Emit> Tailer<E> {
         skip: Option<usize>,
         index: Option<&HeadIndex>,
     ) -> std::io::Result<(Lineage, Option<CopyProof>)> {
-        let known = skip.and_then(|i| self.files[i].copy_proof);
+        let known = skip.and_then(|i| self.files[i].copy_proof.as_deref().copied());
         let md = file.metadata()?;
         let size = md.len();
         let settled = !is_young(&md, Duration::from_millis(self.ctx.config.rotate_wait_ms));
@@ -439,7 +439,7 @@ impl<E: Emit> Tailer<E> {
                     .unwrap_or((Lineage::New, None)),
                 None => (Lineage::New, None),
             };
-            self.files[held].copy_proof = proof;
+            self.files[held].copy_proof = proof.map(Box::new);
             match lineage {
                 Lineage::PossibleCopy if waited => self.ctx.release(&mut self.files[held]),
                 Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind => {}

@@ -216,11 +216,14 @@ impl<E: Emit> Tailer<E> {
                 // it. A changed time alone does not say so (logrotate sets the times of the
                 // compressed file after gzip wrote it): its content does.
                 let changed = self.files[i].file.is_none()
-                    && self.files[i].stamp.is_some_and(|taken| taken != md.stamp);
+                    && self.files[i]
+                        .stamp
+                        .as_deref()
+                        .is_some_and(|taken| *taken != md.stamp);
                 let reused = changed && !self.ctx.holds_the_same(&self.files[i], &path);
                 let tracked = &mut self.files[i];
                 if changed && !reused {
-                    tracked.stamp = Some(md.stamp);
+                    tracked.stamp = Some(Box::new(md.stamp));
                 }
                 if !reused {
                     at_current_path[i] |= *tracked.meta.path == *path.to_string_lossy();
@@ -278,7 +281,7 @@ impl<E: Emit> Tailer<E> {
                         None => Ok((Lineage::New, None)),
                     };
                     let lineage = lineage.map(|(lineage, proof)| {
-                        file.copy_proof = proof;
+                        file.copy_proof = proof.map(Box::new);
                         lineage
                     });
                     match lineage {

@@ -11,8 +11,19 @@ use super::tracked::TrackedFile;
 use super::{Emit, Stopped, TURN_BYTES, Tailer};
 use crate::source::open::stat;
 
-/// Files waiting for a slot that take their turn per call of `pass_turns`.
+/// Files waiting for a slot that take their turn per call of `pass_turns`, at least.
 const QUEUED_TURNS_PER_PASS: usize = 1024;
+/// Besides, per call of `pass_turns`, one in this many tracked files: between two calls the
+/// tailer's loop goes over every tracked file a few times (read pass, letting files go), which
+/// with 100,000 files and 1,024 turns a call took a tenth of the CPU; so the calls needed to
+/// give every file a turn stay about this many, whatever the number of files.
+const TURNS_PER_PASS_FRACTION: usize = 32;
+
+/// How many waiting files take their turn per call of `pass_turns` when `tracked` files are
+/// tracked.
+fn turns_per_pass(tracked: usize) -> usize {
+    (tracked / TURNS_PER_PASS_FRACTION).max(QUEUED_TURNS_PER_PASS)
+}
 
 /// An open file that has had its turn (read to its end) and can make room for one waiting: a
 /// gzip file keeps its slot to its end (it cannot be resumed without reading it again from its
@@ -142,7 +153,7 @@ impl<E: Emit> Tailer<E> {
     /// `turn_queue`), and has each take its turn at once: one read to its end in its turn hands
     /// its slot straight on, so that thousands of small files waiting go through in one call,
     /// not in one loop (with its passes over every tracked file) per `max_open_files` of them.
-    /// At most [`QUEUED_TURNS_PER_PASS`] files, and as many bytes as a read pass of the open
+    /// At most [`turns_per_pass`] files, and as many bytes as a read pass of the open
     /// files may read, take their turn per call. True when anything was read.
     pub(super) fn pass_turns(&mut self) -> Result<bool, Stopped> {
         if self.turn_queue.is_empty() {
@@ -166,7 +177,8 @@ impl<E: Emit> Tailer<E> {
         }
         let byte_budget = (cap as u64).saturating_mul(TURN_BYTES as u64);
         let (mut turns, mut bytes, mut progressed) = (0, 0u64, false);
-        while open < cap && turns < QUEUED_TURNS_PER_PASS && bytes < byte_budget {
+        let max_turns = turns_per_pass(self.files.len());
+        while open < cap && turns < max_turns && bytes < byte_budget {
             let Some((i, key)) = self.turn_queue.pop_front() else {
                 break;
             };
@@ -198,5 +210,25 @@ impl<E: Emit> Tailer<E> {
             .store(self.open_count() as u64, Ordering::Relaxed);
         // Out of budget with files still waiting: the loop goes on without sleeping.
         Ok(progressed || (!self.turn_queue.is_empty() && open < cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_per_call_grow_with_the_files_tracked() {
+        // (files tracked, waiting files taking their turn per call)
+        let cases = [
+            (0, QUEUED_TURNS_PER_PASS),
+            (1_000, QUEUED_TURNS_PER_PASS),
+            (32 * 1024, QUEUED_TURNS_PER_PASS),
+            (100_000, 3_125),
+            (1_000_000, 31_250),
+        ];
+        for (tracked, want) in cases {
+            assert_eq!(turns_per_pass(tracked), want, "{tracked} files");
+        }
     }
 }

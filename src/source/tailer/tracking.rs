@@ -278,15 +278,16 @@ impl<E: Emit> Context<E> {
             eof_since: None,
             opened_at: Instant::now(),
             finished: false,
+            identity_checked: false,
             retired: false,
             held_since: None,
             codec,
             decoder: None,
             compressed_done: false,
-            stamp: codec.is_some().then(|| stamp(&md)),
+            stamp: codec.is_some().then(|| Box::new(stamp(&md))),
             seen_size: size,
             copy_proof: None,
-            continues,
+            continues: continues.map(Box::new),
         };
         // A file resumed from a record (its own, or its original's) is known; a new one is
         // registered by the caller once it is known not to be held as a possible copy.
