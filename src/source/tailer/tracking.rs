@@ -144,7 +144,9 @@ impl<E: Emit> Context<E> {
         let md = file.metadata()?;
         // An empty or too short file is taken for text for now: its first read looks again
         // (see `ready_to_read`), so a compressed file created empty is never read as text.
-        let sniffed = sniff(&read_head(&file, SNIFF_BYTES)?);
+        // One read for both the sniff and a plain file's head.
+        let mut leading = read_head(&file, self.config.fingerprint_bytes.max(SNIFF_BYTES))?;
+        let sniffed = sniff(&leading[..leading.len().min(SNIFF_BYTES)]);
         let codec = match sniffed {
             Sniffed::Compressed(codec) => Some(codec),
             Sniffed::Plain | Sniffed::Undecided => None,
@@ -158,7 +160,10 @@ impl<E: Emit> Context<E> {
             Some(codec) => {
                 decompressed_head(&file, codec, self.config.fingerprint_bytes).unwrap_or_default()
             }
-            None => read_head(&file, self.config.fingerprint_bytes)?,
+            None => {
+                leading.truncate(self.config.fingerprint_bytes);
+                leading
+            }
         };
         let size = md.len();
         let (dev, ino) = (md.dev(), md.ino());
