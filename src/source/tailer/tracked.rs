@@ -193,6 +193,11 @@ fn read_raced_a_rewrite(
         // Nothing was fingerprinted before this read: it read the file, whichever generation.
         return None;
     }
+    if offset == 0 && fingerprint.matches(read) {
+        // It read the fingerprinted head itself: the file held this generation's head when
+        // read, and if it holds the very bytes read now, it still does (no `pread` needed).
+        return None;
+    }
     let head = read_head(file, head_bytes).ok()?;
     if fingerprint.matches(&head) {
         return None;
@@ -410,7 +415,8 @@ impl<E: Emit> Context<E> {
             let unread = tracked
                 .seen_size
                 .saturating_sub(tracked.framer.read_offset());
-            let got = match tracked.framer.read_from(file, read_size(unread)) {
+            let want = read_size(unread);
+            let got = match tracked.framer.read_from(file, want) {
                 Ok(got) => got,
                 Err(e) => {
                     add(&self.metrics.read_errors, 1);
@@ -430,6 +436,13 @@ impl<E: Emit> Context<E> {
             add(&self.metrics.bytes_in, got as u64);
             self.cover_what_was_read(tracked, &mark);
             self.emit_framed(tracked, false)?;
+            if got < want {
+                // A regular file reads short only at its end: as a look at its size would have
+                // found (one `fstat` less per turn); whatever comes next is read next turn.
+                tracked.eof_since.get_or_insert_with(Instant::now);
+                tracked.seen_size = tracked.framer.read_offset();
+                break;
+            }
         }
         // Between turns a file keeps only its partial line, not a read buffer: memory does not
         // grow with the number of files being read.
@@ -654,6 +667,12 @@ mod tests {
             (b"old 1\n", b"", b"old 2\n", 6, false),
             // Nothing fingerprinted yet: the read is of whatever the file is.
             (b"", b"new 1\n", b"new 1\n", 0, false),
+            // A read from the start that holds the fingerprinted head: this generation's.
+            (b"old 1\n", b"new 1\nnew 2\n", b"old 1\nold 2\n", 0, false),
+            // A read from the start of another head, which the file holds now: taken back.
+            (b"old 1\n", b"new 1\nnew 2\n", b"new 1\nnew 2\n", 0, true),
+            // A read from the start shorter than the fingerprint: compared with the file.
+            (b"old 1\nold 2\n", b"new 1\n", b"new 1\n", 0, true),
         ];
         for (i, &(old, now, read, offset, taken_back)) in cases.iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
