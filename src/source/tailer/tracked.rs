@@ -415,8 +415,7 @@ impl<E: Emit> Context<E> {
             let unread = tracked
                 .seen_size
                 .saturating_sub(tracked.framer.read_offset());
-            let want = read_size(unread);
-            let got = match tracked.framer.read_from(file, want) {
+            let got = match tracked.framer.read_from(file, read_size(unread)) {
                 Ok(got) => got,
                 Err(e) => {
                     add(&self.metrics.read_errors, 1);
@@ -436,13 +435,6 @@ impl<E: Emit> Context<E> {
             add(&self.metrics.bytes_in, got as u64);
             self.cover_what_was_read(tracked, &mark);
             self.emit_framed(tracked, false)?;
-            if got < want {
-                // A regular file reads short only at its end: as a look at its size would have
-                // found (one `fstat` less per turn); whatever comes next is read next turn.
-                tracked.eof_since.get_or_insert_with(Instant::now);
-                tracked.seen_size = tracked.framer.read_offset();
-                break;
-            }
         }
         // Between turns a file keeps only its partial line, not a read buffer: memory does not
         // grow with the number of files being read.
