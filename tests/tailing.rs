@@ -169,6 +169,54 @@ async fn a_copy_of_what_was_read_is_not_shipped_again_but_what_is_added_to_it_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_first_lines_is_known_by_the_head_even_once_the_head_is_no_longer_kept() {
+    // The agent keeps a file's whole head (`fingerprint_bytes`, 1 KiB) only while it may grow.
+    // A copy of the file's first 7 lines (280 bytes, shorter than the head, ending where no read
+    // of the agent ended, so no mark proves it) is known for one by the head's bytes alone.
+    // (lines read before the copy is made, lines in the file when the copy shows up, original
+    // truncated before then)
+    let cases = [
+        // The file grows past the head's size: its head, no longer kept whole in memory, is
+        // read again from the file.
+        (10, 40, false),
+        // Truncated (copytruncate) while its head was still growing: the generation truncated
+        // away kept its whole head, the only place its bytes are still known.
+        (10, 10, true),
+    ];
+    for (first, total, truncated) in cases {
+        let world = World::new();
+        let a = world.log("a.log");
+        append_numbered(&a, "a", 0..first, 40);
+        let agent = Agent::start(world.config("*.log", "", ""));
+        wait_for_events(&world, first as usize).await;
+        // logrotate's `copy` made when the file had 7 lines, out of the glob's sight for now.
+        let copy = world.log("b.tmp");
+        fs::write(&copy, numbered_lines("a", 0..7, 40)).unwrap();
+        append_numbered(&a, "a", first..total, 40);
+        wait_for_events(&world, total as usize).await;
+        // The copy settles (rotate_wait_ms) before it shows up: no longer written.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if truncated {
+            fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&a)
+                .unwrap();
+        }
+        fs::rename(&copy, world.log("b.log")).unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        append_numbered(&world.log("b.log"), "b", 0..5, 40);
+        let events = wait_for_events(&world, total as usize + 5).await;
+        let summary = agent.stop().await;
+        let case = format!("{first} lines, then {total}, truncated: {truncated}");
+        assert_eq!(world.events().len(), total as usize + 5, "{case}");
+        assert_exactly_once(&events, "a", total);
+        assert_exactly_once(&events, "b", 5);
+        assert_eq!(summary.metrics.sources["app"].copies_skipped, 1, "{case}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_renamed_away_is_read_to_its_end_including_its_unterminated_last_line() {
     let world = World::new();
     let agent = Agent::start(world.config("app.log", "", ""));

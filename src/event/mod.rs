@@ -94,6 +94,9 @@ impl Stream {
     }
 }
 
+/// The enrichment of a file whose source's enrichment is not attached yet.
+static NO_ENRICHMENT: std::sync::LazyLock<Arc<Enrichment>> = std::sync::LazyLock::new(Arc::default);
+
 /// What every event of a chunk shares. Built once per file (or per rename of it), not per line.
 #[derive(Debug)]
 pub struct FileMeta {
@@ -130,7 +133,9 @@ impl FileMeta {
             )
             .into_boxed_str(),
             json_id_stem: format!(",\"id\":\"{key:016x}-").into_boxed_str(),
-            enrichment: Arc::default(),
+            // One empty enrichment for every file until the source's is attached (a tailer
+            // of 100,000 files allocated one each).
+            enrichment: Arc::clone(&NO_ENRICHMENT),
             kubernetes_json: crate::source::kubelet::kubernetes_json(&path),
             source,
             path,

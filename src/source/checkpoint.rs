@@ -520,10 +520,12 @@ impl CheckpointStore {
             let past_head = marks.iter().filter(|m| m.end > head);
             let n = past_head.clone().count();
             if n > 0 && t.record.marks.last() != marks.last() {
-                t.record.marks.clear();
-                t.record
-                    .marks
-                    .extend(past_head.skip(n.saturating_sub(MARKS_PERSISTED)));
+                // Exactly as many as kept: 100,000 records of one mark each would otherwise
+                // hold room for four.
+                let kept = n.min(MARKS_PERSISTED);
+                let mut record_marks = Vec::with_capacity(kept);
+                record_marks.extend(past_head.skip(n - kept));
+                t.record.marks = record_marks;
             }
         }
     }

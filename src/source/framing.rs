@@ -122,6 +122,28 @@ impl Framer {
         self.buf = BytesMut::from(&self.buf[..]);
     }
 
+    /// Gives back the memory of the last bytes read and of the marks' spare room, for a file
+    /// that is idle or closed for its turn: [`Framer::tail_released`] says so until
+    /// [`Framer::restore_tail`] gives the bytes back (read again from the file) before its next
+    /// read. A framer at offset 0 has no tail to give back.
+    pub fn release_tail(&mut self) {
+        if self.read_offset() > 0 && !self.tail.is_empty() {
+            self.tail = Vec::new();
+        }
+        self.marks.shrink();
+    }
+
+    /// True when the last bytes read were given back ([`Framer::release_tail`]).
+    pub fn tail_released(&self) -> bool {
+        self.tail.is_empty() && self.read_offset() > 0
+    }
+
+    /// Gives back the last bytes read (at most [`TAIL_BYTES`], as read again from the file) to a
+    /// framer whose tail was released.
+    pub fn restore_tail(&mut self, tail: &[u8]) {
+        remember_into(&mut self.tail, tail);
+    }
+
     /// Reads once from `reader`, at most `max` bytes, and returns how many were read.
     pub fn read_from(&mut self, reader: &mut impl Read, max: usize) -> io::Result<usize> {
         let held = self.buf.len();

@@ -11,7 +11,7 @@ use std::ops::Bound;
 
 /// How many first bytes of a head the index keys on: longer heads sharing them are told apart
 /// by the caller.
-const KEY_BYTES: usize = 64;
+pub const KEY_BYTES: usize = 64;
 const _: () = assert!(KEY_BYTES < 128, "key lengths are bits of a u128");
 
 /// File indices by the first [`KEY_BYTES`] of their head (the whole head when shorter).

@@ -156,6 +156,11 @@ impl Marks {
         self.0.remove(drop);
     }
 
+    /// Gives back the room beyond the marks held (a file idle for now).
+    pub fn shrink(&mut self) {
+        self.0.shrink_to_fit();
+    }
+
     /// Forgets the marks of reads that ended after `offset` (a read taken back).
     pub fn take_back_to(&mut self, offset: u64) {
         while self.0.last().is_some_and(|last| last.end > offset) {

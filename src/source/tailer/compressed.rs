@@ -10,10 +10,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::tracked::{CopyProof, TrackedFile, has_unread};
+use super::tracked::{CopyProof, FileId, TrackedFile, has_unread};
 use super::tracking::{new_key, original_gone};
 use super::{Context, Emit, READ_SIZE, Stopped, TURN_BYTES, Tailer};
-use crate::event::FileMeta;
 use crate::metrics::add;
 use crate::source::checkpoint::FileRecord;
 use crate::source::compression::{Codec, Decoded};
@@ -73,7 +72,7 @@ impl<E: Emit> Tailer<E> {
         let same_head = |f: &TrackedFile| {
             if !compressed.head.is_empty() && compressed.head.len() < f.fingerprint.len as usize {
                 // All it holds is less than that file's head: a copy of its beginning.
-                return f.head.starts_with(&compressed.head);
+                return f.head_starts_with(&compressed.head).unwrap_or(false);
             }
             if f.fingerprint.len as usize
                 >= compressed.head.len().min(self.ctx.config.fingerprint_bytes)
@@ -141,8 +140,8 @@ impl<E: Emit> Tailer<E> {
         if copy.head.len() < self.ctx.config.fingerprint_bytes {
             // All it holds is its head, known already.
             return of
-                .head
-                .starts_with(&copy.head)
+                .head_starts_with(&copy.head)
+                .unwrap_or(false)
                 .then_some(copy.head.len() as u64)
                 .filter(|&length| length <= offset);
         }
@@ -150,7 +149,7 @@ impl<E: Emit> Tailer<E> {
             of: of.meta.key,
             size: offset,
         };
-        if copy.copy_proof == Some(tried) {
+        if copy.copy_proof.as_deref() == Some(&tried) {
             return None;
         }
         let found = match (&copy.file, &of.file, copy.codec) {
@@ -161,7 +160,7 @@ impl<E: Emit> Tailer<E> {
             }
             _ => None,
         };
-        self.files[held].copy_proof = Some(tried);
+        self.files[held].copy_proof = Some(Box::new(tried));
         found
     }
 }
@@ -203,11 +202,7 @@ impl<E: Emit> Context<E> {
             offset = record.offset, "compressed copy of a file let go: continuing where it ended"
         );
         self.store.forget(tracked.meta.key);
-        tracked.meta = Arc::new(FileMeta::new(
-            record.key,
-            Arc::clone(&self.name),
-            Arc::clone(&tracked.meta.path),
-        ));
+        tracked.meta = FileId::new(record.key, Arc::clone(&tracked.meta.path));
         tracked.framer = Framer::new(record.offset, self.config.max_line_bytes);
         tracked.framer.set_tail(&[], &record.marks);
         tracked.emitted = record.offset;
@@ -265,7 +260,9 @@ impl<E: Emit> Context<E> {
             };
             let offset = tracked.framer.read_offset();
             match opened {
-                Ok((decoder, skipped)) if skipped == offset => tracked.decoder = Some(decoder),
+                Ok((decoder, skipped)) if skipped == offset => {
+                    tracked.decoder = Some(Box::new(decoder));
+                }
                 Ok((_, skipped)) => {
                     // A compressed copy of a copy that held only lines read already (copytruncate
                     // under a writer, then compress).

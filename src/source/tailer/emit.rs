@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::tracked::TrackedFile;
 use super::{Context, Emit, Stopped, now_rfc3339};
-use crate::event::Chunk;
+use crate::event::{Chunk, FileMeta};
 use crate::metrics::add;
 use crate::parse::assemble::Release;
 use crate::source::framing::Framed;
@@ -97,16 +97,8 @@ impl<E: Emit> Context<E> {
         self.store
             .emitted_after(key, end_offset, tracked.framer.marks().all());
         tracked.emitted = end_offset;
-        // FileMeta is built wherever a file is found, renamed or rewritten; the source's
-        // enrichment is attached here, once per FileMeta, rather than at each of those places.
-        let enrichment = self.parser.enrichment();
-        let attached = Arc::ptr_eq(&tracked.meta.enrichment, enrichment)
-            || (enrichment.is_empty() && tracked.meta.enrichment.is_empty());
-        if !attached {
-            tracked.meta = Arc::new(tracked.meta.with_enrichment(Arc::clone(enrichment)));
-        }
         let chunk = Chunk {
-            file: Arc::clone(&tracked.meta),
+            file: self.file_meta(tracked),
             read_time: now_rfc3339().into(),
             data: parsed.data,
             events: parsed.events,
@@ -115,6 +107,31 @@ impl<E: Emit> Context<E> {
         };
         let emit = &mut self.emit;
         self.heartbeat.waiting_on(|| emit(chunk))
+    }
+
+    /// What the events of a chunk of `tracked` share: the last chunk's while the file is the
+    /// same generation at the same path with the source's enrichment, else made anew.
+    fn file_meta(&self, tracked: &mut TrackedFile) -> Arc<FileMeta> {
+        let enrichment = self.parser.enrichment();
+        let current = |meta: &FileMeta| {
+            let attached = Arc::ptr_eq(&meta.enrichment, enrichment)
+                || (enrichment.is_empty() && meta.enrichment.is_empty());
+            meta.key == tracked.meta.key && Arc::ptr_eq(&meta.path, &tracked.meta.path) && attached
+        };
+        if let Some(meta) = tracked.shipped.as_ref().filter(|meta| current(meta)) {
+            return Arc::clone(meta);
+        }
+        let mut meta = FileMeta::new(
+            tracked.meta.key,
+            Arc::clone(&self.name),
+            Arc::clone(&tracked.meta.path),
+        );
+        if !enrichment.is_empty() {
+            meta = meta.with_enrichment(Arc::clone(enrichment));
+        }
+        let meta = Arc::new(meta);
+        tracked.shipped = Some(Arc::clone(&meta));
+        meta
     }
 
     /// When the earliest open multiline group is due.

@@ -10,10 +10,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::tracked::{CopyProof, TrackedFile, has_unread, is_young, tail_before};
+use super::tracked::{CopyProof, FileId, TrackedFile, has_unread, is_young, tail_before};
 use super::tracking::new_key;
 use super::{Context, Emit, Stopped, Tailer};
-use crate::event::FileMeta;
 use crate::metrics::add;
 use crate::parse::assemble::Release;
 use crate::source::compression::{Codec, Decoded};
@@ -151,17 +150,27 @@ impl<E: Emit> Tailer<E> {
     /// it starts with: compared with what was read of each (its head, and the marks of its last
     /// reads: see [`compare`]). `skip` is the file's own index when it is tracked already (held).
     /// `index` (of `files` by head), when given, names the files worth comparing with.
+    /// `head`: the file's head when it was just read (a file found by this scan), else it is
+    /// read here.
     pub(super) fn lineage(
         &self,
         file: &File,
+        head: Option<&[u8]>,
         skip: Option<usize>,
         index: Option<&HeadIndex>,
     ) -> std::io::Result<(Lineage, Option<CopyProof>)> {
-        let known = skip.and_then(|i| self.files[i].copy_proof);
+        let known = skip.and_then(|i| self.files[i].copy_proof.as_deref().copied());
         let md = file.metadata()?;
         let size = md.len();
         let settled = !is_young(&md, Duration::from_millis(self.ctx.config.rotate_wait_ms));
-        let head = read_head(file, self.ctx.config.fingerprint_bytes)?;
+        let read;
+        let head = match head {
+            Some(head) => head,
+            None => {
+                read = read_head(file, self.ctx.config.fingerprint_bytes)?;
+                &read[..]
+            }
+        };
         // The head's hash per fingerprint length (indexed by it), computed once rather than
         // once per tracked file: with thousands of files found at once, hashing made each scan
         // quadratic.
@@ -190,7 +199,7 @@ impl<E: Emit> Tailer<E> {
             return Ok((lineage, None));
         }
         let candidates: Box<dyn Iterator<Item = usize>> = match index {
-            Some(index) => Box::new(index.related(&head).into_iter()),
+            Some(index) => Box::new(index.related(head).into_iter()),
             None => Box::new(0..self.files.len()),
         };
         let mut found = Lineage::New;
@@ -201,8 +210,10 @@ impl<E: Emit> Tailer<E> {
             if !comparable(&(i, tracked)) {
                 continue;
             }
-            let same_start = if head.len() < tracked.head.len() {
-                tracked.head.starts_with(&head)
+            let same_start = if head.len() < tracked.fingerprint.len as usize {
+                // Unknown (its whole head out of reach) but alike as far as kept: compared
+                // further (and held rather than read at once) as if it started alike.
+                tracked.head_starts_with(head).unwrap_or(true)
             } else {
                 matches(&tracked.fingerprint)
             };
@@ -252,9 +263,15 @@ impl<E: Emit> Tailer<E> {
         proven: bool,
     ) -> std::io::Result<(Lineage, bool)> {
         let offset = tracked.framer.read_offset();
+        // The head's bytes tell all of a file shorter than the fingerprint (see `compare`): read
+        // again for it when not kept in memory.
+        let reread = match tracked.whole_head() {
+            None if size < u64::from(tracked.fingerprint.len) => tracked.head_bytes(),
+            _ => None,
+        };
         let stream = StreamHead {
             fingerprint: tracked.fingerprint,
-            bytes: Some(&tracked.head),
+            bytes: tracked.whole_head().or(reread.as_deref()),
         };
         let Holds::ProvenTo(mut to) = compare(file, size, stream, tracked.framer.marks().all())?
         else {
@@ -418,11 +435,11 @@ impl<E: Emit> Tailer<E> {
             // descriptor: it may still be the copy of a truncated original.
             let (lineage, proof) = match &file.file {
                 Some(handle) => self
-                    .lineage(handle, Some(held), None)
+                    .lineage(handle, None, Some(held), None)
                     .unwrap_or((Lineage::New, None)),
                 None => (Lineage::New, None),
             };
-            self.files[held].copy_proof = proof;
+            self.files[held].copy_proof = proof.map(Box::new);
             match lineage {
                 Lineage::PossibleCopy if waited => self.ctx.release(&mut self.files[held]),
                 Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind => {}
@@ -527,11 +544,7 @@ impl<E: Emit> Context<E> {
     fn own_generation_from(&self, tracked: &mut TrackedFile, offset: u64) {
         self.store.forget(tracked.meta.key);
         let key = new_key(tracked.dev, tracked.ino);
-        tracked.meta = Arc::new(FileMeta::new(
-            key,
-            Arc::clone(&self.name),
-            Arc::clone(&tracked.meta.path),
-        ));
+        tracked.meta = FileId::new(key, Arc::clone(&tracked.meta.path));
         tracked.framer = Framer::new(offset, self.config.max_line_bytes);
         tracked.emitted = offset;
     }
@@ -560,11 +573,7 @@ impl<E: Emit> Context<E> {
         tracked.gone_since = None;
         tracked.eof_since = None;
         tracked.opened_at = Instant::now();
-        tracked.meta = Arc::new(FileMeta::new(
-            tracked.meta.key,
-            Arc::clone(&self.name),
-            path_text,
-        ));
+        tracked.meta = FileId::new(tracked.meta.key, path_text);
         self.store.relocate(
             tracked.meta.key,
             &tracked.meta.path,

@@ -8,6 +8,7 @@
 //! - `slots`: open slots, never more than `max_open_files` descriptors, every file its turn;
 //! - `tracking`: starting to track a file, which resumes from the right record;
 //! - `tracked`: the tracked file and its reads, an offset belonging to one generation;
+//! - `head`: what a tracked file keeps of its head, the whole of it while it may grow;
 //! - `lineage`: copies, which continue their original and are never read twice;
 //! - `compressed`: gzip files, read once, continuing the file they are the rotation of;
 //! - `emit`: parsing and handing on, a checkpoint never passing a line held back.
@@ -35,6 +36,7 @@
 
 mod compressed;
 mod emit;
+mod head;
 mod lineage;
 mod scan;
 mod slots;

@@ -26,6 +26,24 @@ use crate::source::open::{OpenError, stat};
 /// agent's log.
 const REPORTS_PER_SCAN: usize = 20;
 
+/// What a scan keeps of a listed file's metadata.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    /// Device and inode.
+    id: (u64, u64),
+    /// Size and modification time (see [`stamp`]).
+    stamp: (u64, Option<std::time::SystemTime>),
+}
+
+impl Listed {
+    fn of(md: &fs::Metadata) -> Self {
+        Listed {
+            id: (md.dev(), md.ino()),
+            stamp: stamp(md),
+        }
+    }
+}
+
 /// When the tailer scans: every `scan_interval_ms`, and as soon as `notify` reports a name
 /// change; but a scan (a walk of the globs and a stat per file: a good part of a second with
 /// 100,000 files in a debug build) is followed by at least [`SCAN_GAP_PER_COST`] times its own
@@ -126,9 +144,13 @@ impl<E: Emit> Tailer<E> {
         }
         // Truncations and rewrites first: a copy found by this scan is compared with the
         // generation the file holds now, and with the one truncated away (copytruncate).
+        let idle_after = Duration::from_millis(self.ctx.config.scan_interval_ms);
         for file in &mut self.files {
             if !file.finished && file.file.is_some() {
                 self.ctx.check_identity(file);
+            }
+            if file.eof_since.is_some_and(|at| at.elapsed() >= idle_after) {
+                file.release_idle_memory();
             }
         }
         self.files.append(&mut self.ctx.retired);
@@ -150,14 +172,21 @@ impl<E: Emit> Tailer<E> {
         // Per file: its size as this scan found it, so that sharing the open slots below need
         // not stat every closed file again.
         let mut sizes: Vec<Option<u64>> = vec![None; self.files.len()];
-        let mut listed: Vec<(PathBuf, fs::Metadata)> = found
+        // What is needed of each file's metadata, not all of it: with 100,000 files the list
+        // was a tenth of the agent's memory while a scan ran.
+        let mut listed: Vec<(PathBuf, Listed)> = found
             .files
             .into_iter()
             .filter_map(|path| {
                 let md = stat(&path, follow).ok()?;
-                md.is_file().then_some((path, md))
+                md.is_file().then(|| (path, Listed::of(&md)))
             })
             .collect();
+        if listed.len() > 1024 {
+            // Thousands of files found at once: room for them all, not twice as much.
+            self.files
+                .reserve_exact(listed.len().saturating_sub(by_inode.len()));
+        }
         // Files that resume from a checkpoint of their own go first, so that a copy of one (made
         // by logrotate's `copy` while the agent was down) is compared with what was read of it.
         // And plain files before compressed ones (by their names), so that a compressed copy
@@ -165,7 +194,7 @@ impl<E: Emit> Tailer<E> {
         let resuming = self.ctx.store.dormant_ids(&self.ctx.name);
         listed.sort_by_cached_key(|(path, md)| {
             (
-                !resuming.contains(&(md.dev(), md.ino())),
+                !resuming.contains(&md.id),
                 plain_name(&path.to_string_lossy()).is_some(),
             )
         });
@@ -180,23 +209,26 @@ impl<E: Emit> Tailer<E> {
             .map(|(i, _)| i)
             .collect();
         for (path, md) in listed {
-            let id = (md.dev(), md.ino());
+            let id = md.id;
             if let Some(&i) = by_inode.get(&id) {
                 // A compressed file read to its end is closed: deleted, its inode may now be
                 // another file's (a copy being written, say), which must be read, not taken for
                 // it. A changed time alone does not say so (logrotate sets the times of the
                 // compressed file after gzip wrote it): its content does.
                 let changed = self.files[i].file.is_none()
-                    && self.files[i].stamp.is_some_and(|taken| taken != stamp(&md));
+                    && self.files[i]
+                        .stamp
+                        .as_deref()
+                        .is_some_and(|taken| *taken != md.stamp);
                 let reused = changed && !self.ctx.holds_the_same(&self.files[i], &path);
                 let tracked = &mut self.files[i];
                 if changed && !reused {
-                    tracked.stamp = Some(stamp(&md));
+                    tracked.stamp = Some(Box::new(md.stamp));
                 }
                 if !reused {
                     at_current_path[i] |= *tracked.meta.path == *path.to_string_lossy();
                     seen[i].get_or_insert(path);
-                    sizes[i] = Some(md.len());
+                    sizes[i] = Some(md.stamp.0);
                     continue;
                 }
                 tracing::debug!(source = %self.ctx.name, file = %path.display(), was = %tracked.meta.path, "inode of a compressed file read and deleted reused by a new file");
@@ -244,12 +276,12 @@ impl<E: Emit> Tailer<E> {
                                 }
                                 index
                             });
-                            self.lineage(handle, None, Some(index))
+                            self.lineage(handle, Some(&file.head), None, Some(index))
                         }
                         None => Ok((Lineage::New, None)),
                     };
                     let lineage = lineage.map(|(lineage, proof)| {
-                        file.copy_proof = proof;
+                        file.copy_proof = proof.map(Box::new);
                         lineage
                     });
                     match lineage {
@@ -301,6 +333,8 @@ impl<E: Emit> Tailer<E> {
                             continue;
                         }
                     }
+                    // Decided: from now on the head is compared with what it holds on disk.
+                    file.compact_head(self.ctx.config.fingerprint_bytes);
                     by_inode.insert(id, self.files.len());
                     if let Some(index) = &mut head_index
                         && !file.is_compressed()
@@ -310,10 +344,12 @@ impl<E: Emit> Tailer<E> {
                     if file.continues.is_some() {
                         continuing.push(self.files.len());
                     }
+                    let size = file.seen_size;
                     self.files.push(file);
                     seen.push(Some(path));
                     at_current_path.push(true);
-                    sizes.push(None);
+                    // As its descriptor said a moment ago: sharing the slots need not stat it.
+                    sizes.push(Some(size));
                 }
                 Err(OpenError::Io(e)) => {
                     add(&self.ctx.metrics.read_errors, 1);

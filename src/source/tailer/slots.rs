@@ -11,8 +11,19 @@ use super::tracked::TrackedFile;
 use super::{Emit, Stopped, TURN_BYTES, Tailer};
 use crate::source::open::stat;
 
-/// Files waiting for a slot that take their turn per call of `pass_turns`.
+/// Files waiting for a slot that take their turn per call of `pass_turns`, at least.
 const QUEUED_TURNS_PER_PASS: usize = 1024;
+/// Besides, per call of `pass_turns`, one in this many tracked files: between two calls the
+/// tailer's loop goes over every tracked file a few times (read pass, letting files go), which
+/// with 100,000 files and 1,024 turns a call took a tenth of the CPU; so the calls needed to
+/// give every file a turn stay about this many, whatever the number of files.
+const TURNS_PER_PASS_FRACTION: usize = 32;
+
+/// How many waiting files take their turn per call of `pass_turns` when `tracked` files are
+/// tracked.
+fn turns_per_pass(tracked: usize) -> usize {
+    (tracked / TURNS_PER_PASS_FRACTION).max(QUEUED_TURNS_PER_PASS)
+}
 
 /// An open file that has had its turn (read to its end) and can make room for one waiting: a
 /// gzip file keeps its slot to its end (it cannot be resumed without reading it again from its
@@ -37,7 +48,7 @@ impl<E: Emit> Tailer<E> {
     /// for a gzip file, which is then left for a later scan.
     pub(super) fn make_room_for(&mut self, file: &mut TrackedFile) -> bool {
         if !file.is_compressed() && file.held_since.is_none() {
-            file.file = None;
+            file.close_for_turn();
             return true;
         }
         let victim = (0..self.files.len())
@@ -52,14 +63,14 @@ impl<E: Emit> Tailer<E> {
             .min_by_key(|&i| (self.files[i].eof_since.is_none(), self.files[i].opened_at));
         match victim {
             Some(i) => {
-                self.files[i].file = None;
+                self.files[i].close_for_turn();
                 true
             }
             None if file.is_compressed() => false,
             None => {
                 // A possible copy closed is released as a file of its own when reviewed: read
                 // from its start (duplicates, never loss).
-                file.file = None;
+                file.close_for_turn();
                 true
             }
         }
@@ -124,7 +135,7 @@ impl<E: Emit> Tailer<E> {
                 if closed >= excess && self.files[i].opened_at.elapsed() < min_turn {
                     continue;
                 }
-                self.files[i].file = None;
+                self.files[i].close_for_turn();
                 closed += 1;
                 if closed > excess {
                     free += 1;
@@ -142,7 +153,7 @@ impl<E: Emit> Tailer<E> {
     /// `turn_queue`), and has each take its turn at once: one read to its end in its turn hands
     /// its slot straight on, so that thousands of small files waiting go through in one call,
     /// not in one loop (with its passes over every tracked file) per `max_open_files` of them.
-    /// At most [`QUEUED_TURNS_PER_PASS`] files, and as many bytes as a read pass of the open
+    /// At most [`turns_per_pass`] files, and as many bytes as a read pass of the open
     /// files may read, take their turn per call. True when anything was read.
     pub(super) fn pass_turns(&mut self) -> Result<bool, Stopped> {
         if self.turn_queue.is_empty() {
@@ -159,14 +170,15 @@ impl<E: Emit> Tailer<E> {
                 break;
             }
             if done_with_turn(f) {
-                f.file = None;
+                f.close_for_turn();
                 open -= 1;
                 to_close -= 1;
             }
         }
         let byte_budget = (cap as u64).saturating_mul(TURN_BYTES as u64);
         let (mut turns, mut bytes, mut progressed) = (0, 0u64, false);
-        while open < cap && turns < QUEUED_TURNS_PER_PASS && bytes < byte_budget {
+        let max_turns = turns_per_pass(self.files.len());
+        while open < cap && turns < max_turns && bytes < byte_budget {
             let Some((i, key)) = self.turn_queue.pop_front() else {
                 break;
             };
@@ -185,7 +197,7 @@ impl<E: Emit> Tailer<E> {
             progressed |= self.ctx.read_turn(f)?;
             bytes += f.framer.read_offset().saturating_sub(before);
             if done_with_turn(f) {
-                f.file = None;
+                f.close_for_turn();
             } else {
                 open += 1;
             }
@@ -198,5 +210,25 @@ impl<E: Emit> Tailer<E> {
             .store(self.open_count() as u64, Ordering::Relaxed);
         // Out of budget with files still waiting: the loop goes on without sleeping.
         Ok(progressed || (!self.turn_queue.is_empty() && open < cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_per_call_grow_with_the_files_tracked() {
+        // (files tracked, waiting files taking their turn per call)
+        let cases = [
+            (0, QUEUED_TURNS_PER_PASS),
+            (1_000, QUEUED_TURNS_PER_PASS),
+            (32 * 1024, QUEUED_TURNS_PER_PASS),
+            (100_000, 3_125),
+            (1_000_000, 31_250),
+        ];
+        for (tracked, want) in cases {
+            assert_eq!(turns_per_pass(tracked), want, "{tracked} files");
+        }
     }
 }

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::compressed::plain_name;
-use super::tracked::{TrackedFile, is_young, stamp, start_of_last_line, tail_before};
+use super::tracked::{FileId, TrackedFile, is_young, stamp, start_of_last_line, tail_before};
 use super::{Context, Emit};
-use crate::event::{FileKey, FileMeta};
+use crate::event::FileKey;
 use crate::metrics::add;
 use crate::source::ReadFrom;
 use crate::source::checkpoint::FileRecord;
@@ -144,7 +144,9 @@ impl<E: Emit> Context<E> {
         let md = file.metadata()?;
         // An empty or too short file is taken for text for now: its first read looks again
         // (see `ready_to_read`), so a compressed file created empty is never read as text.
-        let sniffed = sniff(&read_head(&file, SNIFF_BYTES)?);
+        // One read for both the sniff and a plain file's head.
+        let mut leading = read_head(&file, self.config.fingerprint_bytes.max(SNIFF_BYTES))?;
+        let sniffed = sniff(&leading[..leading.len().min(SNIFF_BYTES)]);
         let codec = match sniffed {
             Sniffed::Compressed(codec) => Some(codec),
             Sniffed::Plain | Sniffed::Undecided => None,
@@ -158,7 +160,10 @@ impl<E: Emit> Context<E> {
             Some(codec) => {
                 decompressed_head(&file, codec, self.config.fingerprint_bytes).unwrap_or_default()
             }
-            None => read_head(&file, self.config.fingerprint_bytes)?,
+            None => {
+                leading.truncate(self.config.fingerprint_bytes);
+                leading
+            }
         };
         let size = md.len();
         let (dev, ino) = (md.dev(), md.ino());
@@ -263,9 +268,10 @@ impl<E: Emit> Context<E> {
             framer.set_tail(&[], &marks);
         }
         let fingerprint = Fingerprint::of(&head);
-        let meta = Arc::new(FileMeta::new(key, Arc::clone(&self.name), &*path_text));
+        let meta = FileId::new(key, &*path_text);
         let tracked = TrackedFile {
             meta,
+            shipped: None,
             dev,
             ino,
             fingerprint,
@@ -277,15 +283,16 @@ impl<E: Emit> Context<E> {
             eof_since: None,
             opened_at: Instant::now(),
             finished: false,
+            identity_checked: false,
             retired: false,
             held_since: None,
             codec,
             decoder: None,
             compressed_done: false,
-            stamp: codec.is_some().then(|| stamp(&md)),
+            stamp: codec.is_some().then(|| Box::new(stamp(&md))),
             seen_size: size,
             copy_proof: None,
-            continues,
+            continues: continues.map(Box::new),
         };
         // A file resumed from a record (its own, or its original's) is known; a new one is
         // registered by the caller once it is known not to be held as a possible copy.
