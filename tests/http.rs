@@ -441,22 +441,7 @@ fn http_config(world: &World, uri: &str, extra: &str) -> log_agent::Config {
 
 /// Waits until `n` events were accepted, then until the checkpoint covers every log file.
 async fn wait_for_accepted(server: &Server, world: &World, n: usize) {
-    let arrived = wait_for(Duration::from_secs(30), || server.accepted().len() >= n).await;
-    assert!(
-        arrived,
-        "expected {n} events, got {}",
-        server.accepted().len()
-    );
-    let total: u64 = std::fs::read_dir(world.logs())
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
-    assert!(
-        wait_for(Duration::from_secs(20), || checkpointed(&world.data())
-            == total)
-        .await,
-        "the checkpoint did not reach the ends of the files"
-    );
+    wait_for_accepted_and_checkpointed(world, n, "events", || server.accepted().len()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,22 +39,7 @@ fn otlp_config(world: &World, source_keys: &str, endpoint: &str, extra: &str) ->
 
 /// Waits until `n` records were accepted, then until the checkpoint covers every log file.
 async fn wait_for_accepted(receiver: &Receiver, world: &World, n: usize) {
-    let arrived = wait_for(Duration::from_secs(30), || receiver.accepted().len() >= n).await;
-    assert!(
-        arrived,
-        "expected {n} records, got {}",
-        receiver.accepted().len()
-    );
-    let total: u64 = std::fs::read_dir(world.logs())
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
-    assert!(
-        wait_for(Duration::from_secs(20), || checkpointed(&world.data())
-            == total)
-        .await,
-        "the checkpoint did not reach the ends of the files"
-    );
+    wait_for_accepted_and_checkpointed(world, n, "records", || receiver.accepted().len()).await;
 }
 
 fn loopback() -> SocketAddr {

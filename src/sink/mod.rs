@@ -72,6 +72,22 @@ pub enum SinkError {
     },
 }
 
+impl SinkError {
+    /// The same error with `prefix` (which sink, where) before its message; a partial
+    /// delivery's rejected events keep their own reasons.
+    pub fn prefixed(self, prefix: &str) -> SinkError {
+        match self {
+            SinkError::Retriable(message) => SinkError::Retriable(format!("{prefix}: {message}")),
+            SinkError::RetriableAfter { message, after } => SinkError::RetriableAfter {
+                message: format!("{prefix}: {message}"),
+                after,
+            },
+            SinkError::Permanent(message) => SinkError::Permanent(format!("{prefix}: {message}")),
+            partial @ SinkError::Partial { .. } => partial,
+        }
+    }
+}
+
 /// An event of a batch that the destination refused for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {

@@ -271,6 +271,28 @@ pub async fn wait_for_events(world: &World, n: usize) -> Vec<Value> {
 }
 
 /// Appends raw bytes to a file.
+/// Waits until `accepted()` (what a destination took) reaches `n`, then until the checkpoint
+/// covers every log file of `world`.
+pub async fn wait_for_accepted_and_checkpointed(
+    world: &World,
+    n: usize,
+    what: &str,
+    accepted: impl Fn() -> usize,
+) {
+    let arrived = wait_for(Duration::from_secs(30), || accepted() >= n).await;
+    assert!(arrived, "expected {n} {what}, got {}", accepted());
+    let total: u64 = fs::read_dir(world.logs())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        wait_for(Duration::from_secs(20), || checkpointed(&world.data())
+            == total)
+        .await,
+        "the checkpoint did not reach the ends of the files"
+    );
+}
+
 pub fn append(path: &Path, bytes: &[u8]) {
     let mut file: File = OpenOptions::new()
         .create(true)

@@ -142,6 +142,15 @@ pub fn build_client(
         .map_err(|e| ClientError::new("tls", error_chain(&e)))
 }
 
+/// How much of an error response's body is kept (and shown in the log line).
+pub const ERROR_BODY_PREVIEW: usize = 512;
+
+/// The start of an error response's body, on one line: what a log line shows of it.
+pub fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_PREVIEW)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// An error and its sources on one line, without the URL reqwest adds (it may hold a password).
 pub fn error_chain(error: &reqwest::Error) -> String {
     let mut text = if error.is_timeout() {

@@ -22,7 +22,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::{Client, StatusCode, Url};
 
 use crate::sink::secret::redact_uri;
-use client::{error_chain, gzip, read_body};
+use client::{ERROR_BODY_PREVIEW, error_chain, gzip, read_body};
 pub use config::{
     Auth, BulkAction, ElasticsearchConfig, HealthcheckConfig, HttpCompression, HttpEncoding,
     HttpSinkConfig, LokiConfig, LokiLine, MAX_IN_FLIGHT, Method, TlsConfig, check_headers,
@@ -34,8 +34,6 @@ use super::template::EventClock;
 use super::{BoxFuture, BuildError, Healthcheck, Sink, SinkError};
 use crate::event::Batch;
 
-/// How much of an error response's body is kept (and shown in the log line).
-const ERROR_BODY_PREVIEW: usize = 512;
 /// How much of a successful bulk response is read: it lists every item.
 const MAX_BULK_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// How much of another successful response is read: nothing in it is needed.
@@ -160,16 +158,7 @@ impl Endpoint {
     }
 
     fn with_context(&self, error: SinkError) -> SinkError {
-        let prefix = self.context(self.method.as_str());
-        match error {
-            SinkError::Retriable(message) => SinkError::Retriable(format!("{prefix}: {message}")),
-            SinkError::RetriableAfter { message, after } => SinkError::RetriableAfter {
-                message: format!("{prefix}: {message}"),
-                after,
-            },
-            SinkError::Permanent(message) => SinkError::Permanent(format!("{prefix}: {message}")),
-            partial @ SinkError::Partial { .. } => partial,
-        }
+        error.prefixed(&self.context(self.method.as_str()))
     }
 
     /// A failure to get a response: retriable, unless the request could not even be built.
@@ -197,9 +186,7 @@ fn status_error(
     if status.is_success() {
         return None;
     }
-    let preview = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_PREVIEW)]);
-    let preview = preview.split_whitespace().collect::<Vec<_>>().join(" ");
-    let message = format!("HTTP {status}: {preview}");
+    let message = format!("HTTP {status}: {}", client::preview(body));
     let retriable = status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error();

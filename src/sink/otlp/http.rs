@@ -17,13 +17,12 @@ use reqwest::{Client, StatusCode, Url};
 use super::config::{OtlpCompression, OtlpSinkConfig, Protocol};
 use crate::sink::SinkError;
 use crate::sink::http::client::{
-    ClientError, build_client, error_chain, gzip, read_body, retry_after, zstd,
+    ClientError, ERROR_BODY_PREVIEW, build_client, error_chain, gzip, preview, read_body,
+    retry_after, zstd,
 };
 
 /// How much of a response is read: a partial success names a count and a message.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-/// How much of an error response is shown.
-const ERROR_PREVIEW: usize = 512;
 
 /// An HTTP client of one receiver.
 #[derive(Debug)]
@@ -94,7 +93,7 @@ impl HttpExporter {
         let limit = if status.is_success() {
             MAX_RESPONSE_BYTES
         } else {
-            ERROR_PREVIEW
+            ERROR_BODY_PREVIEW
         };
         let body = read_body(response, limit)
             .await
@@ -169,8 +168,7 @@ fn error_message(body: &[u8], json: bool) -> String {
     {
         return status.message;
     }
-    let preview = String::from_utf8_lossy(&body[..body.len().min(ERROR_PREVIEW)]);
-    preview.split_whitespace().collect::<Vec<_>>().join(" ")
+    preview(body)
 }
 
 #[cfg(test)]

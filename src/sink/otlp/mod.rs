@@ -92,16 +92,10 @@ impl OtlpSink {
 
     fn context(&self, error: SinkError) -> SinkError {
         let shared = &*self.shared;
-        let prefix = format!("otlp sink `{}`: {}", shared.name, shared.shown_endpoint);
-        match error {
-            SinkError::Retriable(message) => SinkError::Retriable(format!("{prefix}: {message}")),
-            SinkError::RetriableAfter { message, after } => SinkError::RetriableAfter {
-                message: format!("{prefix}: {message}"),
-                after,
-            },
-            SinkError::Permanent(message) => SinkError::Permanent(format!("{prefix}: {message}")),
-            partial @ SinkError::Partial { .. } => partial,
-        }
+        error.prefixed(&format!(
+            "otlp sink `{}`: {}",
+            shared.name, shared.shown_endpoint
+        ))
     }
 }
 
