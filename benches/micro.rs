@@ -32,14 +32,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use log_agent::checkpoint::Fingerprint;
+use log_agent::event::json::write_json_str;
 use log_agent::event::{Batch, BatchPart};
 use log_agent::event::{Chunk, Event, FileMeta};
 use log_agent::parse::assemble::{Assembler, FileState, Release, Runtime};
 use log_agent::parse::multiline::{MultilineConfig, Preset, Rules};
 use log_agent::parse::{Format, LineParser, Pattern};
-use log_agent::pipeline::batcher::{BatchConfig, Batcher};
-use log_agent::sink::encoding::{Encoding, encode_batch, write_json_str};
-use log_agent::source::fingerprint::Fingerprint;
+use log_agent::pipeline::batcher::Batcher;
+use log_agent::sink::delivery::BatchConfig;
+use log_agent::sink::encoding::{Encoding, encode_batch};
 use log_agent::source::framing::Framer;
 use log_agent::source::tailer::READ_SIZE;
 

@@ -30,6 +30,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod checkpoint;
 pub mod config;
 pub mod event;
 pub mod health;

@@ -70,7 +70,7 @@ sinks:
 "
     ));
     let SourceKind::File(source) = &config.sources["app"].kind;
-    let parser = SourceParser::new(source);
+    let parser = SourceParser::new(source.parsing());
     let bytes = fs::read(fixtures().join(fixture)).unwrap();
     let mut framer = Framer::new(0, source.max_line_bytes);
     framer.push(&bytes);

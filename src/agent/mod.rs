@@ -1,9 +1,8 @@
 //! Wiring and lifetime of a running agent: [`run`] starts the sinks, their tasks and buffers,
-//! one tailer thread per source ([`running`]), the checkpoint writer ([`checkpointer`]) and
+//! one tailer thread per source ([`running`]), the checkpoint writer ([`crate::checkpoint::writer`]) and
 //! the HTTP API; applies config reloads as they come ([`reload`]); then drains it all on
 //! shutdown.
 
-mod checkpointer;
 mod missing_dirs;
 pub mod reload;
 mod running;
@@ -20,11 +19,11 @@ use tokio::time::Instant;
 
 use crate::api::metrics::BufferGauges;
 use crate::api::{self, ApiError, ApiState};
+use crate::checkpoint::{self, CheckpointError, CheckpointStore, LoadOutcome};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::sink::BuildError;
-use crate::source::checkpoint::{CheckpointError, CheckpointStore, LoadOutcome};
 use reload::Tunables;
 pub use reload::{ReloadReport, ReloadRequest};
 use running::Running;
@@ -137,7 +136,7 @@ pub async fn run_with(
     )?;
     let (running_config, watched_config) = watch::channel(Arc::new(running.config.clone()));
     let dir_watch = missing_dirs::spawn(watched_config, Arc::clone(&metrics));
-    let checkpointer = checkpointer::spawn(
+    let checkpointer = checkpoint::writer::spawn(
         &store,
         &metrics.checkpoints,
         Arc::clone(&tunables.checkpoint_interval_ms),
@@ -219,7 +218,7 @@ pub async fn run_with(
     let mut drained = running.shutdown(deadline).await;
     dir_watch.abort();
     checkpointer.abort();
-    let last = checkpointer::persist(&store, &metrics.checkpoints).await;
+    let last = checkpoint::writer::persist(&store, &metrics.checkpoints).await;
     if let Err(e) = &last {
         tracing::error!(error = %e, "final checkpoint write failed; lines delivered since the last write are read again at the next start");
     }

@@ -22,6 +22,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::RunError;
 use crate::api::metrics::BufferGauges;
+use crate::checkpoint::{CheckpointStore, SinkId};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -30,7 +31,6 @@ use crate::pipeline::sink_task::Reconfigure;
 use crate::pipeline::{BuiltSink, Router, spawn_sink};
 use crate::sink::{BuildError, SinkConfig};
 use crate::source::SourceKind;
-use crate::source::checkpoint::{CheckpointStore, SinkId};
 use crate::source::tailer::{Control, Stopped, Tailer};
 
 /// How often a source being stopped is checked for the delivery of what it handed on.

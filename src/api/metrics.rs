@@ -17,10 +17,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::checkpoint::{CheckpointStore, FilePosition};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::buffer::BufferGauge;
-use crate::source::checkpoint::{CheckpointStore, FilePosition};
 
 /// At most this many per-file series (`log_agent_file_bytes_behind`): the files furthest
 /// behind. Per-source totals cover every file; `log_agent_file_series_omitted` counts the rest.

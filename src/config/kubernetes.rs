@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
-use crate::parse::enrich::PodIdentity;
+use crate::event::enrichment::PodIdentity;
 
 /// `kubernetes:` the agent's own pod, as the configuration names it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,10 +11,8 @@ use std::path::Path;
 
 use serde_norway::{Mapping, Value};
 
-use super::errors::lenient;
-use super::{
-    Config, ConfigError, Mode, RawConfig, did_you_mean, from_value, interpolate, kubernetes,
-};
+use super::errors::{did_you_mean, from_value, lenient};
+use super::{Config, ConfigError, Mode, RawConfig, interpolate, kubernetes};
 use crate::sink::{SinkCommon, SinkConfig, SinkKind};
 use crate::source::{SourceConfig, SourceKind};
 

@@ -7,9 +7,9 @@
 //! through their `type` key into the tagged enums of [`crate::source`] and [`crate::sink`],
 //! which keeps the error path exact down to the variant's own keys.
 
-mod errors;
+pub mod errors;
 pub mod host;
-mod interpolate;
+pub mod interpolate;
 pub mod kubernetes;
 mod load;
 pub mod watch;
@@ -22,8 +22,6 @@ use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
 pub use errors::ConfigError;
-pub(crate) use errors::{did_you_mean, from_value, from_value_with};
-pub(crate) use interpolate::is_identifier;
 pub use interpolate::{InterpolationError, interpolate};
 pub use kubernetes::Mode;
 

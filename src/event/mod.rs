@@ -7,15 +7,18 @@
 //! chunk is shared (`Arc`) by every sink it is routed to.
 
 pub mod batch;
+pub mod enrichment;
 pub mod fields;
+pub mod json;
+pub mod kubelet;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 pub use self::batch::{Batch, BatchPart};
+use self::enrichment::Enrichment;
 pub use self::fields::{Field, FieldName, FieldRange, FieldRef, FieldValue, FieldsView, Span};
-use crate::parse::enrich::Enrichment;
 
 /// Identifies one generation of one tracked file: a file truncated and rewritten gets a new key.
 /// It is the unit of acknowledgement and the stem of every event `id`.
@@ -122,21 +125,20 @@ impl FileMeta {
     /// `Arc`s, the names are shared rather than copied (a tailer of 100,000 files keeps one
     /// copy of each path and of its own name).
     pub fn new(key: FileKey, source: impl Into<Arc<str>>, path: impl Into<Arc<str>>) -> Self {
-        use crate::sink::encoding::json_string;
         let (source, path) = (source.into(), path.into());
         FileMeta {
             key,
             json_fields: format!(
                 "\"file\":{},\"source\":{},\"offset\":",
-                json_string(&path),
-                json_string(&source)
+                json::json_string(&path),
+                json::json_string(&source)
             )
             .into_boxed_str(),
             json_id_stem: format!(",\"id\":\"{key:016x}-").into_boxed_str(),
             // One empty enrichment for every file until the source's is attached (a tailer
             // of 100,000 files allocated one each).
             enrichment: Arc::clone(&NO_ENRICHMENT),
-            kubernetes_json: crate::source::kubelet::kubernetes_json(&path),
+            kubernetes_json: kubelet::kubernetes_json(&path),
             source,
             path,
         }

@@ -12,7 +12,6 @@ pub mod access;
 pub mod assemble;
 pub mod cri;
 pub mod docker;
-pub mod enrich;
 mod json;
 pub mod logfmt;
 pub mod multiline;
@@ -29,12 +28,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use self::access::Layout;
 use self::assemble::{Assembler, FileState, Release, Runtime};
-use self::enrich::Enrichment;
+use self::multiline::MultilineConfig;
 use self::regex::{RegexFormatError, RegexParser};
 use self::time::TimeFormat;
-use crate::event::Event;
+use crate::event::enrichment::{Enrichment, PodIdentity};
 use crate::event::fields::{Field, FieldName, FieldRef, FieldsBuilder, FieldsView};
-use crate::source::FileSourceConfig;
+use crate::event::{Event, StaticFields};
 
 /// How a source's lines are parsed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,6 +301,28 @@ pub struct Parsed {
     pub counts: ParseCounts,
 }
 
+/// The parts of a source's configuration that say how its lines are parsed (the source's config
+/// lends them, so that parsing needs nothing from the layers above it).
+#[derive(Debug, Clone, Copy)]
+pub struct ParseSettings<'a> {
+    /// How each line is parsed.
+    pub format: Format,
+    /// The `regex` format's pattern.
+    pub pattern: Option<&'a Pattern>,
+    /// How lines are grouped into events.
+    pub multiline: Option<&'a MultilineConfig>,
+    /// Which field gives the event's time, and how to read it.
+    pub timestamp: Option<&'a TimestampConfig>,
+    /// Which events are kept.
+    pub filter: Option<&'a FilterConfig>,
+    /// The longest event, in bytes (multiline groups are cut there).
+    pub max_line_bytes: usize,
+    /// The source's static fields.
+    pub fields: &'a StaticFields,
+    /// The pod identity stamped on every event.
+    pub kubernetes: &'a PodIdentity,
+}
+
 /// Everything a source does to its framed lines, compiled once per source.
 #[derive(Debug)]
 pub struct SourceParser {
@@ -315,13 +336,13 @@ pub struct SourceParser {
 
 impl SourceParser {
     /// The stages of a source's configuration (checked when it was loaded).
-    pub fn new(config: &FileSourceConfig) -> Self {
+    pub fn new(config: ParseSettings<'_>) -> Self {
         let runtime = match config.format {
             Format::Cri => Some(Runtime::Cri),
             Format::Docker => Some(Runtime::Docker),
             _ => None,
         };
-        let rules = config.multiline.as_ref().and_then(|m| {
+        let rules = config.multiline.and_then(|m| {
             multiline::Rules::new(m)
                 .inspect_err(|e| tracing::error!(error = %e, "multiline settings ignored"))
                 .ok()
@@ -332,11 +353,11 @@ impl SourceParser {
             && config.timestamp.is_none()
             && config.filter.is_none();
         SourceParser {
-            line: LineParser::new(config.format, config.pattern.as_ref()),
+            line: LineParser::new(config.format, config.pattern),
             assembler: Assembler::new(runtime, rules, config.max_line_bytes),
-            timestamp: config.timestamp.clone(),
-            filter: config.filter.clone(),
-            enrichment: Arc::new(Enrichment::new(&config.fields, &config.kubernetes)),
+            timestamp: config.timestamp.cloned(),
+            filter: config.filter.cloned(),
+            enrichment: Arc::new(Enrichment::new(config.fields, config.kubernetes)),
             passthrough,
         }
     }

@@ -6,50 +6,8 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::ConfigError;
 use crate::event::{Batch, BatchPart, Chunk};
-
-/// `batch:` settings of a sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BatchConfig {
-    /// A batch is sent once it has this many events.
-    pub max_events: usize,
-    /// ...or this many bytes of messages.
-    pub max_bytes: usize,
-    /// ...or once its first event has waited this long.
-    pub timeout_ms: u64,
-}
-
-impl Default for BatchConfig {
-    fn default() -> Self {
-        BatchConfig {
-            max_events: 1000,
-            max_bytes: 1024 * 1024,
-            timeout_ms: 200,
-        }
-    }
-}
-
-impl BatchConfig {
-    /// Checks the values; `key` is the sink's.
-    pub fn check(&self, key: &str) -> Result<(), ConfigError> {
-        for (field, value) in [
-            ("max_events", self.max_events),
-            ("max_bytes", self.max_bytes),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::invalid(
-                    format!("{key}.batch.{field}"),
-                    "must be at least 1",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+use crate::sink::delivery::BatchConfig;
 
 /// Cuts a stream of chunks into batches.
 #[derive(Debug)]

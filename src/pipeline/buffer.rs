@@ -11,73 +11,13 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::config::ConfigError;
 use crate::event::Batch;
 use crate::event::{Chunk, FileKey};
 use crate::metrics::{SinkMetrics, add};
-
-/// What to do with new events when a sink's buffer is full.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFull {
-    /// Stop reading until there is room: nothing is lost.
-    #[default]
-    Block,
-    /// Drop the new events for this sink, counted in `dropped_buffer_full`.
-    DropNewest,
-}
-
-/// `buffer:` settings of a sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BufferConfig {
-    /// Events held at most between the sources and the sink's destination.
-    pub max_events: usize,
-    /// Bytes of read data held at most for those events.
-    pub max_bytes: usize,
-    /// What happens when either is reached.
-    pub when_full: WhenFull,
-}
-
-impl Default for BufferConfig {
-    fn default() -> Self {
-        BufferConfig {
-            max_events: 10_000,
-            max_bytes: 8 * 1024 * 1024,
-            when_full: WhenFull::Block,
-        }
-    }
-}
-
-/// Byte permits are KiB.
-const BYTES_PER_PERMIT: usize = 1024;
-
-impl BufferConfig {
-    /// Checks the values; `key` is the sink's.
-    pub fn check(&self, key: &str) -> Result<(), ConfigError> {
-        let limits = [
-            ("max_events", self.max_events, 1, Semaphore::MAX_PERMITS),
-            ("max_bytes", self.max_bytes, BYTES_PER_PERMIT, 1 << 40),
-        ];
-        for (field, value, min, max) in limits {
-            if value < min || value > max {
-                return Err(ConfigError::invalid(
-                    format!("{key}.buffer.{field}"),
-                    format!("must be between {min} and {max}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn max_kib(&self) -> usize {
-        self.max_bytes / BYTES_PER_PERMIT
-    }
-}
+use crate::sink::delivery::{BYTES_PER_PERMIT, BufferConfig, WhenFull};
 
 /// The buffer is closed: its sink is gone or the agent is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

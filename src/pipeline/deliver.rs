@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use tokio::time::sleep;
 
-use super::retry::{Backoff, RetryConfig};
+use super::retry::Backoff;
 use crate::event::Batch;
 use crate::health::SinkHealth;
 use crate::metrics::{SinkMetrics, add};
+use crate::sink::delivery::RetryConfig;
 use crate::sink::encoding::encode_json;
 use crate::sink::{Rejected, Sink, SinkError};
 

@@ -20,11 +20,11 @@ use sink_task::{Reconfigure, SinkTask};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::{CheckpointStore, SinkId};
 use crate::event::Chunk;
 use crate::health::SinkHealth;
 use crate::metrics::Metrics;
 use crate::sink::{BuildError, Sink, SinkConfig};
-use crate::source::checkpoint::{CheckpointStore, SinkId};
 
 /// The buffers a source's chunks go to, with the sink each belongs to.
 type Outputs = Arc<Vec<(SinkId, BufferSender)>>;

@@ -2,57 +2,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::ConfigError;
-
-/// `retry:` settings of a sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Wait before the first retry.
-    pub initial_backoff_ms: u64,
-    /// The wait doubles after each failure up to this.
-    pub max_backoff_ms: u64,
-    /// Attempts before a batch is given up and dead-lettered; absent means retry forever.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<u32>,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            initial_backoff_ms: 100,
-            max_backoff_ms: 30_000,
-            max_attempts: None,
-        }
-    }
-}
-
-impl RetryConfig {
-    /// Checks the values; `key` is the sink's.
-    pub fn check(&self, key: &str) -> Result<(), ConfigError> {
-        if self.initial_backoff_ms == 0 {
-            return Err(ConfigError::invalid(
-                format!("{key}.retry.initial_backoff_ms"),
-                "must be at least 1",
-            ));
-        }
-        if self.max_backoff_ms < self.initial_backoff_ms {
-            return Err(ConfigError::invalid(
-                format!("{key}.retry.max_backoff_ms"),
-                "must be at least initial_backoff_ms",
-            ));
-        }
-        if self.max_attempts == Some(0) {
-            return Err(ConfigError::invalid(
-                format!("{key}.retry.max_attempts"),
-                "must be at least 1",
-            ));
-        }
-        Ok(())
-    }
-}
+use crate::sink::delivery::RetryConfig;
 
 /// The waits between attempts at one batch.
 #[derive(Debug)]

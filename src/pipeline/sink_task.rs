@@ -21,16 +21,16 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 
-use super::batcher::{BatchConfig, Batcher};
+use super::batcher::Batcher;
 use super::buffer::BufferReceiver;
 use super::deliver::Deliverer;
-use super::retry::RetryConfig;
+use crate::checkpoint::{CheckpointStore, SinkId};
 use crate::event::Batch;
 use crate::event::Chunk;
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
+use crate::sink::delivery::{BatchConfig, RetryConfig};
 use crate::sink::{BoxFuture, Healthcheck, Sink};
-use crate::source::checkpoint::{CheckpointStore, SinkId};
 
 /// Everything one sink task needs.
 pub struct SinkTask {

@@ -27,12 +27,12 @@ use progress::{ProgressState, WatchedSink};
 use reader::{Pacer, Reader, ReaderReport, Route};
 pub use summary::{DeadLetters, ReplaySummary};
 
+use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::parse::{Format, SourceParser};
 use crate::pipeline::SinkSet;
 use crate::sink::{BuildError, SinkCommon, SinkConfig, SinkKind};
-use crate::source::checkpoint::CheckpointStore;
 use crate::source::{FileSourceConfig, SourceConfig, SourceKind};
 
 /// What to replay, where to, and how.
@@ -162,7 +162,7 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
             inputs: config.sources.keys().cloned().collect(),
             batch: to.default_batch(),
             buffer: Default::default(),
-            retry: crate::pipeline::retry::RetryConfig {
+            retry: crate::sink::delivery::RetryConfig {
                 max_attempts: Some(TO_SINK_ATTEMPTS),
                 ..Default::default()
             },
@@ -235,7 +235,7 @@ pub async fn replay(
             Route {
                 router,
                 sinks: ids,
-                parser: SourceParser::new(file),
+                parser: SourceParser::new(file.parsing()),
                 max_line_bytes: file.max_line_bytes,
             },
         );

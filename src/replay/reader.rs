@@ -11,14 +11,15 @@ use chrono::{DateTime, FixedOffset};
 
 use super::PlannedFile;
 use super::progress::ProgressState;
+use crate::checkpoint::Fingerprint;
+use crate::checkpoint::{CheckpointStore, FileRecord, SinkId};
 use crate::event::{Chunk, Event, Field, FieldsView, FileMeta};
 use crate::metrics::{Metrics, add};
 use crate::parse::SourceParser;
 use crate::parse::assemble::{FileState, Release};
 use crate::pipeline::Router;
-use crate::source::checkpoint::{CheckpointStore, FileRecord, SinkId};
 use crate::source::compression::{Decoded, SNIFF_BYTES, codec_of, decompressed_head};
-use crate::source::fingerprint::{Fingerprint, read_head};
+use crate::source::fingerprint::read_head;
 use crate::source::framing::{Framed, Framer};
 use crate::source::open::open_regular;
 use crate::source::tailer::now_rfc3339;

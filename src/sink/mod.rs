@@ -5,6 +5,7 @@
 //! batching, retries, dead-lettering and acks are the pipeline's (see [`crate::pipeline`]).
 
 mod blackhole;
+pub mod delivery;
 pub mod encoding;
 mod file;
 pub mod http;
@@ -32,12 +33,10 @@ pub use otlp::OtlpSinkConfig;
 pub use stdout::StdoutSinkConfig;
 pub use target::parse_target;
 
-use crate::config::{ConfigError, did_you_mean, from_value_with};
+use self::delivery::{BatchConfig, BufferConfig, RetryConfig};
+use crate::config::errors::{ConfigError, did_you_mean, from_value_with};
 use crate::event::Batch;
 use crate::health::SinkHealth;
-use crate::pipeline::batcher::BatchConfig;
-use crate::pipeline::buffer::BufferConfig;
-use crate::pipeline::retry::RetryConfig;
 
 /// A boxed future, as [`Sink`] methods return (the trait is used as `dyn Sink`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use reqwest::Url;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::config::ConfigError;
+use crate::config::errors::ConfigError;
 
 /// What a secret is printed as.
 pub const REDACTED: &str = "<redacted>";

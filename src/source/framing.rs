@@ -16,7 +16,8 @@ use std::io::{self, Read};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::marks::{Marks, StreamMark};
+use super::marks::Marks;
+use crate::checkpoint::{MARK_BYTES, StreamMark};
 use crate::event::{Event, EventFlags};
 
 /// Counts of what framing flagged, for metrics.
@@ -65,7 +66,7 @@ impl ReadMark {
 const COPY_BELOW: usize = 128 * 1024;
 
 /// How many of the last bytes read a framer remembers.
-pub const TAIL_BYTES: usize = 256;
+pub const TAIL_BYTES: usize = MARK_BYTES;
 
 impl Framer {
     /// A framer whose next byte is at file offset `start_offset`.

@@ -15,10 +15,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use serde::{Deserialize, Serialize};
-
-use super::fingerprint::Fingerprint;
 use super::framing::TAIL_BYTES;
+use crate::checkpoint::{Fingerprint, MARKS_PERSISTED, StreamMark};
 
 /// Marks kept per file in memory, spread over what was read (see [`Marks::thin`]).
 pub const MARKS_KEPT: usize = 24;
@@ -36,44 +34,6 @@ pub const MARK_DENSE_UNTIL: u64 = 16 * 1024;
 /// what it holds after the last comparison is taken on trust, so this bounds what a file that
 /// is not a copy could lose.
 pub const PROOF_GAP: u64 = 64 * 1024;
-/// Marks written to the checkpoint file per file (the most recent ones).
-pub const MARKS_PERSISTED: usize = 8;
-
-/// A hash of the `len` bytes of a read stream that end at offset `end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "(u64, u16, u64)", into = "(u64, u16, u64)")]
-pub struct StreamMark {
-    /// Offset right after the bytes hashed.
-    pub end: u64,
-    /// How many bytes were hashed (at most [`TAIL_BYTES`]).
-    pub len: u16,
-    /// xxh3-64 of those bytes.
-    pub hash: u64,
-}
-
-impl From<(u64, u16, u64)> for StreamMark {
-    fn from((end, len, hash): (u64, u16, u64)) -> Self {
-        StreamMark { end, len, hash }
-    }
-}
-
-impl From<StreamMark> for (u64, u16, u64) {
-    fn from(mark: StreamMark) -> Self {
-        (mark.end, mark.len, mark.hash)
-    }
-}
-
-impl StreamMark {
-    /// The mark of `window`, the bytes of a stream that end at offset `end`.
-    pub fn of(end: u64, window: &[u8]) -> Self {
-        let window = &window[window.len().saturating_sub(TAIL_BYTES)..];
-        StreamMark {
-            end,
-            len: u16::try_from(window.len()).unwrap_or(u16::MAX),
-            hash: xxhash_rust::xxh3::xxh3_64(window),
-        }
-    }
-}
 
 /// The marks of a read stream's reads, oldest first, at most [`MARKS_KEPT`], thinned out with
 /// age.

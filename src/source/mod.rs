@@ -8,13 +8,11 @@
 //! container: discovery does not follow links by default and [`open`] opens without following
 //! one swapped in, never blocking on a FIFO.
 
-pub mod checkpoint;
 pub mod compression;
 pub mod discovery;
 pub mod fingerprint;
 pub mod framing;
 mod head_index;
-pub mod kubelet;
 pub mod marks;
 pub mod open;
 pub mod tailer;
@@ -25,12 +23,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
-use crate::config::{ConfigError, from_value};
+use crate::config::errors::{ConfigError, from_value};
 use crate::event::StaticFields;
-use crate::parse::enrich::{PodIdentity, reserved_key};
+use crate::event::enrichment::{PodIdentity, reserved_key};
 use crate::parse::multiline::MultilineConfig;
 use crate::parse::regex::RegexParser;
-use crate::parse::{FilterConfig, Format, Pattern, TimestampConfig};
+use crate::parse::{FilterConfig, Format, ParseSettings, Pattern, TimestampConfig};
 
 /// One source of the configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +165,20 @@ const MAX_LINE_BYTES: usize = 1 << 30;
 const MAX_FINGERPRINT_BYTES: usize = 64 * 1024;
 
 impl FileSourceConfig {
+    /// What parsing needs of this source's settings.
+    pub fn parsing(&self) -> ParseSettings<'_> {
+        ParseSettings {
+            format: self.format,
+            pattern: self.pattern.as_ref(),
+            multiline: self.multiline.as_ref(),
+            timestamp: self.timestamp.as_ref(),
+            filter: self.filter.as_ref(),
+            max_line_bytes: self.max_line_bytes,
+            fields: &self.fields,
+            kubernetes: &self.kubernetes,
+        }
+    }
+
     fn resolve(mut self, key: &str, base_dir: &Path) -> Result<Self, ConfigError> {
         if self.include.is_empty() {
             return Err(ConfigError::invalid(

@@ -11,7 +11,8 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, is_identifier};
+use crate::config::errors::ConfigError;
+use crate::config::interpolate::is_identifier;
 use crate::sink::secret::{
     Secret, redact_uri, redacted_headers, redacted_optional_uri, redacted_uri,
 };
@@ -413,7 +414,7 @@ mod tests {
 
     fn parse(yaml: &str) -> Result<HttpSinkConfig, ConfigError> {
         let value: serde_norway::Value = serde_norway::from_str(yaml).unwrap();
-        let config: HttpSinkConfig = crate::config::from_value("sinks.h", value)?;
+        let config: HttpSinkConfig = crate::config::errors::from_value("sinks.h", value)?;
         config.check("sinks.h")?;
         Ok(config)
     }

@@ -12,9 +12,10 @@ use serde::Deserialize;
 
 use super::config::{BulkAction, ElasticsearchConfig};
 use super::{Endpoint, MAX_BULK_RESPONSE_BYTES, NDJSON};
+use crate::event::json::write_json_str;
 use crate::event::{Batch, BatchPart};
 use crate::event::{Chunk, Event};
-use crate::sink::encoding::{encode_json, write_json_str};
+use crate::sink::encoding::encode_json;
 use crate::sink::template::{EventClock, Template, TemplateError, push_field};
 use crate::sink::{Rejected, SinkError};
 

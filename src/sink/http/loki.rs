@@ -11,7 +11,8 @@ use std::ops::Range;
 
 use super::config::{LokiConfig, LokiLine};
 use crate::event::Batch;
-use crate::sink::encoding::{encode_json, write_json_str};
+use crate::event::json::write_json_str;
+use crate::sink::encoding::encode_json;
 use crate::sink::template::{EventClock, Template, TemplateError};
 
 /// The push settings of a sink.

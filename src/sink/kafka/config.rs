@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::errors::ConfigError;
 use crate::sink::encoding::Encoding;
 use crate::sink::secret::redacted_options;
 use crate::sink::template::Template;

@@ -10,7 +10,7 @@ use std::path::Path;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::errors::ConfigError;
 use crate::sink::http::{
     MAX_IN_FLIGHT, TlsConfig, check_headers, check_tls, parse_http_uri, resolve_tls_paths,
 };
@@ -201,7 +201,7 @@ mod tests {
 
     fn parse(yaml: &str) -> Result<OtlpSinkConfig, ConfigError> {
         let value: serde_norway::Value = serde_norway::from_str(yaml).unwrap();
-        let config: OtlpSinkConfig = crate::config::from_value("sinks.o", value)?;
+        let config: OtlpSinkConfig = crate::config::errors::from_value("sinks.o", value)?;
         config.check("sinks.o")?;
         Ok(config)
     }

@@ -30,9 +30,9 @@ use super::values::{
     Attributes, boolean, field_value, int, json_value, key_value, kvlist, push_lossy, set_text,
     severity_of, string,
 };
+use crate::event::kubelet::PodLogPath;
 use crate::event::{Batch, Chunk, Event, FileMeta};
 use crate::parse::time::parse_rfc3339;
-use crate::source::kubelet::PodLogPath;
 
 /// Most attributes a record may keep for reuse, and the largest body: a record that held more
 /// is let go rather than kept for the next batch.
@@ -310,8 +310,8 @@ impl<'a> ChunkContext<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::enrichment::{Enrichment, PodIdentity};
     use crate::event::{BatchPart, EventFlags, StaticFields, Stream, testing};
-    use crate::parse::enrich::{Enrichment, PodIdentity};
     use crate::parse::{Format, LineParser};
     use serde_json::{Value, json};
 

@@ -50,9 +50,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::FileSourceConfig;
-use super::checkpoint::{CheckpointStore, SinkId};
 use super::discovery::Globs;
 use super::watcher::Watcher;
+use crate::checkpoint::{CheckpointStore, SinkId};
 use crate::event::{Chunk, FileKey};
 use crate::health::Heartbeat;
 use crate::metrics::SourceMetrics;
@@ -189,7 +189,7 @@ impl<E: Emit> Tailer<E> {
             wake: wake_tx,
             heartbeat: Arc::clone(&heartbeat),
         });
-        let parser = SourceParser::new(&config);
+        let parser = SourceParser::new(config.parsing());
         let tailer = Tailer {
             ctx: Context {
                 name: name.into(),

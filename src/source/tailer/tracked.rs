@@ -14,10 +14,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::tracking::new_key;
 use super::{Context, Emit, READ_SIZE, Stopped, TAIL_ALIGN_BYTES, TURN_BYTES};
+use crate::checkpoint::Fingerprint;
 use crate::event::{FileKey, FileMeta};
 use crate::metrics::add;
 use crate::source::compression::{Codec, Decoded, SNIFF_BYTES, Sniffed, sniff};
-use crate::source::fingerprint::{Fingerprint, read_head};
+use crate::source::fingerprint::read_head;
 use crate::source::framing::{Framer, ReadMark, TAIL_BYTES};
 use crate::source::open::open_regular;
 

@@ -15,12 +15,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::compressed::plain_name;
 use super::tracked::{FileId, TrackedFile, is_young, stamp, start_of_last_line, tail_before};
 use super::{Context, Emit};
+use crate::checkpoint::FileRecord;
+use crate::checkpoint::Fingerprint;
 use crate::event::FileKey;
 use crate::metrics::add;
 use crate::source::ReadFrom;
-use crate::source::checkpoint::FileRecord;
 use crate::source::compression::{Decoded, SNIFF_BYTES, Sniffed, decompressed_head, sniff};
-use crate::source::fingerprint::{Fingerprint, read_head};
+use crate::source::fingerprint::read_head;
 use crate::source::framing::Framer;
 use crate::source::marks::{Holds, PROOF_GAP, StreamHead, compare};
 use crate::source::open::{OpenError, open_regular};
@@ -308,7 +309,7 @@ impl<E: Emit> Context<E> {
     pub(super) fn register(
         &self,
         tracked: &TrackedFile,
-        marks: Vec<crate::source::marks::StreamMark>,
+        marks: Vec<crate::checkpoint::StreamMark>,
         copy: bool,
     ) {
         self.store.track(

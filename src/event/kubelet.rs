@@ -6,7 +6,7 @@
 //! Nothing but the path is read: no call to the API server, no cost per line. The result is
 //! escaped once per file into the JSON fragment events of that file carry.
 
-use crate::sink::encoding::json_string;
+use super::json::json_string;
 
 /// What the kubelet's path layout says about the container that wrote a file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::{CheckpointStore, WriteCost};
 use crate::health::{Health, Heartbeat};
 use crate::metrics::{CheckpointMetrics, add};
-use crate::source::checkpoint::{CheckpointStore, WriteCost};
 
 /// A checkpoint writer that has not turned for this long (or ten intervals, if longer) is stuck.
 const CHECKPOINTER_STALE_AFTER: Duration = Duration::from_secs(60);
@@ -23,7 +23,7 @@ const CHECKPOINT_GAP_PER_COST: u32 = 5;
 const IDLE_BEAT: Duration = Duration::from_secs(1);
 
 /// Starts the writer; `interval_ms` is `checkpoint_interval_ms`, which a reload may change.
-pub(super) fn spawn(
+pub fn spawn(
     store: &Arc<CheckpointStore>,
     metrics: &Arc<CheckpointMetrics>,
     interval_ms: Arc<AtomicU64>,
@@ -74,7 +74,7 @@ fn checkpoint_gap(every: Duration, work: Option<Duration>) -> Duration {
 
 /// Writes the checkpoints (on a blocking thread), counting failures; says what the write cost
 /// (`None`: nothing had changed), or why it failed.
-pub(super) async fn persist(
+pub async fn persist(
     store: &Arc<CheckpointStore>,
     metrics: &Arc<CheckpointMetrics>,
 ) -> Result<Option<WriteCost>, String> {

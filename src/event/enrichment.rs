@@ -9,8 +9,8 @@
 //! A file whose path names its pod (the kubelet's layout) carries that pod's object instead,
 //! with the node's name added when the identity has one.
 
-use crate::event::StaticFields;
-use crate::sink::encoding::{json_string, write_json_str};
+use super::StaticFields;
+use super::json::{json_string, write_json_str};
 
 /// Keys of an event that static `fields` may not use: the agent writes them.
 pub const RESERVED_KEYS: [&str; 14] = [

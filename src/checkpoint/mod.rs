@@ -1,0 +1,59 @@
+//! Checkpoints: how far each file is delivered, tracked from acks and kept on disk.
+//!
+//! The tailer registers every file it reads ([`CheckpointStore::track`]) and says how far it has
+//! handed lines on ([`CheckpointStore::emitted`]); each sink acks, per file, the offset its
+//! deliveries reached ([`CheckpointStore::ack`]). A file's checkpoint is the least offset among
+//! the sinks its source routes to, so it never passes a line some sink has not delivered.
+//!
+//! On disk the store is one JSON file in `data_dir`, written to a temporary file, fsynced and
+//! renamed over the old one, so a crash leaves either the old or the new version. A file that
+//! cannot be read or parsed is moved aside and reported; the agent then starts without
+//! checkpoints (reading files from their start: duplicates, never loss) instead of crash-looping.
+//!
+//! # Layout
+//! - `record`: what is remembered of a file (its record, fingerprint and stream marks);
+//! - `store`: the store every source, sink task, the API and replay share, in memory;
+//! - `disk`: the checkpoint file, read at start and written atomically;
+//! - [`writer`]: the loop that writes it soon after deliveries.
+//!
+//! It sits below sources, the pipeline, the API and replay, and imports nothing from them.
+
+mod disk;
+mod record;
+mod store;
+pub mod writer;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use record::{FilePosition, FileRecord, Fingerprint, MARK_BYTES, MARKS_PERSISTED, StreamMark};
+pub use store::{
+    CheckpointStore, DORMANT_EXPIRY_SECS, LoadOutcome, MAX_DORMANT, MAX_RETIRED, WriteCost,
+};
+
+/// Index of a sink in the running pipeline.
+pub type SinkId = usize;
+
+/// Errors of the checkpoint store.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// `data_dir` could not be created.
+    #[error("data_dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Writing the checkpoint file failed.
+    #[error("writing checkpoints to {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests;
