@@ -20,7 +20,7 @@ use common::*;
 use serde_json::Value;
 
 /// The checkpoint store keeps at most this many records of files let go (`MAX_RETIRED`).
-const MAX_RETIRED: usize = log_agent::source::checkpoint::MAX_RETIRED;
+const MAX_RETIRED: usize = log_agent::checkpoint::MAX_RETIRED;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_to_a_secret_outside_the_watched_directory_is_reported_not_read() {
