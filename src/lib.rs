@@ -40,6 +40,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod sink;
 pub mod source;
+pub mod spacing;
 
 pub use agent::{RunError, RunHooks, RunSummary, run, run_with};
 

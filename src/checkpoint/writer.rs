@@ -1,6 +1,9 @@
 //! The checkpoint writer: writes `data_dir/checkpoints.json` soon after deliveries, one write
 //! covering every ack since the last (group commit), at most one write per
-//! `checkpoint_interval_ms`, and logs failures once a minute while they last.
+//! `checkpoint_interval_ms` and spaced by its own cost ([`crate::spacing`]: rewriting the
+//! records of 100,000 files takes at most a fifth of a core; a later write means more lines
+//! read again after a `kill -9`, never fewer delivered), and logs failures once a minute while
+//! they last.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,12 +15,10 @@ use tokio::time::Instant;
 use super::{CheckpointStore, WriteCost};
 use crate::health::{Health, Heartbeat};
 use crate::metrics::{CheckpointMetrics, add};
+use crate::spacing;
 
 /// A checkpoint writer that has not turned for this long (or ten intervals, if longer) is stuck.
 const CHECKPOINTER_STALE_AFTER: Duration = Duration::from_secs(60);
-
-/// Checkpoint writes start at least this many times the work of the last one apart.
-const CHECKPOINT_GAP_PER_COST: u32 = 5;
 
 /// How often the checkpoint writer turns when nothing is delivered, to show it is alive.
 const IDLE_BEAT: Duration = Duration::from_secs(1);
@@ -48,7 +49,9 @@ pub fn spawn(
             failures.record(outcome.map(|_| ()));
             heartbeat.beat();
             let every = Duration::from_millis(interval_ms.load(Ordering::Relaxed));
-            next_write = started + checkpoint_gap(every, cost.map(|c| c.before_sync));
+            // The work of a write is up to its bytes written; the fsync after is waiting.
+            let work = cost.map(|c| c.before_sync).unwrap_or_default();
+            next_write = started + spacing::gap(every, work);
             if failed {
                 // Retried at every interval until a write succeeds.
                 continue;
@@ -61,15 +64,6 @@ pub fn spawn(
             }
         }
     })
-}
-
-/// How long after the start of a checkpoint write the next may start: `checkpoint_interval_ms`,
-/// but at least [`CHECKPOINT_GAP_PER_COST`] times the write's work (`work`: up to its bytes
-/// written; the fsync after is waiting, not work), so that rewriting the records of 100,000 files
-/// (a good part of a second in a debug build) takes at most a fifth of a core. A later write
-/// means more lines read again after a `kill -9`, never fewer delivered.
-fn checkpoint_gap(every: Duration, work: Option<Duration>) -> Duration {
-    every.max(work.unwrap_or_default() * CHECKPOINT_GAP_PER_COST)
 }
 
 /// Writes the checkpoints (on a blocking thread), counting failures; says what the write cost
@@ -130,27 +124,6 @@ impl FailureLog {
                     self.last_logged = Some(Instant::now());
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoint_writes_keep_their_interval_unless_they_are_slow() {
-        let ms = Duration::from_millis;
-        // (checkpoint_interval_ms, the last write's work, gap from its start to the next)
-        let cases = [
-            (ms(100), None, ms(100)),
-            (ms(100), Some(ms(0)), ms(100)),
-            (ms(100), Some(ms(20)), ms(100)),
-            (ms(100), Some(ms(30)), ms(150)),
-            (ms(1_000), Some(ms(2_000)), ms(10_000)),
-        ];
-        for (every, work, want) in cases {
-            assert_eq!(checkpoint_gap(every, work), want, "{every:?} {work:?}");
         }
     }
 }

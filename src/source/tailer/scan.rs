@@ -1,8 +1,8 @@
 //! Scanning: the globs listed at `scan_interval_ms` (and when the watcher asks), new files
 //! started, files no longer found noted.
 //!
-//! Invariant: scans take at most a fifth of the time (each is spaced by [`SCAN_GAP_PER_COST`]
-//! times its own cost), and a problem a scan meets is logged once, not at every scan.
+//! Invariant: scans take at most a fifth of the time (each is spaced by its own cost,
+//! [`crate::spacing`]), and a problem a scan meets is logged once, not at every scan.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -20,6 +20,7 @@ use crate::metrics::add;
 use crate::source::discovery::SkipReason;
 use crate::source::head_index::HeadIndex;
 use crate::source::open::{OpenError, stat};
+use crate::spacing;
 
 /// New problems (unreadable paths, links not followed, FIFOs...) logged one by one per scan;
 /// beyond that a scan logs how many more there were, so a hostile directory cannot flood the
@@ -46,18 +47,14 @@ impl Listed {
 
 /// When the tailer scans: every `scan_interval_ms`, and as soon as `notify` reports a name
 /// change; but a scan (a walk of the globs and a stat per file: a good part of a second with
-/// 100,000 files in a debug build) is followed by at least [`SCAN_GAP_PER_COST`] times its own
-/// duration without one, so that files created in a tight loop cannot keep the tailer scanning
-/// instead of reading.
+/// 100,000 files in a debug build) is spaced by its own cost ([`crate::spacing`]), so that files
+/// created in a tight loop cannot keep the tailer scanning instead of reading.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ScanSchedule {
     every: Duration,
     /// When the last scan started and how long it took; `None` before the first.
     last: Option<(Instant, Duration)>,
 }
-
-/// A scan is followed by at least this many times its duration without another.
-const SCAN_GAP_PER_COST: u32 = 4;
 
 impl ScanSchedule {
     pub(super) fn new(every: Duration) -> Self {
@@ -77,13 +74,12 @@ impl ScanSchedule {
     /// `None`: now.
     pub(super) fn next_at(&self, requested: bool) -> Option<Instant> {
         let (started, took) = self.last?;
-        let ended = started + took;
-        let due = if requested {
-            ended
+        let every = if requested {
+            Duration::ZERO
         } else {
-            started + self.every
+            self.every
         };
-        Some(due.max(ended + took * SCAN_GAP_PER_COST))
+        Some(started + spacing::gap(every, took))
     }
 }
 
