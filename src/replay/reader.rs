@@ -13,16 +13,16 @@ use super::PlannedFile;
 use super::progress::ProgressState;
 use crate::checkpoint::Fingerprint;
 use crate::checkpoint::{CheckpointStore, FileRecord, SinkId};
-use crate::event::{Chunk, Event, Field, FieldsView, FileMeta};
+use crate::event::{Event, Field, FieldsView, FileMeta};
 use crate::metrics::{Metrics, add};
 use crate::parse::SourceParser;
 use crate::parse::assemble::{FileState, Release};
 use crate::pipeline::Router;
+use crate::source::chunking::parse_framed;
 use crate::source::compression::{Decoded, SNIFF_BYTES, codec_of, decompressed_head};
 use crate::source::fingerprint::read_head;
 use crate::source::framing::{Framed, Framer};
 use crate::source::open::open_regular;
-use crate::source::tailer::now_rfc3339;
 
 /// Bytes read at once.
 const READ_SIZE: usize = 256 * 1024;
@@ -227,62 +227,46 @@ impl Reader {
         release: Release,
     ) -> Result<(), Closed> {
         let source_metrics = self.metrics.source(&meta.source);
-        let lines = events.len() as u64;
-        self.report.lines += lines;
-        add(&source_metrics.events_in, lines);
-        add(&source_metrics.truncated_lines, framed.stats.truncated);
-        add(
-            &source_metrics.invalid_utf8_lines,
-            framed.stats.invalid_utf8,
+        let mut step = parse_framed(
+            &route.parser,
+            held,
+            framed,
+            events,
+            end_offset,
+            release,
+            &source_metrics,
         );
-        let parsed = route.parser.process(held, framed.data, events, release);
-        let counts = parsed.counts;
-        add(&source_metrics.parse_errors, counts.parse_errors);
-        add(&source_metrics.filtered_events, counts.filtered);
-        add(&source_metrics.multiline_groups, counts.multiline_groups);
-        add(&source_metrics.multiline_cut, counts.multiline_cut);
-        add(
-            &source_metrics.timestamp_failures,
-            counts.timestamp_failures,
-        );
-        self.report.filtered += counts.filtered;
-        let mut events = parsed.events;
-        if events.is_empty() {
+        self.report.lines += step.lines;
+        self.report.filtered += step.counts().filtered;
+        if step.parsed.events.is_empty() {
             return Ok(());
         }
-        let end_offset = parsed
-            .hold_from
-            .map_or(end_offset, |hold| end_offset.min(hold));
         if self.since.is_some() || self.until.is_some() {
             let (since, until) = (self.since, self.until);
-            let before = events.len();
+            let parsed = &mut step.parsed;
+            let before = parsed.events.len();
             let mut undated = 0;
             let (data, fields) = (&parsed.data, &parsed.fields);
-            events.retain(|event| match event_time(event, data, fields) {
-                Some(at) => since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u),
-                None => {
-                    undated += 1;
-                    true
-                }
-            });
+            parsed
+                .events
+                .retain(|event| match event_time(event, data, fields) {
+                    Some(at) => since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u),
+                    None => {
+                        undated += 1;
+                        true
+                    }
+                });
             self.report.undated += undated;
-            self.report.outside_time_range += (before - events.len()) as u64;
+            self.report.outside_time_range += (before - parsed.events.len()) as u64;
         }
-        let shipped = events.len() as u64;
+        let shipped = step.parsed.events.len() as u64;
         *self
             .report
             .shipped
             .entry(meta.source.to_string())
             .or_default() += shipped;
-        self.store.emitted(meta.key, end_offset);
-        let chunk = Chunk {
-            file: Arc::clone(meta),
-            read_time: now_rfc3339().into(),
-            data: parsed.data,
-            events,
-            fields: parsed.fields,
-            end_offset,
-        };
+        self.store.emitted(meta.key, step.end_offset);
+        let chunk = step.into_chunk(Arc::clone(meta));
         self.runtime
             .block_on(route.router.send(chunk))
             .map_err(|_| Closed)?;

@@ -8,6 +8,7 @@
 //! container: discovery does not follow links by default and [`open`] opens without following
 //! one swapped in, never blocking on a FIFO.
 
+pub mod chunking;
 pub mod compression;
 pub mod discovery;
 pub mod fingerprint;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::tracked::TrackedFile;
-use super::{Context, Emit, Stopped, now_rfc3339};
-use crate::event::{Chunk, FileMeta};
+use super::{Context, Emit, Stopped};
+use crate::event::FileMeta;
 use crate::metrics::add;
 use crate::parse::assemble::Release;
-use crate::source::framing::Framed;
+use crate::source::chunking::parse_framed;
 
 impl<E: Emit> Context<E> {
     /// Emits what is left of a file that is let go, and closes it.
@@ -64,47 +64,34 @@ impl<E: Emit> Context<E> {
         release: Release,
     ) -> Result<(), Stopped> {
         let mut events = Vec::with_capacity(self.chunk_hint);
-        let Framed { data, stats } = if at_end {
+        let framed = if at_end {
             tracked.framer.finish(&mut events)
         } else {
             tracked.framer.frame(&mut events)
         };
-        let lines = events.len();
         let key = tracked.meta.key;
         let mut state = self.held.remove(&key).unwrap_or_default();
-        let parsed = self.parser.process(&mut state, data, events, release);
+        let commit_offset = tracked.framer.commit_offset();
+        let step = parse_framed(
+            &self.parser,
+            &mut state,
+            framed,
+            events,
+            commit_offset,
+            release,
+            &self.metrics,
+        );
         if !state.is_idle() {
             self.held.insert(key, state);
         }
-        let mut end_offset = tracked.framer.commit_offset();
-        if let Some(hold) = parsed.hold_from {
-            end_offset = end_offset.min(hold);
-        }
-        if parsed.events.is_empty() && end_offset == tracked.emitted {
+        if step.parsed.events.is_empty() && step.end_offset == tracked.emitted {
             return Ok(());
         }
-        self.chunk_hint = lines.clamp(16, 1 << 16);
-        let m = &self.metrics;
-        let counts = parsed.counts;
-        add(&m.events_in, lines as u64);
-        add(&m.truncated_lines, stats.truncated);
-        add(&m.invalid_utf8_lines, stats.invalid_utf8);
-        add(&m.parse_errors, counts.parse_errors);
-        add(&m.filtered_events, counts.filtered);
-        add(&m.multiline_groups, counts.multiline_groups);
-        add(&m.multiline_cut, counts.multiline_cut);
-        add(&m.timestamp_failures, counts.timestamp_failures);
+        self.chunk_hint = (step.lines as usize).clamp(16, 1 << 16);
         self.store
-            .emitted_after(key, end_offset, tracked.framer.marks().all());
-        tracked.emitted = end_offset;
-        let chunk = Chunk {
-            file: self.file_meta(tracked),
-            read_time: now_rfc3339().into(),
-            data: parsed.data,
-            events: parsed.events,
-            fields: parsed.fields,
-            end_offset,
-        };
+            .emitted_after(key, step.end_offset, tracked.framer.marks().all());
+        tracked.emitted = step.end_offset;
+        let chunk = step.into_chunk(self.file_meta(tracked));
         let emit = &mut self.emit;
         self.heartbeat.waiting_on(|| emit(chunk))
     }

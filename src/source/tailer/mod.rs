@@ -158,11 +158,6 @@ pub struct Tailer<E> {
     reports: Reports,
 }
 
-/// The current time in RFC 3339 with microseconds, UTC.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 impl<E: Emit> Tailer<E> {
     /// A tailer for source `name`, whose lines go to `sinks` through `emit`.
     pub fn new(
