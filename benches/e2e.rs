@@ -30,6 +30,10 @@
 #[path = "../tests/common/broker.rs"]
 #[allow(dead_code)]
 mod broker;
+/// The checkpoint file read back, as the tests read it.
+#[path = "../tests/common/checkpoints.rs"]
+#[allow(dead_code)]
+mod checkpoints;
 
 /// The generated corpus.
 #[path = "e2e/corpus.rs"]
@@ -90,23 +94,6 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// A `VmRSS:`-like field of a process, in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
     status_line(&format!("/proc/{pid}/status"), field)
-}
-
-/// Sum of the checkpoint offsets in a data_dir. Read off the text, not parsed: polled every few
-/// milliseconds, a full parse of 100,000 records would take the agent's CPU.
-fn checkpointed(data_dir: &Path) -> u64 {
-    let Ok(text) = fs::read(data_dir.join("checkpoints.json")) else {
-        return 0;
-    };
-    let key = b"\"offset\":";
-    memchr::memmem::find_iter(&text, key)
-        .map(|at| {
-            text[at + key.len()..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .fold(0u64, |n, b| n * 10 + u64::from(b - b'0'))
-        })
-        .sum()
 }
 
 /// One measured run.
@@ -207,7 +194,7 @@ fn run_agent(
         }
         expected = total;
     }
-    while checkpointed(&data) < expected {
+    while checkpoints::offsets_unparsed(&data) < expected {
         std::thread::sleep(Duration::from_millis(5));
         assert!(
             start.elapsed() < Duration::from_secs(600),

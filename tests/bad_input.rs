@@ -338,10 +338,11 @@ fn unreadable_files_and_directories_are_reported_while_the_rest_flows_as_non_roo
     // `nobody` may not be able to reach the build directory (a checkout under a 0700 directory):
     // the binary is run from the test's own directory, which it can.
     let binary = base.join("log-agent");
-    if fs::hard_link(env!("CARGO_BIN_EXE_log-agent"), &binary).is_err() {
-        fs::copy(env!("CARGO_BIN_EXE_log-agent"), &binary).unwrap();
+    if fs::hard_link(common::process::binary(), &binary).is_err() {
+        fs::copy(common::process::binary(), &binary).unwrap();
     }
     fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+    // Started here rather than by `AgentProcess`: this copy of the binary, as `nobody`.
     let mut cmd = Command::new(&binary);
     cmd.args(["run", "--config", config.to_str().unwrap()])
         .env_remove("LOG_AGENT_CONFIG")
@@ -378,11 +379,7 @@ fn unreadable_files_and_directories_are_reported_while_the_rest_flows_as_non_roo
     }
     // Several scans more: each problem is logged once while it lasts.
     std::thread::sleep(Duration::from_millis(500));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::process::send_signal(child.id(), "TERM");
     let status = child.wait().unwrap();
     let agent_logs = logs_of();
     assert!(status.success(), "{status}: {agent_logs}");

@@ -360,8 +360,7 @@ async fn replay_to_otlp_and_otlp_http_ships_every_line_once() {
         let to = format!("{scheme}://{}", receiver.addr);
         let dir = world.logs();
         let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_log-agent"))
-                .args(["replay", "--to", &to, "app.log"])
+            common::process::command(&["replay", "--to", &to, "app.log"])
                 .current_dir(dir)
                 .output()
                 .unwrap()

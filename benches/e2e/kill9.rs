@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::checkpoints::Checkpoints;
 use super::settle;
 
 /// The shares of the input delivered at which the agent is killed (one run each).
@@ -206,7 +207,7 @@ pub fn kill_run(
         setup.name
     );
 
-    let checkpoint = checkpoint_of(&data.join("checkpoints.json"), &link);
+    let checkpoint = checkpoint_of(&data, &link);
     assert!(
         checkpoint <= delivered,
         "{}: checkpoint {checkpoint} is past what was delivered ({delivered}): a restart would lose lines",
@@ -264,27 +265,24 @@ fn complete_lines(path: &Path) -> (u64, Vec<u8>) {
     (lines, window[start..].to_vec())
 }
 
-/// The persisted checkpoint of `file` in a checkpoint file (parsed whole with serde_json; its
-/// records are one a line): 0 when there is none yet.
-fn checkpoint_of(path: &Path, file: &Path) -> u64 {
-    let Ok(text) = fs::read(path) else {
-        return 0;
-    };
-    let store: serde_json::Value = serde_json::from_slice(&text)
-        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-    let records = store["files"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{} has no `files`", path.display()));
-    let file = file.to_string_lossy();
-    let mut offsets = records
+/// The persisted checkpoint of `file` in the checkpoint file of `data` (read as the tests read
+/// it, `tests/common/checkpoints.rs`): 0 when there is none yet; a damaged file, or two records
+/// of `file`, fail the run.
+fn checkpoint_of(data: &Path, file: &Path) -> u64 {
+    let checkpoints = Checkpoints::try_read(data)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_default();
+    let mut offsets = checkpoints
+        .records
         .iter()
-        .filter(|r| r["path"].as_str() == Some(&file))
-        .filter_map(|r| r["offset"].as_u64());
+        .filter(|r| Path::new(&r.path) == file)
+        .map(|r| r.offset);
     let offset = offsets.next().unwrap_or(0);
     assert!(
         offsets.next().is_none(),
-        "{} has two records of {file}",
-        path.display()
+        "{} has two records of {}",
+        data.join("checkpoints.json").display(),
+        file.display()
     );
     offset
 }

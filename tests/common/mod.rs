@@ -1,13 +1,15 @@
 //! The harness every integration test shares: temporary worlds, the agent run in-process
 //! ([`Agent`]) or as a process ([`process::AgentProcess`]), configs ([`yaml`]), the checkpoint
 //! file read back ([`checkpoints`]), numbered lines and the checks on what a sink received
-//! ([`numbered`]), Kafka and HTTP clients.
+//! ([`numbered`]), Kafka and HTTP clients, a test HTTP server ([`http_server`]). The model test's
+//! harness is apart, in `model/` (only `tests/model*.rs` include it).
 // Each test crate uses a part of the harness: the rest is dead code, or an unused re-export, there.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod broker;
 pub mod checkpoints;
 pub mod compress;
+pub mod http_server;
 pub mod numbered;
 pub mod oracle;
 pub mod otlp;
