@@ -7,13 +7,13 @@ const MINIMAL: &str = "
 data_dir: /tmp/la
 sources:
   app:
-type: file
-include: [\"/logs/*.log\"]
+    type: file
+    include: [\"/logs/*.log\"]
 sinks:
   out:
-type: file
-inputs: [app]
-path: /tmp/out.ndjson
+    type: file
+    inputs: [app]
+    path: /tmp/out.ndjson
 ";
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -316,12 +316,12 @@ fn parsing_settings_print_back_and_the_pod_is_what_the_config_names() {
     let text = MINIMAL.replace(
         "    include: [\"/logs/*.log\"]",
         "    include: [\"/logs/*.log\"]
-format: regex
-pattern: '^(?P<level>\\w+) (?P<msg>.*)$'
-multiline: { start_pattern: '^\\w+ ', timeout_ms: 500 }
-timestamp: { field: ts, format: '%Y-%m-%d %H:%M:%S' }
-fields: { env: prod, tier: 2 }
-filter: { field: level, pattern: '^DEBUG$', action: drop }",
+    format: regex
+    pattern: '^(?P<level>\\w+) (?P<msg>.*)$'
+    multiline: { start_pattern: '^\\w+ ', timeout_ms: 500 }
+    timestamp: { field: ts, format: '%Y-%m-%d %H:%M:%S' }
+    fields: { env: prod, tier: 2 }
+    filter: { field: level, pattern: '^DEBUG$', action: drop }",
     );
     // The environment has more, but only what the config names is stamped.
     let lookup = |name: &str| match name {
@@ -378,9 +378,9 @@ pods_root: /host/pods
 kubernetes: { pod_name: \"${POD_NAME:-}\", pod_namespace: \"${POD_NAMESPACE:-}\" }
 sinks:
   out:
-type: file
-inputs: [pods]
-path: /tmp/out.ndjson
+    type: file
+    inputs: [pods]
+    path: /tmp/out.ndjson
 ";
     let env = |name: &str| match name {
         "POD_NAME" => Some("agent-1".to_owned()),
