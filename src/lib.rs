@@ -2,27 +2,45 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the YAML configuration, `${VAR}` interpolation, every check on it (every error
-//!   reported, in the user's terms), the `mode: daemonset` preset and the pod identity, checks
-//!   against the machine (missing directories), and the config file watched for reloads.
-//! - [`event`]: the [`event::Chunk`]s of [`event::Event`]s that flow from sources to sinks, and
-//!   the [`event::Batch`]es in which sinks deliver them.
-//! - [`source`]: the file tailer: discovery, `notify` watcher, reading, line framing,
-//!   fingerprints, the checkpoint store that acks advance, and pod metadata from kubelet paths.
-//! - [`parse`]: pure parsers that turn lines into structured events (`raw`, `json`, `logfmt`,
-//!   `regex`, nginx/apache, `cri`, `docker`), multiline grouping, timestamps, enrichment, filters.
-//! - [`pipeline`]: routing, per-sink bounded buffers, batching, retries with backoff, acks.
-//! - [`sink`]: the [`sink::Sink`] trait, the tagged sink config enum that builds sinks, one file
-//!   per sink (`file`, `stdout`, `blackhole`, `kafka`, a folder each for `http` and `otlp`), the
-//!   event encodings and templates.
+//! Listed from the ground up: a module imports only from the layers listed before its own
+//! (`tests/architecture.rs` checks it on the source), so data flows one way and no import cycle
+//! can form. `docs/architecture.md` draws the data flow and a file's lifecycle.
+//!
+//! The ground:
+//! - [`event`]: the [`event::Chunk`]s of [`event::Event`]s that flow from sources to sinks, the
+//!   [`event::Batch`]es in which sinks deliver them, JSON string writing, the static fields and
+//!   pod identity every event of a source carries, and pod metadata from kubelet paths.
 //! - [`metrics`]: counters per source, per sink, of checkpoints and of config reloads.
 //! - [`health`]: heartbeats of the agent's loops and sink health, for liveness and readiness.
+//! - [`spacing`]: background work (scans, checkpoint writes) spaced by its own cost.
+//! - [`config::errors`], [`mod@config::interpolate`]: the configuration's vocabulary (errors in the
+//!   user's terms, `${VAR}` names) that every plug-in's config uses.
+//!
+//! Parsing and checkpoints:
+//! - [`parse`]: pure parsers that turn lines into structured events (`raw`, `json`, `logfmt`,
+//!   `regex`, nginx/apache, `cri`, `docker`), multiline grouping, timestamps, filters.
+//! - [`checkpoint`]: what is remembered of each file (record, fingerprint, stream marks), the
+//!   store that acks advance, the checkpoint file written atomically, and its writer loop.
+//!
+//! Sources and sinks:
+//! - [`source`]: the file tailer (one file per concern under `source/tailer/`), discovery, the
+//!   `notify` watcher, line framing, compressed files, copy recognition, and the step from
+//!   framed lines to a chunk that the tailer and replay share.
+//! - [`sink`]: the [`sink::Sink`] trait, the tagged sink config enum that builds sinks, one file
+//!   per sink (`file`, `stdout`, `blackhole`, `kafka`, a folder each for `http` and `otlp`), the
+//!   delivery settings every sink has (batch, buffer, retry), encodings and templates.
+//!
+//! Above them:
+//! - [`pipeline`]: routing, per-sink bounded buffers, batching, retries with backoff, acks.
+//! - [`config`]: the YAML configuration, which assembles the sources' and sinks' configs:
+//!   `${VAR}` interpolation, every check on it (every error reported), the `mode: daemonset`
+//!   preset and the pod identity, checks against the machine, the file watched for reloads.
 //! - [`api`]: the HTTP API on `api.address`: `/healthz`, `/readyz`, `/readyz/sinks`, `/metrics`
 //!   (Prometheus, with the `process_*` metrics).
+//! - [`replay`]: `log-agent replay`: given files (plain or compressed) read once, in rotation
+//!   order, through the same parsing and pipeline, with a summary at the end.
 //! - [`agent`]: [`run`], which wires all of the above, applies config reloads (sources and sinks
 //!   started, reconfigured and stopped one by one) and drains it all on shutdown.
-//! - [`replay`]: `log-agent replay`: given files (plain or compressed) read once, in rotation order,
-//!   through the same pipeline, with a summary at the end.
 //!
 //! The binary (`src/main.rs`) is only the command line around [`run`] (signals, reload
 //! triggers, completions, man pages); tests call [`run`] in-process with a shutdown future of

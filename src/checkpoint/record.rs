@@ -121,7 +121,7 @@ impl StreamMark {
     }
 }
 
-/// How far a tracked file is delivered, as [`CheckpointStore::positions`] reports it.
+/// How far a tracked file is delivered, as [`super::CheckpointStore::positions`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilePosition {
     /// The source reading the file.

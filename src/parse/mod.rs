@@ -4,7 +4,7 @@
 //! A chunk of framed lines goes through, in order: container-runtime decoding and the joining
 //! of partial lines (`cri`, `docker`), multiline grouping ([`multiline`]), both in
 //! [`assemble`]; then the line format ([`LineParser`]), the configured `timestamp`, and the
-//! `filter`. Static `fields` and the pod's identity ([`enrich`]) are computed once per source
+//! `filter`. Static `fields` and the pod's identity ([`crate::event::enrichment`]) are computed once per source
 //! and written by the encoder. A line that fails to parse keeps its raw `message` and gets a
 //! `parse_error`; nothing is dropped but what a filter drops, and that is counted.
 

@@ -3,7 +3,7 @@
 //! The file source discovers files by glob ([`discovery`]), is woken by `notify` events
 //! ([`watcher`]) with a periodic rescan as the backstop, reads and frames lines ([`framing`]),
 //! identifies files by device, inode and a fingerprint of their head ([`fingerprint`]), and
-//! registers what it reads with the [`checkpoint`] store. It knows nothing of sinks: the
+//! registers what it reads with the [`crate::checkpoint`] store. It knows nothing of sinks: the
 //! [`tailer`] hands each chunk of lines to a callback. The watched directory belongs to another
 //! container: discovery does not follow links by default and [`open`] opens without following
 //! one swapped in, never blocking on a FIFO.
