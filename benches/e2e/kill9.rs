@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::checkpoints::Checkpoints;
-use super::settle;
+use super::measure::settle;
 
 /// The shares of the input delivered at which the agent is killed (one run each).
 pub const KILL_AT: [f64; 3] = [0.4, 0.6, 0.8];

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Sample, cpu_seconds, kill, root, settle, status_kib};
+use super::measure::{Sample, cpu_seconds, kill, settle, status_kib};
+use super::root;
 
 /// rsyslog imfile -> omfile on the same files, if rsyslogd can be had.
 pub fn run_rsyslog(work: &Path, files: &[PathBuf], total: u64) -> Option<Sample> {
