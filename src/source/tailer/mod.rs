@@ -7,7 +7,8 @@
 //! - `scan`: scanning the globs, at most a fifth of the time, each problem logged once;
 //! - `slots`: open slots, never more than `max_open_files` descriptors, every file its turn;
 //! - `tracking`: starting to track a file, which resumes from the right record;
-//! - `tracked`: the tracked file and its reads, an offset belonging to one generation;
+//! - `tracked`: the tracked file and its reads, at most a turn, its generation checked first;
+//! - `generation`: truncations and rewrites, an offset belonging to one generation;
 //! - `head`: what a tracked file keeps of its head, the whole of it while it may grow;
 //! - `lineage`: copies, which continue their original and are never read twice;
 //! - `compressed`: gzip files, read once, continuing the file they are the rotation of;
@@ -36,6 +37,7 @@
 
 mod compressed;
 mod emit;
+mod generation;
 mod head;
 mod lineage;
 mod scan;
