@@ -1,6 +1,6 @@
 //! Generations: a file truncated or rewritten in place (copytruncate, `> file`) is read again
 //! from its start as a new generation, under a key of its own; the generation truncated away
-//! is kept (retired), waiting for a copy of it. Its identity is checked against the
+//! is retired (see `lifecycle`), waiting for a copy of it. Its identity is checked against the
 //! fingerprint of its head, and the fingerprint grows with a file shorter than
 //! `fingerprint_bytes`.
 //!
@@ -13,6 +13,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::lifecycle::Phase;
 use super::tracked::{FileId, TrackedFile};
 use super::tracking::new_key;
 use super::{Context, Emit};
@@ -108,16 +109,13 @@ impl<E: Emit> Context<E> {
             gone_since: Some(Instant::now()),
             eof_since: None,
             opened_at: tracked.opened_at,
-            finished: false,
+            // Born retired: the file goes on as the new generation, in the phase it was in.
+            phase: Phase::Retired,
             identity_checked: false,
-            retired: true,
-            held_since: None,
             codec: None,
             decoder: None,
-            compressed_done: false,
             stamp: None,
             seen_size: tracked.seen_size,
-            copy_proof: None,
             continues: None,
         };
         tracked.eof_since = None;

@@ -2,9 +2,10 @@
 //! identity checked before each read (see `generation`), reopened by path after it was closed
 //! for `max_open_files`.
 //!
-//! Invariant: a file is read at most [`TURN_BYTES`] a turn, through a descriptor checked to
-//! hold its generation before every read; and a generation's first bytes are sniffed before it
-//! is read as text, so a compressed file is never read as text.
+//! Invariant: a file is read only while its phase lets it (see `lifecycle`), at most
+//! [`TURN_BYTES`] a turn, through a descriptor checked to hold its generation before every
+//! read; and a generation's first bytes are sniffed before it is read as text, so a compressed
+//! file is never read as text.
 
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::lifecycle::Phase;
 use super::{Context, Emit, READ_SIZE, Stopped, TAIL_ALIGN_BYTES, TURN_BYTES};
 use crate::event::{FileKey, FileMeta};
 use crate::metrics::add;
@@ -64,26 +66,17 @@ pub(super) struct TrackedFile {
     /// When a read last found nothing new.
     pub(super) eof_since: Option<Instant>,
     pub(super) opened_at: Instant,
-    /// Read to its end and let go; waiting for its last acks.
-    pub(super) finished: bool,
+    /// Where it is in its lifecycle (held, read, retired, let go...): see [`Phase`].
+    pub(super) phase: Phase,
     /// Reopened a moment ago, its inode and head checked: the check before its next read need
     /// not read the head again (one `pread` less per file taking its turn).
     pub(super) identity_checked: bool,
-    /// Looks like a copy of a tracked file (since then): not read until it is known whether it
-    /// continues a retired generation (see [`Lineage`]).
-    pub(super) held_since: Option<Instant>,
-    /// A generation whose file was truncated or rewritten under it: kept for `rotate_wait_ms`
-    /// in case a copy of it appears (copytruncate), from which it is then read to its end.
-    pub(super) retired: bool,
     /// A compressed file's codec: read through `decoder`, checked by nothing but its path (it
     /// never changes).
     pub(super) codec: Option<Codec>,
     /// The decompressing reader of a compressed file, at `framer.read_offset()`; made at its
     /// first read.
     pub(super) decoder: Option<Box<Decoded>>,
-    /// A compressed file read to its end (or to damage): closed, kept only to be known by its
-    /// inode.
-    pub(super) compressed_done: bool,
     /// Its size when last seen (by a scan or before a read): what a truncation took away
     /// unread, when no copy holds it, is counted from it.
     pub(super) seen_size: u64,
@@ -91,8 +84,6 @@ pub(super) struct TrackedFile {
     /// is closed its inode can be freed and reused, and a file found there that differs is
     /// another file.
     pub(super) stamp: Option<Box<Stamp>>,
-    /// A held file shown to be a copy of what was read of a tracked file (see [`CopyProof`]).
-    pub(super) copy_proof: Option<Box<CopyProof>>,
     /// A compressed file that resumed where the record of another file (its device and inode)
     /// says: another compressed copy of that file may follow, which is compared with it.
     pub(super) continues: Option<Box<(u64, u64)>>,
@@ -133,7 +124,7 @@ impl TrackedFile {
     /// A generation that began empty (at a truncation) and has bytes its fingerprint does not
     /// cover yet: a copy of it is compared with its bytes, while it is open.
     pub(super) fn is_unheaded(&self) -> bool {
-        self.fingerprint.len == 0 && self.file.is_some() && !self.retired && self.seen_size > 0
+        self.fingerprint.len == 0 && self.file.is_some() && !self.is_retired() && self.seen_size > 0
     }
 }
 
@@ -146,7 +137,7 @@ pub(super) fn has_unread(f: &TrackedFile) -> bool {
         .as_ref()
         .and_then(|handle| handle.metadata().ok())
         .map_or(f.seen_size, |md| md.len());
-    !f.finished && size > offset
+    !f.is_finished() && size > offset
 }
 
 /// The least a read asks for (a file may have grown since it was last looked at).
@@ -201,8 +192,7 @@ impl<E: Emit> Context<E> {
     /// its own (held files have none).
     pub(super) fn release(&self, tracked: &mut TrackedFile) {
         tracing::debug!(source = %self.name, file = %tracked.meta.path, "no copy: read as a file of its own");
-        tracked.held_since = None;
-        tracked.copy_proof = None;
+        tracked.release();
         self.register(tracked, Vec::new(), false);
     }
 
@@ -278,7 +268,7 @@ impl<E: Emit> Context<E> {
         if tracked.is_compressed() {
             return self.read_compressed_turn(tracked);
         }
-        if tracked.finished || tracked.held_since.is_some() || tracked.file.is_none() {
+        if !tracked.may_read() || tracked.file.is_none() {
             return Ok(false);
         }
         let (mut total, mut asked) = (0, false);
@@ -399,7 +389,7 @@ impl<E: Emit> Context<E> {
                 tracing::debug!(source = %self.name, file = %tracked.meta.path, %codec, "a file taken for text while empty is compressed: taken again as such once settled");
                 self.store.forget(tracked.meta.key);
                 tracked.file = None;
-                tracked.finished = true;
+                tracked.finish();
                 self.rescan.store(true, Ordering::Release);
                 false
             }
