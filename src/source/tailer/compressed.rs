@@ -116,7 +116,7 @@ impl<E: Emit> Tailer<E> {
             .iter()
             .enumerate()
             .filter(candidate)
-            .filter(|(_, f)| !f.retired && f.fingerprint.len > 0)
+            .filter(|(_, f)| !f.is_truncated_away() && f.fingerprint.len > 0)
             .find(|(_, f)| {
                 f.file.as_ref().is_some_and(|handle| {
                     let len = f.fingerprint.len as usize;
@@ -149,7 +149,7 @@ impl<E: Emit> Tailer<E> {
             of: of.meta.key,
             size: offset,
         };
-        if copy.copy_proof.as_deref() == Some(&tried) {
+        if copy.copy_proof() == Some(&tried) {
             return None;
         }
         let found = match (&copy.file, &of.file, copy.codec) {
@@ -160,7 +160,7 @@ impl<E: Emit> Tailer<E> {
             }
             _ => None,
         };
-        self.files[held].copy_proof = Some(Box::new(tried));
+        self.files[held].prove(Some(tried));
         found
     }
 }
@@ -173,10 +173,8 @@ impl<E: Emit> Context<E> {
         add(&self.metrics.copies_skipped, 1);
         tracked.framer = Framer::new(length, self.config.max_line_bytes);
         tracked.emitted = length;
-        tracked.held_since = None;
-        tracked.copy_proof = None;
+        tracked.exhaust();
         self.register(tracked, Vec::new(), true);
-        tracked.compressed_done = true;
         tracked.decoder = None;
         tracked.file = None;
         tracked.eof_since = Some(Instant::now());
@@ -196,7 +194,7 @@ impl<E: Emit> Context<E> {
             self.release(tracked);
             return;
         };
-        tracked.held_since = None;
+        tracked.release();
         tracing::info!(
             source = %self.name, file = %tracked.meta.path, original = %record.path,
             offset = record.offset, "compressed copy of a file let go: continuing where it ended"
@@ -225,7 +223,7 @@ impl<E: Emit> Context<E> {
         &mut self,
         tracked: &mut TrackedFile,
     ) -> Result<bool, Stopped> {
-        if tracked.compressed_done || tracked.finished || tracked.held_since.is_some() {
+        if !tracked.may_read() {
             return Ok(false);
         }
         let Some(file) = &tracked.file else {
@@ -310,7 +308,7 @@ impl<E: Emit> Context<E> {
     /// Closes a gzip file read to its end (`whole`: its unterminated last line is emitted too)
     /// or to damage.
     fn end_compressed(&mut self, tracked: &mut TrackedFile, whole: bool) -> Result<bool, Stopped> {
-        tracked.compressed_done = true;
+        tracked.exhaust();
         tracked.decoder = None;
         tracked.file = None;
         tracked.eof_since = Some(Instant::now());

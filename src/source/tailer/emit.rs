@@ -17,7 +17,7 @@ use crate::source::chunking::parse_framed;
 impl<E: Emit> Context<E> {
     /// Emits what is left of a file that is let go, and closes it.
     pub(super) fn finish(&mut self, tracked: &mut TrackedFile) -> Result<(), Stopped> {
-        if tracked.retired {
+        if tracked.is_retired() {
             // A generation truncated or rewritten under the agent, with no copy of it: the rest
             // of the line it was reading was destroyed with its content, so that piece is not
             // shipped as if it were a line (what parsing held still goes out).
@@ -37,7 +37,7 @@ impl<E: Emit> Context<E> {
         }
         tracing::debug!(source = %self.name, file = %tracked.meta.path, "file let go");
         tracked.file = None;
-        tracked.finished = true;
+        tracked.finish();
         Ok(())
     }
 

@@ -49,7 +49,7 @@ impl TrackedFile {
         if let Some(head) = self.whole_head() {
             return Some(head.to_vec());
         }
-        if self.retired || self.is_compressed() {
+        if self.is_truncated_away() || self.is_compressed() {
             return None;
         }
         let reopened;

@@ -160,7 +160,7 @@ impl<E: Emit> Tailer<E> {
         skip: Option<usize>,
         index: Option<&HeadIndex>,
     ) -> std::io::Result<(Lineage, Option<CopyProof>)> {
-        let known = skip.and_then(|i| self.files[i].copy_proof.as_deref().copied());
+        let known = skip.and_then(|i| self.files[i].copy_proof().copied());
         let md = file.metadata()?;
         let size = md.len();
         let settled = !is_young(&md, Duration::from_millis(self.ctx.config.rotate_wait_ms));
@@ -184,8 +184,8 @@ impl<E: Emit> Tailer<E> {
         };
         let comparable = |(i, tracked): &(usize, &TrackedFile)| {
             Some(*i) != skip
-                && !tracked.finished
-                && tracked.held_since.is_none()
+                && !tracked.is_finished()
+                && !tracked.is_held()
                 && (tracked.fingerprint.len > 0 || tracked.is_unheaded())
                 && !tracked.is_compressed()
         };
@@ -286,7 +286,7 @@ impl<E: Emit> Tailer<E> {
             !proven && !close(to)
         };
         if needs_more
-            && !tracked.retired
+            && !tracked.is_retired()
             && let Some(original) = &tracked.file
         {
             // The original is still there, holding what was read of it: compare with it, byte
@@ -299,7 +299,7 @@ impl<E: Emit> Tailer<E> {
         }
         if size >= offset && to >= offset {
             // It holds everything read of that file, at the same offsets.
-            let relation = if tracked.retired {
+            let relation = if tracked.is_retired() {
                 Lineage::Continues(0)
             } else if size == offset && settled {
                 Lineage::ReadAlready(0)
@@ -353,7 +353,7 @@ impl<E: Emit> Tailer<E> {
         let Some(first) = continuing
             .iter()
             .map(|&i| &self.files[i])
-            .find(|f| !f.finished && same_record(f))
+            .find(|f| !f.is_finished() && same_record(f))
         else {
             return false;
         };
@@ -408,7 +408,7 @@ impl<E: Emit> Tailer<E> {
         let rotate_wait = Duration::from_millis(self.ctx.config.rotate_wait_ms);
         for held in 0..self.files.len() {
             let file = &self.files[held];
-            let Some(since) = file.held_since else {
+            let Some(since) = file.held_since() else {
                 continue;
             };
             if file.is_compressed() {
@@ -440,7 +440,7 @@ impl<E: Emit> Tailer<E> {
                     .unwrap_or((Lineage::New, None)),
                 None => (Lineage::New, None),
             };
-            self.files[held].copy_proof = proof.map(Box::new);
+            self.files[held].prove(proof);
             match lineage {
                 Lineage::PossibleCopy if waited => self.ctx.release(&mut self.files[held]),
                 Lineage::PossibleCopy | Lineage::Copying | Lineage::Behind => {}
@@ -448,13 +448,13 @@ impl<E: Emit> Tailer<E> {
                 Lineage::ReadAlready(original) => {
                     let original = Arc::clone(&self.files[original].meta.path);
                     let copy = &mut self.files[held];
-                    copy.held_since = None;
+                    copy.release();
                     self.ctx.read_already(copy, &original);
                 }
                 Lineage::Continues(original) => {
                     let copy = &mut self.files[held];
-                    copy.held_since = None;
-                    copy.finished = true;
+                    // It goes on as its original: its descriptor is handed to it.
+                    copy.finish();
                     self.ctx.store.forget(copy.meta.key);
                     let (handle, path, id) = (
                         copy.file.take(),
@@ -485,7 +485,7 @@ impl<E: Emit> Tailer<E> {
                 Release::All => true,
                 Release::Due(now) => state.deadline(timeout).is_some_and(|at| at <= now),
             };
-            if due && !file.finished {
+            if due && !file.is_finished() {
                 self.ctx.emit_parsed(file, false, release)?;
             }
         }
@@ -570,7 +570,7 @@ impl<E: Emit> Context<E> {
         tracked.dev = dev;
         tracked.ino = ino;
         tracked.file = Some(copy);
-        tracked.retired = false;
+        tracked.adopt();
         tracked.gone_since = None;
         tracked.eof_since = None;
         tracked.opened_at = Instant::now();

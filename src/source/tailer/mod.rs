@@ -7,7 +7,10 @@
 //! - `scan`: scanning the globs, at most a fifth of the time, each problem logged once;
 //! - `slots`: open slots, never more than `max_open_files` descriptors, every file its turn;
 //! - `tracking`: starting to track a file, which resumes from the right record;
-//! - `tracked`: the tracked file and its reads, an offset belonging to one generation;
+//! - `lifecycle`: a tracked file's phase (reading, held as a possible copy, retired, exhausted,
+//!   finished), changed only by the transitions there;
+//! - `tracked`: the tracked file and its reads, only while its phase lets it, at most a turn;
+//! - `generation`: truncations and rewrites, an offset belonging to one generation;
 //! - `head`: what a tracked file keeps of its head, the whole of it while it may grow;
 //! - `lineage`: copies, which continue their original and are never read twice;
 //! - `compressed`: gzip files, read once, continuing the file they are the rotation of;
@@ -36,7 +39,9 @@
 
 mod compressed;
 mod emit;
+mod generation;
 mod head;
+mod lifecycle;
 mod lineage;
 mod scan;
 mod slots;
@@ -303,10 +308,7 @@ impl<E: Emit> Tailer<E> {
     fn let_go_of_gone_files(&mut self) -> Result<(), Stopped> {
         let rotate_wait = Duration::from_millis(self.ctx.config.rotate_wait_ms);
         let scanned_at = self.scanned_at;
-        let copy_pending = self
-            .files
-            .iter()
-            .any(|f| f.held_since.is_some() && !f.is_compressed());
+        let copy_pending = self.files.iter().any(|f| f.is_held() && !f.is_compressed());
         for file in &mut self.files {
             // Gone for that long, and (if it can still be read) not grown for that long either;
             // one that cannot be read (retired, closed for the open-file cap) waits as long for
@@ -314,7 +316,7 @@ impl<E: Emit> Tailer<E> {
             let waited = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() >= rotate_wait);
             let mut idle_enough =
                 waited(file.gone_since) && (file.file.is_none() || waited(file.eof_since));
-            if file.retired {
+            if file.is_retired() {
                 // Its copy is looked for by scans, which a tailer held up by backpressure may
                 // not have run for a while: it waits for one that started after the wait, and
                 // for the files held as possible copies (one may be it) to be decided.
@@ -324,13 +326,13 @@ impl<E: Emit> Tailer<E> {
                         .zip(scanned_at)
                         .is_some_and(|(gone, scan)| scan >= gone + rotate_wait);
             }
-            if !file.finished && idle_enough {
+            if !file.is_finished() && idle_enough {
                 self.ctx.finish(file)?;
             }
         }
         let store = &self.ctx.store;
         self.files.retain(|f| {
-            let done = f.finished && store.is_fully_acked(f.meta.key);
+            let done = f.is_finished() && store.is_fully_acked(f.meta.key);
             if done {
                 // Kept as finished: a compressed copy of it may show up and continue it.
                 store.retire(f.meta.key);

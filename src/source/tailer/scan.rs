@@ -142,7 +142,7 @@ impl<E: Emit> Tailer<E> {
         // generation the file holds now, and with the one truncated away (copytruncate).
         let idle_after = Duration::from_millis(self.ctx.config.scan_interval_ms);
         for file in &mut self.files {
-            if !file.finished && file.file.is_some() {
+            if !file.is_finished() && file.file.is_some() {
                 self.ctx.check_identity(file);
             }
             if file.eof_since.is_some_and(|at| at.elapsed() >= idle_after) {
@@ -157,7 +157,7 @@ impl<E: Emit> Tailer<E> {
             .files
             .iter()
             .enumerate()
-            .filter(|(_, f)| !f.finished && !f.retired)
+            .filter(|(_, f)| !f.is_finished() && !f.is_retired())
             .map(|(i, f)| ((f.dev, f.ino), i))
             .collect();
         // Made at the first new file that needs it: most scans find none.
@@ -201,7 +201,7 @@ impl<E: Emit> Tailer<E> {
             .files
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.continues.is_some() && !f.finished)
+            .filter(|(_, f)| f.continues.is_some() && !f.is_finished())
             .map(|(i, _)| i)
             .collect();
         for (path, md) in listed {
@@ -276,10 +276,11 @@ impl<E: Emit> Tailer<E> {
                         }
                         None => Ok((Lineage::New, None)),
                     };
-                    let lineage = lineage.map(|(lineage, proof)| {
-                        file.copy_proof = proof.map(Box::new);
-                        lineage
-                    });
+                    // What it was shown to be a copy of matters only while it is held.
+                    let (lineage, proof) = match lineage {
+                        Ok((lineage, proof)) => (Ok(lineage), proof),
+                        Err(e) => (Err(e), None),
+                    };
                     match lineage {
                         Ok(Lineage::New) if !resumed => {
                             self.ctx.register(&file, Vec::new(), false);
@@ -289,7 +290,7 @@ impl<E: Emit> Tailer<E> {
                             // Held files have no record (not registered): a restart decides
                             // about them anew rather than reading them from offset 0.
                             tracing::debug!(source = %self.ctx.name, file = %file.meta.path, as_ = ?held, "held until it is known whether it is a copy");
-                            file.held_since = Some(Instant::now());
+                            file.hold(Instant::now(), proof);
                         }
                         Ok(Lineage::ReadAlready(i)) => {
                             let original = Arc::clone(&self.files[i].meta.path);
@@ -363,7 +364,7 @@ impl<E: Emit> Tailer<E> {
         }
         let now = Instant::now();
         for (i, file) in self.files.iter_mut().enumerate() {
-            if file.finished {
+            if file.is_finished() {
                 continue;
             }
             match &seen[i] {

@@ -32,9 +32,9 @@ fn done_with_turn(f: &TrackedFile) -> bool {
     f.file.is_some()
         && f.eof_since.is_some()
         && f.gone_since.is_none()
-        && !f.finished
+        && !f.is_finished()
         && !f.is_compressed()
-        && f.held_since.is_none()
+        && !f.is_held()
 }
 
 impl<E: Emit> Tailer<E> {
@@ -47,7 +47,7 @@ impl<E: Emit> Tailer<E> {
     /// closed (gzip, possible copy), closes an idle file instead. False when no room was made
     /// for a gzip file, which is then left for a later scan.
     pub(super) fn make_room_for(&mut self, file: &mut TrackedFile) -> bool {
-        if !file.is_compressed() && file.held_since.is_none() {
+        if !file.is_compressed() && !file.is_held() {
             file.close_for_turn();
             return true;
         }
@@ -56,9 +56,9 @@ impl<E: Emit> Tailer<E> {
                 let f = &self.files[i];
                 f.file.is_some()
                     && f.gone_since.is_none()
-                    && !f.finished
+                    && !f.is_finished()
                     && !f.is_compressed()
-                    && f.held_since.is_none()
+                    && !f.is_held()
             })
             .min_by_key(|&i| (self.files[i].eof_since.is_none(), self.files[i].opened_at));
         match victim {
@@ -87,7 +87,7 @@ impl<E: Emit> Tailer<E> {
                 let f = &self.files[i];
                 let unread = if f.is_compressed() {
                     // Never grows: it waits for a slot only until it has been read.
-                    !f.compressed_done && f.held_since.is_none()
+                    !f.is_exhausted() && !f.is_held()
                 } else {
                     let size = sizes.get(i).copied().flatten().or_else(|| {
                         stat(Path::new(&*f.meta.path), self.ctx.config.follow_symlinks)
@@ -96,7 +96,7 @@ impl<E: Emit> Tailer<E> {
                     });
                     size.is_some_and(|size| size != f.framer.read_offset())
                 };
-                f.file.is_none() && !f.finished && f.gone_since.is_none() && unread
+                f.file.is_none() && !f.is_finished() && f.gone_since.is_none() && unread
             })
             .collect();
         let open = self.open_count();
@@ -116,11 +116,11 @@ impl<E: Emit> Tailer<E> {
                     let f = &self.files[i];
                     f.file.is_some()
                         && f.gone_since.is_none()
-                        && !f.finished
+                        && !f.is_finished()
                         // A gzip file being decompressed cannot be resumed without reading it
                         // again from its start: it keeps its slot until its end.
                         && f.decoder.is_none()
-                        && f.held_since.is_none()
+                        && !f.is_held()
                 })
                 .collect();
             // Idle files first, then those open the longest.
@@ -185,7 +185,7 @@ impl<E: Emit> Tailer<E> {
             let Some(f) = self.files.get_mut(i) else {
                 continue;
             };
-            if f.meta.key != key || f.file.is_some() || f.finished || f.gone_since.is_some() {
+            if f.meta.key != key || f.file.is_some() || f.is_finished() || f.gone_since.is_some() {
                 continue;
             }
             self.ctx.reopen(f);

@@ -1,8 +1,11 @@
 //! The tracked file and its reads: one generation of one file, read in turns, its head and
-//! identity checked before each read.
+//! identity checked before each read (see `generation`), reopened by path after it was closed
+//! for `max_open_files`.
 //!
-//! Invariant: an offset belongs to one generation: a file truncated or rewritten in place is
-//! read again from 0 as a new generation, never continued at the old offset.
+//! Invariant: a file is read only while its phase lets it (see `lifecycle`), at most
+//! [`TURN_BYTES`] a turn, through a descriptor checked to hold its generation before every
+//! read; and a generation's first bytes are sniffed before it is read as text, so a compressed
+//! file is never read as text.
 
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom};
@@ -12,14 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::tracking::new_key;
+use super::lifecycle::Phase;
 use super::{Context, Emit, READ_SIZE, Stopped, TAIL_ALIGN_BYTES, TURN_BYTES};
 use crate::checkpoint::Fingerprint;
 use crate::event::{FileKey, FileMeta};
 use crate::metrics::add;
 use crate::source::compression::{Codec, Decoded, SNIFF_BYTES, Sniffed, sniff};
 use crate::source::fingerprint::read_head;
-use crate::source::framing::{Framer, ReadMark, TAIL_BYTES};
+use crate::source::framing::{Framer, TAIL_BYTES};
 use crate::source::open::open_regular;
 
 /// Which generation of which file a tracked file is: what its checkpoint record and its events
@@ -64,26 +67,17 @@ pub(super) struct TrackedFile {
     /// When a read last found nothing new.
     pub(super) eof_since: Option<Instant>,
     pub(super) opened_at: Instant,
-    /// Read to its end and let go; waiting for its last acks.
-    pub(super) finished: bool,
+    /// Where it is in its lifecycle (held, read, retired, let go...): see [`Phase`].
+    pub(super) phase: Phase,
     /// Reopened a moment ago, its inode and head checked: the check before its next read need
     /// not read the head again (one `pread` less per file taking its turn).
     pub(super) identity_checked: bool,
-    /// Looks like a copy of a tracked file (since then): not read until it is known whether it
-    /// continues a retired generation (see [`Lineage`]).
-    pub(super) held_since: Option<Instant>,
-    /// A generation whose file was truncated or rewritten under it: kept for `rotate_wait_ms`
-    /// in case a copy of it appears (copytruncate), from which it is then read to its end.
-    pub(super) retired: bool,
     /// A compressed file's codec: read through `decoder`, checked by nothing but its path (it
     /// never changes).
     pub(super) codec: Option<Codec>,
     /// The decompressing reader of a compressed file, at `framer.read_offset()`; made at its
     /// first read.
     pub(super) decoder: Option<Box<Decoded>>,
-    /// A compressed file read to its end (or to damage): closed, kept only to be known by its
-    /// inode.
-    pub(super) compressed_done: bool,
     /// Its size when last seen (by a scan or before a read): what a truncation took away
     /// unread, when no copy holds it, is counted from it.
     pub(super) seen_size: u64,
@@ -91,8 +85,6 @@ pub(super) struct TrackedFile {
     /// is closed its inode can be freed and reused, and a file found there that differs is
     /// another file.
     pub(super) stamp: Option<Box<Stamp>>,
-    /// A held file shown to be a copy of what was read of a tracked file (see [`CopyProof`]).
-    pub(super) copy_proof: Option<Box<CopyProof>>,
     /// A compressed file that resumed where the record of another file (its device and inode)
     /// says: another compressed copy of that file may follow, which is compared with it.
     pub(super) continues: Option<Box<(u64, u64)>>,
@@ -133,7 +125,7 @@ impl TrackedFile {
     /// A generation that began empty (at a truncation) and has bytes its fingerprint does not
     /// cover yet: a copy of it is compared with its bytes, while it is open.
     pub(super) fn is_unheaded(&self) -> bool {
-        self.fingerprint.len == 0 && self.file.is_some() && !self.retired && self.seen_size > 0
+        self.fingerprint.len == 0 && self.file.is_some() && !self.is_retired() && self.seen_size > 0
     }
 }
 
@@ -146,7 +138,7 @@ pub(super) fn has_unread(f: &TrackedFile) -> bool {
         .as_ref()
         .and_then(|handle| handle.metadata().ok())
         .map_or(f.seen_size, |md| md.len());
-    !f.finished && size > offset
+    !f.is_finished() && size > offset
 }
 
 /// The least a read asks for (a file may have grown since it was last looked at).
@@ -176,38 +168,6 @@ pub(super) fn stamp(md: &fs::Metadata) -> Stamp {
     (md.len(), md.modified().ok())
 }
 
-/// Tells, after `read` was read at `offset` from `file` (fingerprinted as `fingerprint`), whether
-/// those may be another generation's bytes: the size and head were checked before the read, but
-/// a rewrite in between (copytruncate, then the application writing on past the old offset)
-/// hands the new generation's bytes to a read at the old one's offset. They are taken for the
-/// new generation's when the head no longer matches and the file now holds the very bytes read,
-/// at the same offsets; otherwise the read came before the rewrite and stands (the next check
-/// before a read notices the rewrite). Gives the file's head (`head_bytes` of it) when they are.
-fn read_raced_a_rewrite(
-    file: &File,
-    fingerprint: &Fingerprint,
-    read: &[u8],
-    offset: u64,
-    head_bytes: usize,
-) -> Option<Vec<u8>> {
-    if fingerprint.len == 0 || read.is_empty() {
-        // Nothing was fingerprinted before this read: it read the file, whichever generation.
-        return None;
-    }
-    if offset == 0 && fingerprint.matches(read) {
-        // It read the fingerprinted head itself: the file held this generation's head when
-        // read, and if it holds the very bytes read now, it still does (no `pread` needed).
-        return None;
-    }
-    let head = read_head(file, head_bytes).ok()?;
-    if fingerprint.matches(&head) {
-        return None;
-    }
-    let mut there = vec![0; read.len()];
-    file.read_exact_at(&mut there, offset).ok()?;
-    (there == read).then_some(head)
-}
-
 /// The last bytes (at most [`TAIL_BYTES`]) of `file` before `offset`.
 pub(super) fn tail_before(file: &File, offset: u64) -> std::io::Result<Vec<u8>> {
     let from = offset.saturating_sub(TAIL_BYTES as u64);
@@ -233,8 +193,7 @@ impl<E: Emit> Context<E> {
     /// its own (held files have none).
     pub(super) fn release(&self, tracked: &mut TrackedFile) {
         tracing::debug!(source = %self.name, file = %tracked.meta.path, "no copy: read as a file of its own");
-        tracked.held_since = None;
-        tracked.copy_proof = None;
+        tracked.release();
         self.register(tracked, Vec::new(), false);
     }
 
@@ -244,90 +203,6 @@ impl<E: Emit> Context<E> {
         file.meta = FileId::new(file.meta.key, &*path);
         self.store
             .update_identity(file.meta.key, &file.meta.path, file.fingerprint);
-    }
-
-    /// Notices deletion, truncation and in-place rewrites of an open file, and lets its
-    /// fingerprint grow with it.
-    pub(super) fn check_identity(&mut self, tracked: &mut TrackedFile) {
-        if tracked.is_compressed() {
-            return;
-        }
-        let Some(file) = &tracked.file else { return };
-        let (md, head) = match file
-            .metadata()
-            .and_then(|md| Ok((md, read_head(file, self.config.fingerprint_bytes)?)))
-        {
-            Ok(pair) => pair,
-            Err(e) => {
-                add(&self.metrics.read_errors, 1);
-                tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot check file");
-                return;
-            }
-        };
-        if md.nlink() == 0 && tracked.gone_since.is_none() {
-            tracing::debug!(source = %self.name, file = %tracked.meta.path, "file deleted; reading it to its end");
-            tracked.gone_since = Some(Instant::now());
-        }
-        if md.len() < tracked.framer.read_offset() || !tracked.fingerprint.matches(&head) {
-            self.restart_from_zero(tracked, &head);
-        } else if head.len() > tracked.fingerprint.len as usize {
-            tracked.fingerprint = Fingerprint::of(&head);
-            tracked.head = head;
-            tracked.compact_head(self.config.fingerprint_bytes);
-            self.store
-                .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
-        }
-    }
-
-    /// The file was truncated or rewritten: its lines from offset 0 are a new generation.
-    fn restart_from_zero(&mut self, tracked: &mut TrackedFile, head: &[u8]) {
-        tracing::info!(source = %self.name, file = %tracked.meta.path, "file truncated or rewritten; reading it again from the start");
-        add(&self.metrics.truncations, 1);
-        let key = new_key(tracked.dev, tracked.ino);
-        let new_meta = FileId::new(key, Arc::clone(&tracked.meta.path));
-        let old = TrackedFile {
-            meta: std::mem::replace(&mut tracked.meta, new_meta),
-            shipped: tracked.shipped.take(),
-            dev: tracked.dev,
-            ino: tracked.ino,
-            fingerprint: std::mem::replace(&mut tracked.fingerprint, Fingerprint::of(head)),
-            head: std::mem::replace(&mut tracked.head, head.to_vec()),
-            file: None,
-            framer: std::mem::replace(
-                &mut tracked.framer,
-                Framer::new(0, self.config.max_line_bytes),
-            ),
-            emitted: std::mem::replace(&mut tracked.emitted, 0),
-            gone_since: Some(Instant::now()),
-            eof_since: None,
-            opened_at: tracked.opened_at,
-            finished: false,
-            identity_checked: false,
-            retired: true,
-            held_since: None,
-            codec: None,
-            decoder: None,
-            compressed_done: false,
-            stamp: None,
-            seen_size: tracked.seen_size,
-            copy_proof: None,
-            continues: None,
-        };
-        tracked.eof_since = None;
-        tracked.compact_head(self.config.fingerprint_bytes);
-        if old.framer.read_offset() > 0 {
-            // Its copy, if one shows up, holds what was not read yet.
-            self.retired.push(old);
-        } else {
-            self.store.forget(old.meta.key);
-        }
-        if let Some(file) = &mut tracked.file
-            && let Err(e) = file.seek(SeekFrom::Start(0))
-        {
-            tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "cannot rewind file");
-            tracked.file = None;
-        }
-        self.register(tracked, Vec::new(), false);
     }
 
     /// Reopens a file closed for the open-file cap, checking it is still the same file.
@@ -394,7 +269,7 @@ impl<E: Emit> Context<E> {
         if tracked.is_compressed() {
             return self.read_compressed_turn(tracked);
         }
-        if tracked.finished || tracked.held_since.is_some() || tracked.file.is_none() {
+        if !tracked.may_read() || tracked.file.is_none() {
             return Ok(false);
         }
         let (mut total, mut asked) = (0, false);
@@ -443,78 +318,6 @@ impl<E: Emit> Context<E> {
             tracked.framer.release_buffer();
         }
         Ok(total > 0)
-    }
-
-    /// Takes back a read that may have returned another generation's bytes (see
-    /// [`read_raced_a_rewrite`]) and reads the file again from its start; the old generation goes
-    /// on from where it was (in its copy, if one shows up). True when it did.
-    fn took_back_a_newer_generation(&mut self, tracked: &mut TrackedFile, mark: &ReadMark) -> bool {
-        let Some(file) = &tracked.file else {
-            return false;
-        };
-        let read = tracked.framer.read_since(mark);
-        let Some(head) = read_raced_a_rewrite(
-            file,
-            &tracked.fingerprint,
-            read,
-            mark.offset(),
-            self.config.fingerprint_bytes,
-        ) else {
-            return false;
-        };
-        let bytes = read.len();
-        if !tracked.framer.unread(mark) {
-            return false;
-        }
-        tracing::debug!(source = %self.name, file = %tracked.meta.path, offset = mark.offset(), bytes, "a read raced a rewrite of the file: taken back");
-        self.restart_from_zero(tracked, &head);
-        true
-    }
-
-    /// Grows the fingerprint of a file shorter than `fingerprint_bytes` over what was just read
-    /// (since `mark`), so that a rewrite of a young file shows as a changed head, not as more
-    /// lines. The head grows from the bytes read, not from the file read again: under a fast
-    /// writer (copytruncate in a loop) the file may already hold the next generation, whose
-    /// head would then name lines it does not hold, and the copy of the generation read would
-    /// not be known for one.
-    fn cover_what_was_read(&mut self, tracked: &mut TrackedFile, mark: &ReadMark) {
-        let want = tracked
-            .framer
-            .read_offset()
-            .min(self.config.fingerprint_bytes as u64) as usize;
-        let have = tracked.fingerprint.len as usize;
-        if have >= want {
-            return;
-        }
-        if tracked.head.len() == have && mark.offset() == have as u64 {
-            let read = tracked.framer.read_since(mark);
-            let mut head = std::mem::take(&mut tracked.head);
-            head.extend_from_slice(&read[..(want - have).min(read.len())]);
-            tracked.fingerprint = Fingerprint::of(&head);
-            tracked.head = head;
-            tracked.compact_head(self.config.fingerprint_bytes);
-            self.store
-                .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
-            return;
-        }
-        let Some(file) = &tracked.file else { return };
-        match read_head(file, want) {
-            Ok(head) if tracked.fingerprint.matches(&head) => {
-                tracked.fingerprint = Fingerprint::of(&head);
-                tracked.head = head;
-                tracked.compact_head(self.config.fingerprint_bytes);
-                self.store.update_identity(
-                    tracked.meta.key,
-                    &tracked.meta.path,
-                    tracked.fingerprint,
-                );
-            }
-            Ok(_) => {
-                let head = read_head(file, self.config.fingerprint_bytes).unwrap_or_default();
-                self.restart_from_zero(tracked, &head);
-            }
-            Err(_) => {}
-        }
     }
 
     /// True when the open file has grown past the read offset and is still the file that was
@@ -587,7 +390,7 @@ impl<E: Emit> Context<E> {
                 tracing::debug!(source = %self.name, file = %tracked.meta.path, %codec, "a file taken for text while empty is compressed: taken again as such once settled");
                 self.store.forget(tracked.meta.key);
                 tracked.file = None;
-                tracked.finished = true;
+                tracked.finish();
                 self.rescan.store(true, Ordering::Release);
                 false
             }
@@ -639,44 +442,6 @@ mod tests {
             file.write_all(content).unwrap();
             let got = start_of_last_line(&file, content.len() as u64).unwrap();
             assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(content));
-        }
-    }
-
-    #[test]
-    fn a_read_raced_by_a_rewrite_is_told_from_one_before_it() {
-        /// (content the fingerprint was taken of, content now, bytes read, at offset, taken
-        /// back?)
-        type Case = (&'static [u8], &'static [u8], &'static [u8], u64, bool);
-        let cases: &[Case] = &[
-            // Not rewritten: the read stands.
-            (b"old 1\n", b"old 1\nold 2\n", b"old 2\n", 6, false),
-            // Rewritten, and the read returned the new generation's bytes at the old offset.
-            (b"old 1\n", b"new 1\nnew 2\n", b"new 2\n", 6, true),
-            // Rewritten, but what was read is not what is there now: read before the rewrite.
-            (b"old 1\n", b"new 1\nnew 2\n", b"old 2\n", 6, false),
-            // Rewritten and shorter than the read: it cannot have come from there.
-            (b"old 1\n", b"new 1\nnew", b"new 2\n", 6, false),
-            // Truncated to nothing after the read.
-            (b"old 1\n", b"", b"old 2\n", 6, false),
-            // Nothing fingerprinted yet: the read is of whatever the file is.
-            (b"", b"new 1\n", b"new 1\n", 0, false),
-            // A read from the start that holds the fingerprinted head: this generation's.
-            (b"old 1\n", b"new 1\nnew 2\n", b"old 1\nold 2\n", 0, false),
-            // A read from the start of another head, which the file holds now: taken back.
-            (b"old 1\n", b"new 1\nnew 2\n", b"new 1\nnew 2\n", 0, true),
-            // A read from the start shorter than the fingerprint: compared with the file.
-            (b"old 1\nold 2\n", b"new 1\n", b"new 1\n", 0, true),
-        ];
-        for (i, &(old, now, read, offset, taken_back)) in cases.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("f.log");
-            std::fs::write(&path, now).unwrap();
-            let file = File::open(&path).unwrap();
-            let got = read_raced_a_rewrite(&file, &Fingerprint::of(old), read, offset, 1024);
-            assert_eq!(got.is_some(), taken_back, "case {i}");
-            if let Some(head) = got {
-                assert_eq!(head, now, "case {i}: the new head");
-            }
         }
     }
 }

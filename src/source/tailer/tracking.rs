@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::compressed::plain_name;
+use super::lifecycle::Phase;
 use super::tracked::{FileId, TrackedFile, is_young, stamp, start_of_last_line, tail_before};
 use super::{Context, Emit};
 use crate::checkpoint::FileRecord;
@@ -283,16 +284,12 @@ impl<E: Emit> Context<E> {
             gone_since: None,
             eof_since: None,
             opened_at: Instant::now(),
-            finished: false,
+            phase: Phase::Reading,
             identity_checked: false,
-            retired: false,
-            held_since: None,
             codec,
             decoder: None,
-            compressed_done: false,
             stamp: codec.is_some().then(|| Box::new(stamp(&md))),
             seen_size: size,
-            copy_proof: None,
             continues: continues.map(Box::new),
         };
         // A file resumed from a record (its own, or its original's) is known; a new one is
