@@ -245,8 +245,24 @@ impl<E: Emit> Tailer<E> {
                     let decided = (file.continues.is_some()
                         || (!resumed && (file.is_compressed() || first)))
                         && self.another_copy_of_the_same(&mut file, &continuing);
-                    let resumed = resumed || decided;
+                    // A compressed file that took the record of another file not let go (a file
+                    // rewritten since, whose record no copy claimed) while a file this tailer
+                    // reads starts alike: rather the compressed copy of that file, held until it
+                    // is let go and then continued from its end, than read again from the
+                    // record's offset beside it.
+                    let copy_of_a_read_file = resumed
+                        && !decided
+                        && file.is_compressed()
+                        && file.continues.is_some()
+                        && file.file.is_some()
+                        && self.compressed_original(&file, None).is_some();
+                    if copy_of_a_read_file {
+                        self.ctx.store.forget(file.meta.key);
+                        file.continues = None;
+                    }
+                    let resumed = (resumed || decided) && !copy_of_a_read_file;
                     let lineage = match &file.file {
+                        _ if copy_of_a_read_file => Ok((Lineage::PossibleCopy, None)),
                         // A file that resumes a record is known: no copy of anything.
                         _ if resumed => Ok((Lineage::New, None)),
                         Some(_) if file.is_compressed() => {
