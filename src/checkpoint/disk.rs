@@ -68,13 +68,16 @@ pub(super) fn load(path: &Path) -> Result<Option<Vec<FileRecord>>, String> {
 /// files is rewritten every interval: pretty-printing it cost more than the rest of the agent),
 /// streamed to a temporary file that is fsynced and renamed over the old one. Returns when the
 /// bytes were written, before they were synced.
-pub(super) fn write_atomically(path: &Path, records: &[FileRecord]) -> io::Result<Instant> {
+pub(super) fn write_atomically(
+    path: &Path,
+    records: impl IntoIterator<Item = FileRecord>,
+) -> io::Result<Instant> {
     let tmp = path.with_extension("json.tmp");
     let mut out = io::BufWriter::with_capacity(256 * 1024, fs::File::create(&tmp)?);
     write!(out, "{{\"version\":{FORMAT_VERSION},\"files\":[")?;
-    for (i, record) in records.iter().enumerate() {
+    for (i, record) in records.into_iter().enumerate() {
         out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-        serde_json::to_writer(&mut out, record).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut out, &record).map_err(io::Error::other)?;
     }
     out.write_all(b"\n]}\n")?;
     let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;

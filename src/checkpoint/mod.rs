@@ -14,12 +14,14 @@
 //! - `record`: what is remembered of a file (its record, fingerprint and stream marks);
 //! - `store`: the store every source, sink task, the API and replay share, in memory;
 //! - `disk`: the checkpoint file, read at start and written atomically;
+//! - `snapshot`: what a write reads of the store, a chunk of records at a time;
 //! - [`writer`]: the loop that writes it soon after deliveries.
 //!
 //! It sits below sources, the pipeline, the API and replay, and imports nothing from them.
 
 mod disk;
 mod record;
+mod snapshot;
 mod store;
 pub mod writer;
 

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
+
 use super::disk::{FILE_NAME, load, prune, unix_now, write_atomically};
 use super::record::{FilePosition, FileRecord, Fingerprint, MARKS_PERSISTED, StreamMark};
+use super::snapshot::Snapshot;
 use super::{CheckpointError, SinkId};
 use crate::event::FileKey;
 
@@ -39,9 +42,10 @@ pub enum LoadOutcome {
 
 #[derive(Debug)]
 pub(super) struct Tracked {
-    record: FileRecord,
-    /// Offset delivered by each routed sink.
-    delivered: Vec<(SinkId, u64)>,
+    pub(super) record: FileRecord,
+    /// Offset delivered by each routed sink: most sources route to one, kept inline (an
+    /// allocation less per tracked file).
+    delivered: SmallVec<[(SinkId, u64); 1]>,
     /// Offset up to which chunks were handed to the pipeline.
     emitted: u64,
 }
@@ -53,6 +57,30 @@ impl Tracked {
             .map(|(_, offset)| *offset)
             .min()
             .unwrap_or(self.emitted)
+    }
+}
+
+impl State {
+    /// The record of tracked file `key` as it would be written now (`None`: not tracked); a
+    /// file let go meanwhile is looked for among the records kept.
+    pub(super) fn current_record(&self, key: FileKey, now: u64) -> Option<FileRecord> {
+        match self.tracked.get(&key) {
+            Some(t) => Some(FileRecord {
+                offset: t.checkpoint(),
+                updated_unix: now,
+                ..t.record.clone()
+            }),
+            None => self
+                .dormant
+                .iter()
+                .find(|r| r.key == key && Self::keeps_dormant(r, now))
+                .cloned(),
+        }
+    }
+
+    /// True for a record kept for a file not tracked that is still written (not expired).
+    pub(super) fn keeps_dormant(record: &FileRecord, now: u64) -> bool {
+        now.saturating_sub(record.updated_unix) < DORMANT_EXPIRY_SECS
     }
 }
 
@@ -323,6 +351,13 @@ impl CheckpointStore {
         });
     }
 
+    /// Makes room for `additional` more tracked files at once: a scan that finds thousands
+    /// of new files grows the map once rather than by doublings, each of which held the old
+    /// table beside the new one (a third of a 100,000-file agent's peak at the last one).
+    pub fn reserve(&self, additional: usize) {
+        self.lock().tracked.reserve(additional);
+    }
+
     /// Starts tracking a file whose checkpoint is `record.offset`, delivered to `sinks` (or to
     /// the sinks its source is routed to, once [`CheckpointStore::route`] said).
     pub fn track(&self, record: FileRecord, sinks: &[SinkId]) {
@@ -538,33 +573,9 @@ impl CheckpointStore {
             .collect()
     }
 
-    /// Every record as it would be written now.
+    /// Every record as it would be written now, in the order it is written.
     pub fn records(&self) -> Vec<FileRecord> {
-        let now = unix_now();
-        // Cheap to copy (the strings are shared), so the lock that every ack takes is held
-        // briefly even with 100,000 files; the sort happens without it.
-        let mut records: Vec<FileRecord> = {
-            let state = self.lock();
-            state
-                .tracked
-                .values()
-                .map(|t| FileRecord {
-                    offset: t.checkpoint(),
-                    updated_unix: now,
-                    ..t.record.clone()
-                })
-                .chain(
-                    state
-                        .dormant
-                        .iter()
-                        .filter(|r| now.saturating_sub(r.updated_unix) < DORMANT_EXPIRY_SECS)
-                        .cloned(),
-                )
-                .collect()
-        };
-        records
-            .sort_unstable_by(|a, b| (&a.source, &a.path, a.key).cmp(&(&b.source, &b.path, b.key)));
-        records
+        Snapshot::new(self).collect()
     }
 
     /// Writes the checkpoint file if anything changed since the last write; says what the write
@@ -587,8 +598,7 @@ impl CheckpointStore {
             // Expired records leave memory too, not only the file.
             prune(&mut state.dormant, unix_now());
         }
-        let records = self.records();
-        let result = write_atomically(&self.path, &records);
+        let result = write_atomically(&self.path, Snapshot::new(self));
         if result.is_err() {
             self.lock().dirty = true;
         }

@@ -492,3 +492,34 @@ fn write_failure_is_an_error_and_retried() {
         "still dirty after a failure"
     );
 }
+
+#[test]
+fn a_write_copies_each_record_as_it_stands_when_its_chunk_is_reached() {
+    let store = CheckpointStore::ephemeral();
+    // More files than one chunk copies, so that the write takes several locks.
+    let files: Vec<FileKey> = (1..=5_000).collect();
+    for &key in &files {
+        store.track(record(key, 0), &[0]);
+        store.emitted(key, 10);
+    }
+    let mut snapshot = super::snapshot::Snapshot::new(&store);
+    let first = snapshot.next().unwrap();
+    // Between the order taken and the last chunk (paths starting with 5 sort last): one file
+    // delivered further, one let go (its record kept, finished), one forgotten.
+    store.ack(0, 5, 10);
+    store.retire(50);
+    store.forget(500);
+    let rest: Vec<FileRecord> = snapshot.collect();
+    let by_key = |key: FileKey| rest.iter().find(|r| r.key == key);
+    assert_eq!(by_key(5).map(|r| r.offset), Some(10));
+    assert!(by_key(50).is_some_and(|r| r.finished));
+    assert!(by_key(500).is_none());
+    assert_eq!(rest.len() + 1, files.len() - 1);
+    // In the file's order (by source, path, key), each file once.
+    let mut all = vec![first];
+    all.extend(rest);
+    assert!(
+        all.windows(2)
+            .all(|w| (&w[0].path, w[0].key) < (&w[1].path, w[1].key))
+    );
+}

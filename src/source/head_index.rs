@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use smallvec::{SmallVec, smallvec};
+
 /// How many first bytes of a head the index keys on: longer heads sharing them are told apart
 /// by the caller.
 pub const KEY_BYTES: usize = 64;
@@ -17,7 +19,8 @@ const _: () = assert!(KEY_BYTES < 128, "key lengths are bits of a u128");
 /// File indices by the first [`KEY_BYTES`] of their head (the whole head when shorter).
 #[derive(Debug, Default)]
 pub struct HeadIndex {
-    by_key: BTreeMap<Box<[u8]>, Vec<usize>>,
+    /// Most keys are one file's (an allocation less each, inline).
+    by_key: BTreeMap<Box<[u8]>, SmallVec<[usize; 1]>>,
     /// Bit `n` is set when some key is `n` bytes long: a lookup tries only those lengths (a
     /// directory of one-line files has keys of a few lengths, not of every length up to
     /// [`KEY_BYTES`]).
@@ -42,7 +45,7 @@ impl HeadIndex {
         match self.by_key.get_mut(key) {
             Some(indices) => indices.push(index),
             None => {
-                self.by_key.insert(key.into(), vec![index]);
+                self.by_key.insert(key.into(), smallvec![index]);
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod framing;
 mod head_index;
 pub mod marks;
 pub mod open;
+pub mod path_list;
 pub mod tailer;
 pub mod watcher;
 

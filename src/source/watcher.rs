@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{EventKind, EventKindMask, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use super::discovery::WatchRoot;
 
@@ -58,7 +58,12 @@ impl Watcher {
             // A full channel means a wake-up is already pending: nothing is lost.
             let _ = wake.try_send(());
         };
-        let config = notify::Config::default().with_follow_symlinks(follow_symlinks);
+        // Not the access events (opens, closes after reading) that notify reports by default:
+        // the agent's own reads would make one per file it opens, and 100,000 files read by
+        // turns made the kernel queue and the watcher thread a fifth of the agent's CPU.
+        let config = notify::Config::default()
+            .with_follow_symlinks(follow_symlinks)
+            .with_event_kinds(EventKindMask::CORE | EventKindMask::ACCESS_CLOSE);
         let inner = match RecommendedWatcher::new(handler, config) {
             Ok(watcher) => Some(watcher),
             Err(e) => {

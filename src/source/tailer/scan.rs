@@ -27,6 +27,9 @@ use crate::spacing;
 /// agent's log.
 const REPORTS_PER_SCAN: usize = 20;
 
+/// Files taken from a scan's list between checks of whether the list can be made smaller.
+const SHRINK_EVERY: usize = 8 * 1024;
+
 /// What a scan keeps of a listed file's metadata.
 #[derive(Debug, Clone, Copy)]
 struct Listed {
@@ -41,6 +44,38 @@ impl Listed {
         Listed {
             id: (md.dev(), md.ino()),
             stamp: stamp(md),
+        }
+    }
+}
+
+/// Where a scan saw a tracked file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sighting {
+    NotSeen,
+    /// At the path it is known by (and maybe at others: hard links).
+    AtItsPath,
+    /// Only at other paths: renamed.
+    Elsewhere,
+}
+
+/// What a scan found of the tracked files, by index.
+#[derive(Debug)]
+struct Sightings {
+    seen: Vec<Sighting>,
+    /// The first other path a file was seen at, kept only for files not (yet) seen at their
+    /// own: a scan of 100,000 files does not hold a second copy of every path.
+    elsewhere: HashMap<usize, PathBuf>,
+    /// Its size as this scan found it, so that sharing the open slots need not stat every
+    /// closed file again.
+    sizes: Vec<Option<u64>>,
+}
+
+impl Sightings {
+    fn new(files: usize) -> Self {
+        Sightings {
+            seen: vec![Sighting::NotSeen; files],
+            elsewhere: HashMap::new(),
+            sizes: vec![None; files],
         }
     }
 }
@@ -162,26 +197,29 @@ impl<E: Emit> Tailer<E> {
             .collect();
         // Made at the first new file that needs it: most scans find none.
         let mut head_index: Option<HeadIndex> = None;
-        // Per file: the first path seen this scan, and whether its current path was seen.
-        let mut seen: Vec<Option<PathBuf>> = vec![None; self.files.len()];
-        let mut at_current_path = vec![false; self.files.len()];
-        // Per file: its size as this scan found it, so that sharing the open slots below need
-        // not stat every closed file again.
-        let mut sizes: Vec<Option<u64>> = vec![None; self.files.len()];
+        let mut sightings = Sightings::new(self.files.len());
         // What is needed of each file's metadata, not all of it: with 100,000 files the list
         // was a tenth of the agent's memory while a scan ran.
-        let mut listed: Vec<(PathBuf, Listed)> = found
-            .files
-            .into_iter()
-            .filter_map(|path| {
-                let md = stat(&path, follow).ok()?;
-                md.is_file().then(|| (path, Listed::of(&md)))
-            })
-            .collect();
+        // Files tracked already are noted as they are listed; only the others are kept, to be
+        // taken in order below: a scan of 100,000 known files keeps no list of them.
+        let mut listed: Vec<(PathBuf, Listed)> = Vec::new();
+        for path in found.files.iter() {
+            let md = match stat(path, follow) {
+                Ok(md) if md.is_file() => Listed::of(&md),
+                _ => continue,
+            };
+            if let Some(&i) = by_inode.get(&md.id) {
+                if self.saw_tracked(i, path, md, &mut sightings) {
+                    continue;
+                }
+                by_inode.remove(&md.id);
+            }
+            listed.push((path.to_owned(), md));
+        }
         if listed.len() > 1024 {
             // Thousands of files found at once: room for them all, not twice as much.
-            self.files
-                .reserve_exact(listed.len().saturating_sub(by_inode.len()));
+            self.files.reserve_exact(listed.len());
+            self.ctx.store.reserve(listed.len());
         }
         // Files that resume from a checkpoint of their own go first, so that a copy of one (made
         // by logrotate's `copy` while the agent was down) is compared with what was read of it.
@@ -204,30 +242,19 @@ impl<E: Emit> Tailer<E> {
             .filter(|(_, f)| f.continues.is_some() && !f.is_finished())
             .map(|(i, _)| i)
             .collect();
-        for (path, md) in listed {
+        // Taken from the end, the list given back as it empties: at the end of a first scan of
+        // 100,000 files, when every file is tracked, it no longer takes room beside them.
+        listed.reverse();
+        while let Some((path, md)) = listed.pop() {
+            if listed.len() % SHRINK_EVERY == 0 && listed.capacity() > 2 * listed.len() {
+                listed.shrink_to_fit();
+            }
             let id = md.id;
             if let Some(&i) = by_inode.get(&id) {
-                // A compressed file read to its end is closed: deleted, its inode may now be
-                // another file's (a copy being written, say), which must be read, not taken for
-                // it. A changed time alone does not say so (logrotate sets the times of the
-                // compressed file after gzip wrote it): its content does.
-                let changed = self.files[i].file.is_none()
-                    && self.files[i]
-                        .stamp
-                        .as_deref()
-                        .is_some_and(|taken| *taken != md.stamp);
-                let reused = changed && !self.ctx.holds_the_same(&self.files[i], &path);
-                let tracked = &mut self.files[i];
-                if changed && !reused {
-                    tracked.stamp = Some(Box::new(md.stamp));
-                }
-                if !reused {
-                    at_current_path[i] |= *tracked.meta.path == *path.to_string_lossy();
-                    seen[i].get_or_insert(path);
-                    sizes[i] = Some(md.stamp.0);
+                // Another name of a file this scan started tracking (hard links).
+                if self.saw_tracked(i, &path, md, &mut sightings) {
                     continue;
                 }
-                tracing::debug!(source = %self.ctx.name, file = %path.display(), was = %tracked.meta.path, "inode of a compressed file read and deleted reused by a new file");
                 by_inode.remove(&id);
             }
             match self.ctx.start_tracking(&path, first) {
@@ -324,8 +351,8 @@ impl<E: Emit> Tailer<E> {
                             }
                             open += usize::from(self.files[i].file.is_some());
                             by_inode.insert(id, i);
-                            seen[i] = Some(path);
-                            at_current_path[i] = true;
+                            // At the copy's path, which it was just given.
+                            sightings.seen[i] = Sighting::AtItsPath;
                             continue;
                         }
                         Err(e) => {
@@ -359,10 +386,9 @@ impl<E: Emit> Tailer<E> {
                     }
                     let size = file.seen_size;
                     self.files.push(file);
-                    seen.push(Some(path));
-                    at_current_path.push(true);
+                    sightings.seen.push(Sighting::AtItsPath);
                     // As its descriptor said a moment ago: sharing the slots need not stat it.
-                    sizes.push(Some(size));
+                    sightings.sizes.push(Some(size));
                 }
                 Err(OpenError::Io(e)) => {
                     add(&self.ctx.metrics.read_errors, 1);
@@ -383,26 +409,67 @@ impl<E: Emit> Tailer<E> {
             if file.is_finished() {
                 continue;
             }
-            match &seen[i] {
-                Some(path) if !at_current_path[i] => self.ctx.renamed(file, path),
-                Some(_) => {}
-                None => {
+            match sightings.seen[i] {
+                Sighting::Elsewhere => {
+                    if let Some(path) = sightings.elsewhere.get(&i) {
+                        self.ctx.renamed(file, path);
+                    }
+                }
+                Sighting::AtItsPath => {}
+                Sighting::NotSeen => {
                     if file.gone_since.is_none() {
                         tracing::debug!(source = %self.ctx.name, file = %file.meta.path, "file renamed away or deleted; reading it to its end");
                         file.gone_since = Some(now);
                     }
                 }
             }
-            if seen[i].is_some() {
+            if sightings.seen[i] != Sighting::NotSeen {
                 file.gone_since = None;
             }
-            if let Some(size) = sizes[i] {
+            if let Some(size) = sightings.sizes[i] {
                 file.seen_size = size;
             }
         }
-        self.share_open_slots(false, &sizes);
+        self.share_open_slots(false, &sightings.sizes);
         let open = self.open_count() as u64;
         self.ctx.metrics.open_files.store(open, Ordering::Relaxed);
+    }
+
+    /// Notes file `i`, tracked, seen at `path`; false when its inode is now another file's
+    /// (to be tracked as a new one).
+    fn saw_tracked(
+        &mut self,
+        i: usize,
+        path: &Path,
+        md: Listed,
+        sightings: &mut Sightings,
+    ) -> bool {
+        // A compressed file read to its end is closed: deleted, its inode may now be another
+        // file's (a copy being written, say), which must be read, not taken for it. A changed
+        // time alone does not say so (logrotate sets the times of the compressed file after
+        // gzip wrote it): its content does.
+        let changed = self.files[i].file.is_none()
+            && self.files[i]
+                .stamp
+                .as_deref()
+                .is_some_and(|taken| *taken != md.stamp);
+        let reused = changed && !self.ctx.holds_the_same(&self.files[i], path);
+        let tracked = &mut self.files[i];
+        if reused {
+            tracing::debug!(source = %self.ctx.name, file = %path.display(), was = %tracked.meta.path, "inode of a compressed file read and deleted reused by a new file");
+            return false;
+        }
+        if changed {
+            tracked.stamp = Some(Box::new(md.stamp));
+        }
+        if *tracked.meta.path == *path.to_string_lossy() {
+            sightings.seen[i] = Sighting::AtItsPath;
+        } else if sightings.seen[i] == Sighting::NotSeen {
+            sightings.seen[i] = Sighting::Elsewhere;
+            sightings.elsewhere.insert(i, path.to_owned());
+        }
+        sightings.sizes[i] = Some(md.stamp.0);
+        true
     }
 
     /// Logs an error with a path, once while it lasts: an unreadable directory would otherwise
