@@ -57,7 +57,7 @@ fn write_files(logs: PathBuf, files: usize, stop: Arc<AtomicBool>, written: Writ
     let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         for (i, size) in sizes.iter_mut().enumerate() {
-            if tick % PERIODS[i % PERIODS.len()] != 0 {
+            if !tick.is_multiple_of(PERIODS[i % PERIODS.len()]) {
                 continue;
             }
             let burst = 1 + (i as u64 / 5) % 4;

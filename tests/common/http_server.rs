@@ -328,7 +328,7 @@ impl State {
                     400,
                     json!({"type": "mapper_parsing_exception", "reason": "failed to parse"}),
                 )
-            } else if seq % 5 == 0 && *attempts == 1 {
+            } else if seq.is_multiple_of(5) && *attempts == 1 {
                 (
                     429,
                     json!({"type": "es_rejected_execution_exception", "reason": "queue full"}),

@@ -246,7 +246,7 @@ impl<E: Emit> Tailer<E> {
         // 100,000 files, when every file is tracked, it no longer takes room beside them.
         listed.reverse();
         while let Some((path, md)) = listed.pop() {
-            if listed.len() % SHRINK_EVERY == 0 && listed.capacity() > 2 * listed.len() {
+            if listed.len().is_multiple_of(SHRINK_EVERY) && listed.capacity() > 2 * listed.len() {
                 listed.shrink_to_fit();
             }
             let id = md.id;
