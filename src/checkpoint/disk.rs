@@ -25,10 +25,16 @@ pub(super) struct CheckpointFile {
     pub(super) files: Vec<FileRecord>,
 }
 
+/// True for a record of a file not tracked that is still kept: updated within
+/// [`DORMANT_EXPIRY_SECS`] of `now`.
+pub(super) fn not_expired(record: &FileRecord, now: u64) -> bool {
+    now.saturating_sub(record.updated_unix) < DORMANT_EXPIRY_SECS
+}
+
 /// Drops the records not updated for [`DORMANT_EXPIRY_SECS`], then the oldest beyond
 /// [`MAX_RETIRED`] finished and [`MAX_DORMANT`] other records.
 pub(super) fn prune(records: &mut Vec<FileRecord>, now: u64) {
-    records.retain(|r| now.saturating_sub(r.updated_unix) < DORMANT_EXPIRY_SECS);
+    records.retain(|r| not_expired(r, now));
     let (finished, other) = (
         records.iter().filter(|r| r.finished).count(),
         records.iter().filter(|r| !r.finished).count(),

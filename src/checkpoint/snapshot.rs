@@ -13,9 +13,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::disk::unix_now;
+use super::disk::{not_expired, unix_now};
 use super::record::FileRecord;
-use super::store::{CheckpointStore, State};
+use super::store::CheckpointStore;
 use crate::event::FileKey;
 
 /// Records of tracked files copied per lock.
@@ -65,7 +65,7 @@ impl<'a> Snapshot<'a> {
             let dormant = state
                 .dormant
                 .iter()
-                .filter(|r| State::keeps_dormant(r, now))
+                .filter(|r| not_expired(r, now))
                 .map(|r| Entry {
                     source: Arc::clone(&r.source),
                     path: Arc::clone(&r.path),

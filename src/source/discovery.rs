@@ -256,22 +256,13 @@ impl Walk<'_> {
             Part::Wild(pattern) => {
                 // Entries taken as they are read, a path made only for a name that matches: a
                 // directory of 100,000 files is not listed whole first.
-                let entries = match fs::read_dir(dir) {
-                    Ok(entries) => entries,
-                    Err(e) => {
-                        self.errors.push(format!("{}: {e}", dir.display()));
-                        return;
-                    }
+                let Some(entries) = self.read_dir(dir) else {
+                    return;
                 };
                 for entry in entries {
-                    let entry = match entry.and_then(|e| Ok((e.file_type()?, e))) {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            self.errors.push(format!("{}: {e}", dir.display()));
-                            continue;
-                        }
+                    let Some((entry, kind)) = self.typed(dir, entry) else {
+                        continue;
                     };
-                    let (kind, entry) = entry;
                     let name = entry.file_name();
                     if name.to_str().is_some_and(|n| pattern.matches(n)) {
                         self.entry(dir.join(name), kind, rest, depth);
@@ -294,21 +285,35 @@ impl Walk<'_> {
 
     /// The entries of `dir`, with their types as listed (links not resolved).
     fn list(&mut self, dir: &Path) -> Vec<(PathBuf, FileType)> {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) => {
-                self.errors.push(format!("{}: {e}", dir.display()));
-                return Vec::new();
-            }
+        let Some(entries) = self.read_dir(dir) else {
+            return Vec::new();
         };
-        let mut out = Vec::new();
-        for entry in entries {
-            match entry.and_then(|e| Ok((e.path(), e.file_type()?))) {
-                Ok(pair) => out.push(pair),
-                Err(e) => self.errors.push(format!("{}: {e}", dir.display())),
-            }
-        }
-        out
+        entries
+            .filter_map(|entry| self.typed(dir, entry))
+            .map(|(entry, kind)| (entry.path(), kind))
+            .collect()
+    }
+
+    /// Opens `dir` for reading its entries; an error is noted.
+    fn read_dir(&mut self, dir: &Path) -> Option<fs::ReadDir> {
+        fs::read_dir(dir)
+            .map_err(|e| self.errors.push(format!("{}: {e}", dir.display())))
+            .ok()
+    }
+
+    /// An entry of `dir` with its type as listed; an error is noted.
+    fn typed(
+        &mut self,
+        dir: &Path,
+        entry: io::Result<fs::DirEntry>,
+    ) -> Option<(fs::DirEntry, FileType)> {
+        entry
+            .and_then(|e| {
+                let kind = e.file_type()?;
+                Ok((e, kind))
+            })
+            .map_err(|e| self.errors.push(format!("{}: {e}", dir.display())))
+            .ok()
     }
 
     /// What the entry at `path` of listed type `kind` is to the walk.

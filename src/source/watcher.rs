@@ -60,7 +60,7 @@ impl Watcher {
         };
         // Not the access events (opens, closes after reading) that notify reports by default:
         // the agent's own reads would make one per file it opens, and 100,000 files read by
-        // turns made the kernel queue and the watcher thread a fifth of the agent's CPU.
+        // turns made the kernel's queueing and the watcher thread an eighth of the agent's CPU.
         let config = notify::Config::default()
             .with_follow_symlinks(follow_symlinks)
             .with_event_kinds(EventKindMask::CORE | EventKindMask::ACCESS_CLOSE);

@@ -198,10 +198,9 @@ impl<E: Emit> Tailer<E> {
         // Made at the first new file that needs it: most scans find none.
         let mut head_index: Option<HeadIndex> = None;
         let mut sightings = Sightings::new(self.files.len());
-        // What is needed of each file's metadata, not all of it: with 100,000 files the list
-        // was a tenth of the agent's memory while a scan ran.
-        // Files tracked already are noted as they are listed; only the others are kept, to be
-        // taken in order below: a scan of 100,000 known files keeps no list of them.
+        // Files tracked already are noted as they are listed; only the others are kept, with
+        // what is needed of their metadata, to be taken in order below: a scan of 100,000 known
+        // files keeps no list of them.
         let mut listed: Vec<(PathBuf, Listed)> = Vec::new();
         for path in found.files.iter() {
             let md = match stat(path, follow) {
