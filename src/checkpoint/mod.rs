@@ -23,6 +23,7 @@ mod disk;
 mod record;
 mod snapshot;
 mod store;
+mod tracked;
 pub mod writer;
 
 use std::io;

@@ -57,8 +57,8 @@ impl<'a> Snapshot<'a> {
         let mut order: Vec<Entry> = {
             let state = store.lock();
             let tracked = state.tracked.iter().map(|(&key, t)| Entry {
-                source: Arc::clone(&t.record.source),
-                path: Arc::clone(&t.record.path),
+                source: Arc::clone(&t.source),
+                path: Arc::clone(&t.path),
                 key,
                 from: Source::Tracked,
             });

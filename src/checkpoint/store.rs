@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smallvec::SmallVec;
-
 use super::disk::{FILE_NAME, load, not_expired, prune, unix_now, write_atomically};
 use super::record::{FilePosition, FileRecord, Fingerprint, MARKS_PERSISTED, StreamMark};
 use super::snapshot::Snapshot;
+use super::tracked::Tracked;
 use super::{CheckpointError, SinkId};
 use crate::event::FileKey;
 
@@ -40,35 +39,14 @@ pub enum LoadOutcome {
     },
 }
 
-#[derive(Debug)]
-pub(super) struct Tracked {
-    pub(super) record: FileRecord,
-    /// Offset delivered by each routed sink: most sources route to one, kept inline (an
-    /// allocation less per tracked file).
-    delivered: SmallVec<[(SinkId, u64); 1]>,
-    /// Offset up to which chunks were handed to the pipeline.
-    emitted: u64,
-}
-
-impl Tracked {
-    fn checkpoint(&self) -> u64 {
-        self.delivered
-            .iter()
-            .map(|(_, offset)| *offset)
-            .min()
-            .unwrap_or(self.emitted)
-    }
-}
-
 impl State {
     /// The record of tracked file `key` as it would be written now (`None`: not tracked); a
     /// file let go meanwhile is looked for among the records kept.
     pub(super) fn current_record(&self, key: FileKey, now: u64) -> Option<FileRecord> {
         match self.tracked.get(&key) {
             Some(t) => Some(FileRecord {
-                offset: t.checkpoint(),
                 updated_unix: now,
-                ..t.record.clone()
+                ..t.record(key)
             }),
             None => self
                 .dormant
@@ -322,7 +300,7 @@ impl CheckpointStore {
         };
         state.dirty = true;
         self.changed.notify_one();
-        if tracked.record.fingerprint.len == 0 {
+        if tracked.fingerprint.len == 0 {
             return;
         }
         let retired = state.dormant.iter().filter(|r| r.finished).count();
@@ -337,12 +315,10 @@ impl CheckpointStore {
         {
             state.dormant.swap_remove(oldest);
         }
-        let offset = tracked.checkpoint();
         state.dormant.push(FileRecord {
-            offset,
             updated_unix: now,
             finished: true,
-            ..tracked.record
+            ..tracked.into_record(key)
         });
     }
 
@@ -356,18 +332,13 @@ impl CheckpointStore {
     /// Starts tracking a file whose checkpoint is `record.offset`, delivered to `sinks` (or to
     /// the sinks its source is routed to, once [`CheckpointStore::route`] said).
     pub fn track(&self, record: FileRecord, sinks: &[SinkId]) {
-        let offset = record.offset;
         let mut state = self.lock();
         let sinks = state
             .routes
             .get(&*record.source)
             .map_or(sinks, Vec::as_slice);
-        let tracked = Tracked {
-            delivered: sinks.iter().map(|&sink| (sink, offset)).collect(),
-            emitted: offset,
-            record,
-        };
-        state.tracked.insert(tracked.record.key, tracked);
+        let (key, tracked) = Tracked::new(record, sinks);
+        state.tracked.insert(key, tracked);
         state.dirty = true;
         self.changed.notify_one();
     }
@@ -381,7 +352,7 @@ impl CheckpointStore {
         let state = &mut *state;
         state.routes.insert(source.to_owned(), sinks.to_vec());
         for tracked in state.tracked.values_mut() {
-            if *tracked.record.source != *source {
+            if *tracked.source != *source {
                 continue;
             }
             let before = tracked.checkpoint();
@@ -410,7 +381,7 @@ impl CheckpointStore {
         self.lock()
             .tracked
             .values()
-            .filter(|t| *t.record.source == *source)
+            .filter(|t| *t.source == *source)
             .all(|t| t.checkpoint() >= t.emitted)
     }
 
@@ -424,16 +395,14 @@ impl CheckpointStore {
         let keys: Vec<FileKey> = state
             .tracked
             .iter()
-            .filter(|(_, t)| *t.record.source == *source)
+            .filter(|(_, t)| *t.source == *source)
             .map(|(key, _)| *key)
             .collect();
         for key in keys {
             if let Some(tracked) = state.tracked.remove(&key) {
-                let offset = tracked.checkpoint();
                 state.dormant.push(FileRecord {
-                    offset,
                     updated_unix: now,
-                    ..tracked.record
+                    ..tracked.into_record(key)
                 });
                 state.dirty = true;
             }
@@ -453,16 +422,12 @@ impl CheckpointStore {
         if let Some(t) = self.lock().tracked.get_mut(&key) {
             t.emitted = t.emitted.max(end_offset);
             // Marks inside the fingerprint tell nothing it does not: small files keep none.
-            let head = u64::from(t.record.fingerprint.len);
+            let head = u64::from(t.fingerprint.len);
             let past_head = marks.iter().filter(|m| m.end > head);
             let n = past_head.clone().count();
-            if n > 0 && t.record.marks.last() != marks.last() {
-                // Exactly as many as kept: 100,000 records of one mark each would otherwise
-                // hold room for four.
+            if n > 0 && t.marks.last() != marks.last() {
                 let kept = n.min(MARKS_PERSISTED);
-                let mut record_marks = Vec::with_capacity(kept);
-                record_marks.extend(past_head.skip(n - kept));
-                t.record.marks = record_marks;
+                t.marks = past_head.skip(n - kept).copied().collect();
             }
         }
     }
@@ -488,13 +453,13 @@ impl CheckpointStore {
         let mut state = self.lock();
         let state = &mut *state;
         if let Some(t) = state.tracked.get_mut(&key) {
-            if t.record.path != *path {
-                t.record.path = Arc::clone(path);
+            if t.path != *path {
+                t.path = Arc::clone(path);
                 state.dirty = true;
                 self.changed.notify_one();
             }
-            if t.record.fingerprint != fingerprint {
-                t.record.fingerprint = fingerprint;
+            if t.fingerprint != fingerprint {
+                t.fingerprint = fingerprint;
                 state.dirty = true;
                 self.changed.notify_one();
             }
@@ -506,9 +471,9 @@ impl CheckpointStore {
         let mut state = self.lock();
         let state = &mut *state;
         if let Some(t) = state.tracked.get_mut(&key) {
-            t.record.path = Arc::clone(path);
-            t.record.dev = dev;
-            t.record.ino = ino;
+            t.path = Arc::clone(path);
+            t.dev = dev;
+            t.ino = ino;
             state.dirty = true;
             self.changed.notify_one();
         }
@@ -535,11 +500,7 @@ impl CheckpointStore {
         let Some(tracked) = state.tracked.remove(&key) else {
             return;
         };
-        let offset = tracked.checkpoint();
-        state.dormant.push(FileRecord {
-            offset,
-            ..tracked.record
-        });
+        state.dormant.push(tracked.into_record(key));
         state.dirty = true;
         self.changed.notify_one();
     }
@@ -559,10 +520,10 @@ impl CheckpointStore {
             .tracked
             .values()
             .map(|t| FilePosition {
-                source: t.record.source.to_string(),
-                path: t.record.path.to_string(),
-                dev: t.record.dev,
-                ino: t.record.ino,
+                source: t.source.to_string(),
+                path: t.path.to_string(),
+                dev: t.dev,
+                ino: t.ino,
                 checkpoint: t.checkpoint(),
             })
             .collect()

@@ -37,7 +37,8 @@ pub struct Framer {
     buf_offset: u64,
     /// Start of an over-long line whose truncated head was emitted and whose tail is being
     /// skipped; the checkpoint may not pass it until the tail's newline is found.
-    skipping_from: Option<u64>,
+    /// [`NOT_SKIPPING`] when none is (not an `Option`: 8 bytes less for each of 100,000 files).
+    skipping_from: u64,
     max_line_bytes: usize,
     /// The last bytes read (at most [`TAIL_BYTES`]), ending at `read_offset()`: what a copy of
     /// the file must hold at the same place to be taken for one.
@@ -65,6 +66,9 @@ impl ReadMark {
 /// Framed bytes shorter than this are copied out of the read buffer (see `frame_lines`).
 const COPY_BELOW: usize = 128 * 1024;
 
+/// No over-long line is being skipped: no file reaches this offset.
+const NOT_SKIPPING: u64 = u64::MAX;
+
 /// How many of the last bytes read a framer remembers.
 pub const TAIL_BYTES: usize = MARK_BYTES;
 
@@ -74,7 +78,7 @@ impl Framer {
         Framer {
             buf: BytesMut::new(),
             buf_offset: start_offset,
-            skipping_from: None,
+            skipping_from: NOT_SKIPPING,
             max_line_bytes: max_line_bytes.max(1),
             tail: Vec::new(),
             marks: Marks::default(),
@@ -107,7 +111,11 @@ impl Framer {
 
     /// Offset a checkpoint may advance to once every line framed so far is delivered.
     pub fn commit_offset(&self) -> u64 {
-        self.skipping_from.unwrap_or(self.buf_offset)
+        if self.skipping_from == NOT_SKIPPING {
+            self.buf_offset
+        } else {
+            self.skipping_from
+        }
     }
 
     /// Bytes held for a partial line.
@@ -227,11 +235,11 @@ impl Framer {
         let mut stats = FrameStats::default();
         // Where framing starts in `buf`: after the skipped tail of an over-long line, if any.
         let mut from = 0;
-        if self.skipping_from.is_some() {
+        if self.skipping_from != NOT_SKIPPING {
             match memchr::memchr(b'\n', &self.buf) {
                 Some(newline) => {
                     from = newline + 1;
-                    self.skipping_from = None;
+                    self.skipping_from = NOT_SKIPPING;
                 }
                 None => from = self.buf.len(),
             }
@@ -264,12 +272,12 @@ impl Framer {
                 &mut stats,
             ));
             if !at_end {
-                self.skipping_from = Some(base + complete_end as u64);
+                self.skipping_from = base + complete_end as u64;
             }
             take = self.buf.len();
         }
         if at_end {
-            self.skipping_from = None;
+            self.skipping_from = NOT_SKIPPING;
             take = self.buf.len();
         }
         // A small chunk gets a copy of its bytes rather than a share of the whole read buffer,

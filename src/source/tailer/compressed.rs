@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::Instant;
 
+use super::moment::Moment;
 use super::tracked::{CopyProof, FileId, TrackedFile, has_unread};
 use super::tracking::{new_key, original_gone};
 use super::{Context, Emit, READ_SIZE, Stopped, TURN_BYTES, Tailer};
@@ -177,7 +177,7 @@ impl<E: Emit> Context<E> {
         self.register(tracked, Vec::new(), true);
         tracked.decoder = None;
         tracked.file = None;
-        tracked.eof_since = Some(Instant::now());
+        tracked.eof_since = Some(Moment::now());
     }
 
     /// Continues a held gzip file where the file it is the compressed copy of was let go (that
@@ -311,7 +311,7 @@ impl<E: Emit> Context<E> {
         tracked.exhaust();
         tracked.decoder = None;
         tracked.file = None;
-        tracked.eof_since = Some(Instant::now());
+        tracked.eof_since = Some(Moment::now());
         if whole {
             self.emit_framed(tracked, true)?;
         } else {

@@ -11,9 +11,9 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::lifecycle::Phase;
+use super::moment::Moment;
 use super::tracked::{FileId, TrackedFile};
 use super::tracking::new_key;
 use super::{Context, Emit};
@@ -75,7 +75,7 @@ impl<E: Emit> Context<E> {
         };
         if md.nlink() == 0 && tracked.gone_since.is_none() {
             tracing::debug!(source = %self.name, file = %tracked.meta.path, "file deleted; reading it to its end");
-            tracked.gone_since = Some(Instant::now());
+            tracked.gone_since = Some(Moment::now());
         }
         if md.len() < tracked.framer.read_offset() || !tracked.fingerprint.matches(&head) {
             self.restart_from_zero(tracked, &head);
@@ -107,7 +107,7 @@ impl<E: Emit> Context<E> {
                 Framer::new(0, self.config.max_line_bytes),
             ),
             emitted: std::mem::replace(&mut tracked.emitted, 0),
-            gone_since: Some(Instant::now()),
+            gone_since: Some(Moment::now()),
             eof_since: None,
             opened_at: tracked.opened_at,
             // Born retired: the file goes on as the new generation, in the phase it was in.

@@ -60,8 +60,7 @@
 //! Two facts the phases imply: a retired generation has no descriptor (it goes before its
 //! file goes on), and only gzip files are exhausted, only plain ones retired.
 
-use std::time::Instant;
-
+use super::moment::Moment;
 use super::tracked::{CopyProof, TrackedFile};
 
 /// Where a tracked file is in its lifecycle (see the module's doc).
@@ -69,18 +68,23 @@ use super::tracked::{CopyProof, TrackedFile};
 pub(super) enum Phase {
     /// Read in turns while it has a descriptor.
     Reading,
-    /// Looks like a copy of a tracked file (since `since`): not read until that is decided.
-    Held {
-        since: Instant,
-        /// What it was shown to be a copy of, and at which size (see [`CopyProof`]).
-        proof: Option<Box<CopyProof>>,
-    },
+    /// Looks like a copy of a tracked file: not read until that is decided. Boxed: few files
+    /// are ever held, and every tracked file has a phase.
+    Held(Box<Holding>),
     /// A generation truncated or rewritten under the agent, waiting for a copy of it.
     Retired,
     /// A gzip file read to its end (or to damage): closed, known by its inode.
     Exhausted,
     /// Let go, waiting for its last acks. `truncated`: it was [`Phase::Retired`].
     Finished { truncated: bool },
+}
+
+/// A file held as a possible copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Holding {
+    since: Moment,
+    /// What it was shown to be a copy of, and at which size (see [`CopyProof`]).
+    proof: Option<CopyProof>,
 }
 
 impl TrackedFile {
@@ -91,13 +95,13 @@ impl TrackedFile {
 
     /// True while it is held as a possible copy.
     pub(super) fn is_held(&self) -> bool {
-        matches!(self.phase, Phase::Held { .. })
+        matches!(self.phase, Phase::Held(_))
     }
 
     /// Since when it is held as a possible copy.
-    pub(super) fn held_since(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Held { since, .. } => Some(since),
+    pub(super) fn held_since(&self) -> Option<Moment> {
+        match &self.phase {
+            Phase::Held(holding) => Some(holding.since),
             _ => None,
         }
     }
@@ -105,7 +109,7 @@ impl TrackedFile {
     /// What a held file was shown to be a copy of (none once it is no longer held).
     pub(super) fn copy_proof(&self) -> Option<&CopyProof> {
         match &self.phase {
-            Phase::Held { proof, .. } => proof.as_deref(),
+            Phase::Held(holding) => holding.proof.as_ref(),
             _ => None,
         }
     }
@@ -139,18 +143,15 @@ impl TrackedFile {
     }
 
     /// Reading → Held: a scan found it looking like a copy, shown to hold `proof` if any.
-    pub(super) fn hold(&mut self, since: Instant, proof: Option<CopyProof>) {
+    pub(super) fn hold(&mut self, since: Moment, proof: Option<CopyProof>) {
         debug_assert_eq!(self.phase, Phase::Reading, "only a file read may be held");
-        self.phase = Phase::Held {
-            since,
-            proof: proof.map(Box::new),
-        };
+        self.phase = Phase::Held(Box::new(Holding { since, proof }));
     }
 
     /// Held: what it was shown (or last tried) to be a copy of.
     pub(super) fn prove(&mut self, shown: Option<CopyProof>) {
         match &mut self.phase {
-            Phase::Held { proof, .. } => *proof = shown.map(Box::new),
+            Phase::Held(holding) => holding.proof = shown,
             other => debug_assert!(false, "proof of a file not held ({other:?})"),
         }
     }
@@ -177,7 +178,7 @@ impl TrackedFile {
     /// already.
     pub(super) fn exhaust(&mut self) {
         debug_assert!(
-            matches!(self.phase, Phase::Reading | Phase::Held { .. }),
+            matches!(self.phase, Phase::Reading | Phase::Held(_)),
             "exhausted while {:?}",
             self.phase
         );

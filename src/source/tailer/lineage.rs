@@ -8,8 +8,9 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::moment::Moment;
 use super::tracked::{CopyProof, FileId, TrackedFile, has_unread, is_young, tail_before};
 use super::tracking::new_key;
 use super::{Context, Emit, Stopped, Tailer};
@@ -573,7 +574,7 @@ impl<E: Emit> Context<E> {
         tracked.adopt();
         tracked.gone_since = None;
         tracked.eof_since = None;
-        tracked.opened_at = Instant::now();
+        tracked.opened_at = Moment::now();
         tracked.meta = FileId::new(tracked.meta.key, path_text);
         self.store.relocate(
             tracked.meta.key,

@@ -43,6 +43,7 @@ mod generation;
 mod head;
 mod lifecycle;
 mod lineage;
+mod moment;
 mod scan;
 mod slots;
 mod tracked;
@@ -54,6 +55,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
+use self::moment::Moment;
 use super::FileSourceConfig;
 use super::discovery::Globs;
 use super::watcher::Watcher;
@@ -151,10 +153,10 @@ pub struct Tailer<E> {
     next_first: usize,
     /// When the last scan started: a retired generation waits for a scan after its
     /// `rotate_wait_ms` to look for its copy.
-    scanned_at: Option<Instant>,
+    scanned_at: Option<Moment>,
     /// When the last read pass started: a file held as a possible copy waits for one after its
     /// `rotate_wait_ms`.
-    pass_started: Option<Instant>,
+    pass_started: Option<Moment>,
     /// Files with unread data that found no free slot at the last sharing of slots (index and
     /// key, checked when taken: indices move when files are forgotten): they take the slots of
     /// files read to their end between scans, so that thousands of files waiting do not take a
@@ -292,7 +294,7 @@ impl<E: Emit> Tailer<E> {
             return Ok(false);
         }
         self.review_held_files();
-        self.pass_started = Some(Instant::now());
+        self.pass_started = Some(Moment::now());
         let mut progressed = false;
         for step in 0..n {
             let i = (self.next_first + step) % n;
@@ -313,7 +315,7 @@ impl<E: Emit> Tailer<E> {
             // Gone for that long, and (if it can still be read) not grown for that long either;
             // one that cannot be read (retired, closed for the open-file cap) waits as long for
             // a copy of it to show up.
-            let waited = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() >= rotate_wait);
+            let waited = |at: Option<Moment>| at.is_some_and(|at| at.elapsed() >= rotate_wait);
             let mut idle_enough =
                 waited(file.gone_since) && (file.file.is_none() || waited(file.eof_since));
             if file.is_retired() {

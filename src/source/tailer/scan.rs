@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::compressed::plain_name;
 use super::lineage::Lineage;
+use super::moment::Moment;
+use super::slots::UNSEEN;
 use super::tracked::stamp;
 use super::{Emit, Tailer};
 use crate::metrics::add;
@@ -65,9 +67,9 @@ struct Sightings {
     /// The first other path a file was seen at, kept only for files not (yet) seen at their
     /// own: a scan of 100,000 files does not hold a second copy of every path.
     elsewhere: HashMap<usize, PathBuf>,
-    /// Its size as this scan found it, so that sharing the open slots need not stat every
-    /// closed file again.
-    sizes: Vec<Option<u64>>,
+    /// Its size as this scan found it ([`UNSEEN`] if it did not), so that sharing the open
+    /// slots need not stat every closed file again.
+    sizes: Vec<u64>,
 }
 
 impl Sightings {
@@ -75,7 +77,7 @@ impl Sightings {
         Sightings {
             seen: vec![Sighting::NotSeen; files],
             elsewhere: HashMap::new(),
-            sizes: vec![None; files],
+            sizes: vec![UNSEEN; files],
         }
     }
 }
@@ -164,7 +166,7 @@ impl<E: Emit> Tailer<E> {
     /// Expands the globs, starts tracking new files, notices files gone, truncated or
     /// rewritten, and shares the open-file slots.
     pub(super) fn scan(&mut self, first: bool) {
-        self.scanned_at = Some(Instant::now());
+        self.scanned_at = Some(Moment::now());
         self.watcher.refresh();
         let found = self.ctx.globs.expand();
         for error in found.errors {
@@ -215,6 +217,9 @@ impl<E: Emit> Tailer<E> {
             }
             listed.push((path.to_owned(), md));
         }
+        // The paths to take are in `listed` now: the listing goes before the files are opened,
+        // when the scan's memory peaks (3.5 MB with 100,000 new files).
+        drop(found.files);
         if listed.len() > 1024 {
             // Thousands of files found at once: room for them all, not twice as much.
             self.files.reserve_exact(listed.len());
@@ -332,7 +337,7 @@ impl<E: Emit> Tailer<E> {
                             // Held files have no record (not registered): a restart decides
                             // about them anew rather than reading them from offset 0.
                             tracing::debug!(source = %self.ctx.name, file = %file.meta.path, as_ = ?held, "held until it is known whether it is a copy");
-                            file.hold(Instant::now(), proof);
+                            file.hold(Moment::now(), proof);
                         }
                         Ok(Lineage::ReadAlready(i)) => {
                             let original = Arc::clone(&self.files[i].meta.path);
@@ -387,7 +392,7 @@ impl<E: Emit> Tailer<E> {
                     self.files.push(file);
                     sightings.seen.push(Sighting::AtItsPath);
                     // As its descriptor said a moment ago: sharing the slots need not stat it.
-                    sightings.sizes.push(Some(size));
+                    sightings.sizes.push(size);
                 }
                 Err(OpenError::Io(e)) => {
                     add(&self.ctx.metrics.read_errors, 1);
@@ -403,7 +408,7 @@ impl<E: Emit> Tailer<E> {
         if unlogged > 0 {
             tracing::warn!(source = %self.ctx.name, more = unlogged, "more paths cannot be read or are skipped (not logged one by one)");
         }
-        let now = Instant::now();
+        let now = Moment::now();
         for (i, file) in self.files.iter_mut().enumerate() {
             if file.is_finished() {
                 continue;
@@ -425,8 +430,8 @@ impl<E: Emit> Tailer<E> {
             if sightings.seen[i] != Sighting::NotSeen {
                 file.gone_since = None;
             }
-            if let Some(size) = sightings.sizes[i] {
-                file.seen_size = size;
+            if sightings.sizes[i] != UNSEEN {
+                file.seen_size = sightings.sizes[i];
             }
         }
         self.share_open_slots(false, &sightings.sizes);
@@ -467,7 +472,7 @@ impl<E: Emit> Tailer<E> {
             sightings.seen[i] = Sighting::Elsewhere;
             sightings.elsewhere.insert(i, path.to_owned());
         }
-        sightings.sizes[i] = Some(md.stamp.0);
+        sightings.sizes[i] = md.stamp.0;
         true
     }
 

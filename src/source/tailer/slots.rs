@@ -37,6 +37,10 @@ fn done_with_turn(f: &TrackedFile) -> bool {
         && !f.is_held()
 }
 
+/// No size seen by the scan (not an `Option`: the scan of 100,000 files holds one a file, and
+/// this halves them). No file is that long.
+pub(super) const UNSEEN: u64 = u64::MAX;
+
 impl<E: Emit> Tailer<E> {
     pub(super) fn open_count(&self) -> usize {
         self.files.iter().filter(|f| f.file.is_some()).count()
@@ -79,8 +83,9 @@ impl<E: Emit> Tailer<E> {
     /// Opens waiting files with data while slots are free, closing open files that have had
     /// their turn when more files wait than slots are free.
     /// While `draining`, an open file makes room as soon as it has been read. `sizes` holds
-    /// the files' sizes where a scan just found them (by index); the others are looked up.
-    pub(super) fn share_open_slots(&mut self, draining: bool, sizes: &[Option<u64>]) {
+    /// the files' sizes where a scan just found them (by index; [`UNSEEN`] where it did not);
+    /// the others are looked up.
+    pub(super) fn share_open_slots(&mut self, draining: bool, sizes: &[u64]) {
         let cap = self.ctx.config.max_open_files;
         let waiting: Vec<usize> = (0..self.files.len())
             .filter(|&i| {
@@ -89,7 +94,8 @@ impl<E: Emit> Tailer<E> {
                     // Never grows: it waits for a slot only until it has been read.
                     !f.is_exhausted() && !f.is_held()
                 } else {
-                    let size = sizes.get(i).copied().flatten().or_else(|| {
+                    let seen = sizes.get(i).copied().filter(|&size| size != UNSEEN);
+                    let size = seen.or_else(|| {
                         stat(Path::new(&*f.meta.path), self.ctx.config.follow_symlinks)
                             .ok()
                             .map(|md| md.len())

@@ -13,9 +13,10 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use super::lifecycle::Phase;
+use super::moment::Moment;
 use super::{Context, Emit, READ_SIZE, Stopped, TAIL_ALIGN_BYTES, TURN_BYTES};
 use crate::checkpoint::Fingerprint;
 use crate::event::{FileKey, FileMeta};
@@ -63,10 +64,10 @@ pub(super) struct TrackedFile {
     /// End offset of the last chunk handed on.
     pub(super) emitted: u64,
     /// When the file was first found at no included path (renamed away or deleted).
-    pub(super) gone_since: Option<Instant>,
+    pub(super) gone_since: Option<Moment>,
     /// When a read last found nothing new.
-    pub(super) eof_since: Option<Instant>,
-    pub(super) opened_at: Instant,
+    pub(super) eof_since: Option<Moment>,
+    pub(super) opened_at: Moment,
     /// Where it is in its lifecycle (held, read, retired, let go...): see [`Phase`].
     pub(super) phase: Phase,
     /// Reopened a moment ago, its inode and head checked: the check before its next read need
@@ -89,6 +90,10 @@ pub(super) struct TrackedFile {
     /// says: another compressed copy of that file may follow, which is compared with it.
     pub(super) continues: Option<Box<(u64, u64)>>,
 }
+
+// Each of 100,000 tracked files is one of these: a field that grows it is felt (320 bytes
+// before times became `Moment`s, the held state a box and the framer's skip mark a sentinel).
+const _: () = assert!(std::mem::size_of::<TrackedFile>() <= 280);
 
 /// A held file was shown to hold what was read of the file of generation `of`, up to within
 /// [`PROOF_GAP`] of its end, when it was `size` bytes long. Kept because that file's marks move
@@ -225,7 +230,7 @@ impl<E: Emit> Context<E> {
                 // Replaced while closed for its turn by a link, a FIFO...: what was written to
                 // the file itself after its last read cannot be reached any more.
                 tracing::warn!(source = %self.name, file = %tracked.meta.path, error = %e, "file replaced while closed for max_open_files; not following the replacement");
-                tracked.gone_since = Some(Instant::now());
+                tracked.gone_since = Some(Moment::now());
                 return;
             }
             Err(e) => {
@@ -237,10 +242,10 @@ impl<E: Emit> Context<E> {
         if (md.dev(), md.ino()) != (tracked.dev, tracked.ino) {
             // Rotated while closed: its new name is not included, so it cannot be read on.
             tracing::warn!(source = %self.name, file = %tracked.meta.path, "file rotated away while closed for max_open_files; lines written to it after its last read are not shipped");
-            tracked.gone_since = Some(Instant::now());
+            tracked.gone_since = Some(Moment::now());
             return;
         }
-        tracked.opened_at = Instant::now();
+        tracked.opened_at = Moment::now();
         // What it was when closed says nothing of what it is now.
         tracked.eof_since = None;
         if tracked.is_compressed() {
@@ -300,7 +305,7 @@ impl<E: Emit> Context<E> {
                 }
             };
             if got == 0 {
-                tracked.eof_since.get_or_insert_with(Instant::now);
+                tracked.eof_since.get_or_insert_with(Moment::now);
                 break;
             }
             if self.took_back_a_newer_generation(tracked, &mark) {
@@ -338,7 +343,7 @@ impl<E: Emit> Context<E> {
         let checked = std::mem::take(&mut tracked.identity_checked);
         let offset = tracked.framer.read_offset();
         if size == offset {
-            tracked.eof_since.get_or_insert_with(Instant::now);
+            tracked.eof_since.get_or_insert_with(Moment::now);
             tracked.seen_size = size;
             return false;
         }

@@ -10,10 +10,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::compressed::plain_name;
 use super::lifecycle::Phase;
+use super::moment::Moment;
 use super::tracked::{FileId, TrackedFile, is_young, stamp, start_of_last_line, tail_before};
 use super::{Context, Emit};
 use crate::checkpoint::FileRecord;
@@ -283,7 +284,7 @@ impl<E: Emit> Context<E> {
             emitted: offset,
             gone_since: None,
             eof_since: None,
-            opened_at: Instant::now(),
+            opened_at: Moment::now(),
             phase: Phase::Reading,
             identity_checked: false,
             codec,
