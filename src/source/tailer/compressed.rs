@@ -152,7 +152,7 @@ impl<E: Emit> Tailer<E> {
         if copy.copy_proof() == Some(&tried) {
             return None;
         }
-        let found = match (&copy.file, &of.file, copy.codec) {
+        let found = match (&copy.file, &of.file, copy.codec()) {
             (Some(compressed), Some(plain), Some(codec)) => {
                 compressed_prefix_of(compressed, codec, plain, offset)
                     .ok()
@@ -175,7 +175,7 @@ impl<E: Emit> Context<E> {
         tracked.emitted = length;
         tracked.exhaust();
         self.register(tracked, Vec::new(), true);
-        tracked.decoder = None;
+        tracked.drop_decoder();
         tracked.file = None;
         tracked.eof_since = Some(Moment::now());
     }
@@ -229,9 +229,9 @@ impl<E: Emit> Context<E> {
         let Some(file) = &tracked.file else {
             return Ok(false);
         };
-        if tracked.decoder.is_none() {
+        if !tracked.has_decoder() {
             let offset = tracked.framer.read_offset();
-            let codec = tracked.codec;
+            let codec = tracked.codec();
             let open = |file: &File| {
                 file.try_clone().and_then(|mut handle| {
                     handle.seek(SeekFrom::Start(0))?;
@@ -259,7 +259,9 @@ impl<E: Emit> Context<E> {
             let offset = tracked.framer.read_offset();
             match opened {
                 Ok((decoder, skipped)) if skipped == offset => {
-                    tracked.decoder = Some(Box::new(decoder));
+                    if let Some(compressed) = &mut tracked.compressed {
+                        compressed.decoder = Some(decoder);
+                    }
                 }
                 Ok((_, skipped)) => {
                     // A compressed copy of a copy that held only lines read already (copytruncate
@@ -276,7 +278,7 @@ impl<E: Emit> Context<E> {
         }
         let mut total = 0;
         while total < TURN_BYTES {
-            let Some(decoder) = tracked.decoder.as_mut() else {
+            let Some(decoder) = tracked.compressed.as_mut().and_then(|c| c.decoder.as_mut()) else {
                 break;
             };
             match tracked.framer.read_from(decoder, READ_SIZE) {
@@ -309,7 +311,7 @@ impl<E: Emit> Context<E> {
     /// or to damage.
     fn end_compressed(&mut self, tracked: &mut TrackedFile, whole: bool) -> Result<bool, Stopped> {
         tracked.exhaust();
-        tracked.decoder = None;
+        tracked.drop_decoder();
         tracked.file = None;
         tracked.eof_since = Some(Moment::now());
         if whole {

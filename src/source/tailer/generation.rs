@@ -81,7 +81,7 @@ impl<E: Emit> Context<E> {
             self.restart_from_zero(tracked, &head);
         } else if head.len() > tracked.fingerprint.len as usize {
             tracked.fingerprint = Fingerprint::of(&head);
-            tracked.head = head;
+            tracked.head = head.into_boxed_slice();
             tracked.compact_head(self.config.fingerprint_bytes);
             self.store
                 .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
@@ -100,7 +100,7 @@ impl<E: Emit> Context<E> {
             dev: tracked.dev,
             ino: tracked.ino,
             fingerprint: std::mem::replace(&mut tracked.fingerprint, Fingerprint::of(head)),
-            head: std::mem::replace(&mut tracked.head, head.to_vec()),
+            head: std::mem::replace(&mut tracked.head, head.into()),
             file: None,
             framer: std::mem::replace(
                 &mut tracked.framer,
@@ -113,9 +113,7 @@ impl<E: Emit> Context<E> {
             // Born retired: the file goes on as the new generation, in the phase it was in.
             phase: Phase::Retired,
             identity_checked: false,
-            codec: None,
-            decoder: None,
-            stamp: None,
+            compressed: None,
             seen_size: tracked.seen_size,
             continues: None,
         };
@@ -183,10 +181,10 @@ impl<E: Emit> Context<E> {
         }
         if tracked.head.len() == have && mark.offset() == have as u64 {
             let read = tracked.framer.read_since(mark);
-            let mut head = std::mem::take(&mut tracked.head);
+            let mut head = std::mem::take(&mut tracked.head).into_vec();
             head.extend_from_slice(&read[..(want - have).min(read.len())]);
             tracked.fingerprint = Fingerprint::of(&head);
-            tracked.head = head;
+            tracked.head = head.into_boxed_slice();
             tracked.compact_head(self.config.fingerprint_bytes);
             self.store
                 .update_identity(tracked.meta.key, &tracked.meta.path, tracked.fingerprint);
@@ -196,7 +194,7 @@ impl<E: Emit> Context<E> {
         match read_head(file, want) {
             Ok(head) if tracked.fingerprint.matches(&head) => {
                 tracked.fingerprint = Fingerprint::of(&head);
-                tracked.head = head;
+                tracked.head = head.into_boxed_slice();
                 tracked.compact_head(self.config.fingerprint_bytes);
                 self.store.update_identity(
                     tracked.meta.key,

@@ -33,7 +33,9 @@ impl TrackedFile {
     /// Keeps only what is needed of the head (see [`keep_of_head`]).
     pub(super) fn compact_head(&mut self, fingerprint_bytes: usize) {
         let compressed = self.is_compressed();
-        keep_of_head(&mut self.head, fingerprint_bytes, compressed);
+        let mut head = std::mem::take(&mut self.head).into_vec();
+        keep_of_head(&mut head, fingerprint_bytes, compressed);
+        self.head = head.into_boxed_slice();
     }
 
     /// The whole fingerprinted head, when it is in memory.

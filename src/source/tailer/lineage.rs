@@ -364,7 +364,7 @@ impl<E: Emit> Tailer<E> {
         let Ok(theirs) = File::open(&*first.meta.path) else {
             return false;
         };
-        match prefix_relation(handle, file.codec, &theirs, first.codec) {
+        match prefix_relation(handle, file.codec(), &theirs, first.codec()) {
             Ok(Some((Shorter::This, length))) if file.is_compressed() => {
                 self.ctx.compressed_read_already(file, length);
                 true

@@ -41,6 +41,7 @@ mod compressed;
 mod emit;
 mod generation;
 mod head;
+mod inode_index;
 mod lifecycle;
 mod lineage;
 mod moment;

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::compressed::plain_name;
+use super::inode_index::InodeIndex;
 use super::lineage::Lineage;
 use super::moment::Moment;
 use super::slots::UNSEEN;
@@ -190,13 +191,13 @@ impl<E: Emit> Tailer<E> {
         let cap = self.ctx.config.max_open_files;
         let follow = self.ctx.config.follow_symlinks;
         let mut open = self.open_count();
-        let mut by_inode: HashMap<(u64, u64), usize> = self
-            .files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !f.is_finished() && !f.is_retired())
-            .map(|(i, f)| ((f.dev, f.ino), i))
-            .collect();
+        let mut by_inode = InodeIndex::new(
+            self.files
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !f.is_finished() && !f.is_retired())
+                .map(|(i, f)| ((f.dev, f.ino), i)),
+        );
         // Made at the first new file that needs it: most scans find none.
         let mut head_index: Option<HeadIndex> = None;
         let mut sightings = Sightings::new(self.files.len());
@@ -209,11 +210,11 @@ impl<E: Emit> Tailer<E> {
                 Ok(md) if md.is_file() => Listed::of(&md),
                 _ => continue,
             };
-            if let Some(&i) = by_inode.get(&md.id) {
+            if let Some(i) = by_inode.get(md.id) {
                 if self.saw_tracked(i, path, md, &mut sightings) {
                     continue;
                 }
-                by_inode.remove(&md.id);
+                by_inode.remove(md.id);
             }
             listed.push((path.to_owned(), md));
         }
@@ -254,18 +255,17 @@ impl<E: Emit> Tailer<E> {
                 listed.shrink_to_fit();
             }
             let id = md.id;
-            if let Some(&i) = by_inode.get(&id) {
+            if let Some(i) = by_inode.get(id) {
                 // Another name of a file this scan started tracking (hard links).
                 if self.saw_tracked(i, &path, md, &mut sightings) {
                     continue;
                 }
-                by_inode.remove(&id);
+                by_inode.remove(id);
             }
             match self.ctx.start_tracking(&path, first) {
                 Ok(None) => {}
                 Ok(Some((file, _)))
-                    if (file.dev, file.ino) != id
-                        && by_inode.contains_key(&(file.dev, file.ino)) =>
+                    if (file.dev, file.ino) != id && by_inode.contains((file.dev, file.ino)) =>
                 {
                     // Replaced by a file already tracked between listing and opening.
                     self.ctx.store.untrack(file.meta.key);
@@ -454,17 +454,17 @@ impl<E: Emit> Tailer<E> {
         // gzip wrote it): its content does.
         let changed = self.files[i].file.is_none()
             && self.files[i]
-                .stamp
-                .as_deref()
-                .is_some_and(|taken| *taken != md.stamp);
+                .compressed
+                .as_ref()
+                .is_some_and(|taken| taken.stamp != md.stamp);
         let reused = changed && !self.ctx.holds_the_same(&self.files[i], path);
         let tracked = &mut self.files[i];
         if reused {
             tracing::debug!(source = %self.ctx.name, file = %path.display(), was = %tracked.meta.path, "inode of a compressed file read and deleted reused by a new file");
             return false;
         }
-        if changed {
-            tracked.stamp = Some(Box::new(md.stamp));
+        if changed && let Some(compressed) = &mut tracked.compressed {
+            compressed.stamp = md.stamp;
         }
         if *tracked.meta.path == *path.to_string_lossy() {
             sightings.seen[i] = Sighting::AtItsPath;

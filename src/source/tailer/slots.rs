@@ -125,7 +125,7 @@ impl<E: Emit> Tailer<E> {
                         && !f.is_finished()
                         // A gzip file being decompressed cannot be resumed without reading it
                         // again from its start: it keeps its slot until its end.
-                        && f.decoder.is_none()
+                        && !f.has_decoder()
                         && !f.is_held()
                 })
                 .collect();

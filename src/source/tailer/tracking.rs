@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::compressed::plain_name;
 use super::lifecycle::Phase;
 use super::moment::Moment;
-use super::tracked::{FileId, TrackedFile, is_young, stamp, start_of_last_line, tail_before};
+use super::tracked::{
+    Compressed, FileId, TrackedFile, is_young, stamp, start_of_last_line, tail_before,
+};
 use super::{Context, Emit};
 use crate::checkpoint::FileRecord;
 use crate::checkpoint::Fingerprint;
@@ -278,7 +280,7 @@ impl<E: Emit> Context<E> {
             dev,
             ino,
             fingerprint,
-            head,
+            head: head.into_boxed_slice(),
             file: Some(file),
             framer,
             emitted: offset,
@@ -287,9 +289,13 @@ impl<E: Emit> Context<E> {
             opened_at: Moment::now(),
             phase: Phase::Reading,
             identity_checked: false,
-            codec,
-            decoder: None,
-            stamp: codec.is_some().then(|| Box::new(stamp(&md))),
+            compressed: codec.map(|codec| {
+                Box::new(Compressed {
+                    codec,
+                    decoder: None,
+                    stamp: stamp(&md),
+                })
+            }),
             seen_size: size,
             continues: continues.map(Box::new),
         };
@@ -331,7 +337,7 @@ impl<E: Emit> Context<E> {
     /// True when the compressed file now at `path` has the uncompressed head of `tracked` (a
     /// compressed file taken before, closed): the same file, whatever its times say.
     pub(super) fn holds_the_same(&self, tracked: &TrackedFile, path: &Path) -> bool {
-        let Some(codec) = tracked.codec else {
+        let Some(codec) = tracked.codec() else {
             return false;
         };
         let Ok(file) = open_regular(path, self.globs.root_of(path), self.config.follow_symlinks)
@@ -341,7 +347,7 @@ impl<E: Emit> Context<E> {
         let sniffed = read_head(&file, SNIFF_BYTES).map(|head| sniff(&head));
         sniffed.is_ok_and(|sniffed| sniffed == Sniffed::Compressed(codec))
             && decompressed_head(&file, codec, self.config.fingerprint_bytes)
-                .is_ok_and(|head| head == tracked.head)
+                .is_ok_and(|head| *head == *tracked.head)
     }
 }
 
