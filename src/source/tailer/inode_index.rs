@@ -32,8 +32,10 @@ impl InodeIndex {
     /// later of two with one inode.
     pub(super) fn new(files: impl Iterator<Item = ((u64, u64), usize)>) -> Self {
         let mut index = InodeIndex::default();
-        let (low, _) = files.size_hint();
-        index.tracked.reserve_exact(low);
+        // Room for every file at once (at most as many as the files): grown by doublings, the
+        // array held the last one beside it.
+        let (low, high) = files.size_hint();
+        index.tracked.reserve_exact(high.unwrap_or(low));
         for ((dev, ino), i) in files {
             match (u32::try_from(dev), u32::try_from(i)) {
                 (Ok(dev), Ok(i)) => index.tracked.push(Tracked { ino, dev, index: i }),
