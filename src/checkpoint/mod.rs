@@ -13,6 +13,7 @@
 //! # Layout
 //! - `record`: what is remembered of a file (its record, fingerprint and stream marks);
 //! - `store`: the store every source, sink task, the API and replay share, in memory;
+//! - `tracked`: a tracked file's entry in the store, and `tracked_map` the entries by key;
 //! - `disk`: the checkpoint file, read at start and written atomically;
 //! - `snapshot`: what a write reads of the store, a chunk of records at a time;
 //! - [`writer`]: the loop that writes it soon after deliveries.
@@ -24,6 +25,7 @@ mod record;
 mod snapshot;
 mod store;
 mod tracked;
+mod tracked_map;
 pub mod writer;
 
 use std::io;

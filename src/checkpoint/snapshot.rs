@@ -21,24 +21,19 @@ use crate::event::FileKey;
 /// Records of tracked files copied per lock.
 const CHUNK: usize = 4096;
 
-/// Where a record comes from.
-#[derive(Debug)]
-enum Source {
-    /// A file tracked when the write began, copied with its chunk.
-    Tracked,
-    /// A record kept for a file not (or no longer) tracked, copied when the write began: there
-    /// are at most [`super::MAX_DORMANT`] and [`super::MAX_RETIRED`] of them.
-    Dormant(Box<FileRecord>),
-}
-
-/// A record's place in the file: by source, path and key.
+/// A record's place in the file: by source (its rank among the sources' names), path and key.
+/// 32 bytes: with 100,000 files the order is the largest thing a write holds.
 #[derive(Debug)]
 struct Entry {
-    source: Arc<str>,
     path: Arc<str>,
     key: FileKey,
-    from: Source,
+    source: u32,
+    /// Where its record is: [`TRACKED`], or its place among the kept records copied.
+    from: u32,
 }
+
+/// [`Entry::from`] of a file tracked when the write began, copied with its chunk.
+const TRACKED: u32 = u32::MAX;
 
 /// The records of a store, in the order they are written.
 #[derive(Debug)]
@@ -46,6 +41,9 @@ pub(super) struct Snapshot<'a> {
     store: &'a CheckpointStore,
     now: u64,
     order: std::vec::IntoIter<Entry>,
+    /// Records kept for files not (or no longer) tracked, copied when the write began: there
+    /// are at most [`super::MAX_DORMANT`] and [`super::MAX_RETIRED`] of them.
+    kept: Vec<Option<FileRecord>>,
     ready: VecDeque<FileRecord>,
 }
 
@@ -54,32 +52,47 @@ impl<'a> Snapshot<'a> {
     /// reached.
     pub(super) fn new(store: &'a CheckpointStore) -> Self {
         let now = unix_now();
-        let mut order: Vec<Entry> = {
+        let (mut order, kept) = {
             let state = store.lock();
-            let tracked = state.tracked.iter().map(|(&key, t)| Entry {
-                source: Arc::clone(&t.source),
-                path: Arc::clone(&t.path),
-                key,
-                from: Source::Tracked,
-            });
-            let dormant = state
+            let kept: Vec<Option<FileRecord>> = state
                 .dormant
                 .iter()
                 .filter(|r| not_expired(r, now))
-                .map(|r| Entry {
-                    source: Arc::clone(&r.source),
-                    path: Arc::clone(&r.path),
-                    key: r.key,
-                    from: Source::Dormant(Box::new(r.clone())),
-                });
-            tracked.chain(dormant).collect()
+                .map(|r| Some(r.clone()))
+                .collect();
+            let mut sources: Vec<&Arc<str>> = state
+                .tracked
+                .values()
+                .map(|t| &t.source)
+                .chain(kept.iter().flatten().map(|r| &r.source))
+                .collect();
+            sources.sort_unstable();
+            sources.dedup();
+            let rank = |source: &Arc<str>| {
+                let at = sources.partition_point(|s| *s < source);
+                u32::try_from(at).unwrap_or(u32::MAX)
+            };
+            let tracked = state.tracked.iter().map(|(key, t)| Entry {
+                path: Arc::clone(&t.path),
+                key,
+                source: rank(&t.source),
+                from: TRACKED,
+            });
+            let dormant = kept.iter().flatten().zip(0..TRACKED).map(|(r, at)| Entry {
+                path: Arc::clone(&r.path),
+                key: r.key,
+                source: rank(&r.source),
+                from: at,
+            });
+            let order: Vec<Entry> = tracked.chain(dormant).collect();
+            (order, kept)
         };
-        order
-            .sort_unstable_by(|a, b| (&a.source, &a.path, a.key).cmp(&(&b.source, &b.path, b.key)));
+        order.sort_unstable_by(|a, b| (a.source, &a.path, a.key).cmp(&(b.source, &b.path, b.key)));
         Snapshot {
             store,
             now,
             order: order.into_iter(),
+            kept,
             ready: VecDeque::new(),
         }
     }
@@ -92,14 +105,17 @@ impl<'a> Snapshot<'a> {
             let Some(entry) = self.order.next() else {
                 break;
             };
-            match entry.from {
-                Source::Dormant(record) => self.ready.push_back(*record),
-                Source::Tracked => {
-                    tracked += 1;
-                    if let Some(record) = state.current_record(entry.key, self.now) {
-                        self.ready.push_back(record);
-                    }
+            if entry.from == TRACKED {
+                tracked += 1;
+                if let Some(record) = state.current_record(entry.key, self.now) {
+                    self.ready.push_back(record);
                 }
+            } else if let Some(record) = self
+                .kept
+                .get_mut(entry.from as usize)
+                .and_then(Option::take)
+            {
+                self.ready.push_back(record);
             }
         }
     }
@@ -113,5 +129,15 @@ impl Iterator for Snapshot<'_> {
             self.refill();
         }
         self.ready.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_of_the_order_stays_small() {
+        assert!(std::mem::size_of::<Entry>() <= 32);
     }
 }

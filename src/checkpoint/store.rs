@@ -14,6 +14,7 @@ use super::disk::{FILE_NAME, load, not_expired, prune, unix_now, write_atomicall
 use super::record::{FilePosition, FileRecord, Fingerprint, MARKS_PERSISTED, StreamMark};
 use super::snapshot::Snapshot;
 use super::tracked::Tracked;
+use super::tracked_map::TrackedMap;
 use super::{CheckpointError, SinkId};
 use crate::event::FileKey;
 
@@ -43,7 +44,7 @@ impl State {
     /// The record of tracked file `key` as it would be written now (`None`: not tracked); a
     /// file let go meanwhile is looked for among the records kept.
     pub(super) fn current_record(&self, key: FileKey, now: u64) -> Option<FileRecord> {
-        match self.tracked.get(&key) {
+        match self.tracked.get(key) {
             Some(t) => Some(FileRecord {
                 updated_unix: now,
                 ..t.record(key)
@@ -59,7 +60,7 @@ impl State {
 
 #[derive(Debug, Default)]
 pub(super) struct State {
-    pub(super) tracked: HashMap<FileKey, Tracked>,
+    pub(super) tracked: TrackedMap,
     /// Loaded records not yet claimed by a file found on disk.
     pub(super) dormant: Vec<FileRecord>,
     pub(super) dirty: bool,
@@ -295,7 +296,7 @@ impl CheckpointStore {
     pub fn retire(&self, key: FileKey) {
         let now = unix_now();
         let mut state = self.lock();
-        let Some(tracked) = state.tracked.remove(&key) else {
+        let Some(tracked) = state.tracked.remove(key) else {
             return;
         };
         state.dirty = true;
@@ -396,10 +397,10 @@ impl CheckpointStore {
             .tracked
             .iter()
             .filter(|(_, t)| *t.source == *source)
-            .map(|(key, _)| *key)
+            .map(|(key, _)| key)
             .collect();
         for key in keys {
-            if let Some(tracked) = state.tracked.remove(&key) {
+            if let Some(tracked) = state.tracked.remove(key) {
                 state.dormant.push(FileRecord {
                     updated_unix: now,
                     ..tracked.into_record(key)
@@ -419,7 +420,7 @@ impl CheckpointStore {
     /// reads that left `marks` (kept with the record when there are any; they do not make the
     /// store dirty on their own: they go out with the next offset that does).
     pub fn emitted_after(&self, key: FileKey, end_offset: u64, marks: &[StreamMark]) {
-        if let Some(t) = self.lock().tracked.get_mut(&key) {
+        if let Some(t) = self.lock().tracked.get_mut(key) {
             t.emitted = t.emitted.max(end_offset);
             // Marks inside the fingerprint tell nothing it does not: small files keep none.
             let head = u64::from(t.fingerprint.len);
@@ -436,7 +437,7 @@ impl CheckpointStore {
     pub fn ack(&self, sink: SinkId, key: FileKey, offset: u64) {
         let mut state = self.lock();
         let state = &mut *state;
-        let Some(t) = state.tracked.get_mut(&key) else {
+        let Some(t) = state.tracked.get_mut(key) else {
             return;
         };
         if let Some((_, delivered)) = t.delivered.iter_mut().find(|(s, _)| *s == sink)
@@ -452,7 +453,7 @@ impl CheckpointStore {
     pub fn update_identity(&self, key: FileKey, path: &Arc<str>, fingerprint: Fingerprint) {
         let mut state = self.lock();
         let state = &mut *state;
-        if let Some(t) = state.tracked.get_mut(&key) {
+        if let Some(t) = state.tracked.get_mut(key) {
             if t.path != *path {
                 t.path = Arc::clone(path);
                 state.dirty = true;
@@ -470,7 +471,7 @@ impl CheckpointStore {
     pub fn relocate(&self, key: FileKey, path: &Arc<str>, dev: u64, ino: u64) {
         let mut state = self.lock();
         let state = &mut *state;
-        if let Some(t) = state.tracked.get_mut(&key) {
+        if let Some(t) = state.tracked.get_mut(key) {
             t.path = Arc::clone(path);
             t.dev = dev;
             t.ino = ino;
@@ -481,7 +482,7 @@ impl CheckpointStore {
 
     /// The checkpoint of a tracked file.
     pub fn checkpoint(&self, key: FileKey) -> Option<u64> {
-        self.lock().tracked.get(&key).map(Tracked::checkpoint)
+        self.lock().tracked.get(key).map(Tracked::checkpoint)
     }
 
     /// True when every line handed on for `key` is delivered by every sink (or `key` is
@@ -489,7 +490,7 @@ impl CheckpointStore {
     pub fn is_fully_acked(&self, key: FileKey) -> bool {
         self.lock()
             .tracked
-            .get(&key)
+            .get(key)
             .is_none_or(|t| t.checkpoint() >= t.emitted)
     }
 
@@ -497,7 +498,7 @@ impl CheckpointStore {
     /// file is taken again.
     pub fn untrack(&self, key: FileKey) {
         let mut state = self.lock();
-        let Some(tracked) = state.tracked.remove(&key) else {
+        let Some(tracked) = state.tracked.remove(key) else {
             return;
         };
         state.dormant.push(tracked.into_record(key));
@@ -508,7 +509,7 @@ impl CheckpointStore {
     /// Stops tracking a file (deleted, or truncated into a new generation); its record goes.
     pub fn forget(&self, key: FileKey) {
         let mut state = self.lock();
-        if state.tracked.remove(&key).is_some() {
+        if state.tracked.remove(key).is_some() {
             state.dirty = true;
             self.changed.notify_one();
         }

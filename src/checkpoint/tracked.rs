@@ -3,7 +3,7 @@
 //!
 //! Invariant: [`Tracked::record`] gives back the record the file was tracked with, as changed
 //! since, at the least offset its sinks delivered. With 100,000 files every byte of an entry
-//! counts 128 KiB (the map keeps a quarter of its room free).
+//! counts 100 KB.
 
 use std::sync::Arc;
 

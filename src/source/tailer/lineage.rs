@@ -201,7 +201,7 @@ impl<E: Emit> Tailer<E> {
             return Ok((lineage, None));
         }
         let candidates: Box<dyn Iterator<Item = usize>> = match index {
-            Some(index) => Box::new(index.related(head).into_iter()),
+            Some(index) => Box::new(index.related(head, |i| &self.files[i].head).into_iter()),
             None => Box::new(0..self.files.len()),
         };
         let mut found = Lineage::New;

@@ -206,20 +206,20 @@ impl<E: Emit> Tailer<E> {
         // files keeps no list of them.
         let mut listed: Vec<(PathBuf, Listed)> = Vec::new();
         for path in found.files.iter() {
-            let md = match stat(path, follow) {
+            let md = match stat(&path, follow) {
                 Ok(md) if md.is_file() => Listed::of(&md),
                 _ => continue,
             };
             if let Some(i) = by_inode.get(md.id) {
-                if self.saw_tracked(i, path, md, &mut sightings) {
+                if self.saw_tracked(i, &path, md, &mut sightings) {
                     continue;
                 }
                 by_inode.remove(md.id);
             }
-            listed.push((path.to_owned(), md));
+            listed.push((path, md));
         }
         // The paths to take are in `listed` now: the listing goes before the files are opened,
-        // when the scan's memory peaks (3.5 MB with 100,000 new files).
+        // when the scan's memory peaks (2 MB with 100,000 new files in one directory).
         drop(found.files);
         if listed.len() > 1024 {
             // Thousands of files found at once: room for them all, not twice as much.
@@ -306,16 +306,15 @@ impl<E: Emit> Tailer<E> {
                         }
                         Some(handle) => {
                             let index = head_index.get_or_insert_with(|| {
-                                let mut index = HeadIndex::default();
-                                for (i, f) in self.files.iter().enumerate() {
-                                    if f.is_compressed() {
-                                        continue;
-                                    }
-                                    if f.is_unheaded() {
-                                        index.insert_unheaded(i);
-                                    } else {
-                                        index.insert(i, &f.head);
-                                    }
+                                let files = &self.files;
+                                let plain = |i: &usize| !files[*i].is_compressed();
+                                let (unheaded, headed): (Vec<usize>, Vec<usize>) = (0..files.len())
+                                    .filter(plain)
+                                    .partition(|&i| files[i].is_unheaded());
+                                let mut index =
+                                    HeadIndex::of(headed.into_iter(), |i| &files[i].head);
+                                for i in unheaded {
+                                    index.insert_unheaded(i);
                                 }
                                 index
                             });
@@ -379,17 +378,20 @@ impl<E: Emit> Tailer<E> {
                     }
                     // Decided: from now on the head is compared with what it holds on disk.
                     file.compact_head(self.ctx.config.fingerprint_bytes);
-                    by_inode.insert(id, self.files.len());
-                    if let Some(index) = &mut head_index
-                        && !file.is_compressed()
-                    {
-                        index.insert(self.files.len(), &file.head);
-                    }
+                    let at = self.files.len();
+                    by_inode.insert(id, at);
                     if file.continues.is_some() {
-                        continuing.push(self.files.len());
+                        continuing.push(at);
                     }
                     let size = file.seen_size;
+                    let plain = !file.is_compressed();
                     self.files.push(file);
+                    if let Some(index) = &mut head_index
+                        && plain
+                    {
+                        let files = &self.files;
+                        index.insert(at, |i| &files[i].head);
+                    }
                     sightings.seen.push(Sighting::AtItsPath);
                     // As its descriptor said a moment ago: sharing the slots need not stat it.
                     sightings.sizes.push(size);
