@@ -60,6 +60,19 @@ pub struct SourceMetrics {
     pub skipped_special_files: AtomicU64,
     /// Include globs whose directory does not exist, as last checked.
     pub missing_directories: AtomicU64,
+    /// Records a network source took from its senders into its journal.
+    pub records_received: AtomicU64,
+    /// Requests, connections' records or datagrams a network source refused (journal full,
+    /// malformed, too large), by the sender's protocol's means.
+    pub requests_rejected: AtomicU64,
+    /// Datagrams dropped because the journal was full (UDP has no way to push back).
+    pub datagrams_dropped: AtomicU64,
+    /// Bytes in the source's journal segments on disk.
+    pub journal_bytes: AtomicU64,
+    /// Writes (with their syncs, under `durability: fsync`) of the journal: one per group.
+    pub journal_syncs: AtomicU64,
+    /// Journal segments deleted once delivered.
+    pub journal_segments_deleted: AtomicU64,
 }
 
 /// Counters of one sink.
@@ -207,6 +220,12 @@ impl Metrics {
                         skipped_directories: get(&m.skipped_directories),
                         skipped_special_files: get(&m.skipped_special_files),
                         missing_directories: get(&m.missing_directories),
+                        records_received: get(&m.records_received),
+                        requests_rejected: get(&m.requests_rejected),
+                        datagrams_dropped: get(&m.datagrams_dropped),
+                        journal_bytes: get(&m.journal_bytes),
+                        journal_syncs: get(&m.journal_syncs),
+                        journal_segments_deleted: get(&m.journal_segments_deleted),
                     };
                     (name, s)
                 })
@@ -258,6 +277,12 @@ pub struct SourceSnapshot {
     pub skipped_directories: u64,
     pub skipped_special_files: u64,
     pub missing_directories: u64,
+    pub records_received: u64,
+    pub requests_rejected: u64,
+    pub datagrams_dropped: u64,
+    pub journal_bytes: u64,
+    pub journal_syncs: u64,
+    pub journal_segments_deleted: u64,
 }
 
 /// Values of a sink's counters at one moment.

@@ -69,7 +69,9 @@ sinks:
   out: {{ type: blackhole, inputs: [app] }}
 "
     ));
-    let SourceKind::File(source) = &config.sources["app"].kind;
+    let SourceKind::File(source) = &config.sources["app"].kind else {
+        panic!("a file source");
+    };
     let parser = SourceParser::new(source.parsing());
     let bytes = fs::read(fixtures().join(fixture)).unwrap();
     let mut framer = Framer::new(0, source.max_line_bytes);

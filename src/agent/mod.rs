@@ -40,6 +40,14 @@ pub enum RunError {
     /// The HTTP API could not start.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// A network source could not listen or open its journal.
+    #[error("starting source `{source_name}`: {error}")]
+    Network {
+        /// The source.
+        source_name: String,
+        /// Why.
+        error: crate::source::network::NetworkError,
+    },
     /// A tailer thread could not be started.
     #[error("starting source `{source_name}`: {error}")]
     Spawn {

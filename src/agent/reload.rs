@@ -98,9 +98,9 @@ fn source_changed(old: &Config, new: &Config, name: &str) -> bool {
         return true;
     };
     let printed = |source| serde_json::to_value(source).ok();
-    let crate::source::SourceKind::File(old_file) = &old.kind;
-    let crate::source::SourceKind::File(new_file) = &new.kind;
-    printed(old) != printed(new) || old_file.kubernetes != new_file.kubernetes
+    let identity =
+        |source: &crate::source::SourceConfig| source.tailed().map(|t| t.kubernetes.clone());
+    printed(old) != printed(new) || identity(old) != identity(new)
 }
 
 fn plan(old: &Config, new: &Config) -> Plan {

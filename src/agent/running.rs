@@ -30,7 +30,7 @@ use crate::pipeline::buffer::{self, BufferSender};
 use crate::pipeline::sink_task::Reconfigure;
 use crate::pipeline::{BuiltSink, Router, spawn_sink};
 use crate::sink::{BuildError, SinkConfig};
-use crate::source::SourceKind;
+use crate::source::network::{Listening, journal_dir};
 use crate::source::tailer::{Control, Stopped, Tailer};
 
 /// How often a source being stopped is checked for the delivery of what it handed on.
@@ -50,6 +50,8 @@ pub(super) struct RunningSource {
     router: Router,
     control: Arc<Control>,
     thread: JoinHandle<()>,
+    /// A network source's listeners and journal, stopped before its tailer drains.
+    listening: Option<Listening>,
 }
 
 /// Everything that runs, and the configuration it runs.
@@ -233,7 +235,24 @@ impl Running {
         let Some(source_config) = self.config.sources.get(name) else {
             return Ok(());
         };
-        let SourceKind::File(file_config) = &source_config.kind;
+        let Some(file_config) = source_config.tailed() else {
+            return Err(RunError::Spawn {
+                source_name: name.to_owned(),
+                error: std::io::Error::other("the source's configuration was not resolved"),
+            });
+        };
+        // A network source's journal is opened (and repaired) before its tailer reads it.
+        let listening = Listening::start(
+            name,
+            &source_config.kind,
+            &journal_dir(&self.config.data_dir, name),
+            &self.store,
+            &self.metrics.source(name),
+        )
+        .map_err(|e| RunError::Network {
+            source_name: name.to_owned(),
+            error: e,
+        })?;
         let outputs = self.outputs_of(name);
         let ids: Vec<SinkId> = outputs.iter().map(|(id, _)| *id).collect();
         self.store.route(name, &ids);
@@ -271,6 +290,7 @@ impl Running {
                 router,
                 control,
                 thread,
+                listening,
             },
         );
         Ok(())
@@ -298,7 +318,14 @@ impl Running {
     /// Drains everything within `deadline`: sources read their files to their current end,
     /// sinks deliver what they hold. True when all of it was done in time.
     pub(super) async fn shutdown(mut self, deadline: Instant) -> bool {
-        let sources = std::mem::take(&mut self.sources);
+        let mut sources = std::mem::take(&mut self.sources);
+        // Senders are turned away first; what they were answered is in the journals, which
+        // the tailers then read to their end.
+        for source in sources.values_mut() {
+            if let Some(listening) = source.listening.take() {
+                listening.stop().await;
+            }
+        }
         for source in sources.values() {
             source.control.drain();
         }
@@ -373,7 +400,11 @@ pub(super) async fn stop_source(
         router,
         control,
         mut thread,
+        listening,
     } = source;
+    if let Some(listening) = listening {
+        listening.stop().await;
+    }
     if removed {
         router.stop();
     }

@@ -220,6 +220,26 @@ impl Collector for AgentCollector {
                 "source_skipped_special_files",
                 "FIFOs, sockets and device nodes matched by the globs, never opened, each counted once.",
             ),
+            Counters::new(
+                "source_records_received",
+                "Records a network source took from its senders into its journal.",
+            ),
+            Counters::new(
+                "source_requests_rejected",
+                "Requests, records or datagrams a network source refused (journal full, malformed, too large).",
+            ),
+            Counters::new(
+                "source_datagrams_dropped",
+                "Datagrams dropped because the journal was full (UDP cannot push back).",
+            ),
+            Counters::new(
+                "source_journal_syncs",
+                "Group writes of a network source's journal (each synced under durability: fsync).",
+            ),
+            Counters::new(
+                "source_journal_segments_deleted",
+                "Journal segments deleted once every sink delivered them.",
+            ),
         ];
         let mut source_gauges = [
             Gauges::new("source_open_files", "Files open (at most max_open_files)."),
@@ -234,6 +254,10 @@ impl Collector for AgentCollector {
             Gauges::new(
                 "source_bytes_behind",
                 "Bytes written to the source's files and not yet delivered by every sink (file size minus checkpoint), summed.",
+            ),
+            Gauges::new(
+                "source_journal_bytes",
+                "Bytes in a network source's journal segments on disk (at most journal.max_bytes).",
             ),
         ];
         for (name, s) in &snapshot.sources {
@@ -255,12 +279,23 @@ impl Collector for AgentCollector {
                 s.skipped_symlinks,
                 s.skipped_directories,
                 s.skipped_special_files,
+                s.records_received,
+                s.requests_rejected,
+                s.datagrams_dropped,
+                s.journal_syncs,
+                s.journal_segments_deleted,
             ];
             for (family, value) in source_counters.iter_mut().zip(counters) {
                 family.sample(label(), ConstCounter::new(value));
             }
             let (bytes_behind, tracked) = behind.per_source.get(name).copied().unwrap_or_default();
-            let gauges = [s.open_files, tracked, s.missing_directories, bytes_behind];
+            let gauges = [
+                s.open_files,
+                tracked,
+                s.missing_directories,
+                bytes_behind,
+                s.journal_bytes,
+            ];
             for (family, value) in source_gauges.iter_mut().zip(gauges) {
                 family.sample(label(), ConstGauge::new(value as f64));
             }

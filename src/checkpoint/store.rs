@@ -386,6 +386,16 @@ impl CheckpointStore {
             .all(|t| t.checkpoint() >= t.emitted)
     }
 
+    /// The device, inode and checkpoint of each tracked file of `source`.
+    pub fn checkpoints_of(&self, source: &str) -> Vec<(u64, u64, u64)> {
+        self.lock()
+            .tracked
+            .values()
+            .filter(|t| *t.source == *source)
+            .map(|t| (t.dev, t.ino, t.checkpoint()))
+            .collect()
+    }
+
     /// Stops tracking the files of `source` (its tailer has stopped), keeping each at its
     /// checkpoint as a record the next tailer of `source` claims, as after a restart: it
     /// resumes there. Acks that come later for these files are not counted.

@@ -21,7 +21,10 @@ pub fn missing_include_dirs(config: &Config) -> BTreeMap<String, Vec<PathBuf>> {
         .sources
         .iter()
         .filter_map(|(name, source)| {
-            let SourceKind::File(file) = &source.kind;
+            // A network source's journal directory is made when it starts.
+            let SourceKind::File(file) = &source.kind else {
+                return None;
+            };
             let globs = Globs::new(&file.include, &file.exclude, file.follow_symlinks);
             let missing: Vec<PathBuf> = globs
                 .watch_roots()

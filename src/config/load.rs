@@ -32,6 +32,7 @@ pub(super) fn from_yaml(
         );
     };
     let pods_root = base_dir.join(&raw.pods_root);
+    let data_dir = base_dir.join(&raw.data_dir);
     if raw.mode == Mode::Daemonset && raw.sources.is_empty() {
         raw.sources.insert(
             kubernetes::DAEMONSET_SOURCE.to_owned(),
@@ -54,11 +55,13 @@ pub(super) fn from_yaml(
     };
     let mut sources = BTreeMap::new();
     for (name, value) in raw.sources {
-        match read_source(&format!("sources.{name}"), value, base_dir) {
+        match read_source(&format!("sources.{name}"), value, base_dir, &data_dir) {
             Ok(mut config) => {
-                let SourceKind::File(file) = &mut config.kind;
-                file.kubernetes = stamped.clone();
-                if let Some(glob) = &own_pod
+                if let Some(tailed) = config.tailed_mut() {
+                    tailed.kubernetes = stamped.clone();
+                }
+                if let SourceKind::File(file) = &mut config.kind
+                    && let Some(glob) = &own_pod
                     && !file.exclude.contains(glob)
                 {
                     file.exclude.push(glob.clone());
@@ -80,7 +83,7 @@ pub(super) fn from_yaml(
     let config = Config {
         mode: raw.mode,
         pods_root,
-        data_dir: base_dir.join(raw.data_dir),
+        data_dir,
         sources,
         sinks,
         api: raw.api,
@@ -203,11 +206,19 @@ fn take_type(key: &str, value: Value, types: &[&str]) -> Result<(String, Mapping
     }
 }
 
-fn read_source(key: &str, value: Value, base_dir: &Path) -> Result<SourceConfig, ConfigError> {
-    let (kind, rest) = take_type(key, value, &["file"])?;
+fn read_source(
+    key: &str,
+    value: Value,
+    base_dir: &Path,
+    data_dir: &Path,
+) -> Result<SourceConfig, ConfigError> {
+    let (kind, rest) = take_type(key, value, crate::source::SOURCE_TYPES)?;
     let kind = SourceKind::from_parts(key, &kind, rest)?;
-    let config = SourceConfig { kind };
-    config.resolve(key, base_dir)
+    let config = SourceConfig {
+        kind,
+        journal_tail: None,
+    };
+    config.resolve(key, base_dir, data_dir)
 }
 
 /// Reads a sink: the settings every sink has and its type's own, each with all their errors.

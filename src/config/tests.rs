@@ -79,7 +79,9 @@ fn relative_paths_are_taken_from_the_base_dir() {
         .replace("/tmp/out.ndjson", "out/x.ndjson");
     let config = parse(&text).unwrap();
     assert_eq!(config.data_dir, PathBuf::from("/base/state"));
-    let SourceKind::File(file) = &config.sources["app"].kind;
+    let SourceKind::File(file) = &config.sources["app"].kind else {
+        panic!("a file source")
+    };
     assert_eq!(file.include, vec!["/base/logs/*.log".to_owned()]);
     let printed = config.to_yaml();
     assert!(printed.contains("/base/out/x.ndjson"), "{printed}");
@@ -330,14 +332,18 @@ fn parsing_settings_print_back_and_the_pod_is_what_the_config_names() {
         _ => None,
     };
     let config = Config::from_yaml(&text, lookup, Path::new("/base")).unwrap();
-    let SourceKind::File(file) = &config.sources["app"].kind;
+    let SourceKind::File(file) = &config.sources["app"].kind else {
+        panic!("a file source")
+    };
     assert!(
         file.kubernetes.0.is_empty(),
         "nothing without `kubernetes:`"
     );
     let text = format!("{text}\nkubernetes: {{ pod_name: \"${{POD_NAME}}\" }}\n");
     let config = Config::from_yaml(&text, lookup, Path::new("/base")).unwrap();
-    let SourceKind::File(file) = &config.sources["app"].kind;
+    let SourceKind::File(file) = &config.sources["app"].kind else {
+        panic!("a file source")
+    };
     assert_eq!(
         file.kubernetes.0,
         [("pod_name".to_owned(), "web-1".to_owned())]
@@ -424,7 +430,9 @@ sinks:
     for (text, lookup, include, exclude) in cases {
         let config = Config::from_yaml(&text, lookup, Path::new("/base")).unwrap();
         assert_eq!(config.mode, Mode::Daemonset);
-        let SourceKind::File(file) = &config.sources["pods"].kind;
+        let SourceKind::File(file) = &config.sources["pods"].kind else {
+            panic!("a file source")
+        };
         assert_eq!(file.include, include, "{text}");
         assert_eq!(file.exclude, exclude, "{text}");
         let preset = include[0].ends_with("/*/*/*.log");
@@ -454,7 +462,9 @@ sinks:
     assert_eq!(err, "config key `sources`: at least one source is needed");
     let config = Config::from_yaml(MINIMAL, env, Path::new("/")).unwrap();
     assert_eq!(config.mode, Mode::Sidecar);
-    let SourceKind::File(file) = &config.sources["app"].kind;
+    let SourceKind::File(file) = &config.sources["app"].kind else {
+        panic!("a file source")
+    };
     assert!(file.exclude.is_empty());
 }
 

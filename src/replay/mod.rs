@@ -131,7 +131,8 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
                 sources: BTreeMap::from([(
                     REPLAY_SOURCE.to_owned(),
                     SourceConfig {
-                        kind: SourceKind::File(source),
+                        kind: SourceKind::File(Box::new(source)),
+                        journal_tail: None,
                     },
                 )]),
                 sinks: BTreeMap::new(),
@@ -148,7 +149,9 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
     }
     if let Some(format) = options.format {
         for (name, source) in config.sources.iter_mut() {
-            let SourceKind::File(file) = &mut source.kind;
+            let Some(file) = source.tailed_mut() else {
+                continue;
+            };
             if format == Format::Regex && file.pattern.is_none() {
                 return Err(ReplayError::Usage(format!(
                     "--format regex: source `{name}` has no `pattern`; give one in --config"
@@ -195,10 +198,11 @@ fn source_for(config: &Config, path: &Path) -> Result<String, ReplayError> {
         .sources
         .iter()
         .find(|(_, source)| {
-            let SourceKind::File(file) = &source.kind;
-            file.include
-                .iter()
-                .any(|pattern| glob::Pattern::new(pattern).is_ok_and(|p| p.matches_path(&absolute)))
+            source.tailed().is_some_and(|file| {
+                file.include.iter().any(|pattern| {
+                    glob::Pattern::new(pattern).is_ok_and(|p| p.matches_path(&absolute))
+                })
+            })
         })
         .map(|(name, _)| name.clone())
         .ok_or_else(|| ReplayError::NoSource(path.to_owned()))
@@ -228,7 +232,10 @@ pub async fn replay(
     let sink_tasks = std::mem::take(&mut sinks.tasks);
     let mut routes = BTreeMap::new();
     for (name, source) in &config.sources {
-        let SourceKind::File(file) = &source.kind;
+        // A network source replays its journal's segments.
+        let Some(file) = source.tailed() else {
+            continue;
+        };
         let (router, ids) = sinks.route_to(&config.sinks_of(name));
         routes.insert(
             name.clone(),

@@ -1,4 +1,8 @@
-//! Sources: where events come from. Today, files on disk.
+//! Sources: where events come from: files on disk, and the network (`http`, `syslog`).
+//!
+//! A network source ([`network`], [`http`], [`syslog`]) writes what it receives to its
+//! [`journal`] and answers the sender once it is durable; its tailer reads the journal's
+//! segments as it reads any file, so acks and checkpoints work the same for both.
 //!
 //! The file source discovers files by glob ([`discovery`]), is woken by `notify` events
 //! ([`watcher`]) with a periodic rescan as the backstop, reads and frames lines ([`framing`]),
@@ -14,9 +18,13 @@ pub mod discovery;
 pub mod fingerprint;
 pub mod framing;
 mod head_index;
+pub mod http;
+pub mod journal;
 pub mod marks;
+pub mod network;
 pub mod open;
 pub mod path_list;
+pub mod syslog;
 pub mod tailer;
 pub mod watcher;
 
@@ -38,6 +46,10 @@ pub struct SourceConfig {
     /// What kind of source, with its settings.
     #[serde(flatten)]
     pub kind: SourceKind,
+    /// The tailer's settings over a network source's journal, made by
+    /// [`SourceConfig::resolve`] (`None` for a `file` source, which is its own).
+    #[serde(skip)]
+    pub journal_tail: Option<Box<FileSourceConfig>>,
 }
 
 /// The source types, tagged by `type:`.
@@ -45,29 +57,111 @@ pub struct SourceConfig {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceKind {
     /// Tail files matched by globs.
-    File(FileSourceConfig),
+    File(Box<FileSourceConfig>),
+    /// Events POSTed over HTTP, journaled.
+    Http(http::HttpSourceConfig),
+    /// Syslog messages over UDP, TCP or a Unix socket, journaled.
+    Syslog(syslog::SyslogSourceConfig),
 }
+
+/// The source types' names, as `type:` takes them.
+pub const SOURCE_TYPES: &[&str] = &["file", "http", "syslog"];
 
 impl SourceKind {
     /// Reads the settings of a source of type `kind` found at `key`.
     pub fn from_parts(key: &str, kind: &str, rest: Mapping) -> Result<Self, ConfigError> {
         match kind {
             "file" => Ok(SourceKind::File(from_value(key, Value::Mapping(rest))?)),
+            "http" => Ok(SourceKind::Http(from_value(key, Value::Mapping(rest))?)),
+            "syslog" => Ok(SourceKind::Syslog(from_value(key, Value::Mapping(rest))?)),
             other => Err(ConfigError::invalid(
                 format!("{key}.type"),
-                format!("unknown source type `{other}`, expected `file`"),
+                format!("unknown source type `{other}`, expected one of file, http, syslog"),
             )),
         }
     }
 }
 
 impl SourceConfig {
-    /// Checks the settings and makes relative paths absolute from `base_dir`.
-    pub fn resolve(self, key: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        let SourceKind::File(file) = self.kind;
+    /// Checks the settings and makes relative paths absolute from `base_dir`; a network
+    /// source's tailer reads its journal under `data_dir`.
+    pub fn resolve(self, key: &str, base_dir: &Path, data_dir: &Path) -> Result<Self, ConfigError> {
+        let name = key.strip_prefix("sources.").unwrap_or(key);
+        let journal_tail = |journal: &journal::JournalConfig,
+                            fields: &serde_json::Map<String, serde_json::Value>,
+                            filter: Option<&crate::parse::FilterConfig>,
+                            timestamp: Option<&TimestampConfig>|
+         -> Result<Box<FileSourceConfig>, ConfigError> {
+            journal.check().map_err(|(field, message)| {
+                ConfigError::invalid(format!("{key}.journal.{field}"), message)
+            })?;
+            let tail = network::journal_tail(
+                &network::journal_dir(data_dir, name),
+                fields,
+                filter,
+                timestamp,
+            );
+            tail.check_parsing(key)?;
+            Ok(Box::new(tail))
+        };
+        let (kind, tail) = match self.kind {
+            SourceKind::File(file) => (
+                SourceKind::File(Box::new(file.resolve(key, base_dir)?)),
+                None,
+            ),
+            SourceKind::Http(http) => {
+                if !http.path.starts_with('/') {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.path"),
+                        "must start with `/`",
+                    ));
+                }
+                if http.max_request_bytes == 0 {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.max_request_bytes"),
+                        "must be at least 1",
+                    ));
+                }
+                let tail = journal_tail(
+                    &http.journal,
+                    &http.fields,
+                    http.filter.as_ref(),
+                    http.timestamp.as_ref(),
+                )?;
+                (SourceKind::Http(http), Some(tail))
+            }
+            SourceKind::Syslog(syslog) => {
+                let syslog = syslog.resolve(key, base_dir)?;
+                let tail = journal_tail(
+                    &syslog.journal,
+                    &syslog.fields,
+                    syslog.filter.as_ref(),
+                    syslog.timestamp.as_ref(),
+                )?;
+                (SourceKind::Syslog(syslog), Some(tail))
+            }
+        };
         Ok(SourceConfig {
-            kind: SourceKind::File(file.resolve(key, base_dir)?),
+            kind,
+            journal_tail: tail,
         })
+    }
+
+    /// What the source's tailer reads: the files of a `file` source, the journal of a
+    /// network one.
+    pub fn tailed(&self) -> Option<&FileSourceConfig> {
+        match &self.kind {
+            SourceKind::File(file) => Some(file),
+            _ => self.journal_tail.as_deref(),
+        }
+    }
+
+    /// [`SourceConfig::tailed`], to change.
+    pub fn tailed_mut(&mut self) -> Option<&mut FileSourceConfig> {
+        match &mut self.kind {
+            SourceKind::File(file) => Some(file),
+            _ => self.journal_tail.as_deref_mut(),
+        }
     }
 }
 
@@ -138,6 +232,11 @@ pub struct FileSourceConfig {
     /// counted (`skipped_symlinks`), never read.
     #[serde(default)]
     pub follow_symlinks: bool,
+    /// The files are journal segments ([`journal`]) whose first line is a header, not a log
+    /// line: a segment found without a checkpoint is read from its second line. Set for a
+    /// network source's tailer, never written in a configuration.
+    #[serde(skip)]
+    pub journal: bool,
 }
 
 fn default_max_line_bytes() -> usize {
@@ -228,7 +327,7 @@ impl FileSourceConfig {
     }
 
     /// The checks of `format`, `pattern`, `multiline`, `timestamp`, `fields` and `filter`.
-    fn check_parsing(&self, key: &str) -> Result<(), ConfigError> {
+    pub(crate) fn check_parsing(&self, key: &str) -> Result<(), ConfigError> {
         match (&self.pattern, self.format) {
             (None, Format::Regex) => {
                 return Err(ConfigError::invalid(

@@ -255,6 +255,9 @@ impl<E: Emit> Context<E> {
                         None if sniffed == Sniffed::Undecided => 0,
                         None => start_of_last_line(&file, size)?,
                     }
+                } else if self.config.journal {
+                    // Past the segment's header line (it is there whole: see `journal`).
+                    memchr::memchr(b'\n', &head).map_or(0, |at| at as u64 + 1)
                 } else {
                     0
                 };
