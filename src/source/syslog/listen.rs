@@ -106,6 +106,13 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     let max = config.max_message_bytes;
     let connections = config.max_connections;
+    match &socket {
+        Socket::Udp(s) => log_listening("udp", s.local_addr().map(|a| a.to_string())),
+        Socket::Tcp(l) => log_listening("tcp", l.local_addr().map(|a| a.to_string())),
+        Socket::UnixDatagram(_, path) | Socket::UnixStream(_, path) => {
+            log_listening("unix", Ok(path.display().to_string()))
+        }
+    }
     let task = tokio::spawn(async move {
         let outcome = match socket {
             Socket::Udp(socket) => match tokio::net::UdpSocket::from_std(socket) {
@@ -149,6 +156,11 @@ pub fn spawn(
         }
     });
     vec![task]
+}
+
+fn log_listening(transport: &str, address: io::Result<String>) {
+    let address = address.unwrap_or_else(|e| format!("(unknown: {e})"));
+    tracing::info!(transport, %address, "syslog source listening");
 }
 
 /// A datagram socket.
