@@ -178,13 +178,7 @@ pub fn decode(body: &[u8], encoding: Option<&str>, max: usize) -> Result<Vec<u8>
 
 /// Binds the source's address.
 pub fn bind(config: &HttpSourceConfig) -> Result<std::net::TcpListener, NetworkError> {
-    let bind_error = |error| NetworkError::Bind {
-        address: config.address.to_string(),
-        error,
-    };
-    let listener = std::net::TcpListener::bind(config.address).map_err(bind_error)?;
-    listener.set_nonblocking(true).map_err(bind_error)?;
-    Ok(listener)
+    super::network::bind_tcp(config.address)
 }
 
 #[derive(Clone)]
@@ -281,8 +275,8 @@ async fn ingest(
     }
 }
 
-/// The answer to a request the journal did not take.
-fn refusal(e: &JournalError) -> Response {
+/// The answer to a request the journal did not take (`otlp` answers the same).
+pub fn refusal(e: &JournalError) -> Response {
     let (status, retry_after) = match e {
         JournalError::Full { .. } => (StatusCode::TOO_MANY_REQUESTS, Some("1")),
         JournalError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, None),

@@ -23,6 +23,7 @@ pub mod journal;
 pub mod marks;
 pub mod network;
 pub mod open;
+pub mod otlp;
 pub mod path_list;
 pub mod syslog;
 pub mod tailer;
@@ -62,10 +63,12 @@ pub enum SourceKind {
     Http(http::HttpSourceConfig),
     /// Syslog messages over UDP, TCP or a Unix socket, journaled.
     Syslog(syslog::SyslogSourceConfig),
+    /// OpenTelemetry logs over gRPC and HTTP, journaled.
+    Otlp(otlp::OtlpSourceConfig),
 }
 
 /// The source types' names, as `type:` takes them.
-pub const SOURCE_TYPES: &[&str] = &["file", "http", "syslog"];
+pub const SOURCE_TYPES: &[&str] = &["file", "http", "otlp", "syslog"];
 
 impl SourceKind {
     /// Reads the settings of a source of type `kind` found at `key`.
@@ -74,9 +77,10 @@ impl SourceKind {
             "file" => Ok(SourceKind::File(from_value(key, Value::Mapping(rest))?)),
             "http" => Ok(SourceKind::Http(from_value(key, Value::Mapping(rest))?)),
             "syslog" => Ok(SourceKind::Syslog(from_value(key, Value::Mapping(rest))?)),
+            "otlp" => Ok(SourceKind::Otlp(from_value(key, Value::Mapping(rest))?)),
             other => Err(ConfigError::invalid(
                 format!("{key}.type"),
-                format!("unknown source type `{other}`, expected one of file, http, syslog"),
+                format!("unknown source type `{other}`, expected one of file, http, otlp, syslog"),
             )),
         }
     }
@@ -139,6 +143,28 @@ impl SourceConfig {
                     syslog.timestamp.as_ref(),
                 )?;
                 (SourceKind::Syslog(syslog), Some(tail))
+            }
+            SourceKind::Otlp(otlp) => {
+                if otlp.grpc_address.is_none() && otlp.http_address.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.grpc_address"),
+                        "grpc_address and http_address are both null: nothing would be served",
+                    ));
+                }
+                if otlp.max_request_bytes == 0 || otlp.max_request_bytes > network::MAX_RECORD_BYTES
+                {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.max_request_bytes"),
+                        format!("must be between 1 and {}", network::MAX_RECORD_BYTES),
+                    ));
+                }
+                let tail = journal_tail(
+                    &otlp.journal,
+                    &otlp.fields,
+                    otlp.filter.as_ref(),
+                    otlp.timestamp.as_ref(),
+                )?;
+                (SourceKind::Otlp(otlp), Some(tail))
             }
         };
         Ok(SourceConfig {

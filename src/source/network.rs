@@ -154,6 +154,7 @@ impl Listening {
             SourceKind::File(_) => return Ok(None),
             SourceKind::Http(http) => http.journal,
             SourceKind::Syslog(syslog) => syslog.journal,
+            SourceKind::Otlp(otlp) => otlp.journal,
         };
         // Bound first: an address in use fails the start before the journal is touched.
         let (stop, stopping) = watch::channel(false);
@@ -161,6 +162,10 @@ impl Listening {
             SourceKind::File(_) => return Ok(None),
             SourceKind::Http(http) => Bound::Http(super::http::bind(http)?),
             SourceKind::Syslog(syslog) => Bound::Syslog(super::syslog::listen::bind(syslog)?),
+            SourceKind::Otlp(otlp) => Bound::Otlp {
+                grpc: otlp.grpc_address.map(bind_tcp).transpose()?,
+                http: otlp.http_address.map(bind_tcp).transpose()?,
+            },
         };
         let (journal, writer) = Journal::open(dir, name, journal_config, Arc::clone(metrics))?;
         let tasks = match (bound, kind) {
@@ -169,6 +174,22 @@ impl Listening {
             }
             (Bound::Syslog(socket), SourceKind::Syslog(syslog)) => {
                 super::syslog::listen::spawn(socket, syslog, journal, stopping)
+            }
+            (Bound::Otlp { grpc, http }, SourceKind::Otlp(otlp)) => {
+                let max = otlp.max_request_bytes;
+                let mut tasks = Vec::new();
+                if let Some(listener) = grpc {
+                    tasks.push(super::otlp::grpc::spawn(
+                        listener,
+                        max,
+                        journal.clone(),
+                        stopping.clone(),
+                    ));
+                }
+                if let Some(listener) = http {
+                    tasks.push(super::otlp::http::spawn(listener, max, journal, stopping));
+                }
+                tasks
             }
             _ => Vec::new(),
         };
@@ -208,4 +229,19 @@ impl Listening {
 enum Bound {
     Http(std::net::TcpListener),
     Syslog(super::syslog::listen::Socket),
+    Otlp {
+        grpc: Option<std::net::TcpListener>,
+        http: Option<std::net::TcpListener>,
+    },
+}
+
+/// Binds a TCP listener for the runtime to take.
+pub fn bind_tcp(address: std::net::SocketAddr) -> Result<std::net::TcpListener, NetworkError> {
+    let bind_error = |error| NetworkError::Bind {
+        address: address.to_string(),
+        error,
+    };
+    let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    Ok(listener)
 }

@@ -1,0 +1,157 @@
+//! OTLP/HTTP: `POST /v1/logs` with a protobuf or JSON `ExportLogsServiceRequest`, gzip or zstd
+//! bodies too, journaled before the answer.
+//!
+//! Invariant: 200 only once every record of the request is in the journal; a full journal is
+//! 429 with `Retry-After` (the answer the OTLP specification gives throttled senders), and
+//! nothing of a refused request is kept.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{request_from_json, write_records};
+use crate::metrics::add;
+use crate::source::http::{BodyError, decode, refusal};
+use crate::source::journal::Journal;
+
+/// The path OTLP/HTTP exporters post logs to.
+pub const LOGS_PATH: &str = "/v1/logs";
+
+struct Ingest {
+    journal: Journal,
+    max_request_bytes: usize,
+}
+
+/// Serves OTLP/HTTP on `listener` until `stopping` turns true.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    max_request_bytes: usize,
+    journal: Journal,
+    mut stopping: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let state = Arc::new(Ingest {
+        journal,
+        max_request_bytes,
+    });
+    let app = Router::new()
+        .route(LOGS_PATH, axum::routing::post(export))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .with_state(state);
+    tokio::spawn(async move {
+        let address = listener
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(%address, error = %e, "otlp source cannot serve HTTP");
+                return;
+            }
+        };
+        tracing::info!(%address, "otlp source listening (HTTP)");
+        let stop = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
+        {
+            tracing::error!(%address, error = %e, "otlp source stopped serving HTTP");
+        }
+    })
+}
+
+/// What the sender wrote, and is answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+async fn export(
+    State(state): State<Arc<Ingest>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let metrics = state.journal.metrics();
+    let refuse = |status: StatusCode, message: String| {
+        add(&metrics.requests_rejected, 1);
+        (status, format!("{message}\n")).into_response()
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let encoding = match content_type.split(';').next().map(str::trim) {
+        Some("application/x-protobuf") | Some("application/protobuf") => Encoding::Protobuf,
+        Some("application/json") => Encoding::Json,
+        _ => {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Type `{content_type}`: application/x-protobuf or application/json"
+                ),
+            );
+        }
+    };
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let decoded = match decode(&body, content_encoding, state.max_request_bytes) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            let status = match e {
+                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return refuse(status, e.to_string());
+        }
+    };
+    let request = match encoding {
+        Encoding::Protobuf => <ExportLogsServiceRequest as prost::Message>::decode(&decoded[..])
+            .map_err(|e| e.to_string()),
+        Encoding::Json => request_from_json(&decoded),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let mut records = Vec::new();
+    let count = write_records(&request, &peer.to_string(), &mut records);
+    if count > 0 {
+        if let Err(e) = state.journal.append(records).await {
+            add(&metrics.requests_rejected, 1);
+            return refusal(&e);
+        }
+        add(&metrics.records_received, count);
+    }
+    match encoding {
+        Encoding::Protobuf => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            prost::Message::encode_to_vec(&ExportLogsServiceResponse::default()),
+        )
+            .into_response(),
+        Encoding::Json => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response(),
+    }
+}
