@@ -73,6 +73,13 @@ pub struct SourceMetrics {
     pub journal_syncs: AtomicU64,
     /// Journal segments deleted once delivered.
     pub journal_segments_deleted: AtomicU64,
+    /// Rotated files `retention` deleted once delivered.
+    pub retention_deleted_files: AtomicU64,
+    /// Their bytes.
+    pub retention_deleted_bytes: AtomicU64,
+    /// Bytes by which the files exceed `retention.max_bytes` after the last sweep, when
+    /// nothing more could be deleted (0: within the limit).
+    pub retention_over_limit_bytes: AtomicU64,
 }
 
 /// Counters of one sink.
@@ -226,6 +233,9 @@ impl Metrics {
                         journal_bytes: get(&m.journal_bytes),
                         journal_syncs: get(&m.journal_syncs),
                         journal_segments_deleted: get(&m.journal_segments_deleted),
+                        retention_deleted_files: get(&m.retention_deleted_files),
+                        retention_deleted_bytes: get(&m.retention_deleted_bytes),
+                        retention_over_limit_bytes: get(&m.retention_over_limit_bytes),
                     };
                     (name, s)
                 })
@@ -283,6 +293,9 @@ pub struct SourceSnapshot {
     pub journal_bytes: u64,
     pub journal_syncs: u64,
     pub journal_segments_deleted: u64,
+    pub retention_deleted_files: u64,
+    pub retention_deleted_bytes: u64,
+    pub retention_over_limit_bytes: u64,
 }
 
 /// Values of a sink's counters at one moment.

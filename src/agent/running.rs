@@ -30,7 +30,9 @@ use crate::pipeline::buffer::{self, BufferSender};
 use crate::pipeline::sink_task::Reconfigure;
 use crate::pipeline::{BuiltSink, Router, spawn_sink};
 use crate::sink::{BuildError, SinkConfig};
+use crate::source::SourceKind;
 use crate::source::network::{Listening, journal_dir};
+use crate::source::retention::Retention;
 use crate::source::tailer::{Control, Stopped, Tailer};
 
 /// How often a source being stopped is checked for the delivery of what it handed on.
@@ -52,6 +54,8 @@ pub(super) struct RunningSource {
     thread: JoinHandle<()>,
     /// A network source's listeners and journal, stopped before its tailer drains.
     listening: Option<Listening>,
+    /// A file source's `retention` task, aborted when the source stops.
+    retention: Option<JoinHandle<()>>,
 }
 
 /// Everything that runs, and the configuration it runs.
@@ -253,6 +257,20 @@ impl Running {
             source_name: name.to_owned(),
             error: e,
         })?;
+        let retention = match (&source_config.kind, file_config.retention) {
+            (SourceKind::File(_), Some(config)) => Some(tokio::spawn(
+                Retention::new(
+                    name,
+                    &file_config.include,
+                    &file_config.exclude,
+                    config,
+                    Arc::clone(&self.store),
+                    self.metrics.source(name),
+                )
+                .run(),
+            )),
+            _ => None,
+        };
         let outputs = self.outputs_of(name);
         let ids: Vec<SinkId> = outputs.iter().map(|(id, _)| *id).collect();
         self.store.route(name, &ids);
@@ -291,6 +309,7 @@ impl Running {
                 control,
                 thread,
                 listening,
+                retention,
             },
         );
         Ok(())
@@ -322,6 +341,9 @@ impl Running {
         // Senders are turned away first; what they were answered is in the journals, which
         // the tailers then read to their end.
         for source in sources.values_mut() {
+            if let Some(retention) = source.retention.take() {
+                retention.abort();
+            }
             if let Some(listening) = source.listening.take() {
                 listening.stop().await;
             }
@@ -380,6 +402,9 @@ impl Drop for Running {
         for source in self.sources.values() {
             source.control.drain();
             source.router.stop();
+            if let Some(retention) = &source.retention {
+                retention.abort();
+            }
         }
     }
 }
@@ -401,7 +426,11 @@ pub(super) async fn stop_source(
         control,
         mut thread,
         listening,
+        retention,
     } = source;
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     if let Some(listening) = listening {
         listening.stop().await;
     }

@@ -240,6 +240,14 @@ impl Collector for AgentCollector {
                 "source_journal_segments_deleted",
                 "Journal segments deleted once every sink delivered them.",
             ),
+            Counters::new(
+                "source_retention_deleted_files",
+                "Rotated files retention deleted once every line in them was delivered.",
+            ),
+            Counters::new(
+                "source_retention_deleted_bytes",
+                "Bytes of the rotated files retention deleted.",
+            ),
         ];
         let mut source_gauges = [
             Gauges::new("source_open_files", "Files open (at most max_open_files)."),
@@ -258,6 +266,10 @@ impl Collector for AgentCollector {
             Gauges::new(
                 "source_journal_bytes",
                 "Bytes in a network source's journal segments on disk (at most journal.max_bytes).",
+            ),
+            Gauges::new(
+                "source_retention_over_limit_bytes",
+                "Bytes by which a source's files exceed retention.max_bytes with nothing more deletable (undelivered or live files); 0 within the limit.",
             ),
         ];
         for (name, s) in &snapshot.sources {
@@ -284,6 +296,8 @@ impl Collector for AgentCollector {
                 s.datagrams_dropped,
                 s.journal_syncs,
                 s.journal_segments_deleted,
+                s.retention_deleted_files,
+                s.retention_deleted_bytes,
             ];
             for (family, value) in source_counters.iter_mut().zip(counters) {
                 family.sample(label(), ConstCounter::new(value));
@@ -295,6 +309,7 @@ impl Collector for AgentCollector {
                 s.missing_directories,
                 bytes_behind,
                 s.journal_bytes,
+                s.retention_over_limit_bytes,
             ];
             for (family, value) in source_gauges.iter_mut().zip(gauges) {
                 family.sample(label(), ConstGauge::new(value as f64));

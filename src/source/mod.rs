@@ -25,6 +25,8 @@ pub mod network;
 pub mod open;
 pub mod otlp;
 pub mod path_list;
+pub mod retention;
+pub mod rotation;
 pub mod syslog;
 pub mod tailer;
 pub mod watcher;
@@ -258,6 +260,10 @@ pub struct FileSourceConfig {
     /// counted (`skipped_symlinks`), never read.
     #[serde(default)]
     pub follow_symlinks: bool,
+    /// Deletes delivered rotated files to keep the files under a size (needs the volume
+    /// mounted writable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<retention::RetentionConfig>,
     /// The files are journal segments ([`journal`]) whose first line is a header, not a log
     /// line: a segment found without a checkpoint is read from its second line. Set for a
     /// network source's tailer, never written in a configuration.
@@ -347,6 +353,12 @@ impl FileSourceConfig {
                     format!("must be between {min} and {max}"),
                 ));
             }
+        }
+        if self.retention.is_some_and(|r| r.max_bytes == 0) {
+            return Err(ConfigError::invalid(
+                format!("{key}.retention.max_bytes"),
+                "must be at least 1",
+            ));
         }
         self.check_parsing(key)?;
         Ok(self)

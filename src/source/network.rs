@@ -56,6 +56,7 @@ pub fn journal_tail(
         fingerprint_bytes: 1024,
         max_open_files: 64,
         follow_symlinks: false,
+        retention: None,
         journal: true,
     }
 }
