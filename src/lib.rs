@@ -25,7 +25,9 @@
 //! Sources and sinks:
 //! - [`source`]: the file tailer (one file per concern under `source/tailer/`), discovery, the
 //!   `notify` watcher, line framing, compressed files, copy recognition, and the step from
-//!   framed lines to a chunk that the tailer and replay share.
+//!   framed lines to a chunk that the tailer and replay share; retention of delivered rotated
+//!   files; the network sources (`otlp`, `syslog`, `http`), which write what they receive to a
+//!   journal ([`source::journal`]) that the tailer then ships like any file.
 //! - [`sink`]: the [`sink::Sink`] trait, the tagged sink config enum that builds sinks, one file
 //!   per sink (`file`, `stdout`, `blackhole`, `kafka`, a folder each for `http` and `otlp`), the
 //!   delivery settings every sink has (batch, buffer, retry), encodings and templates.

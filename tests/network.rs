@@ -481,3 +481,112 @@ fn a_full_journal_pushes_back_and_loses_nothing_once_the_sink_is_back() {
     assert!(value("log_agent_source_journal_bytes") <= 65536.0);
     assert!(agent.terminate(Duration::from_secs(20)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_restarts_a_changed_network_source_on_the_same_port() {
+    let world = World::new();
+    let port = closed_address().port();
+    let out = world.out();
+    let yaml = |version: u32| {
+        world
+            .yaml()
+            .source(
+                "api",
+                &format!("type: http\naddress: 127.0.0.1:{port}\nfields: {{ version: {version} }}"),
+            )
+            .file_sink("out", &["api"], &out, "")
+    };
+    let (agent, mut reloads) = Agent::start_reloadable(yaml(1).config());
+    let post = |n: u32| async move {
+        let body = format!("{{\"message\":\"reload {n:09}\"}}");
+        for _ in 0..200 {
+            if let Ok(answer) = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}/"))
+                .body(body.clone())
+                .send()
+                .await
+                && answer.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("record {n} was never taken");
+    };
+    post(0).await;
+    let report = reloads.reload(Ok(yaml(2).config())).await.unwrap();
+    assert_eq!(report.sources_restarted, vec!["api".to_owned()]);
+    post(1).await;
+    let summary = agent.stop().await;
+    assert!(summary.drained);
+    let events = read_ndjson(&out);
+    assert_exactly_once(&events, "reload", 2);
+    let version_of = |n: u64| {
+        events
+            .iter()
+            .find(|e| e["message"].as_str().unwrap().ends_with(&format!("{n:09}")))
+            .unwrap()["version"]
+            .clone()
+    };
+    assert_eq!((version_of(0), version_of(1)), (1.into(), 2.into()));
+}
+
+#[test]
+fn syslog_over_tcp_is_not_read_while_the_journal_is_full_and_nothing_is_lost() {
+    let world = World::new();
+    let (port, api) = (closed_address().port(), closed_address().port());
+    let out_dir = world.path("later");
+    let out = out_dir.join("out.ndjson");
+    let config = world
+        .yaml()
+        .top(&format!("api: {{ address: 127.0.0.1:{api} }}"))
+        .source(
+            "tcp",
+            &format!(
+                "type: syslog\nmode: tcp\naddress: 127.0.0.1:{port}\njournal: {{ max_bytes: 1048576, segment_bytes: 65536 }}"
+            ),
+        )
+        .file_sink("out", &["tcp"], &out, "retry: { initial_backoff_ms: 50, max_backoff_ms: 200 }")
+        .write(&world.path("agent.yaml"));
+    let mut agent = AgentProcess::start(&config, &world.path("agent.log"));
+    agent.wait_for_log(Duration::from_secs(20), &format!("127.0.0.1:{port}"));
+    // 20 MB: more than the loopback socket's buffers hold, so the sender has to wait.
+    let total = 200_000u64;
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for n in 0..total {
+            let message =
+                format!("<14>1 - host app - - - tcpfull {n:09} ..........................");
+            stream
+                .write_all(format!("{} {message}", message.len()).as_bytes())
+                .unwrap();
+        }
+    });
+    let journal_bytes = || {
+        let text = run("curl", &["-s", &format!("http://127.0.0.1:{api}/metrics")]);
+        text.lines()
+            .find(|l| l.starts_with("log_agent_source_journal_bytes{source=\"tcp\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // The journal fills and stays within its cap while the sink is down.
+    agent.wait_until(
+        Duration::from_secs(30),
+        || "the journal to fill".into(),
+        || journal_bytes() > 900_000.0,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let held = journal_bytes();
+    assert!(held <= 1048576.0, "{held} bytes in the journal");
+    assert!(!sender.is_finished(), "the sender is held back");
+    std::fs::create_dir(&out_dir).unwrap();
+    sender.join().unwrap();
+    agent.wait_until(
+        Duration::from_secs(60),
+        || format!("{} of {total} delivered", read_ndjson(&out).len()),
+        || read_ndjson(&out).len() as u64 >= total,
+    );
+    assert!(agent.terminate(Duration::from_secs(20)).success());
+    assert_exactly_once(&read_ndjson(&out), "tcpfull", total);
+}

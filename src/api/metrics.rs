@@ -506,6 +506,7 @@ mod tests {
             path: path.into(),
             dev: 1,
             ino: 1,
+            fingerprint: crate::checkpoint::Fingerprint::of(b""),
             checkpoint,
         }
     }

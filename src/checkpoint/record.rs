@@ -132,6 +132,9 @@ pub struct FilePosition {
     pub dev: u64,
     /// Inode of the file.
     pub ino: u64,
+    /// Its head when it was taken: a file now at `path` on the same device and inode (reused)
+    /// is another file unless its head matches.
+    pub fingerprint: Fingerprint,
     /// The offset up to which every sink delivered.
     pub checkpoint: u64,
 }

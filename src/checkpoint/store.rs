@@ -386,13 +386,13 @@ impl CheckpointStore {
             .all(|t| t.checkpoint() >= t.emitted)
     }
 
-    /// The device, inode and checkpoint of each tracked file of `source`.
-    pub fn checkpoints_of(&self, source: &str) -> Vec<(u64, u64, u64)> {
+    /// Where each tracked file of `source` is delivered up to.
+    pub fn positions_of(&self, source: &str) -> Vec<FilePosition> {
         self.lock()
             .tracked
             .values()
             .filter(|t| *t.source == *source)
-            .map(|t| (t.dev, t.ino, t.checkpoint()))
+            .map(Tracked::position)
             .collect()
     }
 
@@ -530,13 +530,7 @@ impl CheckpointStore {
         self.lock()
             .tracked
             .values()
-            .map(|t| FilePosition {
-                source: t.source.to_string(),
-                path: t.path.to_string(),
-                dev: t.dev,
-                ino: t.ino,
-                checkpoint: t.checkpoint(),
-            })
+            .map(Tracked::position)
             .collect()
     }
 

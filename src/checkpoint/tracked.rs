@@ -10,7 +10,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::SinkId;
-use super::record::{FileRecord, Fingerprint, StreamMark};
+use super::record::{FilePosition, FileRecord, Fingerprint, StreamMark};
 use crate::event::FileKey;
 
 /// A tracked file in the store.
@@ -61,6 +61,18 @@ impl Tracked {
             .map(|(_, offset)| *offset)
             .min()
             .unwrap_or(self.emitted)
+    }
+
+    /// How far it is delivered.
+    pub(super) fn position(&self) -> FilePosition {
+        FilePosition {
+            source: self.source.to_string(),
+            path: self.path.to_string(),
+            dev: self.dev,
+            ino: self.ino,
+            fingerprint: self.fingerprint,
+            checkpoint: self.checkpoint(),
+        }
     }
 
     /// Its record, known by `key`, at its checkpoint.

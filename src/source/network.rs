@@ -52,7 +52,7 @@ pub fn journal_tail(
         kubernetes: PodIdentity::default(),
         max_line_bytes: MAX_RECORD_BYTES,
         scan_interval_ms: 1_000,
-        rotate_wait_ms: 1_000,
+        rotate_wait_ms: 250,
         fingerprint_bytes: 1024,
         max_open_files: 64,
         follow_symlinks: false,

@@ -18,10 +18,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::compression::{Decoded, codec_of};
+use super::compression::{Decoded, codec_of, decompressed_head};
 use super::fingerprint::read_head;
 use super::rotation::is_rotated;
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{CheckpointStore, FilePosition};
 use crate::metrics::{SourceMetrics, add};
 
 /// `retention:` of a `file` source.
@@ -116,20 +116,37 @@ impl Retention {
         found
     }
 
-    /// The length of a file's content as the tailer counts offsets: decompressed for a
-    /// compressed file (measured once per version of it).
-    fn content_length(&mut self, file: &Found) -> io::Result<u64> {
+    /// Whether every sink delivered all of `file`'s content (decompressed, for a compressed
+    /// file, whose length is measured once per version of it) and its head is the one the
+    /// store knows.
+    fn delivered_whole(&mut self, file: &Found, position: &FilePosition) -> io::Result<bool> {
         let opened = std::fs::File::open(&file.path)?;
+        let fingerprint = &position.fingerprint;
         let Some(codec) = codec_of(&read_head(&opened, 8)?) else {
-            return Ok(file.size);
+            return Ok(position.checkpoint >= file.size
+                && fingerprint.len > 0
+                && fingerprint.matches(&read_head(&opened, fingerprint.len as usize)?));
         };
-        let key = (file.dev, file.ino, file.size, file.modified);
-        if let Some(&length) = self.lengths.get(&key) {
-            return Ok(length);
+        if fingerprint.len == 0
+            || !fingerprint.matches(&decompressed_head(
+                &opened,
+                codec,
+                fingerprint.len as usize,
+            )?)
+        {
+            return Ok(false);
         }
-        let length = Decoded::with_codec(opened, Some(codec), Arc::default())?.skip(u64::MAX)?;
-        self.lengths.insert(key, length);
-        Ok(length)
+        let key = (file.dev, file.ino, file.size, file.modified);
+        let length = match self.lengths.get(&key) {
+            Some(&length) => length,
+            None => {
+                let length =
+                    Decoded::with_codec(opened, Some(codec), Arc::default())?.skip(u64::MAX)?;
+                self.lengths.insert(key, length);
+                length
+            }
+        };
+        Ok(position.checkpoint >= length)
     }
 
     /// Deletes delivered rotated files, oldest first, while the files take more than
@@ -141,11 +158,11 @@ impl Retention {
             .retain(|(dev, ino, _, _), _| files.iter().any(|f| (f.dev, f.ino) == (*dev, *ino)));
         let mut deleted = 0;
         if total > self.max_bytes {
-            let checkpoints: HashMap<(u64, u64), u64> = self
+            let positions: HashMap<String, FilePosition> = self
                 .store
-                .checkpoints_of(&self.source)
+                .positions_of(&self.source)
                 .into_iter()
-                .map(|(dev, ino, checkpoint)| ((dev, ino), checkpoint))
+                .map(|p| (p.path.clone(), p))
                 .collect();
             let now = SystemTime::now();
             files.retain(|f| {
@@ -159,12 +176,16 @@ impl Retention {
                 if total <= self.max_bytes {
                     break;
                 }
-                let Some(&checkpoint) = checkpoints.get(&(file.dev, file.ino)) else {
+                let Some(position) = positions.get(file.path.to_string_lossy().as_ref()) else {
                     continue;
                 };
-                match self.content_length(file) {
-                    Ok(length) if checkpoint >= length => {}
-                    Ok(_) => continue,
+                // The tracked file must be this one, not an earlier file whose inode was reused.
+                if (position.dev, position.ino) != (file.dev, file.ino) {
+                    continue;
+                }
+                match self.delivered_whole(file, position) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
                     Err(e) => {
                         tracing::debug!(file = %file.path.display(), error = %e, "retention: cannot measure");
                         continue;
@@ -227,13 +248,18 @@ mod tests {
 
     fn track(store: &CheckpointStore, path: &std::path::Path, key: u64, offset: u64) {
         let md = std::fs::metadata(path).unwrap();
+        let file = std::fs::File::open(path).unwrap();
+        let head = match codec_of(&read_head(&file, 8).unwrap()) {
+            Some(codec) => decompressed_head(&file, codec, 1024).unwrap(),
+            None => read_head(&file, 1024).unwrap(),
+        };
         store.track(
             FileRecord {
                 source: Arc::from("app"),
                 path: Arc::from(path.to_string_lossy().as_ref()),
                 dev: md.dev(),
                 ino: md.ino(),
-                fingerprint: Fingerprint::of(b""),
+                fingerprint: Fingerprint::of(&head),
                 key,
                 offset,
                 updated_unix: 0,
@@ -301,7 +327,10 @@ mod tests {
         assert!(!two.exists(), "delivered, next oldest");
         assert!(one.exists(), "under the limit once 2 went");
         assert!(live.exists());
-        assert_eq!(metrics.retention_over_limit_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            metrics.retention_over_limit_bytes.load(Ordering::Relaxed),
+            0
+        );
         assert_eq!(metrics.retention_deleted_files.load(Ordering::Relaxed), 2);
         // Under a limit no deletion can keep, the live file stays.
         let mut strict = Retention::new(

@@ -146,6 +146,8 @@ struct Shared {
     writing: AtomicU64,
     /// Signalled when retention frees room.
     room: Notify,
+    /// Signalled when a sender finds the journal full: retention looks at once.
+    wanted: Notify,
 }
 
 /// One append handed to the writer.
@@ -187,6 +189,7 @@ impl Journal {
             used: AtomicU64::new(found.bytes),
             writing: AtomicU64::new(u64::MAX),
             room: Notify::new(),
+            wanted: Notify::new(),
         });
         let (appends, queue) = mpsc::channel(QUEUE);
         let writer = writer::Writer::new(Arc::clone(&shared), config, found.next_seq, &metrics);
@@ -204,15 +207,23 @@ impl Journal {
         ))
     }
 
+    /// The largest append taken: half the journal, so that one append never waits for room
+    /// the journal cannot make.
+    pub fn max_append(&self) -> usize {
+        usize::try_from(self.shared.max_bytes / 2).unwrap_or(usize::MAX)
+    }
+
     /// Takes room for `size` bytes, or says why not.
     fn reserve(&self, size: u64) -> Result<(), JournalError> {
         let max_bytes = self.shared.max_bytes;
-        if size > max_bytes / 2 {
+        if size > self.max_append() as u64 {
             return Err(JournalError::TooLarge { size, max_bytes });
         }
         let before = self.shared.used.fetch_add(size, Ordering::AcqRel);
-        if before + size > max_bytes {
+        // Room is left for the header of the next segment, which the writer adds unasked.
+        if before + size > max_bytes.saturating_sub(HEADER_MAX_BYTES) {
             self.shared.used.fetch_sub(size, Ordering::AcqRel);
+            self.shared.wanted.notify_one();
             return Err(JournalError::Full { max_bytes });
         }
         Ok(())

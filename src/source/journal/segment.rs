@@ -21,6 +21,31 @@ pub(super) fn path_of(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}{SEGMENT_SUFFIX}"))
 }
 
+/// Where segment `seq` goes once delivered, out of the tailer's glob, until it is unlinked.
+pub(super) fn set_aside_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!(".{seq:020}.delivered"))
+}
+
+/// The segments set aside in `dir` (see [`set_aside_path`]).
+pub(super) fn list_set_aside(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(digits) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.')?.strip_suffix(".delivered"))
+        else {
+            continue;
+        };
+        if let Ok(seq) = digits.parse() {
+            found.push((seq, entry.path()));
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
 /// The sequence number of a segment file name, if it is one.
 pub fn seq_of(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
@@ -82,13 +107,14 @@ pub(super) struct Found {
 }
 
 /// Removes what a crash left half made: temporary segments, and the unterminated last record
-/// of the last segment (it was never answered).
+/// of the last segment (it was never answered); and the delivered segments set aside (no tailer
+/// runs yet to hold them).
 pub(super) fn recover(dir: &Path) -> io::Result<Found> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
+        if name.starts_with('.') && (name.ends_with(".tmp") || name.ends_with(".delivered")) {
             fs::remove_file(entry.path())?;
         }
     }
@@ -173,6 +199,7 @@ mod tests {
         let (mut second, _) = create(dir.path(), 2).unwrap();
         second.write_all(b"{\"b\":2}\n{\"c\":").unwrap();
         fs::write(dir.path().join(".00000000000000000003.tmp"), b"{").unwrap();
+        fs::write(set_aside_path(dir.path(), 0), b"{}\n").unwrap();
         let found = recover(dir.path()).unwrap();
         assert_eq!(found.next_seq, 3);
         let second = fs::read(path_of(dir.path(), 2)).unwrap();
@@ -183,5 +210,6 @@ mod tests {
         assert_eq!(found.bytes, (first.len() + second.len()) as u64);
         assert_eq!(list(dir.path()).unwrap().len(), 2);
         assert!(!dir.path().join(".00000000000000000003.tmp").exists());
+        assert!(list_set_aside(dir.path()).unwrap().is_empty());
     }
 }

@@ -224,25 +224,51 @@ async fn datagrams(
             write_record(&mut records, trim_end(&buf[..n]), peer.as_deref());
             count += 1;
         }
-        if count == 0 {
-            continue;
-        }
-        let appended = if unix {
-            // Not read meanwhile: the kernel blocks the senders, nothing is lost.
-            journal.append_when_room(records).await
-        } else {
-            journal.append_if_room(records).await
-        };
-        match appended {
-            Ok(()) => add(&metrics.records_received, count),
-            Err(JournalError::Full { .. }) => add(&metrics.datagrams_dropped, count),
-            Err(JournalError::Closed) => return Ok(()),
-            Err(e) => {
-                add(&metrics.requests_rejected, count);
-                tracing::warn!(error = %e, datagrams = count, "syslog datagrams not journaled");
+        for (part, count) in parts(&records, journal.max_append()) {
+            let appended = if unix {
+                // Not read meanwhile: the kernel blocks the senders, nothing is lost.
+                journal.append_when_room(part.to_vec()).await
+            } else {
+                journal.append_if_room(part.to_vec()).await
+            };
+            match appended {
+                Ok(()) => add(&metrics.records_received, count),
+                Err(JournalError::Full { .. }) => add(&metrics.datagrams_dropped, count),
+                Err(JournalError::Closed) => return Ok(()),
+                Err(e) => {
+                    add(&metrics.requests_rejected, count);
+                    tracing::warn!(error = %e, datagrams = count, "syslog datagrams not journaled");
+                }
             }
         }
     }
+}
+
+/// Splits journal records (whole lines) into parts of at most `limit` bytes (a record longer
+/// than that is a part of its own), each with its number of records.
+fn parts(records: &[u8], limit: usize) -> impl Iterator<Item = (&[u8], u64)> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = 0;
+        let mut count = 0;
+        for line_end in memchr::memchr_iter(b'\n', rest) {
+            if count > 0 && line_end + 1 > limit {
+                break;
+            }
+            end = line_end + 1;
+            count += 1;
+        }
+        if count == 0 {
+            end = rest.len();
+            count = 1;
+        }
+        let (part, tail) = rest.split_at(end);
+        rest = tail;
+        Some((part, count))
+    })
 }
 
 /// A stream listener.
@@ -339,10 +365,17 @@ async fn connection(
             count += 1;
         });
         buf.drain(..consumed);
-        if count > 0 {
+        for (part, count) in parts(&records, journal.max_append()) {
             // While the journal is full nothing more is read: TCP pushes back on the sender.
-            match journal.append_when_room(records).await {
+            match journal.append_when_room(part.to_vec()).await {
                 Ok(()) => add(&metrics.records_received, count),
+                Err(JournalError::TooLarge { size, .. }) => {
+                    add(&metrics.requests_rejected, count);
+                    tracing::warn!(
+                        bytes = size,
+                        "syslog message larger than half the journal dropped"
+                    );
+                }
                 Err(e) => {
                     add(&metrics.requests_rejected, count);
                     return Err(io::Error::other(e));
@@ -582,6 +615,29 @@ mod tests {
         ];
         for (max, pieces, close, expected) in cases {
             assert_eq!(&framed(*max, pieces, *close), expected, "{pieces:?}");
+        }
+    }
+
+    #[test]
+    fn parts_table() {
+        // (records, limit, parts)
+        let cases: &[(&str, usize, &[&str])] = &[
+            ("", 10, &[]),
+            ("a\nb\nc\n", 100, &["a\nb\nc\n"]),
+            ("a\nb\nc\n", 4, &["a\nb\n", "c\n"]),
+            ("a\nb\nc\n", 1, &["a\n", "b\n", "c\n"]),
+            ("long line\nb\n", 4, &["long line\n", "b\n"]),
+        ];
+        for (records, limit, expected) in cases {
+            let got: Vec<(&[u8], u64)> = parts(records.as_bytes(), *limit).collect();
+            let texts: Vec<&str> = got
+                .iter()
+                .map(|(p, _)| std::str::from_utf8(p).unwrap())
+                .collect();
+            assert_eq!(&texts, expected, "{records:?} / {limit}");
+            for (part, count) in got {
+                assert_eq!(count as usize, part.iter().filter(|&&b| b == b'\n').count());
+            }
         }
     }
 
