@@ -20,9 +20,11 @@ use tokio::task::JoinHandle;
 
 use super::journal::{Journal, JournalConfig, JournalError};
 use super::network::{MAX_RECORD_BYTES, NetworkError, Record};
+use super::tls::{Incoming, Peer, TlsConfig};
 use crate::event::StaticFields;
 use crate::metrics::add;
 use crate::parse::{FilterConfig, TimestampConfig};
+use tokio_rustls::TlsAcceptor;
 
 /// Settings of a `type: http` source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +42,9 @@ pub struct HttpSourceConfig {
     /// The largest body taken, after decompression.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// TLS, when set (else clear text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     /// The journal's size and durability.
     #[serde(default)]
     pub journal: JournalConfig,
@@ -191,6 +196,7 @@ struct Ingest {
 /// Serves the source on `listener` until `stopping` turns true.
 pub fn spawn(
     listener: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
     config: &HttpSourceConfig,
     journal: Journal,
     mut stopping: watch::Receiver<bool>,
@@ -207,23 +213,22 @@ pub fn spawn(
         .with_state(state);
     let address = config.address;
     tokio::spawn(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => listener,
+        let incoming = match tokio::net::TcpListener::from_std(listener)
+            .and_then(|listener| Incoming::new(listener, tls))
+        {
+            Ok(incoming) => incoming,
             Err(e) => {
                 tracing::error!(%address, error = %e, "http source cannot listen");
                 return;
             }
         };
-        tracing::info!(address = %listener.local_addr().unwrap_or(address), "http source listening");
+        tracing::info!(address = %axum::serve::Listener::local_addr(&incoming).unwrap_or(address), "http source listening");
         let stop = async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
+        if let Err(e) = axum::serve(incoming, app.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(stop)
+            .await
         {
             tracing::error!(error = %e, "http source stopped");
         }
@@ -232,7 +237,7 @@ pub fn spawn(
 
 async fn ingest(
     State(state): State<Arc<Ingest>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

@@ -29,6 +29,7 @@ pub mod retention;
 pub mod rotation;
 pub mod syslog;
 pub mod tailer;
+pub mod tls;
 pub mod watcher;
 
 use std::path::Path;
@@ -115,7 +116,8 @@ impl SourceConfig {
                 SourceKind::File(Box::new(file.resolve(key, base_dir)?)),
                 None,
             ),
-            SourceKind::Http(http) => {
+            SourceKind::Http(mut http) => {
+                http.tls = http.tls.map(|tls| tls.resolve(base_dir));
                 if !http.path.starts_with('/') {
                     return Err(ConfigError::invalid(
                         format!("{key}.path"),
@@ -146,7 +148,8 @@ impl SourceConfig {
                 )?;
                 (SourceKind::Syslog(syslog), Some(tail))
             }
-            SourceKind::Otlp(otlp) => {
+            SourceKind::Otlp(mut otlp) => {
+                otlp.tls = otlp.tls.map(|tls| tls.resolve(base_dir));
                 if otlp.grpc_address.is_none() && otlp.http_address.is_none() {
                     return Err(ConfigError::invalid(
                         format!("{key}.grpc_address"),

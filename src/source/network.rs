@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::journal::retention::Retention;
 use super::journal::{Journal, JournalError, JournalWriter, SEGMENT_SUFFIX};
+use super::tls::TlsConfig;
 use super::{FileSourceConfig, ReadFrom, SourceKind};
 use crate::checkpoint::CheckpointStore;
 use crate::event::StaticFields;
@@ -21,6 +22,7 @@ use crate::event::enrichment::PodIdentity;
 use crate::event::json::write_json_str;
 use crate::metrics::SourceMetrics;
 use crate::parse::{FilterConfig, Format, TimestampConfig};
+use tokio_rustls::TlsAcceptor;
 
 /// The longest record a network source writes to its journal (and its tailer reads whole).
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
@@ -128,6 +130,19 @@ pub enum NetworkError {
     /// Its journal could not be opened.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Its `tls:` files are missing or wrong.
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+/// The TLS acceptor of `tls`, offering `alpn`; `None` without `tls:`.
+fn acceptor(tls: Option<&TlsConfig>, alpn: &[&[u8]]) -> Result<Option<TlsAcceptor>, NetworkError> {
+    tls.map(|tls| {
+        tls.server_config(alpn)
+            .map(TlsAcceptor::from)
+            .map_err(NetworkError::Tls)
+    })
+    .transpose()
 }
 
 /// How long in-flight requests may take to finish once a network source stops listening.
@@ -161,34 +176,55 @@ impl Listening {
         let (stop, stopping) = watch::channel(false);
         let bound = match kind {
             SourceKind::File(_) => return Ok(None),
-            SourceKind::Http(http) => Bound::Http(super::http::bind(http)?),
-            SourceKind::Syslog(syslog) => Bound::Syslog(super::syslog::listen::bind(syslog)?),
-            SourceKind::Otlp(otlp) => Bound::Otlp {
-                grpc: otlp.grpc_address.map(bind_tcp).transpose()?,
-                http: otlp.http_address.map(bind_tcp).transpose()?,
-            },
+            SourceKind::Http(http) => Bound::Http(
+                super::http::bind(http)?,
+                acceptor(http.tls.as_ref(), &[b"http/1.1"])?,
+            ),
+            SourceKind::Syslog(syslog) => Bound::Syslog(
+                super::syslog::listen::bind(syslog)?,
+                acceptor(syslog.tls.as_ref(), &[])?,
+            ),
+            SourceKind::Otlp(otlp) => {
+                // gRPC's TLS is tonic's own, from the same files: checked here all the same.
+                acceptor(otlp.tls.as_ref(), &[b"h2"])?;
+                Bound::Otlp {
+                    grpc: otlp.grpc_address.map(bind_tcp).transpose()?,
+                    http: otlp.http_address.map(bind_tcp).transpose()?,
+                    http_tls: acceptor(otlp.tls.as_ref(), &[b"http/1.1"])?,
+                }
+            }
         };
         let (journal, writer) = Journal::open(dir, name, journal_config, Arc::clone(metrics))?;
         let tasks = match (bound, kind) {
-            (Bound::Http(listener), SourceKind::Http(http)) => {
-                vec![super::http::spawn(listener, http, journal, stopping)]
+            (Bound::Http(listener, tls), SourceKind::Http(http)) => {
+                vec![super::http::spawn(listener, tls, http, journal, stopping)]
             }
-            (Bound::Syslog(socket), SourceKind::Syslog(syslog)) => {
-                super::syslog::listen::spawn(socket, syslog, journal, stopping)
+            (Bound::Syslog(socket, tls), SourceKind::Syslog(syslog)) => {
+                super::syslog::listen::spawn(socket, tls, syslog, journal, stopping)
             }
-            (Bound::Otlp { grpc, http }, SourceKind::Otlp(otlp)) => {
+            (
+                Bound::Otlp {
+                    grpc,
+                    http,
+                    http_tls,
+                },
+                SourceKind::Otlp(otlp),
+            ) => {
                 let max = otlp.max_request_bytes;
                 let mut tasks = Vec::new();
                 if let Some(listener) = grpc {
                     tasks.push(super::otlp::grpc::spawn(
                         listener,
                         max,
+                        otlp.tls.as_ref(),
                         journal.clone(),
                         stopping.clone(),
                     ));
                 }
                 if let Some(listener) = http {
-                    tasks.push(super::otlp::http::spawn(listener, max, journal, stopping));
+                    tasks.push(super::otlp::http::spawn(
+                        listener, http_tls, max, journal, stopping,
+                    ));
                 }
                 tasks
             }
@@ -228,11 +264,12 @@ impl Listening {
 
 /// A listener bound, not yet serving.
 enum Bound {
-    Http(std::net::TcpListener),
-    Syslog(super::syslog::listen::Socket),
+    Http(std::net::TcpListener, Option<TlsAcceptor>),
+    Syslog(super::syslog::listen::Socket, Option<TlsAcceptor>),
     Otlp {
         grpc: Option<std::net::TcpListener>,
         http: Option<std::net::TcpListener>,
+        http_tls: Option<TlsAcceptor>,
     },
 }
 

@@ -25,6 +25,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::write_records;
 use crate::metrics::add;
 use crate::source::journal::{Journal, JournalError};
+use crate::source::tls::TlsConfig;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// How long a sender is told to wait when the journal is full.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -93,9 +95,12 @@ fn status_of(e: &JournalError) -> Status {
 pub fn spawn(
     listener: std::net::TcpListener,
     max_request_bytes: usize,
+    tls: Option<&TlsConfig>,
     journal: Journal,
     mut stopping: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    // Read (and checked with rustls) when the source started: the files are there.
+    let pem = tls.and_then(|tls| tls.pem().ok());
     tokio::spawn(async move {
         let address = listener
             .local_addr()
@@ -115,7 +120,21 @@ pub fn spawn(
         let stop = async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        let served = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(pem) = pem {
+            let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(pem.cert, pem.key));
+            if let Some(ca) = pem.client_ca {
+                tls = tls.client_ca_root(Certificate::from_pem(ca));
+            }
+            builder = match builder.tls_config(tls) {
+                Ok(builder) => builder,
+                Err(e) => {
+                    tracing::error!(%address, error = %e, "otlp source cannot serve gRPC over TLS");
+                    return;
+                }
+            };
+        }
+        let served = builder
             .add_service(service)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),

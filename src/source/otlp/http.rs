@@ -23,6 +23,8 @@ use super::{request_from_json, write_records};
 use crate::metrics::add;
 use crate::source::http::{BodyError, decode, refusal};
 use crate::source::journal::Journal;
+use crate::source::tls::{Incoming, Peer};
+use tokio_rustls::TlsAcceptor;
 
 /// The path OTLP/HTTP exporters post logs to.
 pub const LOGS_PATH: &str = "/v1/logs";
@@ -35,6 +37,7 @@ struct Ingest {
 /// Serves OTLP/HTTP on `listener` until `stopping` turns true.
 pub fn spawn(
     listener: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
     max_request_bytes: usize,
     journal: Journal,
     mut stopping: watch::Receiver<bool>,
@@ -51,8 +54,10 @@ pub fn spawn(
         let address = listener
             .local_addr()
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => listener,
+        let incoming = match tokio::net::TcpListener::from_std(listener)
+            .and_then(|listener| Incoming::new(listener, tls))
+        {
+            Ok(incoming) => incoming,
             Err(e) => {
                 tracing::error!(%address, error = %e, "otlp source cannot serve HTTP");
                 return;
@@ -62,12 +67,9 @@ pub fn spawn(
         let stop = async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
+        if let Err(e) = axum::serve(incoming, app.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(stop)
+            .await
         {
             tracing::error!(%address, error = %e, "otlp source stopped serving HTTP");
         }
@@ -83,7 +85,7 @@ enum Encoding {
 
 async fn export(
     State(state): State<Arc<Ingest>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

@@ -43,6 +43,9 @@ pub struct OtlpSourceConfig {
     /// The largest request taken, after decompression.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// TLS on both, when set (else clear text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::source::tls::TlsConfig>,
     /// The journal's size and durability.
     #[serde(default)]
     pub journal: JournalConfig,

@@ -18,6 +18,8 @@ use super::{Mode, SyslogSourceConfig, write_record};
 use crate::metrics::add;
 use crate::source::journal::{Journal, JournalError};
 use crate::source::network::NetworkError;
+use crate::source::tls::Incoming;
+use tokio_rustls::TlsAcceptor;
 
 /// A socket bound, not yet read.
 pub enum Socket {
@@ -100,6 +102,7 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
 /// Reads `socket` until `stopping` turns true.
 pub fn spawn(
     socket: Socket,
+    tls: Option<TlsAcceptor>,
     config: &SyslogSourceConfig,
     journal: Journal,
     stopping: watch::Receiver<bool>,
@@ -127,9 +130,11 @@ pub fn spawn(
                 let _ = std::fs::remove_file(path);
                 outcome
             }
-            Socket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    streams(Listener::Tcp(listener), journal, max, connections, stopping).await
+            Socket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener)
+                .and_then(|listener| Incoming::new(listener, tls))
+            {
+                Ok(incoming) => {
+                    streams(Listener::Tcp(incoming), journal, max, connections, stopping).await
                 }
                 Err(e) => Err(e),
             },
@@ -273,12 +278,13 @@ fn parts(records: &[u8], limit: usize) -> impl Iterator<Item = (&[u8], u64)> {
 
 /// A stream listener.
 enum Listener {
-    Tcp(tokio::net::TcpListener),
+    /// Accepted, and handshaken under `tls:`, by [`Incoming`].
+    Tcp(Incoming),
     Unix(tokio::net::UnixListener),
 }
 
 async fn streams(
-    listener: Listener,
+    mut listener: Listener,
     journal: Journal,
     max: usize,
     connections: usize,
@@ -293,7 +299,7 @@ async fn streams(
             _ = stopping.wait_for(|stop| *stop) => break,
         };
         let accepted = tokio::select! {
-            accepted = accept(&listener) => accepted,
+            accepted = accept(&mut listener) => accepted,
             _ = stopping.wait_for(|stop| *stop) => break,
         };
         let (stream, peer) = match accepted {
@@ -320,10 +326,13 @@ async fn streams(
 
 type Stream = Box<dyn AsyncRead + Send + Unpin>;
 
-async fn accept(listener: &Listener) -> io::Result<(Stream, Option<String>)> {
+async fn accept(listener: &mut Listener) -> io::Result<(Stream, Option<String>)> {
     match listener {
-        Listener::Tcp(l) => {
-            let (stream, peer) = l.accept().await?;
+        Listener::Tcp(incoming) => {
+            let (stream, peer) = incoming
+                .next()
+                .await
+                .ok_or_else(|| io::Error::other("no longer accepting"))?;
             Ok((Box::new(stream), Some(peer.to_string())))
         }
         Listener::Unix(l) => {

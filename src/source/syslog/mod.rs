@@ -40,6 +40,9 @@ pub struct SyslogSourceConfig {
     /// Connections served at once (`tcp`, `unix_stream`); more wait to be accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// TLS (`tcp` only), when set (else clear text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::source::tls::TlsConfig>,
     /// The journal's size and durability.
     #[serde(default)]
     pub journal: JournalConfig,
@@ -102,6 +105,13 @@ impl SyslogSourceConfig {
             _ => {}
         }
         self.path = self.path.map(|path| base_dir.join(path));
+        if self.tls.is_some() && self.mode != Mode::Tcp {
+            return Err(ConfigError::invalid(
+                format!("{key}.tls"),
+                "only used with mode tcp",
+            ));
+        }
+        self.tls = self.tls.map(|tls| tls.resolve(base_dir));
         if !(1..=super::network::MAX_RECORD_BYTES / 8).contains(&self.max_message_bytes) {
             return Err(ConfigError::invalid(
                 format!("{key}.max_message_bytes"),
