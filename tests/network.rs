@@ -468,13 +468,8 @@ fn a_full_journal_pushes_back_and_loses_nothing_once_the_sink_is_back() {
         taken_again,
         "the journal took requests again once delivered"
     );
-    let metrics = run("curl", &["-s", &format!("http://127.0.0.1:{api}/metrics")]);
     let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}{{source=\"api\"}}")))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} not in\n{metrics}"))
+        source_metric(api, name, "api").unwrap_or_else(|| panic!("{name} not scraped"))
     };
     assert!(value("log_agent_source_requests_rejected_total") >= 1.0);
     assert!(value("log_agent_source_journal_segments_deleted_total") >= 1.0);
@@ -563,13 +558,8 @@ fn syslog_over_tcp_is_not_read_while_the_journal_is_full_and_nothing_is_lost() {
                 .unwrap();
         }
     });
-    let journal_bytes = || {
-        let text = run("curl", &["-s", &format!("http://127.0.0.1:{api}/metrics")]);
-        text.lines()
-            .find(|l| l.starts_with("log_agent_source_journal_bytes{source=\"tcp\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let journal_bytes =
+        || source_metric(api, "log_agent_source_journal_bytes", "tcp").unwrap_or(0.0);
     // The journal fills and stays within its cap while the sink is down.
     agent.wait_until(
         Duration::from_secs(30),
@@ -627,7 +617,7 @@ fn tls_on_http_with_client_certificates_syslog_over_tcp_and_otlp() {
         .file_sink("out", &["api", "sys", "otel"], &out, "")
         .write(&world.path("agent.yaml"));
     let mut agent = AgentProcess::start(&config, &world.path("agent.log"));
-    agent.wait_for_log(Duration::from_secs(20), "otlp source listening (HTTP)");
+    agent.wait_for_log(Duration::from_secs(20), "otlp source (HTTP) listening");
     agent.wait_for_log(Duration::from_secs(20), &format!("127.0.0.1:{syslog}"));
 
     // curl with the client's certificate is let in; without one, or in clear text, it is not.

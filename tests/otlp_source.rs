@@ -97,15 +97,7 @@ fn otlp_config(world: &World, out: &Path, journal: &str) -> (PathBuf, Ports) {
 }
 
 fn metric(api: u16, name: &str) -> f64 {
-    let output = Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{api}/metrics")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{source=\"otel\"}}")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    source_metric(api, name, "otel").unwrap_or(0.0)
 }
 
 #[test]
@@ -116,7 +108,7 @@ fn the_python_sdk_over_grpc_and_http_and_curl_json_then_a_kill_9() {
     let out = out_dir.join("out.ndjson");
     let (config, ports) = otlp_config(&world, &out, "");
     let mut agent = AgentProcess::start(&config, &world.path("agent.log"));
-    agent.wait_for_log(Duration::from_secs(20), "otlp source listening (HTTP)");
+    agent.wait_for_log(Duration::from_secs(20), "otlp source (HTTP) listening");
     let (acked_grpc, acked_http) = (world.path("acked-grpc"), world.path("acked-http"));
     let grpc = sdk_sender(
         "grpc",
@@ -197,7 +189,7 @@ fn a_full_journal_is_resource_exhausted_and_the_sdk_retries_until_the_sink_is_ba
         "journal: { max_bytes: 65536, segment_bytes: 8192 }",
     );
     let mut agent = AgentProcess::start(&config, &world.path("agent.log"));
-    agent.wait_for_log(Duration::from_secs(20), "otlp source listening (gRPC)");
+    agent.wait_for_log(Duration::from_secs(20), "otlp source (gRPC) listening");
     let acked = world.path("acked");
     let sender = sdk_sender(
         "grpc",

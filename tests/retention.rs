@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::process::AgentProcess;
@@ -38,15 +37,7 @@ fn names_under(dir: &Path) -> Vec<String> {
 }
 
 fn metric(api: u16, name: &str) -> f64 {
-    let output = Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{api}/metrics")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}{{source=\"app\"}}")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(-1.0)
+    source_metric(api, name, "app").unwrap_or(-1.0)
 }
 
 #[test]

@@ -15,12 +15,12 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::journal::{Journal, JournalConfig, JournalError};
 use super::network::{MAX_RECORD_BYTES, NetworkError, Record};
-use super::tls::{Incoming, Peer, TlsConfig};
+use super::tls::{Peer, TlsConfig, serve};
 use crate::event::StaticFields;
 use crate::metrics::add;
 use crate::parse::{FilterConfig, TimestampConfig};
@@ -104,12 +104,15 @@ pub enum BodyError {
     Decompress(String),
 }
 
-/// Turns a (decompressed) body into journal records appended to `out`; returns how many.
+/// Turns a (decompressed) body into journal records appended to `out`, at most `limit` bytes
+/// of them (more is refused: the journal would not take them in one append); returns how
+/// many.
 pub fn records_of(
     body: &[u8],
     format: BodyFormat,
     peer: &str,
     out: &mut Vec<u8>,
+    limit: usize,
 ) -> Result<usize, BodyError> {
     let mut count = 0;
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -145,6 +148,11 @@ pub fn records_of(
             return Err(BodyError::TooLarge(format!(
                 "line {}: a record is at most {MAX_RECORD_BYTES} bytes",
                 i + 1
+            )));
+        }
+        if out.len() > limit {
+            return Err(BodyError::TooLarge(format!(
+                "the request's records take more than {limit} bytes in the journal"
             )));
         }
         count += 1;
@@ -186,12 +194,16 @@ pub fn bind(config: &HttpSourceConfig) -> Result<std::net::TcpListener, NetworkE
     super::network::bind_tcp(config.address)
 }
 
-#[derive(Clone)]
 struct Ingest {
     journal: Journal,
     body: BodyFormat,
     max_request_bytes: usize,
+    /// Requests worked on at once (each holds its body and records).
+    requests: Semaphore,
 }
+
+/// Requests a listener works on at once; more wait (their connections are not read meanwhile).
+pub const MAX_CONCURRENT_REQUESTS: usize = 64;
 
 /// Serves the source on `listener` until `stopping` turns true.
 pub fn spawn(
@@ -199,40 +211,20 @@ pub fn spawn(
     tls: Option<TlsAcceptor>,
     config: &HttpSourceConfig,
     journal: Journal,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let state = Arc::new(Ingest {
         journal,
         body: config.body,
         max_request_bytes: config.max_request_bytes,
+        requests: Semaphore::new(MAX_CONCURRENT_REQUESTS),
     });
     let app = Router::new()
         .route(&config.path, axum::routing::post(ingest))
         // The compressed body's own limit: decompression checks the rest.
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
         .with_state(state);
-    let address = config.address;
-    tokio::spawn(async move {
-        let incoming = match tokio::net::TcpListener::from_std(listener)
-            .and_then(|listener| Incoming::new(listener, tls))
-        {
-            Ok(incoming) => incoming,
-            Err(e) => {
-                tracing::error!(%address, error = %e, "http source cannot listen");
-                return;
-            }
-        };
-        tracing::info!(address = %axum::serve::Listener::local_addr(&incoming).unwrap_or(address), "http source listening");
-        let stop = async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(incoming, app.into_make_service_with_connect_info::<Peer>())
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "http source stopped");
-        }
-    })
+    serve(listener, tls, app, "http source", stopping)
 }
 
 async fn ingest(
@@ -242,14 +234,31 @@ async fn ingest(
     body: Bytes,
 ) -> Response {
     let metrics = state.journal.metrics();
+    let Ok(_turn) = state.requests.acquire().await else {
+        return refusal(&JournalError::Closed);
+    };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let mut records = Vec::new();
-    let taken = decode(&body, encoding, state.max_request_bytes)
-        .and_then(|decoded| records_of(&decoded, state.body, &peer.to_string(), &mut records));
-    let count = match taken {
-        Ok(count) => count,
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (format, max, limit) = (
+        state.body,
+        state.max_request_bytes,
+        state.journal.max_append(),
+    );
+    // Decompressing and parsing are CPU work: off the threads that serve the connections.
+    let taken = tokio::task::spawn_blocking(move || {
+        let mut records = Vec::new();
+        decode(&body, encoding.as_deref(), max)
+            .and_then(|decoded| {
+                records_of(&decoded, format, &peer.to_string(), &mut records, limit)
+            })
+            .map(|count| (count, records))
+    })
+    .await
+    .unwrap_or_else(|e| Err(BodyError::Decompress(e.to_string())));
+    let (count, records) = match taken {
+        Ok(taken) => taken,
         Err(e) => {
             add(&metrics.requests_rejected, 1);
             let status = match e {
@@ -345,7 +354,7 @@ mod tests {
         ];
         for (body, format, expected) in cases {
             let mut out = Vec::new();
-            let got = records_of(body.as_bytes(), *format, "p", &mut out);
+            let got = records_of(body.as_bytes(), *format, "p", &mut out, usize::MAX);
             match expected {
                 Ok(records) => {
                     assert!(got.is_ok(), "{body:?}: {got:?}");
@@ -364,10 +373,17 @@ mod tests {
     }
 
     #[test]
+    fn records_past_the_limit_refuse_the_request() {
+        let mut out = Vec::new();
+        let got = records_of(b"a\nb\n", BodyFormat::Lines, "p", &mut out, 40);
+        assert!(matches!(got, Err(BodyError::TooLarge(_))), "{got:?}");
+    }
+
+    #[test]
     fn invalid_utf8_lines_are_replaced_not_refused() {
         let mut out = Vec::new();
         assert_eq!(
-            records_of(b"a\xffb", BodyFormat::Lines, "p", &mut out),
+            records_of(b"a\xffb", BodyFormat::Lines, "p", &mut out, usize::MAX),
             Ok(1)
         );
         let record: serde_json::Value = serde_json::from_slice(&out).unwrap();

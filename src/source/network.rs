@@ -185,10 +185,16 @@ impl Listening {
                 acceptor(syslog.tls.as_ref(), &[])?,
             ),
             SourceKind::Otlp(otlp) => {
-                // gRPC's TLS is tonic's own, from the same files: checked here all the same.
+                // gRPC's TLS is tonic's own, from the same files, read once here and checked
+                // with rustls like the others.
                 acceptor(otlp.tls.as_ref(), &[b"h2"])?;
+                let grpc_tls = match &otlp.tls {
+                    Some(tls) => Some(tls.pem().map_err(NetworkError::Tls)?),
+                    None => None,
+                };
                 Bound::Otlp {
                     grpc: otlp.grpc_address.map(bind_tcp).transpose()?,
+                    grpc_tls,
                     http: otlp.http_address.map(bind_tcp).transpose()?,
                     http_tls: acceptor(otlp.tls.as_ref(), &[b"http/1.1"])?,
                 }
@@ -205,6 +211,7 @@ impl Listening {
             (
                 Bound::Otlp {
                     grpc,
+                    grpc_tls,
                     http,
                     http_tls,
                 },
@@ -216,7 +223,7 @@ impl Listening {
                     tasks.push(super::otlp::grpc::spawn(
                         listener,
                         max,
-                        otlp.tls.as_ref(),
+                        grpc_tls,
                         journal.clone(),
                         stopping.clone(),
                     ));
@@ -258,7 +265,15 @@ impl Listening {
             }
         }
         retention.abort();
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        // The writer ends once every handle is dropped, and a connection the server could not
+        // close in time may still hold one: whatever it appends later is in the journal and
+        // shipped at the next start, so the source does not wait for it past the grace.
+        let joined = tokio::task::spawn_blocking(move || writer.join());
+        if tokio::time::timeout(STOP_GRACE, joined).await.is_err() {
+            tracing::warn!(
+                "a connection still held the journal when the source stopped; what it appends is shipped at the next start"
+            );
+        }
     }
 }
 
@@ -268,6 +283,7 @@ enum Bound {
     Syslog(super::syslog::listen::Socket, Option<TlsAcceptor>),
     Otlp {
         grpc: Option<std::net::TcpListener>,
+        grpc_tls: Option<super::tls::Pem>,
         http: Option<std::net::TcpListener>,
         http_tls: Option<TlsAcceptor>,
     },

@@ -121,6 +121,10 @@ impl Retention {
     /// store knows.
     fn delivered_whole(&mut self, file: &Found, position: &FilePosition) -> io::Result<bool> {
         let opened = std::fs::File::open(&file.path)?;
+        let md = opened.metadata()?;
+        if (md.dev(), md.ino()) != (file.dev, file.ino) {
+            return Ok(false);
+        }
         let fingerprint = &position.fingerprint;
         let Some(codec) = codec_of(&read_head(&opened, 8)?) else {
             return Ok(position.checkpoint >= file.size
@@ -190,6 +194,14 @@ impl Retention {
                         tracing::debug!(file = %file.path.display(), error = %e, "retention: cannot measure");
                         continue;
                     }
+                }
+                // Looked at again just before: logrotate may have moved another file here while
+                // this one was measured (a compressed file is read whole).
+                let still = std::fs::symlink_metadata(&file.path).is_ok_and(|md| {
+                    (md.dev(), md.ino(), md.len()) == (file.dev, file.ino, file.size)
+                });
+                if !still {
+                    continue;
                 }
                 match std::fs::remove_file(&file.path) {
                     Ok(()) => {

@@ -1,5 +1,6 @@
-//! TLS for the network sources' TCP listeners (`tls:` on `http`, `otlp` and `syslog` over TCP):
-//! the server's certificate and key, and optionally a CA whose clients alone are let in.
+//! The network sources' TCP listeners, in clear or with TLS (`tls:` on `http`, `otlp` and
+//! `syslog` over TCP: the server's certificate and key, and optionally a CA whose clients alone
+//! are let in), and the HTTP servers on them.
 //!
 //! Invariant: a listener with `tls:` never reads a byte its peer sent outside a completed TLS
 //! handshake, and a slow or failed handshake holds up no other connection (each runs in a task
@@ -51,6 +52,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections handshaken and not yet taken by the server, at most.
 const READY: usize = 64;
+
+/// TLS handshakes under way at once, at most; past them, connections wait to be accepted.
+const HANDSHAKES: usize = 128;
 
 impl TlsConfig {
     /// The paths made absolute from `base_dir`.
@@ -188,8 +192,12 @@ impl Incoming {
     pub fn new(listener: TcpListener, acceptor: Option<TlsAcceptor>) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (sender, ready) = mpsc::channel(READY);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
         let accepting = tokio::spawn(async move {
             loop {
+                let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
+                    return;
+                };
                 let (stream, peer) = match listener.accept().await {
                     Ok(accepted) => accepted,
                     Err(e) => {
@@ -206,6 +214,7 @@ impl Incoming {
                 };
                 let sender = sender.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = sender.send((MaybeTls::Tls(Box::new(tls)), peer)).await;
@@ -260,4 +269,39 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Inco
     fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> Self {
         Peer(*stream.remote_addr())
     }
+}
+
+/// Serves `app` on `listener` (through TLS with `tls`) until `stopping` turns true; `what`
+/// names it in the logs (`http source`).
+pub fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    what: &'static str,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let address = listener
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let incoming = match TcpListener::from_std(listener)
+            .and_then(|listener| Incoming::new(listener, tls))
+        {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                tracing::error!(%address, error = %e, "{what} cannot listen");
+                return;
+            }
+        };
+        tracing::info!(%address, "{what} listening");
+        let stop = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(incoming, app.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(%address, error = %e, "{what} stopped");
+        }
+    })
 }

@@ -150,6 +150,17 @@ struct Shared {
     wanted: Notify,
 }
 
+impl Shared {
+    /// Gives `size` bytes of room back (never below zero, whatever a disk error left).
+    fn release(&self, size: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(size))
+            });
+    }
+}
+
 /// One append handed to the writer.
 struct Append {
     data: Vec<u8>,
@@ -222,7 +233,7 @@ impl Journal {
         let before = self.shared.used.fetch_add(size, Ordering::AcqRel);
         // Room is left for the header of the next segment, which the writer adds unasked.
         if before + size > max_bytes.saturating_sub(HEADER_MAX_BYTES) {
-            self.shared.used.fetch_sub(size, Ordering::AcqRel);
+            self.shared.release(size);
             self.shared.wanted.notify_one();
             return Err(JournalError::Full { max_bytes });
         }
@@ -232,46 +243,52 @@ impl Journal {
     /// Appends `data` (whole records, each ending in a newline) and returns once it is durable;
     /// `Full` at once when there is no room.
     pub async fn append(&self, data: Vec<u8>) -> Result<(), JournalError> {
-        self.reserve(data.len() as u64)?;
         let (done, answer) = oneshot::channel();
-        self.send(data, Some(done)).await?;
+        self.put(data, Some(done), false).await?;
         answer.await.unwrap_or(Err(JournalError::Closed))
     }
 
     /// Appends `data` once there is room, without waiting for it to be durable: for senders
     /// that are never answered (syslog over TCP and Unix sockets), whom waiting pushes back.
     pub async fn append_when_room(&self, data: Vec<u8>) -> Result<(), JournalError> {
-        loop {
-            let room = self.shared.room.notified();
-            match self.reserve(data.len() as u64) {
-                Ok(()) => break,
-                Err(JournalError::Full { .. }) => {
-                    let _ = tokio::time::timeout(ROOM_POLL, room).await;
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        self.send(data, None).await
+        self.put(data, None, true).await
     }
 
     /// Appends `data` if there is room now, without waiting for it to be durable: for
     /// datagrams, which are dropped (and counted by the caller) when there is none.
     pub async fn append_if_room(&self, data: Vec<u8>) -> Result<(), JournalError> {
-        self.reserve(data.len() as u64)?;
-        self.send(data, None).await
+        self.put(data, None, false).await
     }
 
-    async fn send(
+    /// Hands `data` to the writer once it has a place in the queue and room in the journal
+    /// (waiting for room with `wait`). The place is taken first and the room then handed over
+    /// at once: a sender that gives up while it waits holds neither.
+    async fn put(
         &self,
         data: Vec<u8>,
         done: Option<oneshot::Sender<Result<(), JournalError>>>,
+        wait: bool,
     ) -> Result<(), JournalError> {
         let size = data.len() as u64;
-        if self.appends.send(Append { data, done }).await.is_err() {
-            self.shared.used.fetch_sub(size, Ordering::AcqRel);
-            return Err(JournalError::Closed);
+        loop {
+            let place = self
+                .appends
+                .reserve()
+                .await
+                .map_err(|_| JournalError::Closed)?;
+            let room = self.shared.room.notified();
+            match self.reserve(size) {
+                Ok(()) => {
+                    place.send(Append { data, done });
+                    return Ok(());
+                }
+                Err(JournalError::Full { .. }) if wait => {
+                    drop(place);
+                    let _ = tokio::time::timeout(ROOM_POLL, room).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
     }
 
     /// The counters of the journal's source.

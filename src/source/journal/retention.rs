@@ -78,10 +78,12 @@ impl Retention {
             }
             std::fs::remove_file(&path)?;
             deleted += 1;
-            self.shared.used.fetch_sub(md.len(), Ordering::AcqRel);
-            self.metrics
-                .journal_bytes
-                .fetch_sub(md.len(), Ordering::Relaxed);
+            self.shared.release(md.len());
+            let _ = self.metrics.journal_bytes.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |b| Some(b.saturating_sub(md.len())),
+            );
             add(&self.metrics.journal_segments_deleted, 1);
             tracing::debug!(segment = %path.display(), "journal segment delivered and deleted");
         }

@@ -73,9 +73,7 @@ impl Writer {
             if let Err(e) = &result {
                 tracing::error!(journal = %self.shared.dir.display(), error = %e, "journal write failed; the senders are told");
                 // Nothing of the group is kept: its room goes back.
-                self.shared
-                    .used
-                    .fetch_sub(self.group.len() as u64, Ordering::AcqRel);
+                self.shared.release(self.group.len() as u64);
             }
             for done in waiting.drain(..).flatten() {
                 let _ = done.send(result.clone());
@@ -128,6 +126,9 @@ impl Writer {
 
     /// Starts the next segment; the one before it is complete.
     fn roll(&mut self) -> Result<(), JournalError> {
+        // No group goes to the segment before, once `writing` has moved past it (retention
+        // would take it): if the new one cannot be made, none is written until one is.
+        self.current = None;
         let seq = self.next_seq;
         // Published before the file exists: retention, which lists the segments first and
         // looks at this after, never takes the one being started.

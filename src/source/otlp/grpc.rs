@@ -25,7 +25,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::write_records;
 use crate::metrics::add;
 use crate::source::journal::{Journal, JournalError};
-use crate::source::tls::TlsConfig;
+use crate::source::tls::Pem;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// How long a sender is told to wait when the journal is full.
@@ -46,7 +46,16 @@ impl LogsService for Export {
             .remote_addr()
             .map_or_else(String::new, |a| a.to_string());
         let mut records = Vec::new();
-        let count = write_records(request.get_ref(), &peer, &mut records);
+        let count = write_records(
+            request.get_ref(),
+            &peer,
+            &mut records,
+            self.journal.max_append(),
+        )
+        .map_err(|e| {
+            add(&metrics.requests_rejected, 1);
+            Status::invalid_argument(e)
+        })?;
         if count == 0 {
             return Ok(Response::new(ExportLogsServiceResponse::default()));
         }
@@ -95,12 +104,11 @@ fn status_of(e: &JournalError) -> Status {
 pub fn spawn(
     listener: std::net::TcpListener,
     max_request_bytes: usize,
-    tls: Option<&TlsConfig>,
+    tls: Option<Pem>,
     journal: Journal,
     mut stopping: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    // Read (and checked with rustls) when the source started: the files are there.
-    let pem = tls.and_then(|tls| tls.pem().ok());
+    let pem = tls;
     tokio::spawn(async move {
         let address = listener
             .local_addr()
@@ -116,7 +124,7 @@ pub fn spawn(
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd)
             .max_decoding_message_size(max_request_bytes);
-        tracing::info!(%address, "otlp source listening (gRPC)");
+        tracing::info!(%address, "otlp source (gRPC) listening");
         let stop = async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };

@@ -5,7 +5,6 @@
 //! 429 with `Retry-After` (the answer the OTLP specification gives throttled senders), and
 //! nothing of a refused request is kept.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,14 +15,14 @@ use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::{request_from_json, write_records};
 use crate::metrics::add;
-use crate::source::http::{BodyError, decode, refusal};
+use crate::source::http::{BodyError, MAX_CONCURRENT_REQUESTS, decode, refusal};
 use crate::source::journal::Journal;
-use crate::source::tls::{Incoming, Peer};
+use crate::source::tls::{Peer, serve};
 use tokio_rustls::TlsAcceptor;
 
 /// The path OTLP/HTTP exporters post logs to.
@@ -32,6 +31,8 @@ pub const LOGS_PATH: &str = "/v1/logs";
 struct Ingest {
     journal: Journal,
     max_request_bytes: usize,
+    /// Requests worked on at once (each holds its body and records).
+    requests: Semaphore,
 }
 
 /// Serves OTLP/HTTP on `listener` until `stopping` turns true.
@@ -40,40 +41,18 @@ pub fn spawn(
     tls: Option<TlsAcceptor>,
     max_request_bytes: usize,
     journal: Journal,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let state = Arc::new(Ingest {
         journal,
         max_request_bytes,
+        requests: Semaphore::new(MAX_CONCURRENT_REQUESTS),
     });
     let app = Router::new()
         .route(LOGS_PATH, axum::routing::post(export))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(state);
-    tokio::spawn(async move {
-        let address = listener
-            .local_addr()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-        let incoming = match tokio::net::TcpListener::from_std(listener)
-            .and_then(|listener| Incoming::new(listener, tls))
-        {
-            Ok(incoming) => incoming,
-            Err(e) => {
-                tracing::error!(%address, error = %e, "otlp source cannot serve HTTP");
-                return;
-            }
-        };
-        tracing::info!(%address, "otlp source listening (HTTP)");
-        let stop = async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(incoming, app.into_make_service_with_connect_info::<Peer>())
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(%address, error = %e, "otlp source stopped serving HTTP");
-        }
-    })
+    serve(listener, tls, app, "otlp source (HTTP)", stopping)
 }
 
 /// What the sender wrote, and is answered in.
@@ -90,6 +69,9 @@ async fn export(
     body: Bytes,
 ) -> Response {
     let metrics = state.journal.metrics();
+    let Ok(_turn) = state.requests.acquire().await else {
+        return refusal(&crate::source::journal::JournalError::Closed);
+    };
     let refuse = |status: StatusCode, message: String| {
         add(&metrics.requests_rejected, 1);
         (status, format!("{message}\n")).into_response()
@@ -124,17 +106,29 @@ async fn export(
             return refuse(status, e.to_string());
         }
     };
-    let request = match encoding {
-        Encoding::Protobuf => <ExportLogsServiceRequest as prost::Message>::decode(&decoded[..])
-            .map_err(|e| e.to_string()),
-        Encoding::Json => request_from_json(&decoded),
+    let limit = state.journal.max_append();
+    // Decoding and mapping are CPU work: off the threads that serve the connections.
+    let taken = tokio::task::spawn_blocking(move || {
+        let request = match encoding {
+            Encoding::Protobuf => {
+                <ExportLogsServiceRequest as prost::Message>::decode(&decoded[..])
+                    .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?
+            }
+            Encoding::Json => {
+                request_from_json(&decoded).map_err(|e| (StatusCode::BAD_REQUEST, e))?
+            }
+        };
+        let mut records = Vec::new();
+        let count = write_records(&request, &peer.to_string(), &mut records, limit)
+            .map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, e))?;
+        Ok((count, records))
+    })
+    .await
+    .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())));
+    let (count, records) = match taken {
+        Ok(taken) => taken,
+        Err((status, message)) => return refuse(status, message),
     };
-    let request = match request {
-        Ok(request) => request,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
-    };
-    let mut records = Vec::new();
-    let count = write_records(&request, &peer.to_string(), &mut records);
     if count > 0 {
         if let Err(e) = state.journal.append(records).await {
             add(&metrics.requests_rejected, 1);

@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde::{Deserialize, Serialize};
 
 use super::journal::JournalConfig;
-use super::network::Record;
+use super::network::{MAX_RECORD_BYTES, Record};
 use crate::event::StaticFields;
 use crate::event::json::write_json_str;
 use crate::parse::time::write_rfc3339;
@@ -72,8 +72,14 @@ fn default_max_request_bytes() -> usize {
     8 * 1024 * 1024
 }
 
-/// Appends one journal record per log record of `request`; returns how many.
-pub fn write_records(request: &ExportLogsServiceRequest, peer: &str, out: &mut Vec<u8>) -> u64 {
+/// Appends one journal record per log record of `request`, at most `limit` bytes of them;
+/// returns how many, or why the request is refused (a record or the whole past its limit).
+pub fn write_records(
+    request: &ExportLogsServiceRequest,
+    peer: &str,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<u64, String> {
     let mut count = 0;
     let mut scratch = Vec::new();
     for resource_logs in &request.resource_logs {
@@ -107,6 +113,7 @@ pub fn write_records(request: &ExportLogsServiceRequest, peer: &str, out: &mut V
                 json
             });
             for log in &scope_logs.log_records {
+                let start = out.len();
                 let mut record = Record::begin(out);
                 match log.body.as_ref().and_then(|b| b.value.as_ref()) {
                     Some(any_value::Value::StringValue(text)) => {
@@ -158,10 +165,22 @@ pub fn write_records(request: &ExportLogsServiceRequest, peer: &str, out: &mut V
                 record.text("peer", peer.as_bytes());
                 record.end();
                 count += 1;
+                // Checked as it grows: the resource is copied into every record, so a small
+                // request can make many times its size.
+                if out.len() - start > MAX_RECORD_BYTES {
+                    return Err(format!(
+                        "a log record takes more than {MAX_RECORD_BYTES} bytes"
+                    ));
+                }
+                if out.len() > limit {
+                    return Err(format!(
+                        "the request's records take more than {limit} bytes in the journal"
+                    ));
+                }
             }
         }
     }
-    count
+    Ok(count)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -22,7 +22,7 @@ fn kv(key: &str, value: any_value::Value) -> KeyValue {
 
 fn records(request: &ExportLogsServiceRequest) -> Vec<Value> {
     let mut out = Vec::new();
-    let count = write_records(request, "127.0.0.1:9", &mut out);
+    let count = write_records(request, "127.0.0.1:9", &mut out, usize::MAX).unwrap();
     let lines: Vec<Value> = out
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -148,4 +148,21 @@ fn json_requests_as_the_specification_writes_them() {
             String::from_utf8_lossy(bad)
         );
     }
+}
+
+#[test]
+fn records_past_the_limit_refuse_the_request() {
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 10],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut out = Vec::new();
+    assert_eq!(write_records(&request, "p", &mut out, 1000), Ok(10));
+    out.clear();
+    assert!(write_records(&request, "p", &mut out, 50).is_err());
 }

@@ -1,10 +1,11 @@
 //! `type: syslog`: RFC 5424 and RFC 3164 messages over UDP, TCP (octet counting or newline
-//! framing) and Unix sockets ([`listen`]), parsed ([`parse`]) into the fields of a journal
+//! framing, [`framing`]) and Unix sockets ([`listen`]), parsed ([`parse`]) into the fields of a journal
 //! record ([`write_record`]).
 //!
 //! Invariant: every message received becomes one record whose `message` holds what was not
 //! recognised as a header: nothing sent is lost for not being well-formed syslog.
 
+pub mod framing;
 pub mod listen;
 pub mod parse;
 
