@@ -76,7 +76,7 @@ impl StreamFramer {
                     // The length is still arriving; at the end of the stream, the digits were
                     // a message of their own.
                     if closed {
-                        each(rest, false);
+                        each(&rest[..rest.len().min(self.max)], rest.len() > self.max);
                         return buf.len();
                     }
                     return at;
@@ -261,6 +261,7 @@ mod tests {
             ),
             (100, &[b"1234567890 x\n"], false, vec![m("1234567890 x")]),
             (100, &[b"<14>a\n42"], true, vec![m("<14>a"), m("42")]),
+            (1, &[b"22"], true, vec![cut("2")]),
             (100, &[b"\n\n  <14>a\n"], false, vec![m("<14>a")]),
         ];
         for (max, pieces, close, expected) in cases {
