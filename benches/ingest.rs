@@ -165,6 +165,14 @@ fn run_row(row: &Row, seconds: u64) -> Measured {
         std::thread::sleep(Duration::from_millis(20));
     }
     let drain_seconds = drain_started.elapsed().as_secs_f64();
+    eprintln!(
+        "  the agent refused {} requests (journal full or malformed); journal at {} bytes once drained",
+        load::metric(
+            api,
+            "log_agent_source_requests_rejected_total{source=\"in\"}"
+        ),
+        load::metric(api, "log_agent_source_journal_bytes{source=\"in\"}"),
+    );
     let peak_rss_kib = measure::status_kib(pid, "VmHWM:");
     measure::kill(&mut agent, "-TERM");
     let _ = agent.wait();
@@ -222,7 +230,10 @@ fn main() {
          cores as the agent. {seconds} s measured per row after 2 s of warm-up; a sender waits \
          for each answer before its next request (as an SDK's exporter does). Records are \
          SDK-shaped: a 60-byte body, five attributes, a resource of five. `refused`: requests \
-         answered with backpressure (none expected: the sink is a blackhole). `drained after`: \
+         answered with backpressure (the journal at its 256 MiB: a delivered segment's room \
+         comes back only once the tailer has let it go, and at these rates 100-130 MiB of \
+         delivered segments were still held when a row ended), retried by their sender after \
+         100 ms and not counted in records/s. `drained after`: \
          from the end of the window until the blackhole had counted every record answered.\n\n\
          No Fluent Bit row: the build beside the project has only the tail input.\n\n{table}"
     );

@@ -53,7 +53,9 @@ pub fn journal_tail(
         filter: filter.cloned(),
         kubernetes: PodIdentity::default(),
         max_line_bytes: MAX_RECORD_BYTES,
-        scan_interval_ms: 1_000,
+        // A delivered segment's room comes back once the tailer let it go, which waits for a
+        // scan: kept short, so that a fast sender finds room.
+        scan_interval_ms: 250,
         rotate_wait_ms: 250,
         fingerprint_bytes: 1024,
         max_open_files: 64,
