@@ -92,7 +92,7 @@ fn curl_posts_ndjson_lines_and_compressed_bodies() {
         .source(
             "text",
             &format!(
-                "type: http\naddress: 127.0.0.1:{lines_port}\nbody: lines\nfields: {{ app: shop }}"
+                "type: http\naddress: 127.0.0.1:{lines_port}\nbody: lines\nfields: {{ app: shop }}\nmax_request_bytes: 4096"
             ),
         )
         .file_sink("out", &["api", "text"], &out, "")
@@ -136,6 +136,16 @@ fn curl_posts_ndjson_lines_and_compressed_bodies() {
     assert_eq!(
         curl_post(&lines_url, &gzipped, &["-H", "Content-Encoding: gzip"]).0,
         200
+    );
+    // Past max_request_bytes, as sent or once decompressed: 413, nothing taken.
+    let big = world.path("big.txt");
+    std::fs::write(&big, "x".repeat(5000)).unwrap();
+    assert_eq!(curl_post(&lines_url, &big, &[]).0, 413);
+    let bomb = world.path("big.txt.gz");
+    std::fs::write(&bomb, common::compress::compress("gz", &[b'y'; 100_000])).unwrap();
+    assert_eq!(
+        curl_post(&lines_url, &bomb, &["-H", "Content-Encoding: gzip"]).0,
+        413
     );
 
     let events = wait_for_events(&mut agent, &out, 4);

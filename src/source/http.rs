@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -102,6 +103,35 @@ pub enum BodyError {
     /// The compressed body is damaged.
     #[error("cannot decompress the body: {0}")]
     Decompress(String),
+    /// The body could not be read (the client went away, say).
+    #[error("cannot read the body: {0}")]
+    Read(String),
+}
+
+impl BodyError {
+    /// The HTTP status that says it.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::NotAnObject { .. } | BodyError::Decompress(_) | BodyError::Read(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        }
+    }
+}
+
+/// Reads a request's body, at most `max` bytes. Called once the request has its turn among
+/// the [`MAX_CONCURRENT_REQUESTS`], so that no more bodies than that are held at once.
+pub async fn read_body(body: Body, max: usize) -> Result<Bytes, BodyError> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let error = e.into_inner();
+        if error.is::<http_body_util::LengthLimitError>() {
+            BodyError::TooLarge(format!("the body is more than {max} bytes"))
+        } else {
+            BodyError::Read(error.to_string())
+        }
+    })
 }
 
 /// Turns a (decompressed) body into journal records appended to `out`, at most `limit` bytes
@@ -221,8 +251,6 @@ pub fn spawn(
     });
     let app = Router::new()
         .route(&config.path, axum::routing::post(ingest))
-        // The compressed body's own limit: decompression checks the rest.
-        .layer(DefaultBodyLimit::max(config.max_request_bytes))
         .with_state(state);
     serve(listener, tls, app, "http source", stopping)
 }
@@ -231,11 +259,18 @@ async fn ingest(
     State(state): State<Arc<Ingest>>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let metrics = state.journal.metrics();
     let Ok(_turn) = state.requests.acquire().await else {
         return refusal(&JournalError::Closed);
+    };
+    let body = match read_body(body, state.max_request_bytes).await {
+        Ok(body) => body,
+        Err(e) => {
+            add(&metrics.requests_rejected, 1);
+            return (e.status(), format!("{e}\n")).into_response();
+        }
     };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -261,12 +296,7 @@ async fn ingest(
         Ok(taken) => taken,
         Err(e) => {
             add(&metrics.requests_rejected, 1);
-            let status = match e {
-                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                BodyError::NotAnObject { .. } | BodyError::Decompress(_) => StatusCode::BAD_REQUEST,
-            };
-            return (status, format!("{e}\n")).into_response();
+            return (e.status(), format!("{e}\n")).into_response();
         }
     };
     if count == 0 {

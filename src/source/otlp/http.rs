@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::{request_from_json, write_records};
 use crate::metrics::add;
-use crate::source::http::{BodyError, MAX_CONCURRENT_REQUESTS, decode, refusal};
+use crate::source::http::{MAX_CONCURRENT_REQUESTS, decode, read_body, refusal};
 use crate::source::journal::Journal;
 use crate::source::tls::{Peer, serve};
 use tokio_rustls::TlsAcceptor;
@@ -50,7 +50,6 @@ pub fn spawn(
     });
     let app = Router::new()
         .route(LOGS_PATH, axum::routing::post(export))
-        .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(state);
     serve(listener, tls, app, "otlp source (HTTP)", stopping)
 }
@@ -66,7 +65,7 @@ async fn export(
     State(state): State<Arc<Ingest>>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let metrics = state.journal.metrics();
     let Ok(_turn) = state.requests.acquire().await else {
@@ -92,23 +91,19 @@ async fn export(
             );
         }
     };
+    let body = match read_body(body, state.max_request_bytes).await {
+        Ok(body) => body,
+        Err(e) => return refuse(e.status(), e.to_string()),
+    };
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let decoded = match decode(&body, content_encoding, state.max_request_bytes) {
-        Ok(decoded) => decoded,
-        Err(e) => {
-            let status = match e {
-                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return refuse(status, e.to_string());
-        }
-    };
-    let limit = state.journal.max_append();
-    // Decoding and mapping are CPU work: off the threads that serve the connections.
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (max, limit) = (state.max_request_bytes, state.journal.max_append());
+    // Decompressing, decoding and mapping are CPU work: off the threads that serve connections.
     let taken = tokio::task::spawn_blocking(move || {
+        let decoded = decode(&body, content_encoding.as_deref(), max)
+            .map_err(|e| (e.status(), e.to_string()))?;
         let request = match encoding {
             Encoding::Protobuf => {
                 <ExportLogsServiceRequest as prost::Message>::decode(&decoded[..])
