@@ -386,13 +386,13 @@ impl CheckpointStore {
             .all(|t| t.checkpoint() >= t.emitted)
     }
 
-    /// Where each tracked file of `source` is delivered up to.
-    pub fn positions_of(&self, source: &str) -> Vec<FilePosition> {
+    /// Where each tracked file of `source` is delivered up to, by the path it was last seen at.
+    pub fn positions_of(&self, source: &str) -> HashMap<String, FilePosition> {
         self.lock()
             .tracked
             .values()
             .filter(|t| *t.source == *source)
-            .map(Tracked::position)
+            .map(|t| (t.path.to_string(), t.position()))
             .collect()
     }
 

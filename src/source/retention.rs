@@ -162,12 +162,7 @@ impl Retention {
             .retain(|(dev, ino, _, _), _| files.iter().any(|f| (f.dev, f.ino) == (*dev, *ino)));
         let mut deleted = 0;
         if total > self.max_bytes {
-            let positions: HashMap<String, FilePosition> = self
-                .store
-                .positions_of(&self.source)
-                .into_iter()
-                .map(|p| (p.path.clone(), p))
-                .collect();
+            let positions = self.store.positions_of(&self.source);
             let now = SystemTime::now();
             files.retain(|f| {
                 f.path

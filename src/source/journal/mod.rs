@@ -303,11 +303,6 @@ impl JournalWriter {
     pub fn join(self) {
         let _ = self.thread.join();
     }
-
-    /// The directory of the segments.
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! inode is freed only once no tracked file holds it, so a new segment on the same inode is never
 //! taken for the old one.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{JournalWriter, Shared, segment};
-use crate::checkpoint::{CheckpointStore, FilePosition, Fingerprint};
+use crate::checkpoint::{CheckpointStore, Fingerprint};
 use crate::metrics::{SourceMetrics, add};
 use crate::source::fingerprint::read_head;
 
@@ -57,12 +56,7 @@ impl Retention {
         let segments = segment::list(&self.shared.dir)?;
         // Read after the listing: see where it is published (`Writer::roll`).
         let writing = self.shared.writing.load(Ordering::Acquire);
-        let positions: HashMap<String, FilePosition> = self
-            .store
-            .positions_of(&self.source)
-            .into_iter()
-            .map(|p| (p.path.clone(), p))
-            .collect();
+        let positions = self.store.positions_of(&self.source);
         let mut deleted = 0;
         for (_, path) in segment::list_set_aside(&self.shared.dir)? {
             let md = match std::fs::metadata(&path) {

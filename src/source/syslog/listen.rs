@@ -18,7 +18,7 @@ use super::framing::{StreamFramer, parts, trim_end};
 use super::{Mode, SyslogSourceConfig, write_record};
 use crate::metrics::add;
 use crate::source::journal::{Journal, JournalError};
-use crate::source::network::NetworkError;
+use crate::source::network::{NetworkError, bind_tcp};
 use crate::source::tls::Incoming;
 use tokio_rustls::TlsAcceptor;
 
@@ -48,14 +48,7 @@ pub fn bind(config: &SyslogSourceConfig) -> Result<Socket, NetworkError> {
                 .map_err(bind_error(address.clone()))?;
             Socket::Udp(socket)
         }
-        (Mode::Tcp, _) => {
-            let listener =
-                std::net::TcpListener::bind(config.address).map_err(bind_error(address.clone()))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(bind_error(address.clone()))?;
-            Socket::Tcp(listener)
-        }
+        (Mode::Tcp, _) => Socket::Tcp(bind_tcp(config.address)?),
         (Mode::UnixDatagram | Mode::UnixStream, None) => {
             return Err(NetworkError::Bind {
                 address: "(no path)".to_owned(),
