@@ -61,6 +61,7 @@ pub mod replay;
 pub mod sink;
 pub mod source;
 pub mod spacing;
+pub mod transform;
 
 pub use agent::{RunError, RunHooks, RunSummary, run, run_with};
 

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("parsing and checkpoints", &["parse", "checkpoint"]),
     ("sources and sinks", &["source", "sink"]),
+    ("transforms", &["transform"]),
     ("the pipeline", &["pipeline"]),
     ("the configuration", &["config"]),
     ("the API and replay", &["api", "replay"]),
@@ -238,6 +239,6 @@ fn use_trees_expand_to_the_paths_they_name() {
         layer_of("config::errors::ConfigError"),
         Some((0, "config::errors"))
     );
-    assert_eq!(layer_of("config::Config"), Some((4, "config")));
+    assert_eq!(layer_of("config::Config"), Some((5, "config")));
     assert_eq!(layer_of("nothing"), None);
 }

@@ -86,7 +86,8 @@ sinks:
         read_time: "2026-12-06T00:00:00.000000Z".into(),
         data: parsed.data,
         events: parsed.events,
-        fields: parsed.fields,
+        fields: std::sync::Arc::new(parsed.fields),
+        lane: 0,
         end_offset: bytes.len() as u64,
     };
     let mut out = Vec::new();

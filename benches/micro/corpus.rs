@@ -146,7 +146,8 @@ fn chunk_of(lines: usize, generate: impl FnMut(&mut fastrand::Rng) -> String) ->
         end_offset: data.len() as u64,
         data: Bytes::from(data),
         events,
-        fields: Vec::new(),
+        fields: Arc::default(),
+        lane: 0,
     }
 }
 
@@ -242,7 +243,7 @@ impl Corpora {
         let failed = LineParser::new(Format::Json, None).parse_all(
             &parsed.data,
             &mut parsed.events,
-            &mut parsed.fields,
+            Arc::make_mut(&mut parsed.fields),
         );
         assert_eq!(failed, 0, "the JSON corpus parses");
         let corpora = Corpora {

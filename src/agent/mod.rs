@@ -56,6 +56,9 @@ pub enum RunError {
         /// Why.
         error: std::io::Error,
     },
+    /// A transform could not be built.
+    #[error(transparent)]
+    Transform(crate::transform::TransformError),
 }
 
 /// How a run ended.

@@ -66,6 +66,9 @@ pub enum ReloadError {
     /// A sink of the new config could not be built.
     #[error(transparent)]
     Sink(#[from] BuildError),
+    /// A transform of the new config could not be built.
+    #[error(transparent)]
+    Transform(#[from] crate::transform::TransformError),
 }
 
 /// What differs between the running config and a new one.
@@ -212,8 +215,10 @@ async fn apply(
             built.push((name.clone(), running.build(name, sink_config)?));
         }
     }
+    let transforms = running.build_transforms(Some(&running.config), &new)?;
     let deadline = Instant::now() + Duration::from_millis(new.shutdown_timeout_ms);
     let old = std::mem::replace(&mut running.config, new);
+    running.set_transforms(transforms);
     tunables
         .checkpoint_interval_ms
         .store(running.config.checkpoint_interval_ms, Ordering::Relaxed);

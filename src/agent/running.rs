@@ -3,9 +3,12 @@
 //! - A sink keeps one task, one id and one buffer (or, after a `buffer:` change, one buffer at
 //!   a time) for as long as it is configured: a reload that changes it gives its task a new
 //!   instance, so acks stay in the order its batches were made. Ids are never reused.
-//! - A source has one tailer thread and one [`Router`]. The router's sinks and the checkpoint
-//!   store's routes follow `config.sinks_of(source)` ([`Running::reroute`]), so sinks added to
-//!   or removed from a running source never restart its tailer.
+//! - A source has one tailer thread and one [`Router`]. The router's tree (its sinks and the
+//!   transforms on the way) and the checkpoint store's routes follow
+//!   `config.branches_of(source)` ([`Running::reroute`]), so sinks and transforms added to or
+//!   removed from a running source never restart its tailer.
+//! - Transforms are built before anything of a reload changes; one whose settings did not
+//!   change keeps its instance (a throttle its window, a `log_to_metric` its series).
 //! - A source is stopped by draining its tailer (it reads its files to their current end),
 //!   waiting for what it handed on to be delivered, then handing its files back to the store
 //!   ([`CheckpointStore::release`]): the next tailer of that name resumes at the checkpoints,
@@ -28,12 +31,13 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::buffer::{self, BufferSender};
 use crate::pipeline::sink_task::Reconfigure;
-use crate::pipeline::{BuiltSink, Router, spawn_sink};
+use crate::pipeline::{BuiltSink, Router, Stage, spawn_sink};
 use crate::sink::{BuildError, SinkConfig};
 use crate::source::SourceKind;
 use crate::source::network::{Listening, journal_dir};
 use crate::source::retention::Retention;
 use crate::source::tailer::{Control, Stopped, Tailer};
+use crate::transform::{Transform, TransformError};
 
 /// How often a source being stopped is checked for the delivery of what it handed on.
 const ACK_POLL: Duration = Duration::from_millis(20);
@@ -70,6 +74,7 @@ pub(super) struct Running {
     next_sink_id: SinkId,
     sinks: BTreeMap<String, RunningSink>,
     sources: BTreeMap<String, RunningSource>,
+    transforms: BTreeMap<String, Arc<dyn Transform>>,
     /// Tasks of sinks a reload removed, delivering what they held until a deadline.
     retired: Vec<JoinHandle<()>>,
 }
@@ -93,8 +98,12 @@ impl Running {
             next_sink_id: 0,
             sinks: BTreeMap::new(),
             sources: BTreeMap::new(),
+            transforms: BTreeMap::new(),
             retired: Vec::new(),
         };
+        running.transforms = running
+            .build_transforms(None, &running.config)
+            .map_err(RunError::Transform)?;
         let sinks = running.config.sinks.clone();
         for (name, sink_config) in &sinks {
             let built = crate::pipeline::build_sink(name, sink_config, None)?;
@@ -211,25 +220,49 @@ impl Running {
         }));
     }
 
-    /// The buffers, with their sinks' ids, that `source` sends to under the running config.
-    fn outputs_of(&self, source: &str) -> Vec<(SinkId, BufferSender)> {
-        self.config
-            .sinks_of(source)
-            .into_iter()
-            .filter_map(|name| {
-                let sink = self.sinks.get(name)?;
-                Some((sink.id, sink.sender.clone()))
-            })
-            .collect()
+    /// The transforms of `config`, built; those whose settings are as in `old` (the running
+    /// config) keep their instance.
+    pub(super) fn build_transforms(
+        &self,
+        old: Option<&Config>,
+        config: &Config,
+    ) -> Result<BTreeMap<String, Arc<dyn Transform>>, TransformError> {
+        let mut built = BTreeMap::new();
+        for (name, transform) in &config.transforms {
+            let same = old.and_then(|old| old.transforms.get(name)) == Some(transform);
+            let instance = match self.transforms.get(name) {
+                Some(running) if same => Arc::clone(running),
+                _ => transform
+                    .kind
+                    .build(&format!("transforms.{name}"), name, &self.metrics)?,
+            };
+            built.insert(name.clone(), instance);
+        }
+        Ok(built)
     }
 
-    /// Points every running source's router, and its files' checkpoints, at the sinks the
-    /// running config routes it to.
+    /// Runs `transforms` from the next [`Running::reroute`] on.
+    pub(super) fn set_transforms(&mut self, transforms: BTreeMap<String, Arc<dyn Transform>>) {
+        self.transforms = transforms;
+    }
+
+    /// The tree `source` sends along under the running config.
+    fn stage_of(&self, source: &str) -> Stage {
+        let sinks = self
+            .sinks
+            .iter()
+            .map(|(name, sink)| (name.clone(), (sink.id, sink.sender.clone())))
+            .collect();
+        Stage::build(&self.config.branches_of(source), &sinks, &self.transforms)
+    }
+
+    /// Points every running source's router, and its files' checkpoints, at the sinks and
+    /// transforms the running config routes it to.
     pub(super) fn reroute(&self) {
         for (name, source) in &self.sources {
-            let outputs = self.outputs_of(name);
-            let ids: Vec<SinkId> = outputs.iter().map(|(id, _)| *id).collect();
-            source.router.set_outputs(outputs);
+            let root = self.stage_of(name);
+            let ids = root.ack_ids();
+            source.router.set_root(root);
             self.store.route(name, &ids);
         }
     }
@@ -271,10 +304,10 @@ impl Running {
             )),
             _ => None,
         };
-        let outputs = self.outputs_of(name);
-        let ids: Vec<SinkId> = outputs.iter().map(|(id, _)| *id).collect();
+        let root = self.stage_of(name);
+        let ids: Vec<SinkId> = root.ack_ids();
         self.store.route(name, &ids);
-        let router = Router::new(outputs);
+        let router = Router::new(root);
         let emit_router = router.clone();
         let handle = self.runtime.clone();
         let emit = move |chunk| {
@@ -327,6 +360,8 @@ impl Running {
         let sources: Vec<&str> = self.config.sources.keys().map(String::as_str).collect();
         let sinks: Vec<&str> = self.config.sinks.keys().map(String::as_str).collect();
         self.metrics.retain(&sources, &sinks);
+        let transforms: Vec<&str> = self.config.transforms.keys().map(String::as_str).collect();
+        self.metrics.retain_transforms(&transforms);
     }
 
     /// The checkpoint store.

@@ -50,9 +50,15 @@ pub type BufferGauges = Arc<std::sync::RwLock<BTreeMap<String, BufferGauge>>>;
 pub fn registry(collector: AgentCollector) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(super::process::ProcessCollector));
-    registry
-        .sub_registry_with_prefix(PREFIX)
-        .register_collector(Box::new(collector));
+    // Metrics derived from events carry the names the user gave them, unprefixed.
+    registry.register_collector(Box::new(super::derived::DerivedCollector {
+        metrics: Arc::clone(&collector.metrics),
+    }));
+    let prefixed = registry.sub_registry_with_prefix(PREFIX);
+    prefixed.register_collector(Box::new(super::derived::TransformCollector {
+        metrics: Arc::clone(&collector.metrics),
+    }));
+    prefixed.register_collector(Box::new(collector));
     registry
 }
 
@@ -123,14 +129,14 @@ fn unix_micros_now() -> u64 {
 }
 
 /// One metric family: its samples, each with its labels.
-struct Family<'a, M> {
+pub(super) struct Family<'a, M> {
     name: &'a str,
     help: &'a str,
     samples: Vec<(Vec<(&'a str, &'a str)>, M)>,
 }
 
 impl<'a, M: EncodeMetric> Family<'a, M> {
-    fn new(name: &'a str, help: &'a str) -> Self {
+    pub(super) fn new(name: &'a str, help: &'a str) -> Self {
         Family {
             name,
             help,
@@ -138,11 +144,11 @@ impl<'a, M: EncodeMetric> Family<'a, M> {
         }
     }
 
-    fn sample(&mut self, labels: Vec<(&'a str, &'a str)>, metric: M) {
+    pub(super) fn sample(&mut self, labels: Vec<(&'a str, &'a str)>, metric: M) {
         self.samples.push((labels, metric));
     }
 
-    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    pub(super) fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let Some((_, first)) = self.samples.first() else {
             return Ok(());
         };
@@ -155,7 +161,7 @@ impl<'a, M: EncodeMetric> Family<'a, M> {
     }
 }
 
-type Counters<'a> = Family<'a, ConstCounter<u64>>;
+pub(super) type Counters<'a> = Family<'a, ConstCounter<u64>>;
 type Gauges<'a> = Family<'a, ConstGauge<f64>>;
 
 impl Collector for AgentCollector {

@@ -4,6 +4,7 @@
 //! (so the last metrics of a shutdown can still be scraped); it reads only shared state that
 //! the pipeline keeps anyway (see [`metrics`] and [`crate::health`]).
 
+mod derived;
 pub mod metrics;
 pub mod probes;
 mod process;

@@ -36,8 +36,17 @@ pub use store::{
     CheckpointStore, DORMANT_EXPIRY_SECS, LoadOutcome, MAX_DORMANT, MAX_RETIRED, WriteCost,
 };
 
-/// Index of a sink in the running pipeline.
+/// Index of a sink in the running pipeline; as the store counts acks, a sink reached along
+/// one branch of a source's transforms ([`ack_id`]).
 pub type SinkId = usize;
+
+/// The id under which sink `sink` acks the chunks that reached it on `lane` of their
+/// source's transforms (lane 0, the source as read: the sink's own id). The store waits for
+/// every such pair, so a sink that gets a source's events along two paths holds the
+/// checkpoint back until it delivered both.
+pub fn ack_id(sink: SinkId, lane: u32) -> SinkId {
+    sink | (lane as usize) << 32
+}
 
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]

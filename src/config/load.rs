@@ -11,10 +11,13 @@ use std::path::Path;
 
 use serde_norway::{Mapping, Value};
 
-use super::errors::{did_you_mean, from_value, lenient};
+use super::errors::{from_value, lenient};
 use super::{Config, ConfigError, Mode, RawConfig, interpolate, kubernetes};
+use crate::metrics::Metrics;
 use crate::sink::{SinkCommon, SinkConfig, SinkKind};
 use crate::source::{SourceConfig, SourceKind};
+use crate::transform::topology::{Graph, Node};
+use crate::transform::{TransformConfig, TransformKind, UNMATCHED};
 
 /// See [`Config::from_yaml`].
 pub(super) fn from_yaml(
@@ -52,6 +55,11 @@ pub(super) fn from_yaml(
             .iter()
             .map(|(name, value)| (name.clone(), inputs_of(value)))
             .collect(),
+        transforms: raw
+            .transforms
+            .iter()
+            .map(|(name, value)| (name.clone(), node_of(value)))
+            .collect(),
     };
     let mut sources = BTreeMap::new();
     for (name, value) in raw.sources {
@@ -71,6 +79,15 @@ pub(super) fn from_yaml(
             Err(e) => errors.extend(e.flatten()),
         }
     }
+    let mut transforms = BTreeMap::new();
+    for (name, value) in raw.transforms {
+        match read_transform(&name, value, base_dir) {
+            Ok(config) => {
+                transforms.insert(name, config);
+            }
+            Err(e) => errors.extend(e.flatten()),
+        }
+    }
     let mut sinks = BTreeMap::new();
     for (name, value) in raw.sinks {
         match read_sink(&format!("sinks.{name}"), value, base_dir) {
@@ -85,6 +102,7 @@ pub(super) fn from_yaml(
         pods_root,
         data_dir,
         sources,
+        transforms,
         sinks,
         api: raw.api,
         kubernetes: raw.kubernetes,
@@ -99,10 +117,33 @@ pub(super) fn from_yaml(
     }
 }
 
-/// Every source the text has and every sink with its inputs, read or not.
+/// Every source the text has, every sink with its inputs and every transform as the graph
+/// sees it, read or not.
 struct Names {
     sources: BTreeSet<String>,
     inputs: BTreeMap<String, Vec<String>>,
+    transforms: BTreeMap<String, Node>,
+}
+
+/// A transform as written, as far as the graph needs it: its inputs and outputs (a route's
+/// names, as far as they are a mapping).
+fn node_of(transform: &Value) -> Node {
+    let outputs = match (
+        transform.get("type").and_then(Value::as_str),
+        transform.get("route").and_then(Value::as_mapping),
+    ) {
+        (Some("route"), Some(routes)) => routes
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .chain([UNMATCHED.to_owned()])
+            .collect(),
+        _ => vec![String::new()],
+    };
+    Node {
+        inputs: inputs_of(transform),
+        outputs,
+        may_end: transform.get("type").and_then(Value::as_str) == Some("log_to_metric"),
+    }
 }
 
 /// The `inputs` of a sink as written, as far as they are a list of names.
@@ -148,7 +189,12 @@ fn cross_checks(config: &Config, names: &Names) -> Vec<ConfigError> {
     }
     let sinks: Vec<&String> = names.inputs.keys().collect();
     let sources: Vec<&String> = names.sources.iter().collect();
-    for (kind, list) in [("sources", sources), ("sinks", sinks)] {
+    let transforms: Vec<&String> = names.transforms.keys().collect();
+    for (kind, list) in [
+        ("sources", sources),
+        ("transforms", transforms),
+        ("sinks", sinks),
+    ] {
         for name in list.into_iter().filter(|name| !is_component_name(name)) {
             errors.push(ConfigError::invalid(
                 format!("{kind}.{name}"),
@@ -160,28 +206,12 @@ fn cross_checks(config: &Config, names: &Names) -> Vec<ConfigError> {
         // Every input would be unknown: said once above.
         return errors;
     }
-    let source_names: Vec<&str> = names.sources.iter().map(String::as_str).collect();
-    let mut fed = BTreeSet::new();
-    for (name, inputs) in &names.inputs {
-        for input in inputs {
-            if !names.sources.contains(input) {
-                errors.push(ConfigError::invalid(
-                    format!("sinks.{name}.inputs"),
-                    format!(
-                        "unknown source `{input}`{}",
-                        did_you_mean(input, &source_names)
-                    ),
-                ));
-            }
-            fed.insert(input.as_str());
-        }
-    }
-    for unfed in names.sources.iter().filter(|s| !fed.contains(s.as_str())) {
-        errors.push(ConfigError::invalid(
-            format!("sources.{unfed}"),
-            "is not an input of any sink",
-        ));
-    }
+    let graph = Graph {
+        sources: names.sources.clone(),
+        transforms: names.transforms.clone(),
+        sinks: names.inputs.clone(),
+    };
+    errors.extend(graph.check());
     errors
 }
 
@@ -219,6 +249,48 @@ fn read_source(
         journal_tail: None,
     };
     config.resolve(key, base_dir, data_dir)
+}
+
+/// Reads transform `name`: its inputs and its type's settings, its programs compiled.
+fn read_transform(
+    name: &str,
+    value: Value,
+    base_dir: &Path,
+) -> Result<TransformConfig, ConfigError> {
+    let key = format!("transforms.{name}");
+    let (kind, mut rest) = take_type(&key, value, TransformKind::TYPES)?;
+    let inputs = rest.remove("inputs");
+    let kind = TransformKind::from_parts(&key, &kind, rest);
+    let inputs: Result<Vec<String>, ConfigError> = match inputs {
+        None => Err(ConfigError::invalid(
+            format!("{key}.inputs"),
+            "missing (required): a list of sources or transforms",
+        )),
+        Some(value) => from_value(&format!("{key}.inputs"), value),
+    };
+    let (mut kind, inputs) = match (kind, inputs) {
+        (Ok(kind), Ok(inputs)) => (kind, inputs),
+        (kind, inputs) => {
+            let errors = [kind.err(), inputs.err()]
+                .into_iter()
+                .flatten()
+                .flat_map(ConfigError::flatten)
+                .collect();
+            return Err(
+                ConfigError::all(errors).unwrap_or_else(|| ConfigError::invalid(&key, "invalid"))
+            );
+        }
+    };
+    if inputs.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.inputs"),
+            "at least one input is needed",
+        ));
+    }
+    kind.resolve(base_dir);
+    // Built once to check it (programs compile, settings in range); the agent builds its own.
+    kind.build(&key, name, &Metrics::default())?;
+    Ok(TransformConfig { inputs, kind })
 }
 
 /// Reads a sink: the settings every sink has and its type's own, each with all their errors.

@@ -27,6 +27,8 @@ pub use kubernetes::Mode;
 
 use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
+use crate::transform::TransformConfig;
+use crate::transform::topology::{Branch, Graph, Node};
 
 /// Where the configuration is read from when neither `--config` nor `$LOG_AGENT_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/log-agent/agent.yaml";
@@ -42,6 +44,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Sources by name.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Transforms by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub transforms: BTreeMap<String, TransformConfig>,
     /// Sinks by name.
     pub sinks: BTreeMap<String, SinkConfig>,
     /// The HTTP API (`/healthz`, `/readyz`, `/metrics`).
@@ -86,6 +91,8 @@ struct RawConfig {
     data_dir: PathBuf,
     #[serde(default)]
     sources: BTreeMap<String, Value>,
+    #[serde(default)]
+    transforms: BTreeMap<String, Value>,
     sinks: BTreeMap<String, Value>,
     #[serde(default)]
     api: Option<ApiConfig>,
@@ -144,13 +151,34 @@ impl Config {
         serde_norway::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
-    /// Names of the sinks that take `source` as an input, in name order.
-    pub fn sinks_of(&self, source: &str) -> Vec<&str> {
-        self.sinks
-            .iter()
-            .filter(|(_, sink)| sink.common.inputs.iter().any(|i| i == source))
-            .map(|(name, _)| name.as_str())
-            .collect()
+    /// The graph the components' `inputs` draw.
+    pub fn graph(&self) -> Graph {
+        Graph {
+            sources: self.sources.keys().cloned().collect(),
+            transforms: self
+                .transforms
+                .iter()
+                .map(|(name, transform)| {
+                    let node = Node {
+                        inputs: transform.inputs.clone(),
+                        outputs: transform.kind.outputs(),
+                        may_end: transform.kind.may_end_a_path(),
+                    };
+                    (name.clone(), node)
+                })
+                .collect(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|(name, sink)| (name.clone(), sink.common.inputs.clone()))
+                .collect(),
+        }
+    }
+
+    /// Where `source`'s events go: the sinks that take it, and the transforms on the way to
+    /// others.
+    pub fn branches_of(&self, source: &str) -> Branch {
+        self.graph().unfold(source)
     }
 }
 

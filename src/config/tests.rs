@@ -29,7 +29,7 @@ fn minimal_config_gets_defaults() {
     let sink = &config.sinks["out"];
     assert_eq!(sink.common.batch.max_events, 1000);
     assert_eq!(sink.common.buffer.max_events, 10_000);
-    assert_eq!(config.sinks_of("app"), vec!["out"]);
+    assert_eq!(config.branches_of("app").sinks, vec!["out"]);
     let printed = config.to_yaml();
     assert!(printed.contains("max_line_bytes: 1048576"), "{printed}");
     // What validate prints parses back to the same configuration.
@@ -294,7 +294,7 @@ fn every_error_of_the_file_is_reported_with_its_full_path() {
         "config key `sources.app.formt`: unknown key; did you mean `format`?",
         "config key `sinks.out.batch.max_events`: expected a whole number (0 or more), got the text \"lots\"",
         "config key `sources.my.app`: names use only letters, digits, `_` and `-`",
-        "config key `sinks.out.inputs`: unknown source `ap`; did you mean `app`?",
+        "config key `sinks.out.inputs`: unknown source or transform `ap`; did you mean `app`?",
     ];
     for fragment in want {
         assert!(
@@ -477,7 +477,7 @@ fn a_source_without_a_sink_is_an_error() {
     let err = parse(&text).unwrap_err().to_string();
     assert_eq!(
         err,
-        "config key `sources.lonely`: is not an input of any sink"
+        "config key `sources.lonely`: is not an input of any sink or transform"
     );
 }
 

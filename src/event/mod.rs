@@ -76,6 +76,9 @@ pub struct EventFlags {
     pub multiline_cut: bool,
     /// The configured `timestamp` field was missing or did not parse: the read time is used.
     pub timestamp_failed: bool,
+    /// A transform rewrote the event: its message is the whole JSON object to ship, and its
+    /// fields are that object's members (encoders add nothing of their own).
+    pub rendered: bool,
 }
 
 /// The output stream of a container.
@@ -169,21 +172,55 @@ pub struct Chunk {
     pub data: Bytes,
     /// The framed (and parsed) lines, in file order.
     pub events: Vec<Event>,
-    /// The parsed fields of every event, one event's after the other's.
-    pub fields: Vec<Field>,
+    /// The parsed fields of every event, one event's after the other's; shared by the chunks
+    /// a transform keeps some of the events of.
+    pub fields: Arc<Vec<Field>>,
     /// Offset up to which the file is consumed once every event of this chunk is delivered:
     /// the checkpoint this chunk allows. It can be past the last event (a skipped tail of an
     /// over-long line) or at it (an unterminated line still waiting for its newline).
     pub end_offset: u64,
+    /// Which branch of its source's transforms the chunk is on (0: as the source read it), so
+    /// that a sink reached along two branches acks each apart ([`crate::checkpoint::ack_id`]).
+    pub lane: u32,
 }
 
 impl Chunk {
+    /// A chunk of the same file and offsets with other events, on `lane`: a transform's output.
+    pub fn derived(
+        &self,
+        data: Bytes,
+        events: Vec<Event>,
+        fields: Arc<Vec<Field>>,
+        lane: u32,
+    ) -> Chunk {
+        Chunk {
+            file: Arc::clone(&self.file),
+            read_time: Arc::clone(&self.read_time),
+            data,
+            events,
+            fields,
+            end_offset: self.end_offset,
+            lane,
+        }
+    }
+
     /// The message of `event`, one of this chunk's events.
     pub fn message(&self, event: &Event) -> &[u8] {
         let start = event.start as usize;
         self.data
             .get(start..start + event.len as usize)
             .unwrap_or_default()
+    }
+
+    /// The text of `event` as a `text` encoding ships it: its message, or a rendered event's
+    /// `message` member (its whole JSON object when it has none).
+    pub fn text(&self, event: &Event) -> std::borrow::Cow<'_, [u8]> {
+        if event.flags.rendered
+            && let Some(message) = self.fields(event).and_then(|f| f.get("message"))
+        {
+            return message.text();
+        }
+        std::borrow::Cow::Borrowed(self.message(event))
     }
 
     /// The parsed fields of `event`, one of this chunk's events.
@@ -224,8 +261,9 @@ pub(crate) mod testing {
             read_time: "2026-11-25T04:00:00.000000Z".into(),
             data: Bytes::from(data),
             events,
-            fields: Vec::new(),
+            fields: Arc::default(),
             end_offset,
+            lane: 0,
         }
     }
 
@@ -234,7 +272,7 @@ pub(crate) mod testing {
     pub fn set_fields(chunk: &mut Chunk, index: usize, object: &serde_json::Value) {
         let (fields, mut range) = fields::testing::owned(object);
         range.start = chunk.fields.len() as u32;
-        chunk.fields.extend(fields);
+        Arc::make_mut(&mut chunk.fields).extend(fields);
         chunk.events[index].fields = Some(range);
     }
 }
@@ -254,8 +292,9 @@ mod tests {
                 Event::new(2, 2, 12),
                 Event::new(5, 1, 15),
             ],
-            fields: Vec::new(),
+            fields: Arc::default(),
             end_offset: 17,
+            lane: 0,
         };
         let cases = [(0, 10), (1, 12), (2, 15), (3, 17)];
         for (upto, want) in cases {

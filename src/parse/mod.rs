@@ -12,7 +12,7 @@ pub mod access;
 pub mod assemble;
 pub mod cri;
 pub mod docker;
-mod json;
+pub mod json;
 pub mod logfmt;
 pub mod multiline;
 pub mod nginx_error;

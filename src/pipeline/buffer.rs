@@ -147,8 +147,9 @@ impl BufferSender {
             read_time: Arc::clone(&chunk.read_time),
             data: bytes::Bytes::new(),
             events: Vec::new(),
-            fields: Vec::new(),
+            fields: Arc::default(),
             end_offset: chunk.end_offset,
+            lane: chunk.lane,
         });
         match self.tx.try_send(marker) {
             Ok(()) => Ok(()),
@@ -279,8 +280,9 @@ mod tests {
             read_time: "t".into(),
             data: bytes::Bytes::from(vec![b'x'; bytes]),
             events: (0..events).map(|i| Event::new(0, 1, i as u64)).collect(),
-            fields: Vec::new(),
+            fields: Arc::default(),
             end_offset,
+            lane: 0,
         })
     }
 

@@ -1,15 +1,20 @@
-//! The pipeline between sources and sinks: routing, bounded buffers, batching, retries, acks.
+//! The pipeline between sources and sinks: transforms, routing, bounded buffers, batching,
+//! retries, acks.
 //!
-//! Each source gets a [`Router`] holding the buffer of every sink that takes the source as an
-//! input; a chunk is shared (`Arc`) by all of them. A config reload changes a router's sinks in
-//! place, so the source's tailer goes on as it was. Each sink runs a [`sink_task::SinkTask`]
-//! that batches, delivers with retries and acks per file towards the checkpoints.
+//! Each source gets a [`Router`] holding its [`Stage`] tree: the buffer of every sink that
+//! takes the source as an input, and the transforms on the way to the others. A chunk is shared
+//! (`Arc`) by all the sinks of a stage; transforms run on the source's own thread, so a slow
+//! sink holds back the source the same way through them. A config reload changes a router's
+//! tree in place, so the source's tailer goes on as it was. Each sink runs a
+//! [`sink_task::SinkTask`] that batches, delivers with retries and acks per file (and lane)
+//! towards the checkpoints.
 
 pub mod batcher;
 pub mod buffer;
 mod deliver;
 pub mod retry;
 pub mod sink_task;
+pub mod stage;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,41 +30,42 @@ use crate::event::Chunk;
 use crate::health::SinkHealth;
 use crate::metrics::Metrics;
 use crate::sink::{BuildError, Sink, SinkConfig};
+use crate::transform::Transform;
+use crate::transform::topology::Branch;
+pub use stage::Stage;
 
-/// The buffers a source's chunks go to, with the sink each belongs to.
-type Outputs = Arc<Vec<(SinkId, BufferSender)>>;
-
-/// Hands a source's chunks to each of its sinks. Clones share their outputs and their stop.
+/// Hands a source's chunks to each of its sinks, through the transforms on the way. Clones
+/// share their tree and their stop.
 #[derive(Debug, Clone)]
 pub struct Router {
-    outputs: Arc<RwLock<Outputs>>,
+    root: Arc<RwLock<Arc<Stage>>>,
     stop: Arc<watch::Sender<bool>>,
 }
 
 impl Router {
-    /// A router to the given sinks' buffers.
-    pub fn new(outputs: Vec<(SinkId, BufferSender)>) -> Self {
+    /// A router along the tree `root`.
+    pub fn new(root: Stage) -> Self {
         Router {
-            outputs: Arc::new(RwLock::new(Arc::new(outputs))),
+            root: Arc::new(RwLock::new(Arc::new(root))),
             stop: Arc::new(watch::Sender::new(false)),
         }
     }
 
-    fn current(&self) -> Outputs {
+    fn current(&self) -> Arc<Stage> {
         // The guarded value is replaced whole, so a poisoned lock still holds a valid one.
-        let outputs = self.outputs.read().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(&outputs)
+        let root = self.root.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&root)
     }
 
-    /// The sinks the router hands chunks to now.
-    pub fn sinks(&self) -> Vec<SinkId> {
-        self.current().iter().map(|(id, _)| *id).collect()
+    /// The ack ids the router's tree hands chunks to now.
+    pub fn ack_ids(&self) -> Vec<SinkId> {
+        self.current().ack_ids()
     }
 
-    /// Routes to `outputs` from the next chunk on (a chunk being sent goes where it started).
-    pub fn set_outputs(&self, outputs: Vec<(SinkId, BufferSender)>) {
-        let mut current = self.outputs.write().unwrap_or_else(|p| p.into_inner());
-        *current = Arc::new(outputs);
+    /// Routes along `root` from the next chunk on (a chunk being sent goes where it started).
+    pub fn set_root(&self, root: Stage) {
+        let mut current = self.root.write().unwrap_or_else(|p| p.into_inner());
+        *current = Arc::new(root);
     }
 
     /// Refuses every chunk from now on, one waiting for room included: the source is being
@@ -68,21 +74,34 @@ impl Router {
         self.stop.send_replace(true);
     }
 
-    /// Sends a chunk to every sink, waiting while a blocking buffer is full. A sink that is
-    /// closed is skipped when a reload has taken it out of the routes meanwhile.
+    /// Sends a chunk to every sink, through the transforms on the way, waiting while a
+    /// blocking buffer is full. A sink that is closed is skipped when a reload has taken it out
+    /// of the routes meanwhile.
     pub async fn send(&self, chunk: Chunk) -> Result<(), Closed> {
-        let chunk = Arc::new(chunk);
+        let root = self.current();
         let mut stopped = self.stop.subscribe();
-        for (id, output) in self.current().iter() {
-            if *stopped.borrow_and_update() {
-                return Err(Closed);
+        let mut work: Vec<(&Stage, Arc<Chunk>)> = vec![(&root, Arc::new(chunk))];
+        let mut produced = Vec::new();
+        while let Some((stage, chunk)) = work.pop() {
+            for (id, output) in &stage.sinks {
+                if *stopped.borrow_and_update() {
+                    return Err(Closed);
+                }
+                let sent = tokio::select! {
+                    sent = output.send(Arc::clone(&chunk)) => sent,
+                    _ = stopped.wait_for(|stopped| *stopped) => return Err(Closed),
+                };
+                if sent.is_err() && self.current().has_sink(*id) {
+                    return Err(Closed);
+                }
             }
-            let sent = tokio::select! {
-                sent = output.send(Arc::clone(&chunk)) => sent,
-                _ = stopped.wait_for(|stopped| *stopped) => return Err(Closed),
-            };
-            if sent.is_err() && self.current().iter().any(|(routed, _)| routed == id) {
-                return Err(Closed);
+            for (transform, outputs) in &stage.transforms {
+                produced.clear();
+                transform.apply(&chunk, &mut produced);
+                for (next, mut output) in outputs.iter().zip(produced.drain(..)) {
+                    output.lane = next.lane;
+                    work.push((next, Arc::new(output)));
+                }
             }
         }
         Ok(())
@@ -199,13 +218,19 @@ impl SinkSet {
         Ok(set)
     }
 
-    /// A router to the named sinks, and their ids.
-    pub fn route_to(&self, sink_names: &[&str]) -> (Router, Vec<SinkId>) {
-        let outputs: Vec<(SinkId, BufferSender)> = sink_names
+    /// A router along `branch` to these sinks, through `transforms`, and its ack ids.
+    pub fn route_to(
+        &self,
+        branch: &Branch,
+        transforms: &BTreeMap<String, Arc<dyn Transform>>,
+    ) -> (Router, Vec<SinkId>) {
+        let sinks: BTreeMap<String, (SinkId, BufferSender)> = self
+            .ids
             .iter()
-            .filter_map(|s| Some((*self.ids.get(*s)?, self.senders.get(*s)?.clone())))
+            .filter_map(|(name, id)| Some((name.clone(), (*id, self.senders.get(name)?.clone()))))
             .collect();
-        let ids = outputs.iter().map(|(id, _)| *id).collect();
-        (Router::new(outputs), ids)
+        let root = Stage::build(branch, &sinks, transforms);
+        let ids = root.ack_ids();
+        (Router::new(root), ids)
     }
 }

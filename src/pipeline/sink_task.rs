@@ -24,7 +24,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 use super::batcher::Batcher;
 use super::buffer::BufferReceiver;
 use super::deliver::Deliverer;
-use crate::checkpoint::{CheckpointStore, SinkId};
+use crate::checkpoint::{CheckpointStore, SinkId, ack_id};
 use crate::event::Batch;
 use crate::event::Chunk;
 use crate::health::SinkHealth;
@@ -357,7 +357,11 @@ impl Lanes {
     fn finish(&mut self, sink: Box<dyn Sink>, batch: &Batch, inputs: &Inputs) {
         for part in &batch.parts {
             let offset = part.chunk.ack_offset(part.range.end);
-            self.store.ack(self.id, part.chunk.file.key, offset);
+            self.store.ack(
+                ack_id(self.id, part.chunk.lane),
+                part.chunk.file.key,
+                offset,
+            );
         }
         let generation = self
             .on_the_way

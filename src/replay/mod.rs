@@ -79,6 +79,9 @@ pub enum ReplayError {
     /// The reader thread could not start.
     #[error("starting the reader: {0}")]
     Spawn(std::io::Error),
+    /// A transform could not be built.
+    #[error(transparent)]
+    Transform(#[from] crate::transform::TransformError),
 }
 
 /// Name of the source of a replay without a configuration.
@@ -135,6 +138,7 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
                         journal_tail: None,
                     },
                 )]),
+                transforms: BTreeMap::new(),
                 sinks: BTreeMap::new(),
                 api: None,
                 kubernetes: None,
@@ -230,13 +234,21 @@ pub async fn replay(
     let store = Arc::new(CheckpointStore::ephemeral());
     let mut sinks = SinkSet::spawn(&config.sinks, &config.data_dir, &store, &metrics)?;
     let sink_tasks = std::mem::take(&mut sinks.tasks);
+    // A replay goes through the same transforms as the running agent would.
+    let mut transforms = BTreeMap::new();
+    for (name, transform) in &config.transforms {
+        let built = transform
+            .kind
+            .build(&format!("transforms.{name}"), name, &metrics)?;
+        transforms.insert(name.clone(), built);
+    }
     let mut routes = BTreeMap::new();
     for (name, source) in &config.sources {
         // A network source replays its journal's segments.
         let Some(file) = source.tailed() else {
             continue;
         };
-        let (router, ids) = sinks.route_to(&config.sinks_of(name));
+        let (router, ids) = sinks.route_to(&config.branches_of(name), &transforms);
         routes.insert(
             name.clone(),
             Route {
@@ -313,7 +325,11 @@ pub async fn replay(
         let routed: u64 = config
             .sources
             .keys()
-            .filter(|source| config.sinks_of(source).contains(&sink_name.as_str()))
+            // What transforms drop is handled, not undelivered: only direct routes are counted.
+            .filter(|source| {
+                let branch = config.branches_of(source);
+                branch.is_direct() && branch.sinks.contains(sink_name)
+            })
             .map(|source| report.shipped.get(source).copied().unwrap_or(0))
             .sum();
         delivered += sink.events_out;

@@ -33,7 +33,7 @@ pub fn encode_batch(encoding: Encoding, batch: &Batch, out: &mut Vec<u8>) {
             match encoding {
                 Encoding::Json => encode_json(&part.chunk, event, out),
                 Encoding::Text => {
-                    out.extend_from_slice(part.chunk.message(event));
+                    out.extend_from_slice(&part.chunk.text(event));
                     out.push(b'\n');
                 }
             }
@@ -43,6 +43,12 @@ pub fn encode_batch(encoding: Encoding, batch: &Batch, out: &mut Vec<u8>) {
 
 /// Appends one event as a JSON object and a newline.
 pub fn encode_json(chunk: &Chunk, event: &Event, out: &mut Vec<u8>) {
+    if event.flags.rendered {
+        // A transform's output: the object as the transform left it, agent keys included.
+        out.extend_from_slice(chunk.message(event));
+        out.push(b'\n');
+        return;
+    }
     let meta: &FileMeta = &chunk.file;
     let enrichment = &meta.enrichment;
     // The kubelet path names the pod of the file: it wins over the agent's own pod identity.
@@ -227,6 +233,7 @@ mod tests {
                 invalid_utf8: true,
                 multiline_cut: true,
                 timestamp_failed: true,
+                rendered: false,
             };
             e.parse_error = Some("invalid JSON: eof".into());
         });

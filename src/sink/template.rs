@@ -129,8 +129,8 @@ pub fn push_field(chunk: &Chunk, event: &Event, name: &str, out: &mut String) {
         "stream" if event.stream.is_some() => {
             out.push_str(event.stream.map_or("", |s| s.as_str()));
         }
-        "message" if event.fields.is_none() => {
-            out.push_str(&String::from_utf8_lossy(chunk.message(event)))
+        "message" if event.fields.is_none() || event.flags.rendered => {
+            out.push_str(&String::from_utf8_lossy(&chunk.text(event)))
         }
         _ => {
             if let Some(field) = chunk.fields(event).and_then(|f| f.get(name)) {

@@ -38,8 +38,9 @@ impl Step {
             read_time: now_rfc3339().into(),
             data: self.parsed.data,
             events: self.parsed.events,
-            fields: self.parsed.fields,
+            fields: Arc::new(self.parsed.fields),
             end_offset: self.end_offset,
+            lane: 0,
         }
     }
 }

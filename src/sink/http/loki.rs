@@ -77,7 +77,7 @@ impl Push {
                 }
                 LokiLine::Text => write_json_str(
                     &mut lines,
-                    String::from_utf8_lossy(chunk.message(event)).as_bytes(),
+                    String::from_utf8_lossy(&chunk.text(event)).as_bytes(),
                 ),
             }
             let entries = &mut streams[stream].entries;

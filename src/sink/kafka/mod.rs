@@ -380,7 +380,7 @@ impl Sink for KafkaSink {
                         encode_json(chunk, event, &mut payload);
                         payload.pop(); // the NDJSON newline
                     }
-                    Encoding::Text => payload.extend_from_slice(chunk.message(event)),
+                    Encoding::Text => payload.extend_from_slice(&chunk.text(event)),
                 }
                 bytes += payload.len() as u64;
                 // Topics are not dated, so the time is never read.

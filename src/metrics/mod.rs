@@ -5,6 +5,8 @@
 //! Prometheus exporter of [`crate::api`], which renders them at scrape time. Sources and sinks
 //! come and go with config reloads; one that stays (changed or not) keeps its counters.
 
+pub mod derived;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -107,6 +109,23 @@ pub struct SinkMetrics {
     pub oldest_unshipped_micros: AtomicU64,
 }
 
+/// Counters of one transform.
+#[derive(Debug, Default)]
+pub struct TransformMetrics {
+    /// Events that came in.
+    pub events_in: AtomicU64,
+    /// Events that went out (to each output once).
+    pub events_out: AtomicU64,
+    /// Events dropped on purpose: `abort`, sampled or throttled out, matched by no route
+    /// whose `_unmatched` nothing takes. Each is acked as handled.
+    pub events_dropped: AtomicU64,
+    /// Events on which a VRL program failed (kept as they came, or dropped with
+    /// `drop_on_error`).
+    pub errors: AtomicU64,
+    /// Keys that a `throttle` could not track apart (past `max_keys`), counted per event.
+    pub keys_overflowed: AtomicU64,
+}
+
 /// Counters of the checkpoint store.
 #[derive(Debug, Default)]
 pub struct CheckpointMetrics {
@@ -123,6 +142,9 @@ type ByName<T> = RwLock<BTreeMap<String, Arc<T>>>;
 pub struct Metrics {
     sources: ByName<SourceMetrics>,
     sinks: ByName<SinkMetrics>,
+    transforms: ByName<TransformMetrics>,
+    /// The metrics `log_to_metric` transforms derive from events.
+    pub derived: Arc<derived::DerivedRegistry>,
     /// Checkpoint store counters.
     pub checkpoints: Arc<CheckpointMetrics>,
     /// Config reloads.
@@ -188,6 +210,24 @@ impl Metrics {
     /// The counters of sink `name` (made at the first call).
     pub fn sink(&self, name: &str) -> Arc<SinkMetrics> {
         entry(&self.sinks, name)
+    }
+
+    /// The counters of transform `name` (made at the first call).
+    pub fn transform(&self, name: &str) -> Arc<TransformMetrics> {
+        entry(&self.transforms, name)
+    }
+
+    /// Each transform's counters, by name.
+    pub fn transforms(&self) -> Vec<(String, Arc<TransformMetrics>)> {
+        entries(&self.transforms)
+    }
+
+    /// Forgets the counters of the transforms not named (removed by a reload).
+    pub fn retain_transforms(&self, transforms: &[&str]) {
+        self.transforms
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| transforms.contains(&name.as_str()));
     }
 
     /// Forgets the counters of the sources and sinks not named (removed by a reload).
