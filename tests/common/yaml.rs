@@ -26,6 +26,7 @@ pub const FAST: &str = "
 pub struct AgentYaml {
     top: String,
     sources: String,
+    transforms: String,
     sinks: String,
 }
 
@@ -35,6 +36,7 @@ impl AgentYaml {
         AgentYaml {
             top: format!("data_dir: {}\n", data_dir.display()),
             sources: String::new(),
+            transforms: String::new(),
             sinks: String::new(),
         }
     }
@@ -76,6 +78,24 @@ impl AgentYaml {
         self
     }
 
+    /// A transform `name` of `transform_type` taking `inputs`, with `keys` (its `source`,
+    /// `route`...).
+    pub fn transform(
+        mut self,
+        name: &str,
+        transform_type: &str,
+        inputs: &[&str],
+        keys: &str,
+    ) -> AgentYaml {
+        let _ = writeln!(
+            self.transforms,
+            "  {name}:\n    type: {transform_type}\n    inputs: [{}]",
+            inputs.join(", ")
+        );
+        push_lines(&mut self.transforms, keys, 4);
+        self
+    }
+
     /// A file sink `name` fed by `inputs` writing NDJSON to `path`, with `keys`.
     pub fn file_sink(self, name: &str, inputs: &[&str], path: &Path, keys: &str) -> AgentYaml {
         let keys = format!("path: {}\n{}", path.display(), dedent(keys));
@@ -91,8 +111,13 @@ impl AgentYaml {
 
     /// The config's text.
     pub fn text(&self) -> String {
+        let transforms = if self.transforms.is_empty() {
+            String::new()
+        } else {
+            format!("transforms:\n{}", self.transforms)
+        };
         format!(
-            "{}sources:\n{}sinks:\n{}",
+            "{}sources:\n{}{transforms}sinks:\n{}",
             self.top, self.sources, self.sinks
         )
     }
