@@ -56,6 +56,13 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the unit tests of the configuration's `tests:` against its transforms; exit 0
+    /// when all pass, 1 when one fails, 2 if the configuration is wrong.
+    Test {
+        /// Configuration file [default: $LOG_AGENT_CONFIG, then /etc/log-agent/agent.yaml].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Read files (plain, gzip, zstd, bzip2 or xz) to their end once, ship them, wait for every ack and print a
     /// summary; exit 0 when everything was delivered, 1 otherwise, 2 for bad usage.
     Replay(ReplayArgs),
@@ -140,6 +147,13 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
+        Command::Test { config } => match load(config) {
+            Ok(config) => run_config_tests(&config),
+            Err(e) => {
+                report(&e);
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
         Command::Replay(args) => match replay_options(args) {
             Ok(options) => match replay(options) {
                 Ok(code) => code,
@@ -218,6 +232,38 @@ fn man_page(command: Option<&str>) -> Result<(), String> {
 
 /// Prints an error on standard error, one `log-agent: ` line for each of its lines (a config
 /// with several errors gives one line each).
+/// Runs the config's unit tests, printing one line per test (and each failure under it).
+fn run_config_tests(config: &Config) -> ExitCode {
+    if config.tests.is_empty() {
+        eprintln!("log-agent: the configuration has no `tests:`");
+        return ExitCode::FAILURE;
+    }
+    let outcomes = log_agent::transform::unit_test::run_tests(
+        &config.transforms,
+        &config.graph(),
+        &config.tests,
+    );
+    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+    for outcome in &outcomes {
+        if outcome.failures.is_empty() {
+            println!("test {} ... passed", outcome.name);
+        } else {
+            println!("test {} ... failed", outcome.name);
+            for failure in &outcome.failures {
+                for (i, line) in failure.lines().enumerate() {
+                    println!("  {} {line}", if i == 0 { "-" } else { " " });
+                }
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn report(error: &dyn std::fmt::Display) {
     for line in error.to_string().lines() {
         eprintln!("log-agent: {line}");

@@ -285,3 +285,48 @@ async fn a_reload_puts_a_transform_in_the_way_without_restarting_the_source() {
     assert_eq!(after.len(), 50);
     assert!(after.iter().all(|e| e["stage"] == "after"));
 }
+
+/// Runs `log-agent test --config <config>`: (exit code, stdout).
+fn log_agent_test(config: &std::path::Path) -> (i32, String) {
+    let out = common::process::command(&["test", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn log_agent_test_runs_the_configs_own_tests_and_says_which_fail() {
+    let world = World::new();
+    let program = "source: |\n  .email = redact(string!(.email), filters: [r'[^@ ]+@[^@ ]+'])\n  del(.password)";
+    let yaml = |expected: &str| {
+        world
+            .app_yaml("app.log")
+            .transform("mask", "remap", &["app"], program)
+            .transform("split", "route", &["mask"], "route:\n  errors: .level == \"error\"")
+            .file_sink("errors", &["split.errors"], &world.path("e.ndjson"), "")
+            .file_sink("rest", &["split._unmatched"], &world.path("r.ndjson"), "")
+            .top(&format!(
+                "tests:\n  - name: masks personal data and routes errors\n    inputs:\n      - insert_at: mask\n        log_fields: {{ email: ann@example.com, password: hunter2, level: error }}\n    outputs:\n      - extract_from: split.errors\n        conditions:\n          - source: '.email == \"{expected}\" && !exists(.password)'\n    no_outputs_from: [split._unmatched]\n"
+            ))
+    };
+    let passing = yaml("[REDACTED]").write(&world.path("pass.yaml"));
+    let (code, out) = log_agent_test(&passing);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "test masks personal data and routes errors ... passed\n1 passed, 0 failed\n"
+        )
+    );
+    let failing = yaml("ann@example.com").write(&world.path("fail.yaml"));
+    let (code, out) = log_agent_test(&failing);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("... failed") && out.contains("does not hold for"),
+        "{out}"
+    );
+    assert!(out.contains("[REDACTED]"), "the event is shown: {out}");
+}

@@ -104,6 +104,7 @@ pub(super) fn from_yaml(
         sources,
         transforms,
         sinks,
+        tests: raw.tests,
         api: raw.api,
         kubernetes: raw.kubernetes,
         shutdown_delay_ms: raw.shutdown_delay_ms,

@@ -29,6 +29,7 @@ use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
 use crate::transform::TransformConfig;
 use crate::transform::topology::{Branch, Graph, Node};
+use crate::transform::unit_test::TransformTest;
 
 /// Where the configuration is read from when neither `--config` nor `$LOG_AGENT_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/log-agent/agent.yaml";
@@ -49,6 +50,9 @@ pub struct Config {
     pub transforms: BTreeMap<String, TransformConfig>,
     /// Sinks by name.
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// Unit tests of the transforms, run by `log-agent test`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<TransformTest>,
     /// The HTTP API (`/healthz`, `/readyz`, `/metrics`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiConfig>,
@@ -94,6 +98,8 @@ struct RawConfig {
     #[serde(default)]
     transforms: BTreeMap<String, Value>,
     sinks: BTreeMap<String, Value>,
+    #[serde(default)]
+    tests: Vec<TransformTest>,
     #[serde(default)]
     api: Option<ApiConfig>,
     #[serde(default)]

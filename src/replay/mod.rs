@@ -139,6 +139,7 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
                     },
                 )]),
                 transforms: BTreeMap::new(),
+                tests: Vec::new(),
                 sinks: BTreeMap::new(),
                 api: None,
                 kubernetes: None,

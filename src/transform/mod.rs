@@ -10,7 +10,8 @@
 //! - [`sample`]: one event in `rate`, by a key so that related events stay together;
 //! - [`throttle`]: at most `threshold` events per window and key;
 //! - [`log_to_metric`]: counters, gauges and histograms for `/metrics`, from event fields;
-//! - [`topology`]: the graph the `inputs` draw, checked and unfolded per source.
+//! - [`topology`]: the graph the `inputs` draw, checked and unfolded per source;
+//! - [`unit_test`]: the config's own `tests:`, run by `log-agent test`.
 //!
 //! Invariant: an output chunk keeps its input's file and end offset, and its events keep the
 //! order and offsets of the lines they came from. A sink acks a chunk up to the next event it
@@ -24,6 +25,7 @@ pub mod route;
 pub mod sample;
 pub mod throttle;
 pub mod topology;
+pub mod unit_test;
 pub mod vrl_program;
 
 use std::path::{Path, PathBuf};
