@@ -63,6 +63,19 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Stream the events passing points of a running agent's topology as NDJSON (the agent's
+    /// config needs `tap:`): a source (`app`), a transform output (`mask`, `split.errors`) or a
+    /// sink's input (`sink:kafka`); the filter is a glob over those names.
+    Tap {
+        /// The agent's tap address (`tap.address`).
+        #[arg(long, default_value = "127.0.0.1:8687")]
+        api: String,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Which points, as a glob [default: every point].
+        filter: Option<String>,
+    },
     /// Read files (plain, gzip, zstd, bzip2 or xz) to their end once, ship them, wait for every ack and print a
     /// summary; exit 0 when everything was delivered, 1 otherwise, 2 for bad usage.
     Replay(ReplayArgs),
@@ -152,6 +165,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 report(&e);
                 ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Tap { api, limit, filter } => match tap(&api, limit, filter.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report(&format!("{e:#}"));
+                ExitCode::FAILURE
             }
         },
         Command::Replay(args) => match replay_options(args) {
@@ -262,6 +282,51 @@ fn run_config_tests(config: &Config) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Prints the events a running agent's taps stream, until `limit` events or the agent stops.
+fn tap(address: &str, limit: Option<u64>, filter: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let filter: String = filter
+        .unwrap_or("*")
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' | b':' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let url = format!("http://{address}/tap?point={filter}");
+    runtime()?.block_on(async {
+        let mut response = reqwest::get(&url).await.with_context(|| {
+            format!("cannot reach the agent's taps at {address} (is `tap:` in its config?)")
+        })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            anyhow::bail!("{url}: {status}: {}", body.trim());
+        }
+        let mut stdout = std::io::stdout().lock();
+        let mut events = 0;
+        let mut pending = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                stdout.write_all(&line)?;
+                if !line.starts_with(b"{\"tap_dropped\"") {
+                    events += 1;
+                }
+                if limit.is_some_and(|limit| events >= limit) {
+                    stdout.flush()?;
+                    return Ok(());
+                }
+            }
+            stdout.flush()?;
+        }
+        Ok(())
+    })
 }
 
 fn report(error: &dyn std::fmt::Display) {

@@ -330,3 +330,82 @@ fn log_agent_test_runs_the_configs_own_tests_and_says_which_fail() {
     );
     assert!(out.contains("[REDACTED]"), "the event is shown: {out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_agent_tap_shows_what_a_remap_does_on_the_tap_address_only() {
+    let world = World::new();
+    let config = world
+        .app_yaml("app.log")
+        .top("api: { address: \"127.0.0.1:0\" }\ntap: { address: \"127.0.0.1:0\" }")
+        .transform(
+            "mask",
+            "remap",
+            &["app"],
+            "source: .message = replace(string!(.message), r'\\d+', \"#\")",
+        )
+        .file_sink(
+            "out",
+            &["mask"],
+            &world.path("out.ndjson"),
+            "batch: { timeout_ms: 10 }",
+        )
+        .config();
+    let (tap_tx, tap_rx) = tokio::sync::oneshot::channel();
+    let (api_tx, api_rx) = tokio::sync::oneshot::channel();
+    let agent = Agent::start_with(
+        config,
+        log_agent::RunHooks {
+            api_bound: Some(api_tx),
+            tap_bound: Some(tap_tx),
+            ..Default::default()
+        },
+    );
+    let tap = tap_rx.await.unwrap();
+    let api = api_rx.await.unwrap();
+    assert_eq!(get(api, "/tap").await.0, 404, "never on the API's address");
+    let mut cli =
+        common::process::command(&["tap", "--api", &tap.to_string(), "--limit", "3", "mask"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut seq = 0;
+    let exited = wait_for(Duration::from_secs(20), || {
+        append_numbered(&world.log("app.log"), "tapped", seq..seq + 1, 40);
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(30));
+        cli.try_wait().unwrap().is_some()
+    })
+    .await;
+    assert!(exited, "log-agent tap did not end after 3 events");
+    let out = cli.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["point"], "mask");
+        assert!(
+            line["event"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("tapped # "),
+            "{line}"
+        );
+    }
+    agent.stop().await;
+    let same_port = world
+        .app_yaml("app.log")
+        .top("api: { address: \"0.0.0.0:8686\" }\ntap: { address: \"127.0.0.1:8686\" }")
+        .file_sink("out", &["app"], &world.path("out.ndjson"), "")
+        .text();
+    let error = log_agent::Config::from_file_text(&same_port)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("tap.address") && error.contains("API"),
+        "{error}"
+    );
+}

@@ -23,6 +23,7 @@ use crate::checkpoint::{self, CheckpointError, CheckpointStore, LoadOutcome};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::pipeline::tap::TapHub;
 use crate::sink::BuildError;
 use reload::Tunables;
 pub use reload::{ReloadReport, ReloadRequest};
@@ -76,6 +77,8 @@ pub struct RunHooks {
     /// Told the address the HTTP API listens on once it is bound: with port 0 in
     /// `api.address`, the system picks a free port and this is how to learn it.
     pub api_bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    /// Told the address taps are served on once it is bound (with `tap:` in the config).
+    pub tap_bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     /// New configs to reload (SIGHUP, `--watch-config`), or why one could not be read: the
     /// agent applies each, or logs and counts why not and keeps the running one.
     pub reloads: Option<mpsc::Receiver<ReloadRequest>>,
@@ -105,6 +108,7 @@ pub async fn run_with(
 ) -> Result<RunSummary, RunError> {
     let RunHooks {
         api_bound,
+        tap_bound,
         mut reloads,
         reloaded,
     } = hooks;
@@ -133,6 +137,17 @@ pub async fn run_with(
         Some(api_config) => Some(api::bind(api_config.address).await?),
         None => None,
     };
+    let tap_listener =
+        match &config.tap {
+            Some(tap) => Some(tokio::net::TcpListener::bind(tap.address).await.map_err(
+                |source| ApiError::TapBind {
+                    address: tap.address,
+                    source,
+                },
+            )?),
+            None => None,
+        };
+    let taps = Arc::new(TapHub::default());
     let health = Arc::new(Health::default());
     let gauges = BufferGauges::default();
     let tunables = Tunables {
@@ -144,7 +159,19 @@ pub async fn run_with(
         Arc::clone(&metrics),
         Arc::clone(&health),
         Arc::clone(&gauges),
+        Arc::clone(&taps),
     )?;
+    let tap_server = tap_listener.map(|listener| {
+        if let (Ok(address), Some(bound)) = (listener.local_addr(), tap_bound) {
+            tracing::info!(%address, "taps served: GET /tap?point=GLOB");
+            let _ = bound.send(address);
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(api::tap::serve(listener, taps, async {
+            let _ = stopped.await;
+        }));
+        (stop, server)
+    });
     let (running_config, watched_config) = watch::channel(Arc::new(running.config.clone()));
     let dir_watch = missing_dirs::spawn(watched_config, Arc::clone(&metrics));
     let checkpointer = checkpoint::writer::spawn(
@@ -234,6 +261,10 @@ pub async fn run_with(
         tracing::error!(error = %e, "final checkpoint write failed; lines delivered since the last write are read again at the next start");
     }
     drained &= last.is_ok();
+    if let Some((stop, server)) = tap_server {
+        let _ = stop.send(());
+        let _ = server.await;
+    }
     if let Some((stop, server)) = api_server {
         let _ = stop.send(());
         let abort = server.abort_handle();

@@ -31,6 +31,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::buffer::{self, BufferSender};
 use crate::pipeline::sink_task::Reconfigure;
+use crate::pipeline::tap::TapHub;
 use crate::pipeline::{BuiltSink, Router, Stage, spawn_sink};
 use crate::sink::{BuildError, SinkConfig};
 use crate::source::SourceKind;
@@ -75,6 +76,8 @@ pub(super) struct Running {
     sinks: BTreeMap<String, RunningSink>,
     sources: BTreeMap<String, RunningSource>,
     transforms: BTreeMap<String, Arc<dyn Transform>>,
+    /// The taps every router offers its chunks to.
+    taps: Arc<TapHub>,
     /// Tasks of sinks a reload removed, delivering what they held until a deadline.
     retired: Vec<JoinHandle<()>>,
 }
@@ -87,6 +90,7 @@ impl Running {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         gauges: BufferGauges,
+        taps: Arc<TapHub>,
     ) -> Result<Running, RunError> {
         let mut running = Running {
             config,
@@ -99,6 +103,7 @@ impl Running {
             sinks: BTreeMap::new(),
             sources: BTreeMap::new(),
             transforms: BTreeMap::new(),
+            taps,
             retired: Vec::new(),
         };
         running.transforms = running
@@ -307,7 +312,7 @@ impl Running {
         let root = self.stage_of(name);
         let ids: Vec<SinkId> = root.ack_ids();
         self.store.route(name, &ids);
-        let router = Router::new(root);
+        let router = Router::new(root, Arc::clone(&self.taps));
         let emit_router = router.clone();
         let handle = self.runtime.clone();
         let emit = move |chunk| {

@@ -1,4 +1,5 @@
-//! The HTTP API on `api.address`: `/healthz`, `/readyz`, `/readyz/sinks` and `/metrics`.
+//! The HTTP API on `api.address`: `/healthz`, `/readyz`, `/readyz/sinks` and `/metrics`; and,
+//! on `tap.address` of its own, the live taps ([`tap`]).
 //!
 //! Served by axum on the agent's runtime from [`crate::agent::run`] until the agent has drained
 //! (so the last metrics of a shutdown can still be scraped); it reads only shared state that
@@ -8,6 +9,7 @@ mod derived;
 pub mod metrics;
 pub mod probes;
 mod process;
+pub mod tap;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +31,14 @@ pub enum ApiError {
     /// The address could not be bound (in use, not local, no permission).
     #[error("api.address {address}: {source}")]
     Bind {
+        /// The configured address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The tap address could not be bound.
+    #[error("tap.address {address}: {source}")]
+    TapBind {
         /// The configured address.
         address: SocketAddr,
         /// Why.

@@ -106,6 +106,7 @@ pub(super) fn from_yaml(
         sinks,
         tests: raw.tests,
         api: raw.api,
+        tap: raw.tap,
         kubernetes: raw.kubernetes,
         shutdown_delay_ms: raw.shutdown_delay_ms,
         shutdown_timeout_ms: raw.shutdown_timeout_ms,
@@ -187,6 +188,15 @@ fn cross_checks(config: &Config, names: &Names) -> Vec<ConfigError> {
         if value == 0 {
             errors.push(ConfigError::invalid(key, "must be at least 1"));
         }
+    }
+    if let (Some(api), Some(tap)) = (&config.api, &config.tap)
+        && api.address.port() == tap.address.port()
+        && api.address.port() != 0
+    {
+        errors.push(ConfigError::invalid(
+            "tap.address",
+            "must not be the API's port: the API may be exposed for probes, and taps show log content",
+        ));
     }
     let sinks: Vec<&String> = names.inputs.keys().collect();
     let sources: Vec<&String> = names.sources.iter().collect();

@@ -56,6 +56,9 @@ pub struct Config {
     /// The HTTP API (`/healthz`, `/readyz`, `/metrics`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiConfig>,
+    /// Live taps of events (`log-agent tap`), off unless given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tap: Option<TapConfig>,
     /// The agent's own pod, as the configuration names it (see [`kubernetes`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<kubernetes::Identity>,
@@ -77,6 +80,20 @@ pub struct ApiConfig {
     /// (or node) reaches it unless asked for (`0.0.0.0:8686` for kubelet probes).
     #[serde(default = "default_api_address")]
     pub address: SocketAddr,
+}
+
+/// Where live taps are served.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapConfig {
+    /// Address to listen on; loopback by default (`tap: {}`). Never the API's: that one may be
+    /// exposed for probes, and taps show log content.
+    #[serde(default = "default_tap_address")]
+    pub address: SocketAddr,
+}
+
+fn default_tap_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8687))
 }
 
 fn default_api_address() -> SocketAddr {
@@ -102,6 +119,8 @@ struct RawConfig {
     tests: Vec<TransformTest>,
     #[serde(default)]
     api: Option<ApiConfig>,
+    #[serde(default)]
+    tap: Option<TapConfig>,
     #[serde(default)]
     kubernetes: Option<kubernetes::Identity>,
     #[serde(default)]

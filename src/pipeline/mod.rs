@@ -15,6 +15,7 @@ mod deliver;
 pub mod retry;
 pub mod sink_task;
 pub mod stage;
+pub mod tap;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,6 +34,7 @@ use crate::sink::{BuildError, Sink, SinkConfig};
 use crate::transform::Transform;
 use crate::transform::topology::Branch;
 pub use stage::Stage;
+use tap::TapHub;
 
 /// Hands a source's chunks to each of its sinks, through the transforms on the way. Clones
 /// share their tree and their stop.
@@ -40,14 +42,16 @@ pub use stage::Stage;
 pub struct Router {
     root: Arc<RwLock<Arc<Stage>>>,
     stop: Arc<watch::Sender<bool>>,
+    taps: Arc<TapHub>,
 }
 
 impl Router {
-    /// A router along the tree `root`.
-    pub fn new(root: Stage) -> Self {
+    /// A router along the tree `root`, whose points `taps` may copy.
+    pub fn new(root: Stage, taps: Arc<TapHub>) -> Self {
         Router {
             root: Arc::new(RwLock::new(Arc::new(root))),
             stop: Arc::new(watch::Sender::new(false)),
+            taps,
         }
     }
 
@@ -83,15 +87,22 @@ impl Router {
         let mut work: Vec<(&Stage, Arc<Chunk>)> = vec![(&root, Arc::new(chunk))];
         let mut produced = Vec::new();
         while let Some((stage, chunk)) = work.pop() {
-            for (id, output) in &stage.sinks {
+            let tapped = self.taps.is_active();
+            if tapped {
+                self.taps.offer(&stage.point, &chunk);
+            }
+            for sink in &stage.sinks {
                 if *stopped.borrow_and_update() {
                     return Err(Closed);
                 }
+                if tapped {
+                    self.taps.offer(&sink.point, &chunk);
+                }
                 let sent = tokio::select! {
-                    sent = output.send(Arc::clone(&chunk)) => sent,
+                    sent = sink.sender.send(Arc::clone(&chunk)) => sent,
                     _ = stopped.wait_for(|stopped| *stopped) => return Err(Closed),
                 };
-                if sent.is_err() && self.current().has_sink(*id) {
+                if sent.is_err() && self.current().has_sink(sink.id) {
                     return Err(Closed);
                 }
             }
@@ -231,6 +242,6 @@ impl SinkSet {
             .collect();
         let root = Stage::build(branch, &sinks, transforms);
         let ids = root.ack_ids();
-        (Router::new(root), ids)
+        (Router::new(root, Arc::default()), ids)
     }
 }

@@ -14,13 +14,26 @@ use crate::checkpoint::{SinkId, ack_id};
 use crate::transform::Transform;
 use crate::transform::topology::Branch;
 
+/// A sink taking the chunks of a stage.
+#[derive(Clone)]
+pub struct StageSink {
+    /// Its id.
+    pub id: SinkId,
+    /// Its tap point, `sink:NAME`.
+    pub point: Arc<str>,
+    /// Its buffer.
+    pub sender: BufferSender,
+}
+
 /// One point of a source's tree.
 #[derive(Clone, Default)]
 pub struct Stage {
+    /// The point's name, for taps: the source's, or a transform output's.
+    pub point: Arc<str>,
     /// The lane of the chunks at this point.
     pub lane: u32,
-    /// The sinks taking the chunks here: their ids and buffers.
-    pub sinks: Vec<(SinkId, BufferSender)>,
+    /// The sinks taking the chunks here.
+    pub sinks: Vec<StageSink>,
     /// The transforms taking the chunks here, each with one stage per output.
     pub transforms: Vec<(Arc<dyn Transform>, Vec<Stage>)>,
 }
@@ -31,7 +44,7 @@ impl std::fmt::Debug for Stage {
             .field("lane", &self.lane)
             .field(
                 "sinks",
-                &self.sinks.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+                &self.sinks.iter().map(|s| s.id).collect::<Vec<_>>(),
             )
             .field(
                 "transforms",
@@ -42,15 +55,6 @@ impl std::fmt::Debug for Stage {
 }
 
 impl Stage {
-    /// The sinks of a source that goes to them directly, as read.
-    pub fn direct(sinks: Vec<(SinkId, BufferSender)>) -> Stage {
-        Stage {
-            lane: 0,
-            sinks,
-            transforms: Vec::new(),
-        }
-    }
-
     /// The tree of `branch`, with the running sinks and transforms by name; one not running
     /// (a sink that could not start) is left out.
     pub fn build(
@@ -59,11 +63,19 @@ impl Stage {
         transforms: &BTreeMap<String, Arc<dyn Transform>>,
     ) -> Stage {
         Stage {
+            point: branch.point.as_str().into(),
             lane: branch.lane,
             sinks: branch
                 .sinks
                 .iter()
-                .filter_map(|name| sinks.get(name).cloned())
+                .filter_map(|name| {
+                    let (id, sender) = sinks.get(name)?;
+                    Some(StageSink {
+                        id: *id,
+                        point: format!("sink:{name}").into(),
+                        sender: sender.clone(),
+                    })
+                })
                 .collect(),
             transforms: branch
                 .transforms
@@ -85,7 +97,7 @@ impl Stage {
         let mut ids: Vec<SinkId> = self
             .sinks
             .iter()
-            .map(|(id, _)| ack_id(*id, self.lane))
+            .map(|sink| ack_id(sink.id, self.lane))
             .collect();
         for (_, stages) in &self.transforms {
             for stage in stages {
@@ -97,7 +109,7 @@ impl Stage {
 
     /// True when sink `id` is somewhere in the tree.
     pub fn has_sink(&self, id: SinkId) -> bool {
-        self.sinks.iter().any(|(routed, _)| *routed == id)
+        self.sinks.iter().any(|sink| sink.id == id)
             || self
                 .transforms
                 .iter()

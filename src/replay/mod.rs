@@ -140,6 +140,7 @@ fn plan(options: &mut ReplayOptions) -> Result<Plan, ReplayError> {
                 )]),
                 transforms: BTreeMap::new(),
                 tests: Vec::new(),
+                tap: None,
                 sinks: BTreeMap::new(),
                 api: None,
                 kubernetes: None,

@@ -39,6 +39,8 @@ pub struct Graph {
 /// transform): the sinks that take them and the transforms that take them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Branch {
+    /// The point's name: the source's, a transform's (its one output) or `transform.output`.
+    pub point: String,
     /// Its lane: 0 for the source itself, then one per transform output in the order unfolded.
     pub lane: u32,
     /// Sinks taking the events here.
@@ -71,7 +73,7 @@ impl Branch {
 }
 
 /// The name an output is taken by: the transform's for its one output, `name.output` else.
-fn point(transform: &str, output: &str) -> String {
+pub fn point(transform: &str, output: &str) -> String {
     if output.is_empty() {
         transform.to_owned()
     } else {
@@ -264,6 +266,7 @@ impl Graph {
         *next_lane += 1;
         let (transforms, sinks) = self.takers(at);
         let mut branch = Branch {
+            point: at.to_owned(),
             lane,
             sinks: sinks.into_iter().map(str::to_owned).collect(),
             transforms: Vec::new(),

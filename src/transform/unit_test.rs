@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use vrl::value::Value;
 
 use super::event_value::{Rendered, to_value};
-use super::topology::Graph;
+use super::topology::{Graph, point};
 use super::{Transform, TransformConfig, compile};
 use crate::event::{Chunk, FileMeta};
 use crate::metrics::Metrics;
@@ -78,15 +78,6 @@ pub struct TestOutcome {
     pub name: String,
     /// Why it failed; empty when it passed.
     pub failures: Vec<String>,
-}
-
-/// The name an output is known by (see [`super::topology`]).
-fn point(transform: &str, output: &str) -> String {
-    if output.is_empty() {
-        transform.to_owned()
-    } else {
-        format!("{transform}.{output}")
-    }
 }
 
 /// Runs every test against the config's transforms (built afresh for each test).
