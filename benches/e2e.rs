@@ -58,7 +58,8 @@ mod report;
 mod runs;
 
 use corpus::{
-    apache_common_line, app_lines, corpus, cri_line, docker_line, logfmt_line, nginx_line,
+    apache_common_line, app_lines, app_lines_with_email, corpus, cri_line, docker_line,
+    logfmt_line, nginx_line,
 };
 use measure::Sample;
 use peers::FbWorkload;
@@ -70,6 +71,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_log-agent");
+
+/// The typical remap over parsed JSON lines: two fields dropped, an email masked.
+const TYPICAL_REMAP: &str = "del(.thread)\ndel(.logger)\n.email = redact(string!(.email), filters: [r'[^@\\s]+@[^@\\s]+'])";
+
+/// The same, parsing the JSON line in VRL (a `format: raw` source), as Vector users write it.
+const PARSING_REMAP: &str = ". |= object!(parse_json!(string!(.message)))\ndel(.message)\ndel(.thread)\ndel(.logger)\n.email = redact(string!(.email), filters: [r'[^@\\s]+@[^@\\s]+'])";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -134,6 +141,8 @@ fn main() {
     let (cri, cri_bytes, cri_lines) = quarter(&format!("cri-1x{}", mib / 4), 7, cri_line);
     let (docker, docker_bytes, docker_lines) =
         quarter(&format!("docker-1x{}", mib / 4), 8, docker_line);
+    let (email, email_bytes, email_lines) =
+        quarter(&format!("app-email-1x{}", mib / 4), 10, app_lines_with_email);
     let (common, common_bytes, common_lines) = quarter(
         &format!("apache-common-1x{}", mib / 4),
         9,
@@ -159,6 +168,8 @@ fn main() {
         bytes: u64,
         lines: u64,
         format: &'a str,
+        /// A VRL program between the source and the sink ("": none).
+        remap: &'a str,
         sink: String,
         grow: bool,
         fluent_bit: Option<FbWorkload>,
@@ -176,6 +187,7 @@ fn main() {
                 bytes,
                 lines,
                 format,
+                remap: "",
                 sink,
                 grow: false,
                 fluent_bit: None,
@@ -278,6 +290,32 @@ fn main() {
             "docker",
             file_sink("json"),
         ),
+        // The typical remap (drop two fields, mask an email), against the same lines without
+        // it: what a transform costs. No Fluent Bit row: its build here has no filters.
+        Setup::new(
+            "run JSON app lines with emails, format json -> file (NDJSON)",
+            (&email[..], email_bytes, email_lines),
+            "json",
+            file_sink("json"),
+        ),
+        Setup {
+            remap: TYPICAL_REMAP,
+            ..Setup::new(
+                "run JSON app lines with emails, format json, remap (drop 2 fields, mask email) -> file (NDJSON)",
+                (&email[..], email_bytes, email_lines),
+                "json",
+                file_sink("json"),
+            )
+        },
+        Setup {
+            remap: PARSING_REMAP,
+            ..Setup::new(
+                "run JSON app lines with emails, remap (parse_json, drop 2 fields, mask email) -> file (NDJSON)",
+                (&email[..], email_bytes, email_lines),
+                "raw",
+                file_sink("json"),
+            )
+        },
         // Into a receiver of this process that decodes every request and discards it.
         Setup::new(
             "run 1 file -> otlp (gRPC)",
@@ -328,6 +366,7 @@ fn main() {
                 files,
                 bytes,
                 setup.format,
+                setup.remap,
                 &setup.sink,
                 setup.grow.then(|| files[0].as_path()),
             );
@@ -412,6 +451,7 @@ fn main() {
                     &small,
                     small_bytes,
                     "raw",
+                    "",
                     &kafka,
                     None,
                 )

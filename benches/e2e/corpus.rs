@@ -112,6 +112,20 @@ pub fn app_lines(rng: &mut fastrand::Rng, seq: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
+/// An [`app_lines`] line that also names the customer's email (personal data a remap masks).
+pub fn app_lines_with_email(rng: &mut fastrand::Rng, seq: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    app_lines(rng, seq, out);
+    // Before its closing `}` and newline.
+    out.truncate(out.len() - 2);
+    let _ = writeln!(
+        Fmt(out),
+        ",\"email\":\"customer.{}@example.com\"}}",
+        rng.u32(..)
+    );
+    debug_assert!(out[start..].ends_with(b"}\n"));
+}
+
 /// One logfmt line of the same service as [`app_lines`]: 12 keys, one quoted value.
 pub fn logfmt_line(rng: &mut fastrand::Rng, seq: u64, out: &mut Vec<u8>) {
     const LEVELS: &[&str] = &["info", "info", "info", "debug", "warn", "error"];

@@ -19,12 +19,15 @@ pub const NGINX_REGEX_FORMAT: &str = r#"regex
     pattern: '^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d+) (?P<bytes>\d+) "(?P<referer>[^"]*)" "(?P<user_agent>[^"]*)"'"#;
 
 /// Runs the agent over `files` into the sink described by `sink_yaml` until every byte is
-/// checkpointed; `grow` appends to the first file while it runs.
+/// checkpointed; `remap`, when not empty, is a VRL program on the way; `grow` appends to the
+/// first file while it runs.
+#[allow(clippy::too_many_arguments)]
 pub fn run_agent(
     work: &Path,
     files: &[PathBuf],
     total: u64,
     format: &str,
+    remap: &str,
     sink_yaml: &str,
     grow: Option<&Path>,
 ) -> Sample {
@@ -45,10 +48,19 @@ pub fn run_agent(
     }
     settle(files);
     let config = work.join("agent.yaml");
+    let (transforms, input) = if remap.is_empty() {
+        (String::new(), "app")
+    } else {
+        let program: String = remap.lines().map(|l| format!("      {l}\n")).collect();
+        (
+            format!("transforms:\n  t:\n    type: remap\n    inputs: [app]\n    source: |\n{program}"),
+            "t",
+        )
+    };
     fs::write(
         &config,
         format!(
-            "data_dir: {data}\ncheckpoint_interval_ms: 20\nsources:\n  app:\n    type: file\n    include: [\"{logs}/*.log\"]\n    format: {format}\nsinks:\n  out:\n    inputs: [app]\n{sink_yaml}\n",
+            "data_dir: {data}\ncheckpoint_interval_ms: 20\nsources:\n  app:\n    type: file\n    include: [\"{logs}/*.log\"]\n    format: {format}\n{transforms}sinks:\n  out:\n    inputs: [{input}]\n{sink_yaml}\n",
             data = data.display(),
             logs = logs.display(),
         ),
