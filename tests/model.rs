@@ -71,7 +71,8 @@
 //! most one torn output line per kill.
 //!
 //! Sized for CI: `MODEL_CASES` cases (16 by default; `PROPTEST_CASES` works too) of 10 to 30
-//! operations. A failure is shrunk (at most `MODEL_SHRINK_ITERS` steps, 32 by default) and
+//! operations, and `MODEL_TRANSFORM_CASES` (6) with a remap and a route in the way, the route's
+//! two outputs both into the sink (every line reaches it along one of two ack lanes). A failure is shrunk (at most `MODEL_SHRINK_ITERS` steps, 32 by default) and
 //! its seed saved in `tests/model.proptest-regressions`; minimal cases found so far are kept
 //! as named tests: below those of rotation, copytruncate, truncation and reused inodes,
 //! in `tests/model_copies.rs` those of logrotate's steps in pieces (copies and compression).
@@ -82,7 +83,7 @@ mod common;
 #[path = "common/model/mod.rs"]
 mod model;
 
-use model::{Op, env_or, model_seed, op, regression, run, turn};
+use model::{Op, env_or, model_seed, op, regression, run, run_through_transforms, turn};
 use proptest::prelude::*;
 
 proptest! {
@@ -99,6 +100,27 @@ proptest! {
     ) {
         let _turn = turn();
         if let Err(e) = run(&ops) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: env_or("MODEL_TRANSFORM_CASES", 6),
+        max_shrink_iters: env_or("MODEL_SHRINK_ITERS", 32),
+        rng_seed: model_seed(),
+        ..ProptestConfig::default()
+    })]
+
+    /// The same, through a remap and a route whose two outputs both go to the sink: two ack
+    /// lanes of one sink, under kills, rotations and a failing sink.
+    #[test]
+    fn random_events_through_transforms_lose_nothing(
+        ops in proptest::collection::vec(op(), 10..30)
+    ) {
+        let _turn = turn();
+        if let Err(e) = run_through_transforms(&ops) {
             prop_assert!(false, "{}", e);
         }
     }

@@ -409,3 +409,65 @@ async fn log_agent_tap_shows_what_a_remap_does_on_the_tap_address_only() {
         "{error}"
     );
 }
+
+/// The README's Transforms examples are configs the agent takes: their programs compile and
+/// their graphs hold, given the sources they name and a sink for what nothing else takes.
+#[test]
+fn the_readmes_transform_examples_are_valid_configs() {
+    use serde_norway::{Mapping, Value as Yaml};
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("### Transforms").nth(1).unwrap();
+    let section = section.split("\n### ").next().unwrap();
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 3, "the three examples");
+    let world = World::new();
+    for block in blocks {
+        let mut example: Mapping = serde_norway::from_str(block).unwrap();
+        let transforms = example.remove("transforms").unwrap();
+        let names: Vec<String> = transforms
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        let taken = |name: &str| {
+            block.contains(&format!("inputs: [{name}")) || block.contains(&format!("[{name}."))
+        };
+        let ends: Vec<String> = names.iter().filter(|n| !taken(n)).cloned().collect();
+        let sinks = match example.remove("sinks") {
+            Some(sinks) => serde_norway::to_string(&sinks).unwrap(),
+            None => format!("end:\n  type: blackhole\n  inputs: [{}]\n", ends.join(", ")),
+        };
+        let mut top = Mapping::new();
+        top.insert(Yaml::from("transforms"), transforms);
+        let mut sources = String::new();
+        for (name, format) in [("app", "json"), ("nginx", "nginx_combined")] {
+            if block.contains(&format!("[{name}]")) {
+                let path = world.log(&format!("{name}.log"));
+                sources += &format!(
+                    "  {name}:\n    type: file\n    include: [{}]\n    format: {format}\n",
+                    path.display()
+                );
+            }
+        }
+        let text = format!(
+            "data_dir: {}\nsources:\n{sources}{}sinks:\n{}",
+            world.data().display(),
+            serde_norway::to_string(&top).unwrap(),
+            sinks
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>(),
+        );
+        let config = log_agent::Config::from_file_text(&text);
+        assert!(
+            config.is_ok(),
+            "{}\n{text}",
+            config.err().map(|e| e.to_string()).unwrap_or_default()
+        );
+    }
+}

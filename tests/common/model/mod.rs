@@ -202,10 +202,16 @@ struct Model {
     allowed_repeats: HashMap<(String, u64), usize>,
     /// What happened, for failure messages.
     journal: Vec<String>,
+    /// The config puts [`THROUGH_TRANSFORMS`] in the way.
+    through_transforms: bool,
 }
 
+/// A remap and a route in the way, both routes into the one sink: every line reaches it along
+/// one of two paths (two ack lanes of one sink), stamped by the remap.
+const THROUGH_TRANSFORMS: &str = "transforms:\n  stamp:\n    type: remap\n    inputs: [app]\n    source: .through = \"stamp\"\n  split:\n    type: route\n    inputs: [stamp]\n    route:\n      even: match(string!(.message), r'^\\S+ \\d{8}[02468] ')\n";
+
 impl Model {
-    fn new() -> Model {
+    fn new(through_transforms: bool) -> Model {
         // MODEL_KEEP=1 keeps the directories of the runs, for a look after a failure.
         let dir = tempfile::Builder::new()
             .prefix("model")
@@ -226,6 +232,12 @@ impl Model {
             // Quick retries: a restored sink is written to at once.
             "    retry: { initial_backoff_ms: 20, max_backoff_ms: 200 }",
         );
+        let yaml = if through_transforms {
+            let yaml = yaml.replace("inputs: [app]", "inputs: [split.even, split._unmatched]");
+            yaml.replace("sinks:\n", &format!("{THROUGH_TRANSFORMS}sinks:\n"))
+        } else {
+            yaml
+        };
         let config = root.join("agent.yaml");
         fs::write(&config, yaml).unwrap();
         Model {
@@ -242,6 +254,7 @@ impl Model {
             kills: 0,
             allowed_repeats: HashMap::new(),
             journal: Vec::new(),
+            through_transforms,
         }
     }
 
@@ -349,7 +362,17 @@ impl Model {
 /// Runs `ops` against the agent and checks the oracle; the error says what went wrong, what
 /// was done and what the agent logged.
 pub fn run(ops: &[Op]) -> Result<(), String> {
-    let mut model = Model::new();
+    run_model(ops, false)
+}
+
+/// [`run`], with a remap and a route between the source and the sink, the route's two outputs
+/// both into the sink ([`THROUGH_TRANSFORMS`]).
+pub fn run_through_transforms(ops: &[Op]) -> Result<(), String> {
+    run_model(ops, true)
+}
+
+fn run_model(ops: &[Op], through_transforms: bool) -> Result<(), String> {
+    let mut model = Model::new(through_transforms);
     model.restart();
     for op in ops {
         model.apply(op);

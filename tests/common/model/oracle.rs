@@ -137,7 +137,9 @@ impl Model {
         let by_tag: HashMap<&str, &Stream> =
             self.streams.iter().map(|s| (s.tag.as_str(), s)).collect();
         let mut count: HashMap<(String, u64), usize> = HashMap::new();
-        let mut next_first: HashMap<&str, u64> = HashMap::new();
+        // Through transforms, the route sends even and odd lines along two paths into the
+        // sink: order holds within each, not between them.
+        let mut next_first: HashMap<(&str, u64), u64> = HashMap::new();
         for event in &delivered.events {
             let Some((tag, seq)) = tag_and_seq(event) else {
                 problems.push(format!("unexpected event {event}"));
@@ -151,6 +153,9 @@ impl Model {
                 problems.push(format!("a line never written: {event}"));
                 continue;
             }
+            if self.through_transforms && event["through"] != "stamp" {
+                problems.push(format!("{tag}:{seq} did not go through the remap: {event}"));
+            }
             let message = event["message"].as_str().unwrap();
             let whole = &stream.lines[seq as usize];
             // The cut text is right for a line let go partial; a partial line that was
@@ -161,7 +166,8 @@ impl Model {
             let n = count.entry((tag.to_owned(), seq)).or_default();
             *n += 1;
             if *n == 1 {
-                let next = next_first.entry(tag).or_default();
+                let path = if self.through_transforms { seq % 2 } else { 0 };
+                let next = next_first.entry((tag, path)).or_default();
                 if seq < *next {
                     problems.push(format!(
                         "{tag}:{seq} first delivered after {tag}:{} (out of order)",
