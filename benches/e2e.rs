@@ -73,7 +73,8 @@ use std::process::Command;
 const AGENT: &str = env!("CARGO_BIN_EXE_log-agent");
 
 /// The typical remap over parsed JSON lines: two fields dropped, an email masked.
-const TYPICAL_REMAP: &str = "del(.thread)\ndel(.logger)\n.email = redact(string!(.email), filters: [r'[^@\\s]+@[^@\\s]+'])";
+const TYPICAL_REMAP: &str =
+    "del(.thread)\ndel(.logger)\n.email = redact(string!(.email), filters: [r'[^@\\s]+@[^@\\s]+'])";
 
 /// The same, parsing the JSON line in VRL (a `format: raw` source), as Vector users write it.
 const PARSING_REMAP: &str = ". |= object!(parse_json!(string!(.message)))\ndel(.message)\ndel(.thread)\ndel(.logger)\n.email = redact(string!(.email), filters: [r'[^@\\s]+@[^@\\s]+'])";
@@ -141,8 +142,11 @@ fn main() {
     let (cri, cri_bytes, cri_lines) = quarter(&format!("cri-1x{}", mib / 4), 7, cri_line);
     let (docker, docker_bytes, docker_lines) =
         quarter(&format!("docker-1x{}", mib / 4), 8, docker_line);
-    let (email, email_bytes, email_lines) =
-        quarter(&format!("app-email-1x{}", mib / 4), 10, app_lines_with_email);
+    let (email, email_bytes, email_lines) = quarter(
+        &format!("app-email-1x{}", mib / 4),
+        10,
+        app_lines_with_email,
+    );
     let (common, common_bytes, common_lines) = quarter(
         &format!("apache-common-1x{}", mib / 4),
         9,

@@ -53,7 +53,9 @@ pub fn run_agent(
     } else {
         let program: String = remap.lines().map(|l| format!("      {l}\n")).collect();
         (
-            format!("transforms:\n  t:\n    type: remap\n    inputs: [app]\n    source: |\n{program}"),
+            format!(
+                "transforms:\n  t:\n    type: remap\n    inputs: [app]\n    source: |\n{program}"
+            ),
             "t",
         )
     };
