@@ -250,8 +250,6 @@ fn man_page(command: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// Prints an error on standard error, one `log-agent: ` line for each of its lines (a config
-/// with several errors gives one line each).
 /// Runs the config's unit tests, printing one line per test (and each failure under it).
 fn run_config_tests(config: &Config) -> ExitCode {
     if config.tests.is_empty() {
@@ -329,6 +327,8 @@ fn tap(address: &str, limit: Option<u64>, filter: Option<&str>) -> anyhow::Resul
     })
 }
 
+/// Prints an error on standard error, one `log-agent: ` line for each of its lines (a config
+/// with several errors gives one line each).
 fn report(error: &dyn std::fmt::Display) {
     for line in error.to_string().lines() {
         eprintln!("log-agent: {line}");

@@ -471,3 +471,53 @@ fn the_readmes_transform_examples_are_valid_configs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_moves_a_sink_onto_a_new_path_keeps_holding_what_it_has_not_delivered() {
+    let world = World::new();
+    let later = world.dir.path().join("later");
+    let out = later.join("out.ndjson");
+    let keys = "batch: { max_events: 50, timeout_ms: 10 }\nretry: { initial_backoff_ms: 10, max_backoff_ms: 50 }";
+    let direct = world
+        .app_yaml("app.log")
+        .file_sink("out", &["app"], &out, keys);
+    let (agent, mut reloads) = Agent::start_reloadable(direct.config());
+    append_numbered(&world.log("app.log"), "before", 0..500, 40);
+    let size = fs::metadata(world.log("app.log")).unwrap().len();
+    let data = world.data();
+    // Read and handed on, not delivered: the sink's directory is missing.
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            Checkpoints::read(&data)
+                .live()
+                .any(|r| r.path.ends_with("app.log"))
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let remapped = world
+        .app_yaml("app.log")
+        .transform("tag", "remap", &["app"], "source: .stage = \"after\"")
+        .file_sink("out", &["tag"], &out, keys);
+    reloads.reload(Ok(remapped.config())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = checkpoint(&world).unwrap_or(0);
+    assert!(
+        held < size,
+        "the lines in the sink's buffer were not delivered: the checkpoint ({held}) must not pass them ({size})"
+    );
+    fs::create_dir(&later).unwrap();
+    append_numbered(&world.log("app.log"), "after", 0..50, 40);
+    let end = fs::metadata(world.log("app.log")).unwrap().len();
+    assert!(
+        wait_for(Duration::from_secs(20), || checkpoint(&world) == Some(end)).await,
+        "{:?} of {end}",
+        checkpoint(&world)
+    );
+    agent.stop().await;
+    let events = read_ndjson(&out);
+    assert_exactly_once(&events, "before", 500);
+    let after = of_tag(&events, "after");
+    assert_eq!(after.len(), 50);
+    assert!(after.iter().all(|e| e["stage"] == "after"));
+}

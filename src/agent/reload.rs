@@ -142,6 +142,9 @@ fn plan(old: &Config, new: &Config) -> Plan {
     if old.api.as_ref().map(|a| a.address) != new.api.as_ref().map(|a| a.address) {
         plan.need_restart.push("api".to_owned());
     }
+    if old.tap.as_ref().map(|t| t.address) != new.tap.as_ref().map(|t| t.address) {
+        plan.need_restart.push("tap".to_owned());
+    }
     plan
 }
 
@@ -208,6 +211,7 @@ async fn apply(
     // What needs a restart keeps running as it is.
     new.data_dir.clone_from(&running.config.data_dir);
     new.api.clone_from(&running.config.api);
+    new.tap.clone_from(&running.config.tap);
     // Every new instance first: a sink that cannot be built refuses the whole reload.
     let mut built: Vec<(String, BuiltSink)> = Vec::new();
     for name in plan.sinks_added.iter().chain(&plan.sinks_changed) {

@@ -38,7 +38,7 @@ use crate::source::SourceKind;
 use crate::source::network::{Listening, journal_dir};
 use crate::source::retention::Retention;
 use crate::source::tailer::{Control, Stopped, Tailer};
-use crate::transform::{Transform, TransformError};
+use crate::transform::{Transform, TransformError, TransformKind, register_derived};
 
 /// How often a source being stopped is checked for the delivery of what it handed on.
 const ACK_POLL: Duration = Duration::from_millis(20);
@@ -106,9 +106,10 @@ impl Running {
             taps,
             retired: Vec::new(),
         };
-        running.transforms = running
+        let transforms = running
             .build_transforms(None, &running.config)
             .map_err(RunError::Transform)?;
+        running.set_transforms(transforms);
         let sinks = running.config.sinks.clone();
         for (name, sink_config) in &sinks {
             let built = crate::pipeline::build_sink(name, sink_config, None)?;
@@ -234,7 +235,11 @@ impl Running {
     ) -> Result<BTreeMap<String, Arc<dyn Transform>>, TransformError> {
         let mut built = BTreeMap::new();
         for (name, transform) in &config.transforms {
-            let same = old.and_then(|old| old.transforms.get(name)) == Some(transform);
+            // A program read from a file may have changed with the same settings: compiled
+            // again at every reload, as the text given inline is when it changes.
+            let from_file = matches!(&transform.kind, TransformKind::Remap(r) if r.file.is_some());
+            let same =
+                old.and_then(|old| old.transforms.get(name)) == Some(transform) && !from_file;
             let instance = match self.transforms.get(name) {
                 Some(running) if same => Arc::clone(running),
                 _ => transform
@@ -246,8 +251,9 @@ impl Running {
         Ok(built)
     }
 
-    /// Runs `transforms` from the next [`Running::reroute`] on.
+    /// Runs `transforms` from the next [`Running::reroute`] on, their metrics served.
     pub(super) fn set_transforms(&mut self, transforms: BTreeMap<String, Arc<dyn Transform>>) {
+        register_derived(&self.metrics, &transforms);
         self.transforms = transforms;
     }
 
@@ -267,8 +273,9 @@ impl Running {
         for (name, source) in &self.sources {
             let root = self.stage_of(name);
             let ids = root.ack_ids();
-            source.router.set_root(root);
+            // The store first: acks of chunks sent along the new tree must find their lanes.
             self.store.route(name, &ids);
+            source.router.set_root(root);
         }
     }
 

@@ -45,7 +45,19 @@ pub type SinkId = usize;
 /// every such pair, so a sink that gets a source's events along two paths holds the
 /// checkpoint back until it delivered both.
 pub fn ack_id(sink: SinkId, lane: u32) -> SinkId {
-    sink | (lane as usize) << 32
+    sink | (lane as usize) << LANE_SHIFT
+}
+
+/// Where an ack id keeps its lane: sink ids stay below it.
+const LANE_SHIFT: u32 = 32;
+
+// Ack ids keep the lane above the sink's id: a target with a narrower `usize` would merge lanes.
+const _: () = assert!(usize::BITS >= 64);
+
+/// True when two ack ids are lanes of the same sink.
+pub(crate) fn same_sink(a: SinkId, b: SinkId) -> bool {
+    let sink_bits = (1usize << LANE_SHIFT) - 1;
+    a & sink_bits == b & sink_bits
 }
 
 /// Errors of the checkpoint store.

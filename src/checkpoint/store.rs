@@ -15,7 +15,7 @@ use super::record::{FilePosition, FileRecord, Fingerprint, MARKS_PERSISTED, Stre
 use super::snapshot::Snapshot;
 use super::tracked::Tracked;
 use super::tracked_map::TrackedMap;
-use super::{CheckpointError, SinkId};
+use super::{CheckpointError, SinkId, same_sink};
 use crate::event::FileKey;
 
 /// Records of files not seen since a restart are kept this long, then forgotten.
@@ -344,10 +344,11 @@ impl CheckpointStore {
         self.changed.notify_one();
     }
 
-    /// Routes `source` to `sinks` from now on (a reload added or removed sinks of a running
-    /// source). Each tracked file of the source keeps what the sinks it still goes to have
-    /// delivered; a sink added starts at what was handed on so far (it gets the lines read from
-    /// now on); a sink removed no longer holds the checkpoint back.
+    /// Routes `source` to `sinks` (ack ids) from now on (a reload added or removed sinks or
+    /// transforms of a running source). Each tracked file of the source keeps what the sinks it
+    /// still goes to have delivered; a sink added starts at what was handed on so far (it gets
+    /// the lines read from now on), a new lane of a sink it went to already at the least that
+    /// sink's lanes delivered; a sink removed no longer holds the checkpoint back.
     pub fn route(&self, source: &str, sinks: &[SinkId]) {
         let mut state = self.lock();
         let state = &mut *state;
@@ -361,11 +362,22 @@ impl CheckpointStore {
             let delivered = sinks
                 .iter()
                 .map(|&sink| {
-                    let at = tracked
-                        .delivered
-                        .iter()
-                        .find(|(s, _)| *s == sink)
-                        .map_or(emitted, |(_, offset)| *offset);
+                    let same = tracked.delivered.iter().find(|(s, _)| *s == sink);
+                    // A lane new to a sink that had others (the transforms changed): chunks of
+                    // the old lanes may still be on their way to it, so the new one starts
+                    // where the least of those was, not past them.
+                    let same_sink = || {
+                        tracked
+                            .delivered
+                            .iter()
+                            .filter(|(s, _)| same_sink(*s, sink))
+                            .map(|(_, offset)| *offset)
+                            .min()
+                    };
+                    let at = match same {
+                        Some((_, offset)) => *offset,
+                        None => same_sink().unwrap_or(emitted),
+                    };
                     (sink, at)
                 })
                 .collect();

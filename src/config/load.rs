@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::sink::{SinkCommon, SinkConfig, SinkKind};
 use crate::source::{SourceConfig, SourceKind};
 use crate::transform::topology::{Graph, Node};
-use crate::transform::{TransformConfig, TransformKind, UNMATCHED};
+use crate::transform::{TransformConfig, TransformKind, UNMATCHED, log_to_metric};
 
 /// See [`Config::from_yaml`].
 pub(super) fn from_yaml(
@@ -217,12 +217,42 @@ fn cross_checks(config: &Config, names: &Names) -> Vec<ConfigError> {
         // Every input would be unknown: said once above.
         return errors;
     }
+    errors.extend(derived_metric_names(config));
     let graph = Graph {
         sources: names.sources.clone(),
         transforms: names.transforms.clone(),
         sinks: names.inputs.clone(),
     };
     errors.extend(graph.check());
+    errors
+}
+
+/// The names `log_to_metric` transforms serve metrics under: each once across all of them, and
+/// none the agent's own.
+fn derived_metric_names(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, transform) in &config.transforms {
+        let TransformKind::LogToMetric(metrics) = &transform.kind else {
+            continue;
+        };
+        for metric in log_to_metric::metric_names(metrics) {
+            let key = format!("transforms.{name}.metrics");
+            if metric.starts_with("log_agent_") || metric.starts_with("process_") {
+                errors.push(ConfigError::invalid(
+                    &key,
+                    format!("`{metric}`: names starting with `log_agent_` or `process_` are the agent's own"),
+                ));
+            } else if let Some(other) = seen.insert(metric.clone(), name)
+                && other != name
+            {
+                errors.push(ConfigError::invalid(
+                    &key,
+                    format!("`{metric}` is served by the transform `{other}` already"),
+                ));
+            }
+        }
+    }
     errors
 }
 

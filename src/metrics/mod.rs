@@ -116,8 +116,9 @@ pub struct TransformMetrics {
     pub events_in: AtomicU64,
     /// Events that went out (to each output once).
     pub events_out: AtomicU64,
-    /// Events dropped on purpose: `abort`, sampled or throttled out, matched by no route
-    /// whose `_unmatched` nothing takes. Each is acked as handled.
+    /// Events dropped on purpose: `abort`, sampled or throttled out, `drop_on_error`. Each is
+    /// acked as handled. (A route output nothing takes is not counted here: the route hands
+    /// its events on, and nothing takes them.)
     pub events_dropped: AtomicU64,
     /// Events on which a VRL program failed (kept as they came, or dropped with
     /// `drop_on_error`).

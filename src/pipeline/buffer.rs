@@ -24,9 +24,10 @@ use crate::sink::delivery::{BYTES_PER_PERMIT, BufferConfig, WhenFull};
 #[error("sink buffer closed")]
 pub struct Closed;
 
-/// Offset markers of dropped chunks that found the channel full, by file: the receiver takes
-/// them once it has emptied the channel, so they still follow what was sent before them.
-type Overflow = Arc<Mutex<HashMap<FileKey, Arc<Chunk>>>>;
+/// Offset markers of dropped chunks that found the channel full, by file and lane (each lane
+/// acks on its own): the receiver takes them once it has emptied the channel, so they still
+/// follow what was sent before them.
+type Overflow = Arc<Mutex<HashMap<(FileKey, u32), Arc<Chunk>>>>;
 
 /// The sending side, held by the router of every source that feeds the sink.
 #[derive(Debug, Clone)]
@@ -157,7 +158,7 @@ impl BufferSender {
             Err(TrySendError::Full(marker)) => {
                 let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
                 let slot = overflow
-                    .entry(marker.file.key)
+                    .entry((marker.file.key, marker.lane))
                     .or_insert_with(|| Arc::clone(&marker));
                 if slot.end_offset < marker.end_offset {
                     *slot = marker;

@@ -78,7 +78,8 @@ impl TapHub {
         self.active.load(Ordering::Relaxed) > 0
     }
 
-    /// Copies the events of `chunk`, passing `point`, to the subscribers tapping it.
+    /// Copies the events of `chunk`, passing `point`, to the subscribers tapping it: encoded
+    /// once for all of them, and not at all for a reader whose queue is full.
     pub fn offer(&self, point: &str, chunk: &Chunk) {
         let subscribers: Vec<Arc<Subscriber>> = {
             let all = self.subscribers.read().unwrap_or_else(|p| p.into_inner());
@@ -87,37 +88,50 @@ impl TapHub {
                 .cloned()
                 .collect()
         };
+        if subscribers.is_empty() {
+            return;
+        }
+        let n = chunk.events.len() as u64;
+        let room = subscribers
+            .iter()
+            .map(|s| s.lines.capacity())
+            .max()
+            .unwrap_or(0);
+        let mut lines = Vec::new();
+        let mut event = Vec::new();
+        for e in chunk.events.iter().take(room) {
+            let mut line = Vec::with_capacity(64 + e.len as usize);
+            line.extend_from_slice(b"{\"point\":");
+            crate::event::json::write_json_str(&mut line, point.as_bytes());
+            line.extend_from_slice(b",\"event\":");
+            event.clear();
+            encode_json(chunk, e, &mut event);
+            event.pop(); // its newline
+            line.extend_from_slice(&event);
+            line.extend_from_slice(b"}\n");
+            lines.push(Bytes::from(line));
+        }
         let mut gone = false;
         for subscriber in subscribers {
-            let mut event = Vec::new();
-            for e in &chunk.events {
-                let mut line = Vec::with_capacity(64 + e.len as usize);
-                line.extend_from_slice(b"{\"point\":");
-                crate::event::json::write_json_str(&mut line, point.as_bytes());
-                line.extend_from_slice(b",\"event\":");
-                event.clear();
-                encode_json(chunk, e, &mut event);
-                event.pop(); // its newline
-                line.extend_from_slice(&event);
-                line.extend_from_slice(b"}\n");
-                let dropped = subscriber.dropped.load(Ordering::Relaxed);
-                if dropped > 0 && subscriber.lines.capacity() > 1 {
-                    let notice = format!("{{\"tap_dropped\":{dropped}}}\n");
-                    if subscriber.lines.try_send(Bytes::from(notice)).is_ok() {
-                        subscriber.dropped.store(0, Ordering::Relaxed);
-                    }
+            let dropped = subscriber.dropped.load(Ordering::Relaxed);
+            if dropped > 0 && subscriber.lines.capacity() > 1 {
+                let notice = format!("{{\"tap_dropped\":{dropped}}}\n");
+                if subscriber.lines.try_send(Bytes::from(notice)).is_ok() {
+                    subscriber.dropped.store(0, Ordering::Relaxed);
                 }
-                match subscriber.lines.try_send(Bytes::from(line)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        subscriber.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+            }
+            let mut sent = 0;
+            for line in &lines {
+                match subscriber.lines.try_send(line.clone()) {
+                    Ok(()) => sent += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => break,
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         gone = true;
                         break;
                     }
                 }
             }
+            subscriber.dropped.fetch_add(n - sent, Ordering::Relaxed);
         }
         if gone {
             let mut all = self.subscribers.write().unwrap_or_else(|p| p.into_inner());

@@ -244,6 +244,7 @@ pub async fn replay(
             .build(&format!("transforms.{name}"), name, &metrics)?;
         transforms.insert(name.clone(), built);
     }
+    crate::transform::register_derived(&metrics, &transforms);
     let mut routes = BTreeMap::new();
     for (name, source) in &config.sources {
         // A network source replays its journal's segments.

@@ -3,7 +3,8 @@
 //!
 //! Invariant: the events pass through unchanged (the transform may also end a path: the
 //! events are then handled once counted), and each metric keeps at most `max_series` label
-//! sets ([`crate::metrics::derived`]), the overflow counted.
+//! sets ([`crate::metrics::derived`]) of values of at most [`MAX_LABEL_BYTES`], the overflow
+//! counted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -123,11 +124,7 @@ impl LogToMetric {
         let mut built = Vec::new();
         for (i, metric) in config.metrics.iter().enumerate() {
             let at = format!("{key}.metrics[{i}]");
-            let base = metric.name.clone().unwrap_or_else(|| metric.field.clone());
-            let full = match &metric.namespace {
-                Some(namespace) => format!("{namespace}_{base}"),
-                None => base,
-            };
+            let full = full_name(metric);
             if !is_prometheus_name(&full, true) {
                 return Err(invalid(
                     format!("{at}.name"),
@@ -210,7 +207,29 @@ impl LogToMetric {
     }
 }
 
+/// The full names of the metrics of `config` (as served), for the checks across transforms.
+pub fn metric_names(config: &LogToMetricConfig) -> Vec<String> {
+    config.metrics.iter().map(full_name).collect()
+}
+
+/// The name `metric` is served under: its name (the field's by default), after `namespace_`.
+fn full_name(metric: &MetricConfig) -> String {
+    let base = metric.name.clone().unwrap_or_else(|| metric.field.clone());
+    match &metric.namespace {
+        Some(namespace) => format!("{namespace}_{base}"),
+        None => base,
+    }
+}
+
+/// Longest label value kept: past it the value is cut (on a character boundary), so that a
+/// field as long as a line cannot make a series as long.
+pub const MAX_LABEL_BYTES: usize = 256;
+
 impl Transform for LogToMetric {
+    fn derived_metrics(&self) -> &[Arc<DerivedMetric>] {
+        &self.metrics
+    }
+
     fn apply(&self, chunk: &Chunk, out: &mut Vec<Chunk>) {
         let mut text = String::new();
         let mut labels = Vec::new();
@@ -233,6 +252,13 @@ impl Transform for LogToMetric {
                 for tag in &metric.tags {
                     let mut label = String::new();
                     tag.render(chunk, event, DateTime::<Utc>::default(), &mut label);
+                    if label.len() > MAX_LABEL_BYTES {
+                        let mut cut = MAX_LABEL_BYTES;
+                        while !label.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        label.truncate(cut);
+                    }
                     labels.push(label);
                 }
                 metric.metric.record(&labels, value);

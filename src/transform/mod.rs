@@ -28,6 +28,7 @@ pub mod topology;
 pub mod unit_test;
 pub mod vrl_program;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use serde_norway::{Mapping, Value};
 use crate::config::errors::{ConfigError, did_you_mean, from_value_with};
 use crate::event::{Chunk, Event};
 use crate::metrics::Metrics;
+use crate::metrics::derived::DerivedMetric;
 
 pub use log_to_metric::LogToMetricConfig;
 pub use remap::RemapConfig;
@@ -124,6 +126,19 @@ pub trait Transform: Send + Sync {
     /// Pushes onto `out` one chunk per output, in [`TransformKind::outputs`] order, each with
     /// the file and end offset of `chunk` (and no event, when none goes that way).
     fn apply(&self, chunk: &Chunk, out: &mut Vec<Chunk>);
+
+    /// The metrics it derives from events, for `/metrics` ([`register_derived`]).
+    fn derived_metrics(&self) -> &[Arc<DerivedMetric>] {
+        &[]
+    }
+}
+
+/// Serves the derived metrics of `transforms` (the running ones, once a start or a reload is
+/// committed: a reload refused leaves the running ones' metrics as they were).
+pub fn register_derived(metrics: &Metrics, transforms: &BTreeMap<String, Arc<dyn Transform>>) {
+    for (name, transform) in transforms {
+        metrics.derived.register(name, transform.derived_metrics());
+    }
 }
 
 impl TransformKind {
@@ -198,11 +213,9 @@ impl TransformKind {
             TransformKind::Throttle(config) => {
                 Arc::new(throttle::Throttle::new(key, config, counters)?)
             }
-            TransformKind::LogToMetric(config) => {
-                let built = log_to_metric::LogToMetric::new(key, name, config, counters)?;
-                metrics.derived.register(name, built.metrics());
-                Arc::new(built)
-            }
+            TransformKind::LogToMetric(config) => Arc::new(log_to_metric::LogToMetric::new(
+                key, name, config, counters,
+            )?),
         })
     }
 }

@@ -1,8 +1,9 @@
 //! `sample`: keeps one event in `rate`.
 //!
-//! Invariant: with a `key_field`, whether an event is kept depends on its key only, so the
-//! events of one request (one trace, one user) are kept or dropped together; events matching
-//! `exclude` (errors, say) are always kept.
+//! Invariant: with a `key_field`, whether an event that has the key is kept depends on its key
+//! only, so the events of one request (one trace, one user) are kept or dropped together;
+//! events without it are kept one in `rate`; events matching `exclude` (errors, say) are always
+//! kept.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,16 +91,18 @@ impl Transform for Sample {
                     }
                 }
             }
-            let keep = match &self.key_field {
-                Some(field) => {
-                    text.clear();
-                    push_field(chunk, event, field, &mut text);
-                    xxh3_64(text.as_bytes()).is_multiple_of(self.rate)
-                }
-                None => self
-                    .seen
+            text.clear();
+            if let Some(field) = &self.key_field {
+                push_field(chunk, event, field, &mut text);
+            }
+            // An event without the key is sampled on its own, one in `rate` as without a key:
+            // hashing the missing key would keep all such events or none.
+            let keep = if text.is_empty() {
+                self.seen
                     .fetch_add(1, Ordering::Relaxed)
-                    .is_multiple_of(self.rate),
+                    .is_multiple_of(self.rate)
+            } else {
+                xxh3_64(text.as_bytes()).is_multiple_of(self.rate)
             };
             if keep {
                 kept.push(event.clone());
@@ -192,6 +195,12 @@ mod tests {
             per_trace.values().all(|n| *n == 10),
             "all ten events of a kept trace: {per_trace:?}"
         );
+    }
+
+    #[test]
+    fn events_without_the_key_are_kept_one_in_rate() {
+        let keyless = lines(100, |i| format!(r#"{{"i":{i}}}"#));
+        assert_eq!(kept(&sample(4, Some("trace"), None), &keyless).len(), 25);
     }
 
     #[test]

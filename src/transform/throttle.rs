@@ -1,14 +1,15 @@
 //! `throttle`: at most `threshold` events per window and key; the rest dropped and counted.
 //!
 //! Invariant: the state is bounded whatever the events say: at most `max_keys` keys are told
-//! apart in a window (events of further keys share one budget, and are counted as such), and
-//! every window starts from nothing.
+//! apart in a window (by a 64-bit hash, whatever their length; events of further keys share one
+//! budget, and are counted as such), and every window starts from nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::event_value::to_value;
 use super::vrl_program::VrlProgram;
@@ -48,7 +49,8 @@ fn default_max_keys() -> usize {
 /// The counts of the current window.
 struct Window {
     started: Instant,
-    counts: HashMap<String, u64>,
+    /// By a hash of the key: a key as long as a line costs no more than a short one.
+    counts: HashMap<u64, u64>,
     /// Events of keys past `max_keys`, which share one budget.
     overflow: u64,
 }
@@ -80,16 +82,17 @@ impl Throttle {
         if config.threshold == 0 {
             return Err(invalid("threshold", "must be at least 1"));
         }
-        if !(config.window_secs.is_finite() && config.window_secs >= 0.001) {
-            return Err(invalid("window_secs", "must be at least 0.001"));
-        }
+        let window = Duration::try_from_secs_f64(config.window_secs)
+            .ok()
+            .filter(|window| *window >= Duration::from_millis(1))
+            .ok_or_else(|| invalid("window_secs", "must be a number of seconds, at least 0.001"))?;
         if config.max_keys == 0 {
             return Err(invalid("max_keys", "must be at least 1"));
         }
         Ok(Throttle {
             key: key.to_owned(),
             threshold: config.threshold,
-            window: Duration::from_secs_f64(config.window_secs),
+            window,
             key_field: config.key_field.clone(),
             exclude: config
                 .exclude
@@ -107,18 +110,19 @@ impl Throttle {
         })
     }
 
-    /// True when one more event of `key` fits the window's budget (and counts it).
-    fn admit(&self, window: &mut Window, key: &str) -> bool {
-        if !window.counts.contains_key(key) {
+    /// True when one more event of the key hashed to `key` fits the window's budget (and
+    /// counts it).
+    fn admit(&self, window: &mut Window, key: u64) -> bool {
+        if !window.counts.contains_key(&key) {
             if window.counts.len() >= self.max_keys {
                 add(&self.metrics.keys_overflowed, 1);
                 return take(&mut window.overflow, self.threshold);
             }
-            window.counts.insert(key.to_owned(), 0);
+            window.counts.insert(key, 0);
         }
         window
             .counts
-            .get_mut(key)
+            .get_mut(&key)
             .is_some_and(|count| take(count, self.threshold))
     }
 }
@@ -137,6 +141,29 @@ impl Transform for Throttle {
         let mut kept = Vec::with_capacity(chunk.events.len());
         let (mut scratch, mut text) = (Vec::new(), String::new());
         let mut failed = 0;
+        // The conditions and keys first, without the window's lock: the sources sharing the
+        // throttle wait for one another only while the counts are taken.
+        let decisions: Vec<Option<u64>> = chunk
+            .events
+            .iter()
+            .map(|event| {
+                if let Some(exclude) = &self.exclude {
+                    match exclude.check(to_value(chunk, event, &mut scratch)).1 {
+                        Ok(true) => return None,
+                        Ok(false) => {}
+                        Err(error) => {
+                            failed += 1;
+                            self.errors.warn(&self.key, &error);
+                        }
+                    }
+                }
+                text.clear();
+                if let Some(field) = &self.key_field {
+                    push_field(chunk, event, field, &mut text);
+                }
+                Some(xxh3_64(text.as_bytes()))
+            })
+            .collect();
         let mut window = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if now.duration_since(window.started) >= self.window {
@@ -144,25 +171,12 @@ impl Transform for Throttle {
             window.counts.clear();
             window.overflow = 0;
         }
-        for event in &chunk.events {
-            if let Some(exclude) = &self.exclude {
-                match exclude.check(to_value(chunk, event, &mut scratch)).1 {
-                    Ok(true) => {
-                        kept.push(event.clone());
-                        continue;
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        failed += 1;
-                        self.errors.warn(&self.key, &error);
-                    }
-                }
-            }
-            text.clear();
-            if let Some(field) = &self.key_field {
-                push_field(chunk, event, field, &mut text);
-            }
-            if self.admit(&mut window, &text) {
+        for (event, decision) in chunk.events.iter().zip(decisions) {
+            let keep = match decision {
+                None => true,
+                Some(key) => self.admit(&mut window, key),
+            };
+            if keep {
                 kept.push(event.clone());
             }
         }

@@ -1,8 +1,8 @@
 //! VRL programs: compiled once (at start and on reload) and run per event.
 //!
-//! Invariant: running a program never panics the agent and never leaves an event half
-//! changed: an error or an `abort` gives the event back as it came, and the caller decides
-//! what becomes of it.
+//! Invariant: running a program never panics the agent; an error or an `abort` is reported
+//! as such, and the caller decides what becomes of the event (a remap ships it as it came,
+//! from its chunk).
 
 use std::sync::{Arc, LazyLock};
 
@@ -37,9 +37,9 @@ pub enum Outcome {
         /// The value of the program's last expression.
         result: Value,
     },
-    /// It called `abort`: the event as it came.
+    /// It called `abort`: the event as far as the program had changed it.
     Aborted(Value),
-    /// It failed: the event as it came, and why.
+    /// It failed: the event as far as the program had changed it, and why.
     Failed(Value, String),
 }
 
@@ -62,15 +62,10 @@ impl VrlProgram {
         }
     }
 
-    /// Runs the program on `event`.
+    /// Runs the program on `event`. After an error or an `abort`, the value given back is
+    /// the event as far as the program had changed it: callers that ship the event as it came
+    /// take it from its chunk instead (no copy of every event is kept for the rare failure).
     pub fn run(&self, event: Value) -> Outcome {
-        // Errors and aborts give the event back as it came: the program works on a copy only
-        // when it may fail halfway (its changes so far would otherwise stay).
-        let original = if self.program.info().fallible || self.program.info().abortable {
-            Some(event.clone())
-        } else {
-            None
-        };
         let mut target = TargetValue {
             value: event,
             metadata: Value::Object(Default::default()),
@@ -78,20 +73,20 @@ impl VrlProgram {
         };
         let mut runtime = Runtime::default();
         let resolved = runtime.resolve(&mut target, &self.program, &TimeZone::default());
-        let original = || original.clone().unwrap_or(Value::Null);
         match resolved {
             Ok(result) => Outcome::Done {
                 event: target.value,
                 result,
             },
-            Err(Terminate::Abort(_)) => Outcome::Aborted(original()),
-            Err(Terminate::Error(error)) => Outcome::Failed(original(), error.to_string()),
-            Err(Terminate::Interrupted) => Outcome::Failed(original(), "interrupted".to_owned()),
+            Err(Terminate::Abort(_)) => Outcome::Aborted(target.value),
+            Err(Terminate::Error(error)) => Outcome::Failed(target.value, error.to_string()),
+            Err(Terminate::Interrupted) => Outcome::Failed(target.value, "interrupted".to_owned()),
         }
     }
 
     /// Runs the program as a condition on `event`: true when it gives `true`. The event comes
-    /// back unchanged; an error, an abort or a result that is not a boolean is an error.
+    /// back (as the condition left it: conditions read, they seldom assign); an error, an
+    /// abort or a result that is not a boolean is an error.
     pub fn check(&self, event: Value) -> (Value, Result<bool, String>) {
         match self.run(event) {
             Outcome::Done {
@@ -136,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn runs_give_the_changed_event_or_the_original_on_error_and_abort() {
+    fn runs_give_the_changed_event_and_say_when_they_fail_or_abort() {
         let program = VrlProgram::compile(
             ".seen = true\nif .kind == \"abort\" { abort }\n.n = to_int!(.n)\n",
         )
@@ -147,13 +142,19 @@ mod tests {
         }
         match program.run(value(r#"{"n":"x"}"#)) {
             Outcome::Failed(event, error) => {
-                assert_eq!(event, value(r#"{"n":"x"}"#), "unchanged");
+                assert_eq!(
+                    event,
+                    value(r#"{"n":"x","seen":true}"#),
+                    "as far as it went"
+                );
                 assert!(error.contains("to_int"), "{error}");
             }
             other => panic!("{other:?}"),
         }
         match program.run(value(r#"{"kind":"abort"}"#)) {
-            Outcome::Aborted(event) => assert_eq!(event, value(r#"{"kind":"abort"}"#)),
+            Outcome::Aborted(event) => {
+                assert_eq!(event, value(r#"{"kind":"abort","seen":true}"#))
+            }
             other => panic!("{other:?}"),
         }
     }
