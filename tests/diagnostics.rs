@@ -181,7 +181,7 @@ sinks:
             "log-agent: config key `sources.my.app.formt`: unknown key; did you mean `format`?",
             "log-agent: config key `sinks.out.batch.max_events`: expected a whole number (0 or more), got the text \"lots\"",
             "log-agent: config key `sources.my.app`: names use only letters, digits, `_` and `-`",
-            "log-agent: config key `sinks.out.inputs`: unknown source `my.ap`; did you mean `my.app`?",
+            "log-agent: config key `sinks.out.inputs`: unknown source or transform `my.ap`; did you mean `my.app`?",
         ];
         for line in want {
             assert!(
