@@ -238,6 +238,71 @@ pub(crate) fn keep_events(input: &Chunk, keep: impl Iterator<Item = Event>) -> C
     )
 }
 
+/// An `exclude` condition of a filtering transform (`sample`, `throttle`), over one chunk: the
+/// events it matches pass untouched. A condition that fails on an event does not match it; the
+/// failure is counted and logged.
+pub(crate) struct Exclude<'a> {
+    key: &'a str,
+    program: Option<&'a vrl_program::VrlProgram>,
+    log: &'a ErrorLog,
+    scratch: Vec<u8>,
+    /// Events the condition failed on.
+    pub(crate) failed: u64,
+}
+
+impl<'a> Exclude<'a> {
+    /// The condition `program` of transform `key`, its failures logged to `log`.
+    pub(crate) fn new(
+        key: &'a str,
+        program: Option<&'a vrl_program::VrlProgram>,
+        log: &'a ErrorLog,
+    ) -> Self {
+        Exclude {
+            key,
+            program,
+            log,
+            scratch: Vec::new(),
+            failed: 0,
+        }
+    }
+
+    /// True when `event` of `chunk` matches the condition (false without one).
+    pub(crate) fn matches(&mut self, chunk: &Chunk, event: &Event) -> bool {
+        let Some(program) = self.program else {
+            return false;
+        };
+        match program
+            .check(event_value::to_value(chunk, event, &mut self.scratch))
+            .1
+        {
+            Ok(matched) => matched,
+            Err(error) => {
+                self.failed += 1;
+                self.log.warn(self.key, &error);
+                false
+            }
+        }
+    }
+}
+
+/// Counts what a filtering transform kept of `chunk` (and what it dropped and failed on), and
+/// pushes its one output.
+pub(crate) fn keep_counted(
+    metrics: &crate::metrics::TransformMetrics,
+    chunk: &Chunk,
+    kept: Vec<Event>,
+    failed: u64,
+    out: &mut Vec<Chunk>,
+) {
+    use crate::metrics::add;
+    let n = chunk.events.len();
+    add(&metrics.events_in, n as u64);
+    add(&metrics.events_out, kept.len() as u64);
+    add(&metrics.events_dropped, n.saturating_sub(kept.len()) as u64);
+    add(&metrics.errors, failed);
+    out.push(keep_events(chunk, kept.into_iter()));
+}
+
 /// Logs a transform's error at most once a minute (the rest are counted): a program failing on
 /// every line must not flood the agent's own log.
 #[derive(Debug, Default)]

@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::event_value::to_value;
 use super::vrl_program::VrlProgram;
-use super::{ErrorLog, Transform, TransformError, compile, keep_events};
+use super::{ErrorLog, Exclude, Transform, TransformError, compile, keep_counted};
 use crate::event::Chunk;
-use crate::metrics::{TransformMetrics, add};
+use crate::metrics::TransformMetrics;
 use crate::sink::template::push_field;
 
 /// A `sample` transform's settings.
@@ -75,21 +74,12 @@ impl Sample {
 impl Transform for Sample {
     fn apply(&self, chunk: &Chunk, out: &mut Vec<Chunk>) {
         let mut kept = Vec::with_capacity(chunk.events.len() / self.rate as usize + 1);
-        let (mut scratch, mut text) = (Vec::new(), String::new());
-        let mut failed = 0;
+        let mut text = String::new();
+        let mut exclude = Exclude::new(&self.key, self.exclude.as_ref(), &self.errors);
         for event in &chunk.events {
-            if let Some(exclude) = &self.exclude {
-                match exclude.check(to_value(chunk, event, &mut scratch)).1 {
-                    Ok(true) => {
-                        kept.push(event.clone());
-                        continue;
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        failed += 1;
-                        self.errors.warn(&self.key, &error);
-                    }
-                }
+            if exclude.matches(chunk, event) {
+                kept.push(event.clone());
+                continue;
             }
             text.clear();
             if let Some(field) = &self.key_field {
@@ -108,14 +98,7 @@ impl Transform for Sample {
                 kept.push(event.clone());
             }
         }
-        add(&self.metrics.events_in, chunk.events.len() as u64);
-        add(&self.metrics.events_out, kept.len() as u64);
-        add(
-            &self.metrics.events_dropped,
-            (chunk.events.len() - kept.len()) as u64,
-        );
-        add(&self.metrics.errors, failed);
-        out.push(keep_events(chunk, kept.into_iter()));
+        keep_counted(&self.metrics, chunk, kept, exclude.failed, out);
     }
 }
 

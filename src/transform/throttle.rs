@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::event_value::to_value;
 use super::vrl_program::VrlProgram;
-use super::{ErrorLog, Transform, TransformError, compile, keep_events};
+use super::{ErrorLog, Exclude, Transform, TransformError, compile, keep_counted};
 use crate::event::Chunk;
 use crate::metrics::{TransformMetrics, add};
 use crate::sink::template::push_field;
@@ -139,23 +138,16 @@ fn take(count: &mut u64, threshold: u64) -> bool {
 impl Transform for Throttle {
     fn apply(&self, chunk: &Chunk, out: &mut Vec<Chunk>) {
         let mut kept = Vec::with_capacity(chunk.events.len());
-        let (mut scratch, mut text) = (Vec::new(), String::new());
-        let mut failed = 0;
+        let mut text = String::new();
+        let mut exclude = Exclude::new(&self.key, self.exclude.as_ref(), &self.errors);
         // The conditions and keys first, without the window's lock: the sources sharing the
         // throttle wait for one another only while the counts are taken.
         let decisions: Vec<Option<u64>> = chunk
             .events
             .iter()
             .map(|event| {
-                if let Some(exclude) = &self.exclude {
-                    match exclude.check(to_value(chunk, event, &mut scratch)).1 {
-                        Ok(true) => return None,
-                        Ok(false) => {}
-                        Err(error) => {
-                            failed += 1;
-                            self.errors.warn(&self.key, &error);
-                        }
-                    }
+                if exclude.matches(chunk, event) {
+                    return None;
                 }
                 text.clear();
                 if let Some(field) = &self.key_field {
@@ -181,14 +173,7 @@ impl Transform for Throttle {
             }
         }
         drop(window);
-        add(&self.metrics.events_in, chunk.events.len() as u64);
-        add(&self.metrics.events_out, kept.len() as u64);
-        add(
-            &self.metrics.events_dropped,
-            (chunk.events.len() - kept.len()) as u64,
-        );
-        add(&self.metrics.errors, failed);
-        out.push(keep_events(chunk, kept.into_iter()));
+        keep_counted(&self.metrics, chunk, kept, exclude.failed, out);
     }
 }
 
