@@ -228,6 +228,16 @@ pub(crate) fn compile(key: &str, source: &str) -> Result<vrl_program::VrlProgram
     })
 }
 
+/// Compiles the `exclude` condition (if any) of a filtering transform `key`.
+pub(crate) fn compile_exclude(
+    key: &str,
+    exclude: Option<&str>,
+) -> Result<Option<vrl_program::VrlProgram>, TransformError> {
+    exclude
+        .map(|source| compile(&format!("{key}.exclude"), source))
+        .transpose()
+}
+
 /// The chunk of `input`'s events that `keep` says to keep, sharing its bytes and fields.
 pub(crate) fn keep_events(input: &Chunk, keep: impl Iterator<Item = Event>) -> Chunk {
     input.derived(

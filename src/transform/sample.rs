@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::vrl_program::VrlProgram;
-use super::{ErrorLog, Exclude, Transform, TransformError, compile, keep_counted};
+use super::{ErrorLog, Exclude, Transform, TransformError, compile_exclude, keep_counted};
 use crate::event::Chunk;
 use crate::metrics::TransformMetrics;
 use crate::sink::template::push_field;
@@ -59,11 +59,7 @@ impl Sample {
             key: key.to_owned(),
             rate: config.rate,
             key_field: config.key_field.clone(),
-            exclude: config
-                .exclude
-                .as_deref()
-                .map(|source| compile(&format!("{key}.exclude"), source))
-                .transpose()?,
+            exclude: compile_exclude(key, config.exclude.as_deref())?,
             seen: AtomicU64::new(0),
             metrics,
             errors: ErrorLog::default(),

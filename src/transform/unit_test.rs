@@ -12,7 +12,7 @@ use vrl::value::Value;
 
 use super::event_value::{Rendered, to_value};
 use super::topology::{Graph, point};
-use super::{Transform, TransformConfig, compile};
+use super::{Transform, TransformConfig, compile, keep_events};
 use crate::event::{Chunk, FileMeta};
 use crate::metrics::Metrics;
 
@@ -169,7 +169,10 @@ fn run_test(
                 );
                 for (next, node) in &graph.transforms {
                     if node.inputs.contains(&at) {
-                        work.push((next.clone(), clone_chunk(&chunk)));
+                        work.push((
+                            next.clone(),
+                            keep_events(&chunk, chunk.events.iter().cloned()),
+                        ));
                     }
                 }
             }
@@ -222,15 +225,6 @@ fn run_test(
         }
     }
     failures
-}
-
-fn clone_chunk(chunk: &Chunk) -> Chunk {
-    chunk.derived(
-        chunk.data.clone(),
-        chunk.events.clone(),
-        Arc::clone(&chunk.fields),
-        chunk.lane,
-    )
 }
 
 #[cfg(test)]
